@@ -1,0 +1,38 @@
+# facr: two commands do all set-up on a fresh machine.
+#   make demo   creates .venv if missing, installs, runs the main job on the embedded default
+#   make test   creates .venv if missing, installs, runs every test except gpu-marked ones
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+FACR   := $(VENV)/bin/facr
+STAMP  := $(VENV)/.facr-installed
+DEMO   ?= demo-out
+# torch first, pinned: an unpinned torch (asked for by any package) pulls a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export GRADIO_ANALYTICS_ENABLED := False
+export MPLBACKEND := Agg
+
+.PHONY: demo test install clean
+
+install: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not gpu" -q
+
+demo: $(STAMP)
+	bash scripts/demo.sh "$(DEMO)"
+
+clean:
+	rm -rf $(DEMO) .pytest_cache build *.egg-info

@@ -1,0 +1,5 @@
+import sys
+
+from facr.cli import main
+
+sys.exit(main())

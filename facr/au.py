@@ -1,0 +1,266 @@
+"""The action-unit vocabulary: FACS ids, names, face regions, and the one AU parser.
+
+Every AU spelling a user meets goes through :func:`parse` (one string, one AU) or
+:func:`extract` (free text, every AU it names). Canonical names are ``AU<int>``
+(``AU4``, ``AU12``, ``AU43``).
+
+>>> parse("AU04_r"), parse("au 12"), parse("Lip Corner Puller"), parse("1. AU4 - Brow Lowerer")
+(4, 12, 12, 4)
+>>> canonical("AU04")
+'AU4'
+>>> extract("1. AU4 - Brow Lowerer: brows down. AU 12 (Lip Corner Puller), and the cheek raiser")
+[4, 12, 6]
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Union
+
+import numpy as np
+
+from facr.errors import UnknownAUError
+
+__all__ = [
+    "ActionUnit",
+    "AUS",
+    "MAIN_AUS",
+    "PSPI_AUS",
+    "REGIONS",
+    "canonical",
+    "extract",
+    "info",
+    "is_au",
+    "parse",
+    "pspi",
+    "sort_aus",
+]
+
+
+@dataclass(frozen=True)
+class ActionUnit:
+    """One FACS main action unit."""
+
+    number: int
+    name: str
+    region: str
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        """The canonical name, ``AU<int>``."""
+        return f"AU{self.number}"
+
+
+# FACS main codes (Ekman, Friesen & Hager, FACS 2002) with the names users meet in
+# datasets and in MLLM outputs; aliases are older (1978) or common variant names.
+_TABLE: tuple[ActionUnit, ...] = (
+    ActionUnit(1, "Inner Brow Raiser", "brows"),
+    ActionUnit(2, "Outer Brow Raiser", "brows"),
+    ActionUnit(4, "Brow Lowerer", "brows"),
+    ActionUnit(5, "Upper Lid Raiser", "eyes"),
+    ActionUnit(6, "Cheek Raiser", "cheeks", ("Cheek Raiser and Lid Compressor",)),
+    ActionUnit(7, "Lid Tightener", "eyes"),
+    ActionUnit(9, "Nose Wrinkler", "nose"),
+    ActionUnit(10, "Upper Lip Raiser", "mouth"),
+    ActionUnit(11, "Nasolabial Deepener", "cheeks", ("Nasolabial Furrow Deepener",)),
+    ActionUnit(12, "Lip Corner Puller", "mouth"),
+    ActionUnit(13, "Sharp Lip Puller", "cheeks", ("Cheek Puffer",)),
+    ActionUnit(14, "Dimpler", "mouth"),
+    ActionUnit(15, "Lip Corner Depressor", "mouth"),
+    ActionUnit(16, "Lower Lip Depressor", "mouth"),
+    ActionUnit(17, "Chin Raiser", "chin"),
+    ActionUnit(18, "Lip Pucker", "mouth", ("Lip Puckerer",)),
+    ActionUnit(20, "Lip Stretcher", "mouth"),
+    ActionUnit(22, "Lip Funneler", "mouth"),
+    ActionUnit(23, "Lip Tightener", "mouth"),
+    ActionUnit(24, "Lip Pressor", "mouth"),
+    ActionUnit(25, "Lips Part", "mouth", ("Lips Apart", "Lip Part", "Lips Parted")),
+    ActionUnit(26, "Jaw Drop", "jaw"),
+    ActionUnit(27, "Mouth Stretch", "jaw"),
+    ActionUnit(28, "Lip Suck", "mouth"),
+    ActionUnit(41, "Lid Droop", "eyes"),
+    ActionUnit(42, "Slit", "eyes"),
+    ActionUnit(43, "Eyes Closed", "eyes", ("Eye Closure", "Eyes Closure", "Eye Closed")),
+    ActionUnit(44, "Squint", "eyes"),
+    ActionUnit(45, "Blink", "eyes"),
+    ActionUnit(46, "Wink", "eyes"),
+)
+
+AUS: dict[int, ActionUnit] = {au.number: au for au in _TABLE}
+"""Every FACS main action unit, by number."""
+
+MAIN_AUS: tuple[int, ...] = tuple(AUS)
+"""The numbers of the FACS main action units, ascending."""
+
+PSPI_AUS: tuple[int, ...] = (4, 6, 7, 9, 10, 43)
+"""The six AUs of the Prkachin–Solomon pain intensity (Prkachin & Solomon, 2008)."""
+
+REGIONS: tuple[str, ...] = ("brows", "eyes", "cheeks", "nose", "mouth", "chin", "jaw")
+"""Face regions, top to bottom."""
+
+AULike = Union[str, int]
+
+# "AU4", "AU04", "au 4", "AU-4", "AU_04", "AU04_r", "AU04_c", "AU12R" ...
+_AU_TOKEN = re.compile(r"(?<![A-Za-z0-9])AU\s*[-_#:.]?\s*(\d{1,3})(?![0-9])(?:_[rc](?![A-Za-z0-9]))?", re.IGNORECASE)
+_BARE_NUMBER = re.compile(r"^\s*0*(\d{1,3})\s*$")
+_LIST_PREFIX = re.compile(r"^\s*(?:\(?\d+[.)]|[-*•])\s+")
+
+
+def _normalise(text: str) -> str:
+    words = re.sub(r"[^a-z0-9]+", " ", text.lower()).split()
+    if words and words[0] in ("the", "a", "an"):
+        words = words[1:]
+    return " ".join(words)
+
+
+_BY_NAME: dict[str, int] = {}
+for _au in _TABLE:
+    for _n in (_au.name, *_au.aliases):
+        _BY_NAME[_normalise(_n)] = _au.number
+
+# Longest names first so "Lip Corner Puller" wins over a shorter overlapping name.
+_NAME_PATTERN = re.compile(
+    r"(?<![a-z0-9])(?:"
+    + "|".join(
+        r"\s+".join(map(re.escape, n.split())) + r"s?"
+        for n in sorted(_BY_NAME, key=len, reverse=True)
+    )
+    + r")(?![a-z0-9])",
+    re.IGNORECASE,
+)
+
+
+def _checked(number: int, text: object) -> int:
+    if number not in AUS:
+        raise UnknownAUError(str(text), f"not a FACS main action unit: {text!r} (AU{number})")
+    return number
+
+
+def parse(text: AULike) -> int:
+    """Map one AU spelling to its number.
+
+    Accepts ``AU4``, ``AU04``, ``au 4``, ``AU04_r`` / ``AU04_c`` (OpenFace), ``AU12 (Lip Corner
+    Puller)``, ``Lip Corner Puller``, ``1. AU4 - Brow Lowerer``, a bare ``4`` and an ``int``.
+    Raises :class:`~facr.errors.UnknownAUError` naming the text when it is not exactly one
+    FACS main action unit.
+    """
+    if isinstance(text, (bool, np.bool_)):
+        raise UnknownAUError(str(text))
+    if isinstance(text, (int, np.integer)):
+        return _checked(int(text), text)
+    if not isinstance(text, str):
+        raise UnknownAUError(repr(text), f"not a FACS action unit: {text!r} (expected a string)")
+    tokens = {int(m.group(1)) for m in _AU_TOKEN.finditer(text)}
+    if len(tokens) > 1:
+        names = ", ".join(f"AU{n}" for n in sorted(tokens))
+        raise UnknownAUError(text, f"names several action units ({names}), expected one: {text!r}")
+    if tokens:
+        number = _checked(tokens.pop(), text)
+        rest = _normalise(_LIST_PREFIX.sub("", _AU_TOKEN.sub(" ", text)))
+        named = {n for m in _NAME_PATTERN.finditer(rest) if (n := _name_number(m.group(0))) is not None}
+        if named - {number}:
+            other = ", ".join(AUS[n].name for n in sorted(named - {number}))
+            raise UnknownAUError(text, f"AU{number} and the name {other!r} disagree: {text!r}")
+        return number
+    bare = _BARE_NUMBER.match(text)
+    if bare:
+        return _checked(int(bare.group(1)), text)
+    number = _name_number(_LIST_PREFIX.sub("", text))
+    if number is not None:
+        return number
+    raise UnknownAUError(text)
+
+
+def is_au(text: AULike) -> bool:
+    """True when :func:`parse` accepts ``text``."""
+    try:
+        parse(text)
+    except UnknownAUError:
+        return False
+    return True
+
+
+def canonical(text: AULike) -> str:
+    """The canonical name of an AU spelling: ``canonical("AU04_r") == "AU4"``."""
+    return f"AU{parse(text)}"
+
+
+def info(text: AULike) -> ActionUnit:
+    """The :class:`ActionUnit` (number, FACS name, region) an AU spelling names."""
+    return AUS[parse(text)]
+
+
+def sort_aus(aus: Iterable[AULike]) -> list[str]:
+    """Canonical names of ``aus``, deduplicated, in ascending AU number."""
+    return [f"AU{n}" for n in sorted({parse(a) for a in aus})]
+
+
+def _name_number(match_text: str) -> int | None:
+    key = _normalise(match_text)
+    if key in _BY_NAME:
+        return _BY_NAME[key]
+    if key.endswith("s") and key[:-1] in _BY_NAME:
+        return _BY_NAME[key[:-1]]
+    return None
+
+
+def extract(text: str) -> list[int]:
+    """Every FACS main AU that free text names, each once, in order of first mention.
+
+    Numbered mentions (``AU4``, ``AU 12``, ``AU06``) and bare FACS names ("the cheek raiser")
+    both count. A name written right beside a number ("AU12 (Lip Corner Puller)",
+    "AU4 - Brow Lowerer") describes that number and is not counted again, even if it
+    disagrees: the number wins, as EmoLA's own scorer reads it. Numbers that are not FACS
+    main AUs are ignored. Negation ("no AU4") is not interpreted.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"extract() takes a string, got {type(text).__name__}")
+    mentions: list[tuple[int, int]] = []  # (position, number)
+    token_spans = []
+    for m in _AU_TOKEN.finditer(text):
+        token_spans.append(m.span())
+        n = int(m.group(1))
+        if n in AUS:
+            mentions.append((m.start(), n))
+    for m in _NAME_PATTERN.finditer(text):
+        n = _name_number(m.group(0))
+        if n is None:
+            continue
+        # A name attached to a numbered token (only punctuation/space between) describes it.
+        attached = any(
+            re.fullmatch(r"[\s(\[\-–—:,=]*", text[end:m.start()]) and m.start() - end < 6
+            or re.fullmatch(r"[\s)\]\-–—:,=(]*", text[m.end():start]) and start - m.end() < 6
+            for start, end in token_spans
+        )
+        if not attached:
+            mentions.append((m.start(), n))
+    seen: dict[int, None] = {}
+    for _, n in sorted(mentions):
+        seen.setdefault(n, None)
+    return list(seen)
+
+
+def pspi(intensities: Mapping[AULike, "float | np.ndarray"]):
+    """Prkachin–Solomon pain intensity: AU4 + max(AU6, AU7) + max(AU9, AU10) + AU43.
+
+    ``intensities`` maps AU spellings to intensities (0–5; AU43 is 0/1) — scalars or
+    equally shaped arrays, which gives one PSPI per element. AUs not listed are absent
+    (intensity 0), as in UNBC-McMaster's FACS files, which list only the coded AUs.
+    """
+    values: dict[int, np.ndarray] = {}
+    for key, value in intensities.items():
+        n = parse(key)
+        if n in values:
+            raise ValueError(f"pspi(): AU{n} is given twice ({key!r})")
+        arr = np.asarray(value, dtype=float)
+        if np.any(np.isnan(arr)) or np.any(arr < 0):
+            raise ValueError(f"pspi(): intensity of AU{n} must be a number >= 0, got {value!r}")
+        values[n] = arr
+
+    def get(n: int):
+        return values.get(n, 0.0)
+
+    total = get(4) + np.maximum(get(6), get(7)) + np.maximum(get(9), get(10)) + get(43)
+    return float(total) if np.ndim(total) == 0 else total

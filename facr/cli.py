@@ -1,0 +1,303 @@
+"""``facr``: one subcommand per job, thin wrappers over the public API.
+
+Errors a user can cause are :class:`~facr.errors.FacrError`; they are caught here only,
+printed as one line ``facr: <file>: <problem>`` on stderr, and the exit status is 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from facr import __version__
+from facr.errors import FacrError, GraphError
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False))
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _with_source(source: str, fn: Callable[[], Any]) -> Any:
+    """Run ``fn``; a :class:`GraphError` (no file of its own) is reported against ``source``."""
+    try:
+        return fn()
+    except GraphError as exc:
+        raise FacrError(source, exc.message) from None
+
+
+# ------------------------------------------------------------------ facr au
+def cmd_au_list(args) -> int:
+    from facr import au
+
+    rows = [{"id": a.id, "name": a.name, "region": a.region, "aliases": list(a.aliases)} for a in au.AUS.values()]
+    if args.json:
+        _print_json({"aus": rows, "pspi": [f"AU{n}" for n in au.PSPI_AUS]})
+    else:
+        for r in rows:
+            alias = f"  (also: {', '.join(r['aliases'])})" if r["aliases"] else ""
+            print(f"{r['id']:<5} {r['name']:<22} {r['region']}{alias}")
+    return 0
+
+
+def cmd_au_parse(args) -> int:
+    from facr import au
+
+    results = []
+    for text in args.text:
+        results.append({"text": text, "au": au.canonical(text), "name": au.info(text).name})
+    if args.json:
+        _print_json({"parsed": results})
+    else:
+        for r in results:
+            print(f"{r['text']!r} -> {r['au']} ({r['name']})")
+    return 0
+
+
+# --------------------------------------------------------------- facr graph
+def _graph_summary(graph) -> dict[str, Any]:
+    return {
+        "name": graph.name,
+        "n_aus": len(graph.aus),
+        "n_classes": len(graph.classes),
+        "n_class_edges": len(graph.class_edges()),
+        "n_au_edges": len(graph.au_edges()),
+        "provenance": graph.provenance_counts(),
+    }
+
+
+def cmd_graph_validate(args) -> int:
+    from facr.graph import load_graph
+
+    try:
+        graph = load_graph(args.file)
+    except FacrError as exc:
+        if not args.json:
+            raise
+        _print_json({"file": args.file, "valid": False, "error": exc.message})
+        return 2
+    summary = _graph_summary(graph)
+    if args.json:
+        _print_json({"file": args.file, "valid": True, "error": None, **summary})
+    else:
+        prov = ", ".join(f"{k} {v}" for k, v in summary["provenance"].items()) or "no edges"
+        print(f"{args.file}: valid facr-graph v1 '{graph.name}': {summary['n_aus']} AUs, "
+              f"{summary['n_classes']} classes, {summary['n_class_edges']} AU->class and "
+              f"{summary['n_au_edges']} AU->AU edges ({prov})")
+    return 0
+
+
+def cmd_graph_show(args) -> int:
+    from facr import au
+    from facr.graph import resolve_graph
+
+    graph = resolve_graph(args.file)
+    if args.json:
+        _print_json({
+            **_graph_summary(graph),
+            "aus": graph.aus,
+            "classes": {c: graph.parents(c) for c in graph.classes},
+            "au_edges": [e.to_dict() for e in graph.au_edges()],
+            "meta": graph.meta,
+        })
+        return 0
+    s = _graph_summary(graph)
+    prov = ", ".join(f"{k} {v}" for k, v in s["provenance"].items()) or "no edges"
+    print(f"{graph.name}: {s['n_aus']} AUs, {s['n_classes']} classes, "
+          f"{s['n_class_edges']} AU->class and {s['n_au_edges']} AU->AU edges ({prov})")
+    width = max((len(c) for c in graph.classes), default=0)
+    for c in graph.classes:
+        edges = graph.parent_edges(c)
+        parents = ", ".join(f"{'+' if e.sign > 0 else '-'}{e.source} {au.info(e.source).name}" for e in edges)
+        print(f"  {c:<{width}} <- {parents or '(no parents)'}")
+    if graph.au_edges():
+        print("AU->AU:")
+        for e in graph.au_edges():
+            print(f"  {e.source} -> {e.target} ({'+' if e.sign > 0 else '-'}, w={e.weight:g}, {e.provenance})")
+    return 0
+
+
+def cmd_graph_induce(args) -> int:
+    from facr.graph import save_graph
+    from facr.graph.induce import InductionConfig, induce_graph, read_au_table
+
+    try:
+        cfg = InductionConfig(
+            reference=args.reference, n_bootstrap=args.bootstrap, stability_threshold=args.threshold,
+            au_stability_threshold=args.threshold, au_edges=not args.no_au_edges, fill=args.fill, seed=args.seed,
+        )
+    except ValueError as exc:
+        raise FacrError(None, str(exc)) from None
+    table = read_au_table(args.table, args.label_column, args.presence_threshold)
+    try:
+        graph = induce_graph(table, cfg, name=args.name, progress=not args.json)
+    except ValueError as exc:
+        raise FacrError(args.table, str(exc)) from None
+    save_graph(graph, args.out)
+    summary = {**_graph_summary(graph), "out": args.out, "contrast": graph.meta["contrast"],
+               "n_rows": graph.meta["n_rows"], "n_rows_dropped": graph.meta["n_rows_dropped"],
+               "emfacs_filled": graph.meta["emfacs_filled"]}
+    if args.json:
+        _print_json(summary)
+    else:
+        prov = ", ".join(f"{k} {v}" for k, v in summary["provenance"].items()) or "no edges"
+        print(f"wrote {args.out}: {summary['n_class_edges']} AU->class and {summary['n_au_edges']} AU->AU edges "
+              f"({prov}) from {summary['n_rows']} rows ({summary['n_rows_dropped']} dropped), "
+              f"contrast {summary['contrast']}")
+    return 0
+
+
+def cmd_graph_permute(args) -> int:
+    from facr.graph import permute, resolve_graph, save_graph
+
+    graph = resolve_graph(args.file)
+    out = _with_source(args.file, lambda: permute(graph, args.seed))
+    save_graph(out, args.out)
+    moves = ", ".join(f"{c}<-{s}" for c, s in out.meta["row_taken_from"].items())
+    print(f"wrote {args.out}: '{out.name}' ({moves})")
+    return 0
+
+
+def cmd_graph_diff(args) -> int:
+    from facr.graph import diff, resolve_graph
+
+    result = diff(resolve_graph(args.a), resolve_graph(args.b))
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(result.format())
+    return 1 if (args.exit_code and not result.is_empty) else 0
+
+
+def cmd_graph_draw(args) -> int:
+    from facr.graph import resolve_graph
+    from facr.graph.draw import draw_graph
+
+    graph = resolve_graph(args.file)
+    if Path(args.out).suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise FacrError(args.out, "output must end in .png, .svg or .pdf")
+    draw_graph(graph, args.out, show_au_edges=not args.no_au_edges)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_graph_export(args) -> int:
+    from facr.graph import builtin_graph, save_graph
+
+    save_graph(builtin_graph(args.name), args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="facr",
+        description="Faithful facial-emotion explanations: AU->emotion causal graphs, faithful reasoners, audits.",
+        epilog="examples:\n  facr graph show graphs/emfacs.json\n  facr au parse 'AU04_r' 'Lip Corner Puller'",
+    )
+    parser.add_argument("--version", action="version", version=f"facr {__version__}")
+    nouns = parser.add_subparsers(dest="noun", metavar="{au,graph}", required=True)
+
+    # facr au ...
+    au_p = nouns.add_parser("au", help="the action-unit vocabulary")
+    au_v = au_p.add_subparsers(dest="verb", required=True)
+    p = au_v.add_parser("list", help="every FACS main AU with its name and region",
+                        epilog="example:\n  facr au list --json", formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_au_list)
+    p = au_v.add_parser("parse", help="map AU spellings to canonical ids",
+                        epilog="example:\n  facr au parse AU04_r 'au 12' 'Lip Corner Puller' '1. AU4 - Brow Lowerer'",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("text", nargs="+", help="AU spellings")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_au_parse)
+
+    # facr graph ...
+    g_p = nouns.add_parser("graph", help="AU->emotion causal graphs (facr-graph files)")
+    g_v = g_p.add_subparsers(dest="verb", required=True)
+
+    def sub(name, help, example, func):
+        p = g_v.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(func=func)
+        return p
+
+    p = sub("validate", "check a facr-graph file against graphs/SPEC.md",
+            "facr graph validate graphs/emfacs.json", cmd_graph_validate)
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub("show", "class -> signed parents (a file, or a built-in name: emfacs, pspi)",
+            "facr graph show graphs/emfacs.json --json", cmd_graph_show)
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub("induce", "induce G from a CSV of AU columns and a label column",
+            "facr graph induce faces.csv --label-column emotion --out induced.json --fill emfacs --seed 0",
+            cmd_graph_induce)
+    p.add_argument("table", help="CSV: one column per AU (any spelling; 0/1 or intensity) and a label column")
+    p.add_argument("--label-column", required=True, help="name of the label column")
+    p.add_argument("--out", required=True, help="facr-graph file to write")
+    p.add_argument("--fill", choices=["emfacs"], default=None, help="give classes with no induced parent their EMFACS prototype")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reference", default="auto",
+                   help="contrast: 'auto' (neutral if present), 'rest' (one-vs-rest), or a class name")
+    p.add_argument("--bootstrap", type=int, default=50, help="bootstrap resamples for edge stability (default 50)")
+    p.add_argument("--threshold", type=float, default=0.9, help="minimum edge stability to keep an edge (default 0.9)")
+    p.add_argument("--presence-threshold", type=float, default=None,
+                   help="intensity at which an AU counts as present (default 1 for 0-5 scales, else 0.5)")
+    p.add_argument("--no-au-edges", action="store_true", help="skip AU->AU neighbourhood selection")
+    p.add_argument("--name", default=None, help="graph name (default: induced-<table>)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub("permute", "the corrupted-graph control: class parent sets permuted with a seed",
+            "facr graph permute graphs/emfacs.json --seed 1 --out permuted.json", cmd_graph_permute)
+    p.add_argument("file")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", required=True)
+
+    p = sub("diff", "edges added, removed and sign-flipped from graph A to graph B",
+            "facr graph diff graphs/emfacs.json induced.json --json", cmd_graph_diff)
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--exit-code", action="store_true", help="exit 1 when the graphs differ")
+
+    p = sub("draw", "draw G: AUs left, classes right, green + / red -, width = weight",
+            "facr graph draw graphs/emfacs.json --out emfacs.png", cmd_graph_draw)
+    p.add_argument("file")
+    p.add_argument("--out", required=True, help=".png, .svg or .pdf")
+    p.add_argument("--no-au-edges", action="store_true", help="leave out AU->AU arcs")
+
+    p = sub("export", "write a built-in graph (emfacs, pspi) to a file, e.g. to start your own verified graph",
+            "facr graph export emfacs --out my-verified.json", cmd_graph_export)
+    p.add_argument("name", choices=["emfacs", "pspi"])
+    p.add_argument("--out", required=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``facr`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except FacrError as exc:
+        print(f"facr: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("facr: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Small shared helpers: atomic writes, canonical JSON, seeding."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
+
+    The temporary file keeps ``path``'s suffix so writers that choose a format from the
+    extension (matplotlib, PIL) behave. On any exception the temporary file is removed
+    and ``path`` is left as it was: nothing half-written is ever visible.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{path.suffix}.tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def dumps_json(obj: Any) -> str:
+    """Canonical JSON text: ``indent=2, sort_keys=True``, a final newline, no NaN."""
+    return json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as canonical JSON, atomically."""
+    atomic_write_text(path, dumps_json(obj))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and (when installed) torch so runs repeat."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    try:
+        import torch
+    except ImportError:  # torch is a dependency, but the graph toolkit does not need it
+        return
+    torch.manual_seed(seed)
