@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  facr graph show graphs/emfacs.json\n  facr au parse 'AU04_r' 'Lip Corner Puller'",
     )
     parser.add_argument("--version", action="version", version=f"facr {__version__}")
-    nouns = parser.add_subparsers(dest="noun", metavar="{au,graph}", required=True)
+    nouns = parser.add_subparsers(dest="noun", metavar="{au,graph,data}", required=True)
 
     # facr au ...
     au_p = nouns.add_parser("au", help="the action-unit vocabulary")
@@ -282,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
             "facr graph export emfacs --out my-verified.json", cmd_graph_export)
     p.add_argument("name", choices=["emfacs", "pspi"])
     p.add_argument("--out", required=True)
+
+    # facr data ...
+    d_p = nouns.add_parser("data", help="datasets: the synthetic benchmark and loaders for the real datasets")
+    d_v = d_p.add_subparsers(dest="verb", required=True)
+    # (data verbs are registered below, one block per verb)
     return parser
 
 
