@@ -230,8 +230,8 @@ def extract(text: str) -> list[int]:
             continue
         # A name attached to a numbered token (only punctuation/space between) describes it.
         attached = any(
-            re.fullmatch(r"[\s(\[\-–—:,=]*", text[end:m.start()]) and m.start() - end < 6
-            or re.fullmatch(r"[\s)\]\-–—:,=(]*", text[m.end():start]) and start - m.end() < 6
+            (0 <= m.start() - end < 6 and re.fullmatch(r"[ \t(\[\-–—:=]*", text[end:m.start()]))
+            or (0 <= start - m.end() < 6 and re.fullmatch(r"[ \t(\[\-–—:=]*", text[m.end():start]))
             for start, end in token_spans
         )
         if not attached:

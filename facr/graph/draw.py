@@ -11,6 +11,7 @@ from facr.utils import atomic_path
 
 POSITIVE = "#1a9850"
 NEGATIVE = "#d73027"
+EDGE_ALPHA = 0.75
 _DASHED = {"induced-l1", "neighborhood", "permuted"}
 
 
@@ -49,7 +50,7 @@ def draw_graph(graph: AUGraph, path: str | os.PathLike, *, show_au_edges: bool =
             color=POSITIVE if e.sign > 0 else NEGATIVE,
             linewidth=0.6 + 2.4 * e.weight / wmax,
             linestyle="--" if e.provenance in _DASHED else "-",
-            alpha=0.75, solid_capstyle="round", zorder=1,
+            alpha=EDGE_ALPHA, solid_capstyle="round", zorder=1,
         )
     if show_au_edges:
         for e in graph.au_edges():
