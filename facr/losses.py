@@ -1,0 +1,103 @@
+"""The FACR objective (paper Eq. 2–4), every counterfactual term through ``facr.causal``.
+
+L = CE(ŷ, y) + λa·BCE(z, a) + λs·L_sens + λi·L_inv, with, for the target class c = y,
+
+    L_sens = mean_{k ∈ Pa(c)} [γ − s_kc (ŷ_c − ŷ_c^{do(z_k=0)})]_+
+    L_inv  = mean_{k ∉ Pa(c)} (ŷ_c − ŷ_c^{do(z_k=0)})²
+
+Each mean is over a sample's pairs, then over the samples that have such pairs (a class with no
+parent, e.g. ``neutral``, adds nothing to L_sens). The AU BCE is taken only over coded AUs
+(``au_mask``): datasets that do not code an AU give it no gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from facr.causal import Effects, PairMasks, pair_masks
+
+
+@dataclass
+class LossWeights:
+    """λa, λs, λi, the margin γ, and the sensitivity scope (see :func:`facr.causal.pair_masks`)."""
+
+    lambda_a: float = 1.0
+    lambda_s: float = 0.5
+    lambda_i: float = 8.0
+    gamma: float = 0.5
+    scope: str = "all"
+    active_threshold: float = 0.5
+
+    def __post_init__(self):
+        for name in ("lambda_a", "lambda_s", "lambda_i", "gamma"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.scope not in ("all", "active"):
+            raise ValueError(f"scope must be 'all' or 'active', got {self.scope!r}")
+        if not 0.0 < self.active_threshold < 1.0:
+            raise ValueError(f"active_threshold must be in (0, 1), got {self.active_threshold}")
+
+    @property
+    def faithful(self) -> bool:
+        return self.lambda_s > 0 or self.lambda_i > 0
+
+
+def _masked_mean_per_sample(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over each sample's masked pairs, then over samples with at least one pair (0 if none)."""
+    mask = mask.to(values.dtype)
+    count = mask.sum(dim=1)
+    per_sample = (values * mask).sum(dim=1) / count.clamp(min=1)
+    has = count > 0
+    if not bool(has.any()):
+        return values.new_zeros(())
+    return per_sample[has].mean()
+
+
+def sensitivity_term(delta_c: torch.Tensor, masks: PairMasks, gamma: float) -> torch.Tensor:
+    """L_sens from Δ_{k c_b} ([B, K]) and the pair masks."""
+    hinge = F.relu(gamma - masks.sign.to(delta_c.dtype) * delta_c)
+    return _masked_mean_per_sample(hinge, masks.causal)
+
+
+def invariance_term(delta_c: torch.Tensor, masks: PairMasks) -> torch.Tensor:
+    """L_inv from Δ_{k c_b} ([B, K]) and the pair masks."""
+    return _masked_mean_per_sample(delta_c.pow(2), masks.irrelevant)
+
+
+@dataclass
+class LossOutput:
+    total: torch.Tensor
+    ce: torch.Tensor
+    au_bce: torch.Tensor
+    sens: torch.Tensor
+    inv: torch.Tensor
+
+    def as_floats(self) -> dict[str, float]:
+        return {k: float(getattr(self, k).detach()) for k in ("total", "ce", "au_bce", "sens", "inv")}
+
+
+def au_bce(z_logits: torch.Tensor, au_targets: torch.Tensor, au_mask: torch.Tensor) -> torch.Tensor:
+    """BCE(σ(z_logits), a) over coded AUs only (``au_mask`` = 1 where the dataset codes the AU)."""
+    mask = au_mask.to(z_logits.dtype)
+    per = F.binary_cross_entropy_with_logits(z_logits, au_targets.to(z_logits.dtype), reduction="none")
+    return (per * mask).sum() / mask.sum().clamp(min=1)
+
+
+def facr_loss(effects: Effects, z: torch.Tensor, z_logits: torch.Tensor, target: torch.Tensor,
+              au_targets: torch.Tensor, au_mask: torch.Tensor, signs: torch.Tensor,
+              weights: LossWeights, class_weight: torch.Tensor | None = None) -> LossOutput:
+    """The full objective for one batch. ``signs`` is the graph's [K, C] sign matrix s."""
+    ce = F.cross_entropy(effects.logits, target.long(), weight=class_weight)
+    bce = au_bce(z_logits, au_targets, au_mask)
+    zero = ce.new_zeros(())
+    sens = inv = zero
+    if weights.faithful:
+        masks = pair_masks(signs, target, z, weights.scope, weights.active_threshold)
+        delta_c = effects.for_class(target)
+        sens = sensitivity_term(delta_c, masks, weights.gamma)
+        inv = invariance_term(delta_c, masks)
+    total = ce + weights.lambda_a * bce + weights.lambda_s * sens + weights.lambda_i * inv
+    return LossOutput(total, ce, bce, sens, inv)

@@ -1,0 +1,166 @@
+"""The Stage-1 reasoner: x → z = σ(f_enc(x)) ∈ (0,1)^K → emotion head → ŷ (paper Eq. 1).
+
+One latent unit per AU (``config.aus``, the K order shared with the graph's sign matrix), one
+logit per class (``config.classes``). The head is small on purpose (paper §3.3): the
+counterfactual-faithfulness objective, not the architecture, decides which AUs it depends on.
+A checkpoint is a folder: ``model.safetensors`` + ``config.json`` + ``graph.json`` — no pickle.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from facr import au as au_vocab
+from facr.config import from_dict, save_config
+from facr.errors import FacrError
+from facr.graph import AUGraph, load_graph, save_graph
+from facr.graph import validate as graph_rules
+from facr.models.encoder import Encoder, EncoderConfig
+
+
+@dataclass
+class ReasonerConfig:
+    """Architecture of a reasoner: encoder, AU latent order (K), class order (C), head."""
+
+    aus: list[str]
+    classes: list[str]
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    head: str = "mlp"
+    head_hidden: int = 64
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        if isinstance(self.encoder, dict):
+            self.encoder = EncoderConfig(**self.encoder)
+        if not self.aus:
+            raise ValueError("aus: the latent needs at least one AU")
+        self.aus = [au_vocab.canonical(a) for a in self.aus]
+        if len(set(self.aus)) != len(self.aus):
+            raise ValueError(f"aus: duplicates in {self.aus}")
+        if len(self.classes) < 2:
+            raise ValueError(f"classes: need at least two classes, got {self.classes}")
+        for c in self.classes:
+            problem = graph_rules.problem_class_id(c)
+            if problem:
+                raise ValueError(f"classes: {problem}")
+        if self.head not in ("mlp", "linear"):
+            raise ValueError(f"head must be 'mlp' or 'linear', got {self.head!r}")
+        if self.head_hidden < 1:
+            raise ValueError(f"head_hidden must be >= 1, got {self.head_hidden}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class ReasonerOutput:
+    z_logits: torch.Tensor  # f_enc(x), [B, K]
+    z: torch.Tensor  # σ(f_enc(x)), [B, K]
+    logits: torch.Tensor  # ŷ = head(z), [B, C]
+
+
+class Reasoner(nn.Module):
+    """Encoder → AU latent z → class head. ``head(z)`` is what ``facr.causal`` intervenes on."""
+
+    def __init__(self, config: ReasonerConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config.encoder)
+        self.to_au = nn.Linear(self.encoder.dim, len(config.aus))
+        K, C = len(config.aus), len(config.classes)
+        if config.head == "linear":
+            self.head = nn.Linear(K, C)
+        else:
+            self.head = nn.Sequential(
+                nn.Linear(K, config.head_hidden), nn.GELU(), nn.Dropout(config.dropout),
+                nn.Linear(config.head_hidden, C),
+            )
+
+    def encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """f_enc(x): the AU logits, [B, K]."""
+        return self.to_au(self.encoder(pixel_values))
+
+    def forward(self, pixel_values: torch.Tensor) -> ReasonerOutput:
+        z_logits = self.encode(pixel_values)
+        z = torch.sigmoid(z_logits)
+        return ReasonerOutput(z_logits=z_logits, z=z, logits=self.head(z))
+
+
+# ------------------------------------------------------------------ checkpoints
+CHECKPOINT_FILES = ("model.safetensors", "config.json", "graph.json")
+
+
+class CheckpointError(FacrError):
+    """A checkpoint folder that is missing files or does not load."""
+
+
+def save_reasoner(model: Reasoner, graph: AUGraph, path: str | os.PathLike) -> Path:
+    """Write ``model.safetensors`` + ``config.json`` + ``graph.json`` into folder ``path``.
+
+    The folder is written beside ``path`` and renamed into place, so a reader never sees a mix
+    of old and new files and an interrupted save leaves the previous checkpoint intact.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt", "facr": "reasoner"})
+        save_config(model.config, tmp / "config.json")
+        save_graph(graph, tmp / "graph.json")
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def load_reasoner(path: str | os.PathLike, map_location: str = "cpu") -> tuple[Reasoner, AUGraph]:
+    """Load a reasoner folder written by :func:`save_reasoner`; returns (model in eval mode, graph)."""
+    import json
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(path, "no such checkpoint folder")
+    missing = [f for f in CHECKPOINT_FILES if not (path / f).exists()]
+    if missing:
+        raise CheckpointError(path, f"not a facr reasoner checkpoint: missing {', '.join(missing)}")
+    try:
+        raw = json.loads((path / "config.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(path / "config.json", f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    config = from_dict(ReasonerConfig, raw, str(path / "config.json"))
+    graph = load_graph(path / "graph.json")
+    model = Reasoner(config)
+    try:
+        state = load_file(str(path / "model.safetensors"), device=map_location)
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(path / "model.safetensors", f"cannot read weights: {exc}") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    misshapen = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or misshapen:
+        first = (misshapen or missing or unexpected)[0]
+        raise CheckpointError(path / "model.safetensors",
+                              f"weights do not fit config.json ({len(missing)} missing, {len(unexpected)} unexpected, "
+                              f"{len(misshapen)} misshapen tensors, e.g. {first})")
+    model.load_state_dict(state)
+    return model.eval(), graph

@@ -1,0 +1,74 @@
+import json
+
+import pytest
+import torch
+
+from facr.config import ConfigError
+from facr.graph import emfacs_graph
+from facr.models.encoder import Encoder, EncoderConfig
+from facr.models.reasoner import CheckpointError, Reasoner, ReasonerConfig, load_reasoner, save_reasoner
+
+
+def tiny_config(**kw) -> ReasonerConfig:
+    g = emfacs_graph()
+    return ReasonerConfig(aus=g.aus, classes=["neutral", *g.classes[:-1]],
+                          encoder=EncoderConfig(arch="resnet-tiny", image_size=32), **kw)
+
+
+@pytest.mark.parametrize("arch, dim", [("resnet-18", 512), ("resnet-50", 2048), ("vit-tiny", 192)])
+def test_encoders_built_from_transformers_configs_give_features(arch, dim):
+    enc = Encoder(EncoderConfig(arch=arch, image_size=64))
+    assert enc.dim == dim
+    assert enc(torch.randn(2, 3, 64, 64)).shape == (2, dim)
+
+
+def test_reasoner_latent_is_a_probability_per_au_and_head_gives_class_logits():
+    model = Reasoner(tiny_config())
+    out = model(torch.randn(3, 3, 32, 32))
+    assert out.z.shape == (3, 17) and out.logits.shape == (3, 8)
+    assert bool(((out.z > 0) & (out.z < 1)).all())
+    torch.testing.assert_close(out.z, torch.sigmoid(out.z_logits))
+    torch.testing.assert_close(out.logits, model.head(out.z))
+
+
+def test_checkpoint_round_trip_is_exact_and_overwrites_atomically(tmp_path):
+    torch.manual_seed(0)
+    model, graph = Reasoner(tiny_config()).eval(), emfacs_graph()
+    path = save_reasoner(model, graph, tmp_path / "ckpt")
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "graph.json", "model.safetensors"]
+    loaded, g2 = load_reasoner(path)
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(loaded(x).logits, model(x).logits)
+    assert g2 == graph and loaded.config == model.config
+    save_reasoner(Reasoner(tiny_config(head="linear")), graph, path)  # overwrite
+    assert load_reasoner(path)[0].config.head == "linear"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temp folders left
+
+
+def test_bad_checkpoints_are_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint folder"):
+        load_reasoner(tmp_path / "nope")
+    path = save_reasoner(Reasoner(tiny_config()), emfacs_graph(), tmp_path / "ckpt")
+    (path / "graph.json").unlink()
+    with pytest.raises(CheckpointError, match="missing graph.json"):
+        load_reasoner(path)
+    path = save_reasoner(Reasoner(tiny_config()), emfacs_graph(), tmp_path / "ckpt2")
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["head"] = "transformer"
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match="head must be 'mlp' or 'linear'"):
+        load_reasoner(path)
+    cfg["head"] = "mlp"
+    cfg["head_hidden"] = 5
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="weights do not fit config.json"):
+        load_reasoner(path)
+
+
+def test_config_rejects_bad_fields_by_name():
+    with pytest.raises(ValueError, match="aus"):
+        tiny_config().__class__(aus=[], classes=["a", "b"])
+    with pytest.raises(ValueError, match="class id 'Happy'"):
+        ReasonerConfig(aus=["AU4"], classes=["Happy", "sad"])
+    with pytest.raises(ValueError, match="arch must be one of"):
+        EncoderConfig(arch="resnet-101")

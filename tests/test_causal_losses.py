@@ -1,0 +1,125 @@
+import pytest
+import torch
+
+from facr.causal import do, intervene_all, intervention_effects, intervention_effects_loop, pair_masks
+from facr.losses import LossWeights, au_bce, facr_loss, invariance_term, sensitivity_term
+
+
+class CountingLinear(torch.nn.Module):
+    """A linear head that counts its calls."""
+
+    def __init__(self, weight, bias):
+        super().__init__()
+        self.weight, self.bias, self.calls = torch.as_tensor(weight, dtype=torch.float32), torch.as_tensor(bias, dtype=torch.float32), 0
+
+    def forward(self, z):
+        self.calls += 1
+        return z @ self.weight.T + self.bias
+
+
+def test_do_sets_the_chosen_units_and_leaves_z_untouched():
+    z = torch.tensor([[0.9, 0.2, 0.7], [0.1, 0.8, 0.6]])
+    out = do(z, [0, 2], 0.0)
+    torch.testing.assert_close(out, torch.tensor([[0.0, 0.2, 0.0], [0.0, 0.8, 0.0]]))
+    assert z[0, 0].item() == pytest.approx(0.9)
+    assert do(z, 1, 0.5)[:, 1].tolist() == [0.5, 0.5]
+
+
+def test_intervene_all_lays_out_factual_then_one_intervention_per_au():
+    z = torch.tensor([[0.9, 0.2, 0.7]])
+    grid = intervene_all(z)
+    assert grid.shape == (1, 4, 3)
+    torch.testing.assert_close(grid[0], torch.tensor([[0.9, 0.2, 0.7], [0.0, 0.2, 0.7], [0.9, 0.0, 0.7], [0.9, 0.2, 0.0]]))
+
+
+def test_effects_come_from_one_batched_head_call_and_match_the_loop():
+    torch.manual_seed(0)
+    head = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.GELU(), torch.nn.Linear(7, 3))
+    counting = CountingLinear(torch.randn(3, 5), torch.randn(3))
+    z = torch.rand(4, 5)
+    batched = intervention_effects(counting, z)
+    assert counting.calls == 1
+    looped = intervention_effects_loop(counting, z)
+    assert counting.calls == 1 + 1 + 5
+    torch.testing.assert_close(batched.delta, looped.delta)
+    e = intervention_effects(head, z)
+    torch.testing.assert_close(e.logits, head(z))
+    torch.testing.assert_close(e.cf_logits[:, 2], head(do(z, 2)))
+
+
+def test_linear_head_effect_is_weight_times_activation():
+    w = torch.tensor([[2.0, -1.0, 0.0], [0.5, 0.0, 3.0]])
+    head = CountingLinear(w, [0.1, -0.2])
+    z = torch.tensor([[0.8, 0.5, 0.1]])
+    e = intervention_effects(head, z)
+    # Δ_kc = ŷ_c − ŷ_c^{do(z_k=0)} = W_ck z_k
+    torch.testing.assert_close(e.delta[0], (w * z).T)
+    torch.testing.assert_close(e.for_class(torch.tensor([1]))[0], torch.tensor([0.4, 0.0, 0.3]))
+
+
+SIGNS = torch.tensor([[1, 0], [-1, 0], [0, 1], [0, 0]])  # K=4 AUs x C=2 classes
+
+
+def test_pair_masks_select_parents_of_each_samples_class():
+    z = torch.tensor([[0.9, 0.2, 0.7, 0.6], [0.9, 0.2, 0.3, 0.6]])
+    m = pair_masks(SIGNS, torch.tensor([0, 1]), z)
+    assert m.sign.tolist() == [[1, -1, 0, 0], [0, 0, 1, 0]]
+    assert m.causal.tolist() == [[True, True, False, False], [False, False, True, False]]
+    assert m.irrelevant.tolist() == [[False, False, True, True], [True, True, False, True]]
+    active = pair_masks(SIGNS, torch.tensor([0, 1]), z, scope="active")
+    assert active.causal.tolist() == [[True, False, False, False], [False, False, False, False]]
+    assert active.irrelevant.tolist() == m.irrelevant.tolist()
+
+
+def test_sensitivity_and_invariance_terms_against_hand_computed_values():
+    delta = torch.tensor([[0.8, 0.1, 0.3, -0.2], [0.0, 0.4, 0.25, 0.0]])
+    m = pair_masks(SIGNS, torch.tensor([0, 1]), torch.ones(2, 4))
+    gamma = 0.5
+    # sample 0, c=0: parents AU0 (s=+1, Δ=0.8 -> hinge 0) and AU1 (s=-1, Δ=0.1 -> hinge 0.5+0.1=0.6): mean 0.3
+    # sample 1, c=1: parent AU2 (s=+1, Δ=0.25 -> hinge 0.25): mean 0.25          => L_sens = 0.275
+    assert sensitivity_term(delta, m, gamma).item() == pytest.approx(0.275)
+    # sample 0 irrelevant AU2, AU3: (0.09 + 0.04)/2 = 0.065; sample 1: AU0, AU1, AU3: 0.16/3 => mean
+    assert invariance_term(delta, m).item() == pytest.approx((0.065 + 0.16 / 3) / 2)
+
+
+def test_classes_without_parents_add_nothing_to_sensitivity():
+    signs = torch.tensor([[1, 0], [0, 0]])
+    m = pair_masks(signs, torch.tensor([1, 1]), torch.ones(2, 2))
+    assert sensitivity_term(torch.ones(2, 2), m, 0.5).item() == 0.0
+    assert invariance_term(torch.full((2, 2), 0.5), m).item() == pytest.approx(0.25)
+
+
+def test_au_bce_ignores_uncoded_aus():
+    logits = torch.tensor([[2.0, -1.0, 5.0]])
+    targets = torch.tensor([[1.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    expected = (torch.nn.functional.softplus(torch.tensor(-2.0)) + torch.nn.functional.softplus(torch.tensor(-1.0))) / 2
+    assert au_bce(logits, targets, mask).item() == pytest.approx(expected.item())
+
+
+def test_full_objective_adds_weighted_terms_and_faith_off_drops_them():
+    head = CountingLinear(torch.tensor([[2.0, -1.0, 0.0, 0.5], [0.0, 0.0, 1.0, 0.0]]), [0.0, 0.0])
+    z_logits = torch.tensor([[1.0, -1.0, 0.5, 0.0], [-2.0, 1.0, 2.0, 0.0]])
+    z = torch.sigmoid(z_logits)
+    y = torch.tensor([0, 1])
+    a = torch.tensor([[1, 0, 1, 0], [0, 1, 1, 0]])
+    mask = torch.ones(2, 4)
+    effects = intervention_effects(head, z)
+    w = LossWeights(lambda_a=1.0, lambda_s=0.5, lambda_i=8.0, gamma=0.5)
+    out = facr_loss(effects, z, z_logits, y, a, mask, SIGNS, w)
+    m = pair_masks(SIGNS, y, z)
+    d = effects.for_class(y)
+    expected = (torch.nn.functional.cross_entropy(effects.logits, y) + au_bce(z_logits, a, mask)
+                + 0.5 * sensitivity_term(d, m, 0.5) + 8.0 * invariance_term(d, m))
+    assert out.total.item() == pytest.approx(expected.item())
+    assert out.sens.item() > 0 and out.inv.item() > 0
+    off = facr_loss(effects, z, z_logits, y, a, mask, SIGNS, LossWeights(lambda_s=0.0, lambda_i=0.0))
+    assert off.sens.item() == 0.0 and off.inv.item() == 0.0
+    assert off.total.item() == pytest.approx((out.ce + out.au_bce).item())
+
+
+def test_loss_weights_name_the_bad_field():
+    with pytest.raises(ValueError, match="lambda_i"):
+        LossWeights(lambda_i=-1)
+    with pytest.raises(ValueError, match="scope"):
+        LossWeights(scope="some")
