@@ -1,0 +1,1 @@
+"""Interventional audits of faithfulness: metrics on the latent, statistics, reports."""

@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import torch
+
+from facr.audit.metrics import counterfactual_pairs, invoked_aus, mean_defined, recognition, set_scores
+from facr.causal import intervention_effects, pair_masks
+from facr.losses import LossWeights, facr_loss
+
+SIGNS = torch.tensor([[1, 0, 0], [1, 0, -1], [0, 1, 0], [0, 0, 0]])  # K=4, C=3 (class 2 has AU1 inhibitory)
+
+
+def head_from(weight):
+    w = torch.as_tensor(weight, dtype=torch.float32)
+    return lambda z: z @ w.T
+
+
+def test_sensitivity_and_invariance_fractions_by_hand():
+    # linear head: Δ_kc = W_ck z_k
+    head = head_from([[1.0, 0.02, 0.0, 0.5], [0.0, 0.0, 2.0, 0.0], [0.0, 0.3, 0.0, 0.0]])
+    z = torch.tensor([[0.9, 0.8, 0.1, 0.5], [0.2, 0.9, 0.9, 0.1], [0.5, 0.5, 0.5, 0.5]])
+    target = torch.tensor([0, 1, 2])
+    counts = counterfactual_pairs(intervention_effects(head, z), SIGNS, target, z, epsilon=0.1)
+    # sample0 c=0: parents AU0 (Δ=.9 ✓), AU1 (Δ=.016 ✗); irrelevant AU2 (0 ✓), AU3 (.25 ✗)
+    # sample1 c=1: parent AU2 (Δ=1.8 ✓); irrelevant AU0, AU1, AU3 (all 0 ✓)
+    # sample2 c=2: parent AU1 s=-1 (Δ=.15, s·Δ=-.15 ✗); irrelevant AU0, AU2, AU3 (0 ✓)
+    assert counts.sens_pairs.tolist() == [2, 1, 1] and counts.sens_hits.tolist() == [1, 1, 0]
+    assert counts.inv_pairs.tolist() == [2, 3, 3] and counts.inv_hits.tolist() == [1, 3, 3]
+    assert counts.sensitivity == pytest.approx(2 / 4) and counts.invariance == pytest.approx(7 / 8)
+
+
+def test_loss_terms_and_audit_metric_see_the_same_pairs_and_effects():
+    torch.manual_seed(0)
+    head = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    z_logits = torch.randn(16, 4)
+    z = torch.sigmoid(z_logits)
+    target = torch.randint(0, 3, (16,))
+    effects = intervention_effects(head, z)
+    w = LossWeights(gamma=0.3)
+    loss = facr_loss(effects, z, z_logits, target, torch.zeros(16, 4), torch.ones(16, 4), SIGNS, w)
+    audit = counterfactual_pairs(effects, SIGNS, target, z, epsilon=0.05, margin=0.0)
+    # recompute both from the per-pair Δ and masks the one mechanism exposes
+    masks = pair_masks(SIGNS, target, z)
+    delta = effects.for_class(target)
+    hinge = torch.relu(0.3 - masks.sign * delta)
+    sens_per = [(hinge[b][masks.causal[b]]).mean() for b in range(16) if masks.causal[b].any()]
+    inv_per = [(delta[b][masks.irrelevant[b]] ** 2).mean() for b in range(16) if masks.irrelevant[b].any()]
+    assert loss.sens.item() == pytest.approx(torch.stack(sens_per).mean().item())
+    assert loss.inv.item() == pytest.approx(torch.stack(inv_per).mean().item())
+    assert audit.sens_pairs.sum() == int(masks.causal.sum())
+    assert audit.inv_pairs.sum() == int(masks.irrelevant.sum())
+    assert audit.sensitivity == pytest.approx(((masks.sign * delta > 0) & masks.causal).sum().item() / masks.causal.sum().item())
+    assert audit.invariance == pytest.approx(((delta.abs() <= 0.05) & masks.irrelevant).sum().item() / masks.irrelevant.sum().item())
+
+
+def test_invoked_aus_are_the_top_parent_count_by_effect_on_the_predicted_class():
+    head = head_from([[3.0, 0.1, 2.0, 0.0], [0.0, 0.0, 0.0, 1.0], [0.0, 6.0, 0.0, 0.0]])
+    z = torch.tensor([[1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    # sample 0 predicts class 2 (logit 6 > 5.1): |Pa(2)| = 1 -> AU1; sample 1 predicts class 1: |Pa(1)| = 1 -> AU3
+    assert invoked_aus(intervention_effects(head, z), SIGNS) == [[1], [3]]
+    # forcing class 0 (|Pa| = 2): AU0 (3.0) then AU2 (2.0)
+    assert invoked_aus(intervention_effects(head, z), SIGNS, torch.tensor([0, 0]))[0] == [0, 2]
+
+
+def test_set_scores_by_hand():
+    s = set_scores(
+        named=[{"AU6", "AU12"}, {"AU4", "AU7", "AU9"}, set()],
+        parents=[{"AU6", "AU12"}, {"AU4", "AU6", "AU7", "AU9", "AU10", "AU43"}, set()],
+        active=[{"AU12", "AU25"}, {"AU4"}, None],
+        is_pain=[False, True, False],
+    )
+    assert s.graph_agreement == [1.0, 0.5, None]
+    assert s.pspi_agreement == [None, 0.5, None]
+    assert s.active_precision == [0.5, pytest.approx(1 / 3), None]
+    assert s.active_recall == [0.5, 1.0, None]
+    assert s.n_named == [2, 3, 0]
+    assert mean_defined(s.graph_agreement) == 0.75 and mean_defined([None]) is None
+
+
+def test_recognition_auc_is_undefined_for_a_single_class_subject():
+    logits = np.array([[2.0, 0.0], [1.0, 0.5], [0.0, 1.0]])
+    single = recognition(np.array([0, 0, 0]), logits, ["no_pain", "pain"])
+    assert single["auc"] is None and single["accuracy"] == pytest.approx(2 / 3)
+    both = recognition(np.array([0, 0, 1]), logits, ["no_pain", "pain"])
+    assert both["auc"] == 1.0 and both["f1_positive"] == 1.0
+    multi = recognition(np.array([0, 1, 2]), np.eye(3) * 3, ["a", "b", "c"])
+    assert multi["accuracy"] == 1.0 and multi["macro_f1"] == 1.0 and multi["auc"] == 1.0
