@@ -182,8 +182,15 @@ def is_au(text: AULike) -> bool:
     return True
 
 
+_CANONICAL: dict[str, str] = {f"AU{n}": f"AU{n}" for n in AUS}
+
+
 def canonical(text: AULike) -> str:
     """The canonical name of an AU spelling: ``canonical("AU04_r") == "AU4"``."""
+    if isinstance(text, str):
+        hit = _CANONICAL.get(text)  # already canonical: the hot path of loading millions of frames
+        if hit is not None:
+            return hit
     return f"AU{parse(text)}"
 
 

@@ -17,6 +17,9 @@ from facr import au as au_vocab
 
 SPLITS = ("train", "val", "test")
 
+EMOTIONS: tuple[str, ...] = ("neutral", "happiness", "sadness", "surprise", "fear", "anger", "disgust", "contempt")
+"""facr's canonical emotion names (lowercase), in the order class lists use."""
+
 
 @dataclass
 class FaceRecord:
@@ -136,12 +139,14 @@ class LoadIssue:
 
 @dataclass
 class LoadResult:
-    """What a loader returns: the records, and the problems it skipped (``strict=False``)."""
+    """What a loader returns: the records, the problems it skipped (``strict=False``), and the rows
+    it left out on purpose (AffectNet's "No-Face", Aff-Wild2's "Other" without AU labels, ...)."""
 
     format: str
     root: str
     records: list[FaceRecord]
     issues: list[LoadIssue] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)  # rows left out on purpose, by reason
 
     def to_dataset(self, aus: Sequence[str] | None = None):
         """The records as a 🤗 ``datasets.Dataset`` (see :func:`records_to_dataset`)."""

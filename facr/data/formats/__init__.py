@@ -28,3 +28,35 @@ def get_loader(fmt: str):
 def load(fmt: str, root: str | os.PathLike, *, strict: bool = False):
     """Load ``root`` in format ``fmt``."""
     return get_loader(fmt)(root, strict=strict)
+
+
+# What each released layout has at its top (any one path is enough), in the order tried.
+# "affectnet+faba" is never guessed: it is affectnet plus an explicit choice.
+_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("unbc", ("Frame_Labels/PSPI",)),
+    ("affwild2", ("annotations/EXPR_Classification_Challenge", "annotations/EXPR_Recognition_Challenge",
+                  "annotations/AU_Detection_Challenge", "EXPR_Classification_Challenge",
+                  "EXPR_Recognition_Challenge", "AU_Detection_Challenge")),
+    ("affectnet", ("Manually_Annotated_file_lists",)),
+    ("faba", ("train/train_au_anno.json", "train/train_emotion_anno.json", "eval/eval_au_anno.json",
+              "eval/eval_emotion_anno.json", "FABAInstruct")),
+    ("disfa", ("ActionUnit_Labels",)),
+    ("bp4d", ("AUCoding/AU_OCC",)),
+)
+
+
+def detect_format(root: str | os.PathLike) -> str | None:
+    """The format of the dataset folder ``root``, judged by its layout, or None when unknown.
+
+    A facr synth dataset is a folder with ``config.json`` and ``dataset_dict.json``; the real
+    datasets are recognised by the top folders of their released layouts (see each module).
+    """
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        return None
+    if os.path.isfile(os.path.join(root, "config.json")) and os.path.isfile(os.path.join(root, "dataset_dict.json")):
+        return "synth"
+    for fmt, markers in _MARKERS:
+        if any(os.path.exists(os.path.join(root, m)) for m in markers):
+            return fmt
+    return None

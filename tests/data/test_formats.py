@@ -1,0 +1,383 @@
+"""The real-dataset loaders on tiny fixtures in each dataset's released layout, and `facr data inspect`.
+
+The fixtures (tests/data/fixtures/<format>/, written by make_fixtures.py) hold one malformed
+row each; the numbers asserted here are counted by hand from make_fixtures.py.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facr import au
+from facr.data.formats import FORMATS, detect_format, disfa, load, unbc
+from facr.data.formats.affectnet import crop_face, load_with_faba
+from facr.data.summary import summarize
+from facr.errors import DataFormatError
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+REAL_FORMATS = ("unbc", "affwild2", "affectnet", "faba", "disfa", "bp4d")
+
+# format -> (records, subjects, errors, the file the malformed row is in, its line)
+EXPECTED = {
+    "unbc": (6, 2, 1, "mg101t2aeunaff003_facs.txt", 1),
+    "affwild2": (6, 2, 1, "video1.txt", 7),
+    "affectnet": (5, 5, 1, "training.csv", 6),
+    "faba": (6, 6, 1, "train_au_anno.json", None),
+    "disfa": (9, 2, 1, "SN002_au4.txt", 3),
+    "bp4d": (5, 2, 1, "F001_T1.csv", 5),
+}
+
+
+def fixture_copy(tmp_path, fmt):
+    """A writable copy of a fixture, for tests that break it."""
+    return Path(shutil.copytree(FIXTURES / fmt, tmp_path / fmt))
+
+
+def by(records, *fields):
+    return {tuple(getattr(r, f) for f in fields): r for r in records}
+
+
+# ------------------------------------------------------------------ every format
+@pytest.mark.parametrize("fmt", REAL_FORMATS)
+def test_each_loader_counts_records_subjects_and_reports_the_malformed_row_with_file_and_line(fmt):
+    n_records, n_subjects, n_errors, bad_file, bad_line = EXPECTED[fmt]
+    result = load(fmt, FIXTURES / fmt)
+    assert result.format == fmt
+    assert len(result.records) == n_records
+    assert len({r.subject for r in result.records}) == n_subjects
+    assert len(result.issues) == n_errors
+    issue = result.issues[0]
+    assert Path(issue.file).name == bad_file and issue.line == bad_line
+    assert all(r.dataset == fmt for r in result.records)
+
+
+@pytest.mark.parametrize("fmt", REAL_FORMATS)
+def test_strict_mode_raises_on_the_malformed_row_naming_file_and_line(fmt):
+    _, _, _, bad_file, bad_line = EXPECTED[fmt]
+    with pytest.raises(DataFormatError) as info:
+        load(fmt, FIXTURES / fmt, strict=True)
+    assert Path(info.value.source).name == bad_file
+    if bad_line is not None:
+        assert info.value.message.startswith(f"line {bad_line}: ")
+
+
+@pytest.mark.parametrize("fmt", REAL_FORMATS)
+def test_a_folder_without_the_layout_is_a_data_format_error_in_both_modes(fmt, tmp_path):
+    for strict in (False, True):
+        with pytest.raises(DataFormatError) as info:
+            load(fmt, tmp_path, strict=strict)
+        assert info.value.source == str(tmp_path)
+    with pytest.raises(DataFormatError, match="no such folder"):
+        load(fmt, tmp_path / "missing")
+
+
+@pytest.mark.parametrize("fmt", REAL_FORMATS)
+def test_detect_format_recognises_each_released_layout(fmt):
+    assert detect_format(FIXTURES / fmt) == fmt
+
+
+def test_detect_format_finds_a_synth_folder_and_gives_none_for_an_unknown_one(tmp_path):
+    assert detect_format(tmp_path) is None
+    assert detect_format(tmp_path / "missing") is None
+    (tmp_path / "config.json").write_text("{}")
+    assert detect_format(tmp_path) is None
+    (tmp_path / "dataset_dict.json").write_text('{"splits": ["train"]}')
+    assert detect_format(tmp_path) == "synth"
+
+
+def test_records_convert_to_a_hf_dataset_with_fixed_au_columns():
+    ds = load("bp4d", FIXTURES / "bp4d").to_dataset()
+    aus = ds.info.description.removeprefix("aus=").split(",")
+    assert aus == ["AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU14", "AU15", "AU17", "AU23", "AU24"]
+    row = ds[2]  # F001_T1 frame 2442: AU4 is 9 (not coded)
+    assert row["frame"] == 2442 and row["au_presence"][aus.index("AU4")] == -1
+
+
+# ------------------------------------------------------------------ unbc
+def test_unbc_reads_pspi_and_facs_with_unlisted_coded_aus_absent():
+    result = load("unbc", FIXTURES / "unbc")
+    frames = by(result.records, "subject", "frame")
+    r = frames[("042-ll042", 3)]
+    assert r.video == "ll042t1aaaff" and r.split is None and r.emotion is None
+    assert r.pspi == 7.0 and r.pain == 1
+    assert r.active_aus() == ["AU4", "AU7", "AU10", "AU43"]
+    assert r.au_intensity["AU4"] == 3.0 and r.au_intensity["AU6"] == 0.0
+    assert set(r.au_presence) == {f"AU{n}" for n in (4, 6, 7, 9, 10, 12, 20, 25, 26, 27, 43)}
+    assert r.au_presence.get("AU1") is None  # UNBC does not code AU1
+    assert Path(r.image).name == "ll042t1aaaff003.png" and Path(r.image).is_file()
+    assert frames[("042-ll042", 1)].active_aus() == [] and frames[("042-ll042", 1)].pspi == 0.0
+    assert sorted(frames) == [("042-ll042", 1), ("042-ll042", 2), ("042-ll042", 3), ("042-ll042", 4),
+                              ("101-mg101", 1), ("101-mg101", 2)]
+
+
+def test_unbc_pspi_files_agree_with_the_pspi_formula_on_the_facs_intensities():
+    for r in load("unbc", FIXTURES / "unbc").records:
+        assert au.pspi(r.au_intensity) == r.pspi
+
+
+def test_unbc_reports_an_image_without_label_and_a_label_without_image(tmp_path):
+    root = fixture_copy(tmp_path, "unbc")
+    (root / "Images/042-ll042/ll042t1aaaff/ll042t1aaaff002.png").unlink()
+    extra = root / "Images/042-ll042/ll042t1aaaff/ll042t1aaaff009.png"
+    shutil.copy(root / "Images/042-ll042/ll042t1aaaff/ll042t1aaaff001.png", extra)
+    result = load("unbc", root)
+    messages = sorted(str(i) for i in result.issues)
+    assert len(result.records) == 5
+    assert any("no image Images/042-ll042/ll042t1aaaff/ll042t1aaaff002.png" in m for m in messages)
+    assert any(m.startswith(f"{extra}: image has no Frame_Labels/PSPI label") for m in messages)
+
+
+def test_verify_images_reports_an_image_that_does_not_decode(tmp_path):
+    root = fixture_copy(tmp_path, "unbc")
+    broken = root / "Images/042-ll042/ll042t1aaaff/ll042t1aaaff004.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    assert len(load("unbc", root).records) == 6  # existence only, by default
+    result = unbc.load(root, verify_images=True)
+    assert len(result.records) == 5
+    assert any(i.file == str(broken) and "unreadable image" in i.message for i in result.issues)
+
+
+# ------------------------------------------------------------------ affwild2
+def test_affwild2_merges_expression_and_au_files_per_video_frame():
+    result = load("affwild2", FIXTURES / "affwild2")
+    got = [(r.split, r.video, r.frame, r.emotion) for r in result.records]
+    assert got == [("train", "video1", 1, "neutral"), ("train", "video1", 2, "happiness"),
+                   ("train", "video1", 4, None), ("train", "video1", 6, None),
+                   ("val", "10-60-1280x720_right", 1, "anger"), ("val", "10-60-1280x720_right", 2, "disgust")]
+    frames = by(result.records, "video", "frame")
+    assert frames[("video1", 2)].active_aus() == ["AU6", "AU12", "AU25"]
+    assert frames[("video1", 2)].au_presence["AU4"] == 0 and len(frames[("video1", 2)].au_presence) == 12
+    assert frames[("video1", 6)].active_aus() == ["AU1", "AU2", "AU25", "AU26"]  # its expression line is malformed
+    assert frames[("10-60-1280x720_right", 1)].au_presence == {}  # no AU file for this video
+    assert Path(frames[("video1", 4)].image).name == "00004.jpg"
+    assert frames[("video1", 1)].subject == "video1"
+    assert result.dropped == {"expression Other, no AU label": 2, "no face image": 1, "not annotated": 1}
+
+
+def test_affwild2_other_keeps_the_frame_for_its_au_labels_with_no_emotion(tmp_path):
+    root = fixture_copy(tmp_path, "affwild2")
+    au_file = root / "annotations/AU_Detection_Challenge/Train_Set/video1.txt"
+    lines = au_file.read_text().splitlines()
+    lines[3] = "0,0,0,0,0,0,0,1,0,0,0,0"  # frame 3 (labelled Other): AU15
+    au_file.write_text("\n".join(lines) + "\n")
+    result = load("affwild2", root)
+    r = by(result.records, "video", "frame")[("video1", 3)]
+    assert r.emotion is None and r.meta == {"expression": "other"} and r.active_aus() == ["AU15"]
+    assert result.dropped["expression Other, no AU label"] == 1
+
+
+def test_affwild2_without_cropped_frames_loads_labels_with_no_image(tmp_path):
+    root = fixture_copy(tmp_path, "affwild2")
+    shutil.rmtree(root / "cropped_aligned")
+    result = load("affwild2", root)
+    assert len(result.records) == 7 and all(r.image is None for r in result.records)
+    assert by(result.records, "video", "frame")[("video1", 5)].emotion == "surprise"
+    assert "no face image" not in result.dropped
+
+
+def test_affwild2_reports_a_video_without_a_frame_folder(tmp_path):
+    root = fixture_copy(tmp_path, "affwild2")
+    shutil.rmtree(root / "cropped_aligned/10-60-1280x720_right")
+    result = load("affwild2", root)
+    assert {r.video for r in result.records} == {"video1"}
+    assert any("no frame folder for video '10-60-1280x720_right'" in i.message for i in result.issues)
+
+
+# ------------------------------------------------------------------ affectnet
+def test_affectnet_maps_expressions_and_keeps_box_landmarks_and_ratings():
+    result = load("affectnet", FIXTURES / "affectnet")
+    records = by(result.records, "subject")
+    assert {s[0]: r.emotion for s, r in records.items()} == {
+        "0/a1": "neutral", "1/b2": "happiness", "3/f6": "contempt", "4/g7": "anger", "4/h8": "surprise"}
+    assert {s[0]: r.split for s, r in records.items()} == {
+        "0/a1": "train", "1/b2": "train", "3/f6": "train", "4/g7": "val", "4/h8": "val"}
+    b2 = records[("1/b2",)]
+    assert b2.meta["face_box"] == [3, 1, 10, 12]
+    assert b2.meta["landmarks"].shape == (68, 2) and b2.meta["landmarks"].dtype == np.float32
+    np.testing.assert_allclose(b2.meta["landmarks"][0], [1.0, 0.5])
+    assert b2.meta["valence"] == pytest.approx(0.8) and b2.meta["arousal"] == pytest.approx(0.4)
+    assert b2.meta["expression_code"] == 1 and b2.au_presence == {}
+    assert result.dropped == {"expression 10 (No-Face)": 1, "expression 8 (None)": 1}
+
+
+def test_affectnet_crop_face_cuts_the_box_and_clips_a_margin_to_the_image():
+    a1 = by(load("affectnet", FIXTURES / "affectnet").records, "subject")[("0/a1",)]
+    assert crop_face(a1).size == (8, 8)  # box (2, 2, 8, 8) in a 16x16 image
+    assert crop_face(a1, margin=0.5).size == (14, 14)  # grows 4 a side: (-2, -2)-(14, 14), clipped at 0
+    with pytest.raises(ValueError, match="margin"):
+        crop_face(a1, margin=-1)
+
+
+def test_affectnet_reports_a_missing_image_by_csv_line(tmp_path):
+    root = fixture_copy(tmp_path, "affectnet")
+    (root / "Manually_Annotated/Manually_Annotated_Images/4/h8.jpg").unlink()
+    result = load("affectnet", root)
+    assert len(result.records) == 4
+    issue = next(i for i in result.issues if "image not found" in i.message)
+    assert Path(issue.file).name == "validation.csv" and issue.line == 2
+
+
+# ------------------------------------------------------------------ faba
+def test_faba_reads_labels_where_given_and_gpt4v_text_otherwise():
+    result = load("faba", FIXTURES / "faba")
+    records = by(result.records, "split", "subject")
+    b2 = records[("train", "AffectNet/AffectNet_v2/1/b2")]
+    assert b2.active_aus() == ["AU6", "AU12", "AU25"] and b2.meta["au_source"] == "gpt4v-text"
+    assert b2.emotion is None and "happy" in b2.meta["emotion_text"]  # train items carry no label
+    assert len(b2.au_presence) == 20 and b2.au_presence["AU4"] == 0
+    f6 = records[("train", "AffectNet/AffectNet_v2/3/f6")]
+    assert f6.active_aus() == ["AU4", "AU9", "AU15"] and "AU11" not in f6.au_presence  # AU11 is not a FABA AU
+    h8 = records[("test", "AffectNet/AffectNet_v2/4/h8")]
+    assert h8.active_aus() == ["AU1", "AU2", "AU5", "AU26"] and h8.meta["au_source"] == "label"
+    assert h8.emotion == "surprise"
+    assert records[("test", "AffectNet/AffectNet_v2/4/g7")].emotion == "anger"  # label 3 in FABA's order
+    a1 = records[("train", "AffectNet/AffectNet_v2/0/a1")]
+    assert a1.au_presence == {} and a1.emotion is None
+    assert Path(h8.image).is_file() and h8.meta["landmark"].endswith("4/h8.npy")
+    assert "item 3: no 'image' path" in result.issues[0].message
+
+
+def test_faba_loads_the_same_from_the_folder_that_holds_it():
+    outer = load("faba", FIXTURES / "faba").records
+    inner = load("faba", FIXTURES / "faba" / "FABAInstruct").records
+    assert [(r.split, r.subject, r.image) for r in outer] == [(r.split, r.subject, r.image) for r in inner]
+
+
+def test_faba_reports_invalid_json_with_its_line(tmp_path):
+    root = fixture_copy(tmp_path, "faba")
+    (root / "FABAInstruct/eval/eval_au_anno.json").write_text('[\n  {"image": "x.jpg",\n  oops\n]')
+    result = load("faba", root)
+    issue = next(i for i in result.issues if i.file.endswith("eval_au_anno.json"))
+    assert issue.line == 3 and issue.message.startswith("not valid JSON")
+    assert len(result.records) == 6  # h8 is still an emotion item
+
+
+# ------------------------------------------------------------------ affectnet+faba
+def test_affectnet_faba_join_keeps_affectnet_emotion_and_faba_aus():
+    result = load_with_faba(FIXTURES / "affectnet", faba_root=FIXTURES / "faba")
+    got = {r.subject: (r.emotion, r.split, r.active_aus(), r.meta["faba_split"]) for r in result.records}
+    assert got == {"1/b2": ("happiness", "train", ["AU6", "AU12", "AU25"], "train"),
+                   "3/f6": ("contempt", "train", ["AU4", "AU9", "AU15"], "train"),
+                   "4/h8": ("surprise", "val", ["AU1", "AU2", "AU5", "AU26"], "test")}
+    assert all(r.dataset == "affectnet+faba" for r in result.records)
+    assert result.dropped["no FABA AU item"] == 2  # a1, g7
+    assert result.dropped["FABA item not among the kept AffectNet rows"] == 1  # e5: malformed AffectNet row
+    assert len(result.issues) == 2
+    kept = load_with_faba(FIXTURES / "affectnet", faba_root=FIXTURES / "faba", keep_unmatched=True)
+    assert len(kept.records) == 5 and "no FABA AU item" not in kept.dropped
+
+
+def test_affectnet_faba_finds_fabainstruct_inside_the_affectnet_root_by_default(tmp_path):
+    root = fixture_copy(tmp_path, "affectnet")
+    shutil.copytree(FIXTURES / "faba/FABAInstruct", root / "FABAInstruct")
+    result = load("affectnet+faba", root)
+    assert result.format == "affectnet+faba" and sorted(r.subject for r in result.records) == ["1/b2", "3/f6", "4/h8"]
+    with pytest.raises(DataFormatError, match="no FABAInstruct/ folder"):
+        load("affectnet+faba", FIXTURES / "affectnet")
+    (root / "FABAInstruct/train/train_au_anno.json").unlink()
+    (root / "FABAInstruct/train/train_emotion_anno.json").unlink()
+    shutil.rmtree(root / "FABAInstruct/eval")
+    with pytest.raises(DataFormatError, match="FABA-Instruct release layout"):
+        load("affectnet+faba", root)
+
+
+# ------------------------------------------------------------------ disfa
+def test_disfa_presence_is_intensity_at_least_2_and_keeps_intensities():
+    result = load("disfa", FIXTURES / "disfa")
+    frames = by(result.records, "subject", "frame")
+    assert [frames[("SN001", f)].au_presence["AU1"] for f in range(1, 6)] == [0, 0, 1, 1, 0]
+    assert [frames[("SN001", f)].au_intensity["AU1"] for f in range(1, 6)] == [0, 1, 2, 3, 0]
+    assert frames[("SN002", 3)].au_presence == {"AU1": 0, "AU4": None, "AU12": 0}  # its AU4 line is malformed
+    lenient = by(disfa.load(FIXTURES / "disfa", threshold=1).records, "subject", "frame")
+    assert lenient[("SN001", 2)].au_presence["AU1"] == 1
+    with pytest.raises(ValueError, match="threshold"):
+        disfa.load(FIXTURES / "disfa", threshold=0)
+
+
+def test_disfa_uses_extracted_frames_when_there_and_the_video_otherwise():
+    frames = by(load("disfa", FIXTURES / "disfa").records, "subject", "frame")
+    sn1, sn2 = frames[("SN001", 4)], frames[("SN002", 4)]
+    assert sn1.image is None and sn1.video == "SN001" and sn1.meta["video_file"].endswith("LeftVideoSN001_comp.avi")
+    assert Path(sn2.image).name == "0004.png" and sn2.meta == {}
+
+
+# ------------------------------------------------------------------ bp4d
+def test_bp4d_reads_occurrence_with_9_as_not_coded_and_drops_never_coded_columns():
+    result = load("bp4d", FIXTURES / "bp4d")
+    frames = by(result.records, "video", "frame")
+    assert sorted(frames) == [("F001_T1", 2440), ("F001_T1", 2441), ("F001_T1", 2442),
+                              ("M001_T8", 100), ("M001_T8", 101)]
+    r = frames[("F001_T1", 2442)]
+    assert r.subject == "F001" and r.au_presence["AU4"] is None
+    assert r.active_aus() == ["AU6", "AU7", "AU10", "AU12", "AU23", "AU24"]
+    assert "AU27" not in r.au_presence  # all 9 in the file
+    assert Path(r.image).name == "2442.jpg" and frames[("M001_T8", 100)].image is None
+    assert frames[("M001_T8", 100)].active_aus() == ["AU15", "AU17", "AU24"]
+
+
+# ------------------------------------------------------------------ summary
+def test_summary_counts_prevalence_over_coded_frames_and_pspi():
+    s = summarize(load("unbc", FIXTURES / "unbc"))
+    assert s["n_records"] == 6 and s["n_subjects"] == 2 and s["n_errors"] == 1
+    assert s["au_prevalence"]["AU4"] == pytest.approx(2 / 6) and s["au_prevalence"]["AU9"] == 0.0
+    assert list(s["au_prevalence"])[:3] == ["AU4", "AU6", "AU7"]
+    assert s["pspi"] == {"n_positive": 2, "max": 7.0} and s["emotions"] == {}
+    d = summarize(load("disfa", FIXTURES / "disfa"))
+    assert d["au_prevalence"] == {"AU1": pytest.approx(2 / 9), "AU4": 0.25, "AU12": pytest.approx(3 / 9)}
+    assert d["pspi"] is None
+
+
+# ------------------------------------------------------------------ CLI
+def test_inspect_json_guesses_the_format_and_prints_one_object(run_cli):
+    code, out, err = run_cli("data", "inspect", FIXTURES / "unbc", "--json")
+    assert code == 0 and err == ""
+    doc = json.loads(out)
+    assert {"format", "n_records", "n_subjects", "emotions", "au_prevalence", "pspi", "n_errors"} <= set(doc)
+    assert doc["format"] == "unbc" and doc["n_records"] == 6 and doc["n_subjects"] == 2
+    assert doc["pspi"] == {"n_positive": 2, "max": 7.0} and doc["n_errors"] == 1
+    assert doc["au_prevalence"]["AU43"] == pytest.approx(1 / 6)
+
+
+@pytest.mark.parametrize("fmt", REAL_FORMATS)
+def test_inspect_json_reports_each_format(run_cli, fmt):
+    n_records, n_subjects, n_errors, _, _ = EXPECTED[fmt]
+    code, out, _ = run_cli("data", "inspect", "--format", fmt, FIXTURES / fmt, "--json")
+    doc = json.loads(out)
+    assert code == 0 and (doc["format"], doc["n_records"], doc["n_subjects"], doc["n_errors"]) == (
+        fmt, n_records, n_subjects, n_errors)
+
+
+def test_inspect_text_lists_labels_drops_and_skipped_rows(run_cli):
+    code, out, err = run_cli("data", "inspect", "--format", "affwild2", FIXTURES / "affwild2")
+    assert code == 0 and err == ""
+    assert f"affwild2 at {FIXTURES / 'affwild2'}: 6 records, 2 subjects" in out
+    assert "emotions: anger 1, disgust 1, happiness 1, neutral 1" in out
+    assert "AU25 0.500" in out
+    assert "dropped on purpose: expression Other, no AU label 2, no face image 1, not annotated 1" in out
+    assert "errors: 1 (those rows were skipped)" in out and "video1.txt:7: expected an integer label" in out
+
+
+def test_inspect_strict_stops_at_the_malformed_row_with_one_line_and_exit_2(run_cli):
+    code, out, err = run_cli("data", "inspect", "--format", "bp4d", FIXTURES / "bp4d", "--strict")
+    bad = FIXTURES / "bp4d/AUCoding/AU_OCC/F001_T1.csv"
+    assert code == 2 and out == ""
+    assert err == f"facr: {bad}: line 5: AU values must be 0, 1 or 9 (not coded); column '4' is '5'\n"
+
+
+def test_inspect_bad_roots_exit_2_with_one_line(run_cli, tmp_path):
+    code, out, err = run_cli("data", "inspect", tmp_path / "missing")
+    assert (code, out, err) == (2, "", f"facr: {tmp_path / 'missing'}: no such folder\n")
+    code, _, err = run_cli("data", "inspect", tmp_path)
+    assert code == 2 and err.startswith(f"facr: {tmp_path}: cannot tell the dataset format") and err.count("\n") == 1
+    code, _, err = run_cli("data", "inspect", "--format", "disfa", tmp_path)
+    assert code == 2 and err == f"facr: {tmp_path}: no ActionUnit_Labels/ folder (expected the DISFA release layout)\n"
+
+
+def test_every_format_name_is_accepted_by_the_cli():
+    from facr.cli import build_parser
+
+    for fmt in FORMATS:
+        assert build_parser().parse_args(["data", "inspect", "--format", fmt, "x"]).format == fmt
