@@ -198,6 +198,41 @@ def cmd_graph_export(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------- facr data inspect
+def cmd_data_inspect(args) -> int:
+    from facr.data.formats import FORMATS, detect_format, load
+    from facr.data.summary import format_summary, summarize
+
+    if not os.path.isdir(args.root):
+        raise FacrError(args.root, "no such folder")
+    fmt = args.format or detect_format(args.root)
+    if fmt is None:
+        raise FacrError(args.root, f"cannot tell the dataset format from its layout; pass --format "
+                                   f"({', '.join(FORMATS)})")
+    summary = summarize(load(fmt, args.root, strict=args.strict))
+    if args.json:
+        _print_json(summary)
+    else:
+        print(format_summary(summary))
+    return 0
+
+
+# --------------------------------------------------------------- facr train
+def cmd_train_reasoner(args) -> int:
+    from facr.train import run_from_args
+
+    result = run_from_args(args)
+    m = result.metrics
+    if args.json:
+        _print_json(m)
+    elif m:
+        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+        print(f"wrote {result.out}/model: {m.get('split')} accuracy {fmt(m.get('accuracy'))}, macro-F1 "
+              f"{fmt(m.get('macro_f1'))}, AUC {fmt(m.get('auc'))}, CF sensitivity {fmt(m.get('cf_sensitivity'))}, "
+              f"CF invariance {fmt(m.get('cf_invariance'))}, graph-causal agreement {fmt(m.get('graph_causal_agreement'))}")
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
@@ -206,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  facr graph show graphs/emfacs.json\n  facr au parse 'AU04_r' 'Lip Corner Puller'",
     )
     parser.add_argument("--version", action="version", version=f"facr {__version__}")
-    nouns = parser.add_subparsers(dest="noun", metavar="{au,graph,data}", required=True)
+    nouns = parser.add_subparsers(dest="noun", metavar="{au,graph,data,train}", required=True)
 
     # facr au ...
     au_p = nouns.add_parser("au", help="the action-unit vocabulary")
@@ -284,10 +319,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", choices=["emfacs", "pspi"])
     p.add_argument("--out", required=True)
 
+    # facr train ...
+    t_p = nouns.add_parser("train", help="train models (Stage 1: the faithful reasoner)")
+    t_v = t_p.add_subparsers(dest="verb", required=True)
+    p = t_v.add_parser(
+        "reasoner", help="train the faithful AU reasoner (same code as recipes/train_reasoner.py)",
+        description="Train x -> z -> emotion head with the counterfactual-faithfulness objective.",
+        epilog="example:\n  facr train reasoner --config recipes/configs/reasoner_synth.yaml --faith off --out runs/nofaith",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    from facr.train_args import add_train_arguments
+
+    add_train_arguments(p)
+    p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
+    p.set_defaults(func=cmd_train_reasoner)
+
     # facr data ...
     d_p = nouns.add_parser("data", help="datasets: the synthetic benchmark and loaders for the real datasets")
     d_v = d_p.add_subparsers(dest="verb", required=True)
     # (data verbs are registered below, one block per verb)
+
+    # facr data inspect
+    from facr.data.formats import FORMATS
+
+    p = d_v.add_parser(
+        "inspect", help="summarise a dataset folder in its released layout (records, subjects, labels, errors)",
+        description="Load a dataset in its released layout and summarise it: records, subjects, emotions, "
+                    "AU prevalence, PSPI, and the malformed rows that were skipped.",
+        epilog="examples:\n  facr data inspect --format unbc /data/UNBC-McMaster\n"
+               "  facr data inspect --format affwild2 /data/Aff-Wild2 --json\n"
+               "  facr data inspect my-synth-data/        (a facr synth dataset folder: no --format needed)",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("root", help="the dataset folder")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="dataset format (default: guessed from the folder's layout)")
+    p.add_argument("--strict", action="store_true", help="stop at the first malformed row instead of skipping it")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_data_inspect)
     return parser
 
 

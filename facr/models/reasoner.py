@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from facr import au as au_vocab
+from facr.causal import Effects, intervention_effects, intervention_effects_loop
 from facr.config import from_dict, save_config
 from facr.errors import FacrError
 from facr.graph import AUGraph, load_graph, save_graph
@@ -63,6 +64,7 @@ class ReasonerOutput:
     z_logits: torch.Tensor  # f_enc(x), [B, K]
     z: torch.Tensor  # σ(f_enc(x)), [B, K]
     logits: torch.Tensor  # ŷ = head(z), [B, C]
+    effects: Effects | None = None  # ŷ under every do(z_k = 0), when asked for
 
 
 class Reasoner(nn.Module):
@@ -86,10 +88,18 @@ class Reasoner(nn.Module):
         """f_enc(x): the AU logits, [B, K]."""
         return self.to_au(self.encoder(pixel_values))
 
-    def forward(self, pixel_values: torch.Tensor) -> ReasonerOutput:
+    def forward(self, pixel_values: torch.Tensor, effects: str | None = None) -> ReasonerOutput:
+        """``effects='batched'`` also returns every do(z_k = 0) through one head call (the logits are
+        then its factual row); ``'loop'`` does the same with one call per AU (benchmarks only)."""
         z_logits = self.encode(pixel_values)
         z = torch.sigmoid(z_logits)
-        return ReasonerOutput(z_logits=z_logits, z=z, logits=self.head(z))
+        if effects is None:
+            return ReasonerOutput(z_logits=z_logits, z=z, logits=self.head(z))
+        if effects not in ("batched", "loop"):
+            raise ValueError(f"effects must be None, 'batched' or 'loop', got {effects!r}")
+        fn = intervention_effects if effects == "batched" else intervention_effects_loop
+        eff = fn(self.head, z)
+        return ReasonerOutput(z_logits=z_logits, z=z, logits=eff.logits, effects=eff)
 
 
 # ------------------------------------------------------------------ checkpoints

@@ -1,0 +1,452 @@
+"""The Stage-1 training loop on 🤗 accelerate, shared by ``recipes/train_reasoner.py`` and
+``facr train reasoner``.
+
+A run folder holds ``config.json`` (the full :class:`TrainConfig`), ``model/`` (the checkpoint a
+user loads: ``model.safetensors`` + ``config.json`` + ``graph.json``), ``state/`` (what ``--resume``
+needs: weights, optimizer moments and the loop position, all as safetensors + JSON — no pickle),
+``history.json`` (per-epoch validation) and ``metrics.json`` (the final held-out figures).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from facr.config import ConfigError, from_dict, load_yaml, save_config
+from facr.data.records import EMOTIONS, FaceRecord, au_order
+from facr.data.torch_data import FaceTorchDataset, Task, inverse_frequency_weights
+from facr.errors import FacrError
+from facr.graph import AUGraph, permute, resolve_graph
+from facr.losses import LossWeights, facr_loss
+from facr.models.encoder import EncoderConfig
+from facr.models.reasoner import Reasoner, ReasonerConfig, save_reasoner
+from facr.utils import write_json
+
+@dataclass
+class DataConfig:
+    """Where the data comes from and how it is split."""
+
+    path: str = "demo-out/synth"
+    format: str | None = None  # None: recognise a facr dataset folder by itself
+    task: str = "auto"  # auto | emotion | pain (pain = PSPI > 0); auto: pain when the graph's only class is pain
+    train_split: str = "train"
+    val_split: str | None = "val"
+    test_split: str = "test"
+    loso_subject: str | None = None  # hold this subject out as the test set (train on the others)
+    stride: int = 1  # keep every k-th training frame of each video (the paper's resolution study)
+    limit: int | None = None  # at most this many training records (quick runs)
+    image_size: int = 112
+    augment: bool = True
+    num_workers: int = 0
+
+    def __post_init__(self):
+        if self.task not in ("auto", "emotion", "pain"):
+            raise ValueError(f"task must be auto, emotion or pain, got {self.task!r}")
+        if self.stride < 1:
+            raise ValueError(f"stride must be >= 1, got {self.stride}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a Stage-1 run needs. Load from YAML with :func:`load_train_config`."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    head: str = "mlp"
+    head_hidden: int = 64
+    # graph: a facr-graph file, a built-in name (emfacs, pspi), "truth" (the dataset's own graph.json),
+    # "induced" (L1 induction on the training split) or "permuted" (graph_base with its class rows
+    # permuted by graph_seed: the corrupted-graph control).
+    graph: str = "induced"
+    graph_base: str = "induced"
+    graph_seed: int = 0
+    faith: str = "on"  # "off": the unfaithfulness control, λs = λi = 0
+    loss: LossWeights = field(default_factory=LossWeights)
+    epsilon: float = 0.1  # invariance tolerance of the metrics (and their sensitivity margin)
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    epochs: int = 5
+    max_steps: int | None = None
+    grad_accum: int = 1
+    mixed_precision: str = "no"
+    class_weights: str = "balanced"  # balanced | none
+    early_stopping: int = 0  # patience in epochs on validation macro-F1; 0 = off
+    save_every: int = 0  # also write state/ every N optimizer steps (0 = once per epoch)
+    seed: int = 0
+    out: str = "runs/reasoner"
+
+    def __post_init__(self):
+        if self.faith not in ("on", "off"):
+            raise ValueError(f"faith must be 'on' or 'off', got {self.faith!r}")
+        if self.class_weights not in ("balanced", "none"):
+            raise ValueError(f"class_weights must be 'balanced' or 'none', got {self.class_weights!r}")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ValueError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+        for name in ("batch_size", "epochs", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.epsilon < 0:
+            raise ValueError(f"epsilon must be >= 0, got {self.epsilon}")
+
+    @property
+    def weights(self) -> LossWeights:
+        """The loss weights in force: ``faith: off`` zeroes λs and λi."""
+        return replace(self.loss, lambda_s=0.0, lambda_i=0.0) if self.faith == "off" else self.loss
+
+
+def load_train_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """A :class:`TrainConfig` from a YAML file (or defaults) with dotted overrides (``{"data.path": ...}``)."""
+    data: dict[str, Any] = load_yaml(path) if path else {}
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(path, f"{key}: {part} is not a section")
+        node[parts[-1]] = value
+    return from_dict(TrainConfig, data, None if path is None else str(path))
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class Splits:
+    train: list[FaceRecord]
+    val: list[FaceRecord]
+    test: list[FaceRecord]
+    dataset_graph: Path | None = None
+
+
+def load_splits(cfg: DataConfig) -> Splits:
+    """Read the records and cut them into train / val / test as ``cfg`` says."""
+    from facr.data import formats
+    from facr.data.splits import stride as stride_records
+
+    root = Path(cfg.path)
+    if not root.exists():
+        raise FacrError(root, "no such dataset (make one with: facr data synth --out DIR)")
+    fmt = cfg.format or formats.detect_format(root)
+    if fmt is None:
+        raise FacrError(root, f"cannot tell the dataset format: set data.format (one of {', '.join(formats.FORMATS)})")
+    result = formats.load(fmt, root)
+    records = result.records
+    if cfg.loso_subject is not None:
+        subjects = {r.subject for r in records}
+        if cfg.loso_subject not in subjects:
+            raise FacrError(root, f"subject {cfg.loso_subject!r} is not in the data ({len(subjects)} subjects)")
+        train = [r for r in records if r.subject != cfg.loso_subject]
+        val: list[FaceRecord] = []
+        test = [r for r in records if r.subject == cfg.loso_subject]
+    else:
+        train = [r for r in records if r.split == cfg.train_split]
+        val = [r for r in records if cfg.val_split and r.split == cfg.val_split]
+        test = [r for r in records if r.split == cfg.test_split]
+        if not train:
+            raise FacrError(root, f"no records in split {cfg.train_split!r}")
+    if cfg.stride > 1:
+        train = [train[i] for i in stride_records(train, cfg.stride)]
+    if cfg.limit is not None:
+        train = train[: cfg.limit]
+    graph_file = root / "graph.json"
+    return Splits(train, val, test, graph_file if graph_file.exists() else None)
+
+
+def choose_task(cfg: DataConfig, graph_classes: list[str], train: list[FaceRecord]) -> Task:
+    """The class order: pain detection (``no_pain``, ``pain``) or the emotions present in training."""
+    kind = cfg.task
+    if kind == "auto":
+        kind = "pain" if graph_classes == ["pain"] else "emotion"
+    if kind == "pain":
+        return Task("pain", ["no_pain", "pain"])
+    present = {r.emotion for r in train if r.emotion is not None}
+    classes = [e for e in EMOTIONS if e in present] + sorted(present - set(EMOTIONS))
+    if len(classes) < 2:
+        raise FacrError(cfg.path, f"emotion task needs at least two emotions in training, found {classes}")
+    return Task("emotion", classes)
+
+
+def induce_from_records(records: list[FaceRecord], task: Task, seed: int) -> AUGraph:
+    """The paper's learned graph from the training records (L1 induction, PSPI fixed for pain)."""
+    from facr.data.records import au_order, presence_matrix
+    from facr.graph.induce import AUTable, InductionConfig, induce_graph
+
+    aus = au_order(records)
+    x = presence_matrix(records, aus)
+    labels = [task.classes[task.label(r)] if task.label(r) is not None else None for r in records]
+    keep = [i for i, lab in enumerate(labels) if lab is not None and not np.isnan(x[i]).any()]
+    if len(keep) < 20:
+        raise FacrError(None, f"graph: induced needs AU-coded training records; only {len(keep)} have every AU coded")
+    table = AUTable(aus, x[keep], [labels[i] for i in keep], "training split")
+    return induce_graph(table, InductionConfig(n_bootstrap=20, seed=seed), name="induced-train")
+
+
+def resolve_training_graph(spec: str, base: str, seed: int, splits: Splits, task: Task) -> AUGraph:
+    """The graph G a run is trained against (see :class:`TrainConfig` ``graph``)."""
+    if spec == "permuted":
+        if base == "permuted":
+            raise FacrError(None, "graph_base cannot itself be 'permuted'")
+        return permute(resolve_training_graph(base, base, seed, splits, task), seed)
+    if spec == "induced":
+        return induce_from_records(splits.train, task, seed)
+    if spec == "truth":
+        if splits.dataset_graph is None:
+            raise FacrError(None, "graph: truth needs a dataset with its own graph.json (facr data synth makes one)")
+        return resolve_graph(splits.dataset_graph)
+    return resolve_graph(spec)
+
+
+def _graph_classes_hint(cfg: TrainConfig, splits: Splits) -> list[str]:
+    """The classes of a graph given as a file, built-in or the dataset's truth (to tell pain from emotion)."""
+    spec = cfg.graph_base if cfg.graph == "permuted" else cfg.graph
+    if spec == "induced":
+        return []
+    if spec == "truth":
+        return resolve_graph(splits.dataset_graph).classes if splits.dataset_graph else []
+    return resolve_graph(spec).classes
+
+
+def graph_signs(graph: AUGraph, aus: list[str], classes: list[str]) -> torch.Tensor:
+    """s [K, C] for the model's AU and class orders; a class the graph lacks has no parents."""
+    out = torch.zeros(len(aus), len(classes), dtype=torch.int8)
+    known = [c for c in classes if c in graph.classes]
+    if known:
+        s = torch.as_tensor(graph.sign_matrix(aus, known))
+        for j, c in enumerate(known):
+            out[:, classes.index(c)] = s[:, j]
+    return out
+
+
+# ------------------------------------------------------------------------ state io
+def _save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, position: dict) -> None:
+    """Weights, optimizer moments (safetensors) and the loop position (JSON), swapped in atomically."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".state.", dir=path.parent))
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+        opt = optimizer.state_dict()
+        tensors = {"torch_rng": torch.get_rng_state()}
+        for pid, st in opt["state"].items():
+            for name, value in st.items():
+                tensors[f"opt.{pid}.{name}"] = torch.as_tensor(value).detach().contiguous().cpu()
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        write_json(tmp / "position.json", {**position, "param_groups": opt["param_groups"]})
+        old = path.with_name(f".state.old-{os.getpid()}")
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    tensors = load_file(str(path / "optimizer.safetensors"))
+    position = json.loads((path / "position.json").read_text())
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": position.pop("param_groups")})
+    torch.set_rng_state(tensors["torch_rng"])
+    return position
+
+
+# ---------------------------------------------------------------------------- train
+@dataclass
+class RunResult:
+    out: Path
+    metrics: dict
+    history: list[dict]
+
+
+def _round(metrics: dict) -> dict:
+    return json.loads(json.dumps(metrics, default=float), parse_float=lambda s: round(float(s), 6))
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> RunResult:
+    """Train a reasoner as ``cfg`` says; ``resume=True`` continues from ``<out>/state``."""
+    from accelerate import Accelerator, DataLoaderConfiguration
+    from accelerate.utils import set_seed
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from facr.audit.evaluate import evaluate_reasoner
+
+    out = Path(cfg.out)
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),
+        mixed_precision=cfg.mixed_precision,
+        gradient_accumulation_steps=cfg.grad_accum,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    set_seed(cfg.seed)
+    splits = load_splits(cfg.data)
+    task = choose_task(cfg.data, _graph_classes_hint(cfg, splits), splits.train)
+    graph = resolve_training_graph(cfg.graph, cfg.graph_base, cfg.graph_seed, splits, task)
+
+    aus = [a for a in sorted(set(au_order(splits.train)) | set(graph.aus), key=lambda a: int(a[2:]))]
+    signs = graph_signs(graph, aus, task.classes)
+    rcfg = ReasonerConfig(aus=aus, classes=task.classes, encoder=cfg.encoder, head=cfg.head, head_hidden=cfg.head_hidden)
+    model = Reasoner(rcfg)
+    if accelerator.device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    train_ds = FaceTorchDataset(splits.train, aus, task, cfg.data.image_size, cfg.data.augment, cfg.seed)
+    val_ds = FaceTorchDataset(splits.val, aus, task, cfg.data.image_size) if splits.val else None
+    test_ds = FaceTorchDataset(splits.test, aus, task, cfg.data.image_size) if splits.test else None
+    if len(train_ds) == 0:
+        raise FacrError(cfg.data.path, f"no training record has a {task.kind} label")
+    class_weight = inverse_frequency_weights(train_ds.class_counts()) if cfg.class_weights == "balanced" else None
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.data.num_workers,
+                        drop_last=len(train_ds) > cfg.batch_size, persistent_workers=cfg.data.num_workers > 0,
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    unwrapped = accelerator.unwrap_model(model)
+    signs_dev = signs.to(accelerator.device)
+    weights = cfg.weights
+    if class_weight is not None:
+        class_weight = class_weight.to(accelerator.device)
+
+    steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
+    total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
+    position = {"epoch": 0, "batch_in_epoch": 0, "global_step": 0, "best": None, "bad_epochs": 0, "history": []}
+    state_dir = out / "state"
+    if resume:
+        if not (state_dir / "position.json").exists():
+            raise FacrError(out, "nothing to resume: no state/ in this run folder")
+        position = _load_state(state_dir, unwrapped, optimizer)
+    elif accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.json")
+    history: list[dict] = position["history"]
+
+    def save_position(epoch: int, batch_in_epoch: int) -> None:
+        if accelerator.is_main_process:
+            _save_state(state_dir, unwrapped, optimizer, {**position, "epoch": epoch, "batch_in_epoch": batch_in_epoch})
+        accelerator.wait_for_everyone()
+
+    bar = tqdm(total=total_steps, initial=position["global_step"], desc="train reasoner", unit="step",
+               disable=not (progress and accelerator.is_main_process), dynamic_ncols=True)
+    stop = position["global_step"] >= total_steps
+    for epoch in range(position["epoch"], cfg.epochs):
+        if stop:
+            break
+        loader.set_epoch(epoch)
+        train_ds.set_epoch(epoch)
+        skip = position["batch_in_epoch"] if epoch == position["epoch"] else 0
+        epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
+        model.train()
+        batch_in_epoch = skip
+        for batch in epoch_loader:
+            with accelerator.accumulate(model):
+                pixels = batch["pixel_values"]
+                if accelerator.device.type == "cpu":
+                    pixels = pixels.contiguous(memory_format=torch.channels_last)
+                outputs = model(pixels, effects="batched" if weights.faithful else None)
+                effects = outputs.effects
+                if effects is None:
+                    from facr.causal import Effects
+
+                    effects = Effects(outputs.logits, outputs.logits.unsqueeze(1), 0.0)
+                losses = facr_loss(effects, outputs.z, outputs.z_logits, batch["labels"], batch["au_targets"],
+                                   batch["au_mask"], signs_dev, weights, class_weight)
+                accelerator.backward(losses.total)
+                optimizer.step()
+                optimizer.zero_grad()
+            batch_in_epoch += 1
+            if accelerator.sync_gradients:
+                position["global_step"] += 1
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in losses.as_floats().items()}, refresh=False)
+                if cfg.save_every and position["global_step"] % cfg.save_every == 0:
+                    save_position(epoch, batch_in_epoch)
+                if position["global_step"] >= total_steps:
+                    stop = True
+                    break
+        finished_epoch = batch_in_epoch >= len(loader)
+        record = {"epoch": epoch, "global_step": position["global_step"]}
+        if val_ds is not None and finished_epoch and accelerator.is_main_process:
+            ev = evaluate_reasoner(unwrapped, val_ds, signs, epsilon=cfg.epsilon, batch_size=cfg.batch_size * 2)
+            record.update({k: v for k, v in ev.metrics.items() if k != "per_class"})
+            bar.write(f"epoch {epoch}: val acc {ev.metrics['accuracy']:.3f}  macro-F1 {ev.metrics['macro_f1']:.3f}  "
+                      f"sens {ev.metrics['cf_sensitivity'] or 0:.3f}  inv {ev.metrics['cf_invariance'] or 0:.3f}  "
+                      f"agree {ev.metrics['graph_causal_agreement'] or 0:.3f}")
+            score = ev.metrics["macro_f1"]
+            if position["best"] is None or score > position["best"]:
+                position["best"], position["bad_epochs"] = score, 0
+                if cfg.early_stopping:
+                    save_reasoner(unwrapped, graph, out / "best")
+            else:
+                position["bad_epochs"] += 1
+        if finished_epoch:
+            history.append(record)
+            position["history"] = history
+            save_position(epoch + 1, 0)
+        else:
+            save_position(epoch, batch_in_epoch)
+        if cfg.early_stopping and position["bad_epochs"] >= cfg.early_stopping:
+            break
+    bar.close()
+    accelerator.wait_for_everyone()
+    metrics: dict = {}
+    if accelerator.is_main_process:
+        final = unwrapped
+        if cfg.early_stopping and (out / "best").exists():
+            from facr.models.reasoner import load_reasoner
+
+            final, _ = load_reasoner(out / "best")
+        save_reasoner(final, graph, out / "model")
+        held_out = test_ds if test_ds is not None and len(test_ds) else val_ds
+        if held_out is not None and len(held_out):
+            ev = evaluate_reasoner(final, held_out, signs, epsilon=cfg.epsilon, batch_size=cfg.batch_size * 2)
+            metrics = ev.metrics
+            if splits.dataset_graph is not None:
+                truth = resolve_graph(splits.dataset_graph)
+                tv = evaluate_reasoner(final, held_out, graph_signs(truth, aus, task.classes), epsilon=cfg.epsilon,
+                                       batch_size=cfg.batch_size * 2)
+                metrics["true_graph_agreement"] = tv.metrics["graph_causal_agreement"]
+        metrics = _round({"split": "test" if held_out is test_ds else "val", "graph": graph.name,
+                          "faith": cfg.faith, **metrics})
+        write_json(out / "metrics.json", metrics)
+        write_json(out / "history.json", history)
+    accelerator.wait_for_everyone()
+    return RunResult(out, metrics, history)
+
+
+# ------------------------------------------------------------------------------ cli
+def run_from_args(args) -> RunResult:
+    """Train (or resume) as the parsed flags say; returns the run result."""
+    from facr.train_args import overrides_from_args
+
+    cfg = load_train_config(args.config, overrides_from_args(args))
+    if args.resume:
+        saved = Path(cfg.out) / "config.json"
+        if saved.exists():
+            cfg = from_dict(TrainConfig, json.loads(saved.read_text()), str(saved))
+    return train(cfg, resume=args.resume, progress=not args.no_progress)

@@ -1,0 +1,41 @@
+"""The flags shared by ``facr train reasoner`` and ``recipes/train_reasoner.py``.
+
+Kept apart from ``facr.train`` so that building the CLI parser does not import torch.
+"""
+
+OVERRIDES = {
+    # flag: (config key, type, help)
+    "--data": ("data.path", str, "dataset folder (overrides data.path)"),
+    "--format": ("data.format", str, "dataset format (default: recognised from the folder)"),
+    "--out": ("out", str, "run folder"),
+    "--seed": ("seed", int, "random seed"),
+    "--faith": ("faith", str, "'on' (FACR) or 'off' (the no-faith control: λs = λi = 0)"),
+    "--graph": ("graph", str, "graph file, emfacs, pspi, truth, induced or permuted"),
+    "--graph-base": ("graph_base", str, "what --graph permuted corrupts (default: induced)"),
+    "--epochs": ("epochs", int, "epochs"),
+    "--max-steps": ("max_steps", int, "stop after this many optimizer steps"),
+    "--batch-size": ("batch_size", int, "batch size per process"),
+    "--lr": ("lr", float, "learning rate"),
+    "--lambda-i": ("loss.lambda_i", float, "invariance weight λi"),
+    "--lambda-s": ("loss.lambda_s", float, "sensitivity weight λs"),
+    "--loso-subject": ("data.loso_subject", str, "hold this subject out as the test set"),
+    "--stride": ("data.stride", int, "keep every k-th training frame"),
+    "--arch": ("encoder.arch", str, "encoder: resnet-18, resnet-34, resnet-50, vit-tiny, vit-small"),
+    "--pretrained": ("encoder.pretrained", str, "encoder weights: a local folder or hub id (e.g. microsoft/resnet-18)"),
+    "--mixed-precision": ("mixed_precision", str, "no, fp16 or bf16"),
+    "--num-workers": ("data.num_workers", int, "DataLoader workers"),
+}
+
+
+def add_train_arguments(parser) -> None:
+    """The flags shared by ``facr train reasoner`` and ``recipes/train_reasoner.py``."""
+    parser.add_argument("--config", help="YAML config (fields of facr.train.TrainConfig)")
+    for flag, (_, typ, help_text) in OVERRIDES.items():
+        parser.add_argument(flag, type=typ, default=None, help=help_text)
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its state/")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def overrides_from_args(args) -> dict:
+    """``{"data.path": ..., ...}`` from the parsed override flags (unset flags are None)."""
+    return {key: getattr(args, flag[2:].replace("-", "_")) for flag, (key, _, _) in OVERRIDES.items()}
