@@ -29,9 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from facr.data.formats import faba as faba_format
-from facr.data.records import LoadResult
 from facr.data.formats._common import Loading
-from facr.data.records import FaceRecord
+from facr.data.records import FaceRecord, LoadResult
 from facr.errors import DataFormatError
 
 FORMAT = "affectnet"

@@ -36,9 +36,8 @@ import os
 from pathlib import Path
 
 from facr import au as au_vocab
-from facr.data.records import LoadResult
 from facr.data.formats._common import Loading, canonical_emotion, frames_in, image_problem
-from facr.data.records import FaceRecord
+from facr.data.records import FaceRecord, LoadResult
 from facr.errors import DataFormatError, UnknownAUError
 
 FORMAT = "affwild2"

@@ -26,9 +26,8 @@ import os
 from pathlib import Path
 
 from facr import au as au_vocab
-from facr.data.records import LoadResult
 from facr.data.formats._common import Loading, frames_in, image_problem
-from facr.data.records import FaceRecord
+from facr.data.records import FaceRecord, LoadResult
 from facr.errors import UnknownAUError
 
 FORMAT = "disfa"

@@ -37,9 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from facr import au as au_vocab
-from facr.data.records import LoadResult
 from facr.data.formats._common import Loading, canonical_emotion, image_problem
-from facr.data.records import FaceRecord
+from facr.data.records import FaceRecord, LoadResult
 from facr.errors import DataFormatError, UnknownAUError
 
 FORMAT = "faba"

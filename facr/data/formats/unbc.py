@@ -23,9 +23,8 @@ import re
 from pathlib import Path
 
 from facr import au as au_vocab
-from facr.data.records import LoadResult
 from facr.data.formats._common import Loading, image_problem
-from facr.data.records import FaceRecord
+from facr.data.records import FaceRecord, LoadResult
 from facr.errors import UnknownAUError
 
 FORMAT = "unbc"
