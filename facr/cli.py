@@ -137,11 +137,20 @@ def cmd_graph_induce(args) -> int:
         )
     except ValueError as exc:
         raise FacrError(None, str(exc)) from None
-    table = read_au_table(args.table, args.label_column, args.presence_threshold)
+    if (args.table is None) == (args.data is None):
+        raise FacrError("facr graph induce", "give either a CSV table or --data DIR (not both)")
+    if args.table is not None:
+        if not args.label_column:
+            raise FacrError(args.table, "a CSV table needs --label-column")
+        source = args.table
+        table = read_au_table(args.table, args.label_column, args.presence_threshold)
+    else:
+        source = args.data
+        table = _records_table(args)
     try:
-        graph = induce_graph(table, cfg, name=args.name, progress=not args.json)
+        graph = induce_graph(table, cfg, name=args.name, progress=not args.json and sys.stderr.isatty())
     except ValueError as exc:
-        raise FacrError(args.table, str(exc)) from None
+        raise FacrError(source, str(exc)) from None
     save_graph(graph, args.out)
     summary = {**_graph_summary(graph), "out": args.out, "contrast": graph.meta["contrast"],
                "n_rows": graph.meta["n_rows"], "n_rows_dropped": graph.meta["n_rows_dropped"],
@@ -154,6 +163,32 @@ def cmd_graph_induce(args) -> int:
               f"({prov}) from {summary['n_rows']} rows ({summary['n_rows_dropped']} dropped), "
               f"contrast {summary['contrast']}")
     return 0
+
+
+def _records_table(args):
+    """The AU table of a dataset folder's ``--split`` (every split with ``all``) for ``graph induce --data``."""
+    from facr.data.formats import FORMATS, detect_format, get_loader
+    from facr.graph.induce import table_from_records
+
+    if not os.path.isdir(args.data):
+        raise FacrError(args.data, "no such folder")
+    fmt = args.format or detect_format(args.data)
+    if fmt is None:
+        raise FacrError(args.data, f"cannot tell the dataset format from its layout; pass --format ({', '.join(FORMATS)})")
+    loader = get_loader(fmt)
+    result = loader(args.data, strict=False, decode=False) if fmt == "synth" else loader(args.data, strict=False)
+    records = result.records
+    if args.split != "all":
+        splits = {r.split for r in records}
+        if splits == {None}:
+            raise FacrError(args.data, f"{fmt} has no official splits; use --split all")
+        records = [r for r in records if r.split == args.split]
+        if not records:
+            raise FacrError(args.data, f"no records in split {args.split!r}")
+    try:
+        return table_from_records(records, args.task, f"{args.data} ({fmt}, split {args.split})")
+    except ValueError as exc:
+        raise FacrError(args.data, str(exc)) from None
 
 
 def cmd_graph_permute(args) -> int:
@@ -209,11 +244,66 @@ def cmd_data_inspect(args) -> int:
     if fmt is None:
         raise FacrError(args.root, f"cannot tell the dataset format from its layout; pass --format "
                                    f"({', '.join(FORMATS)})")
-    summary = summarize(load(fmt, args.root, strict=args.strict))
+    if fmt == "synth":  # a summary needs no pixels: skip decoding the images
+        from facr.data.formats.synth import load as load_synth
+
+        result = load_synth(args.root, strict=args.strict, decode=False)
+    else:
+        result = load(fmt, args.root, strict=args.strict)
+    summary = summarize(result)
     if args.json:
         _print_json(summary)
     else:
         print(format_summary(summary))
+    return 0
+
+
+# ------------------------------------------------------------ facr data synth
+def _emotion_prior(text: str | None) -> dict[str, float] | None:
+    if not text:
+        return None
+    prior: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, weight = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            prior[name.strip()] = float(weight)
+        except ValueError:
+            raise FacrError("--emotion-prior", f"expected name=weight[,name=weight...], got {part!r}") from None
+    return prior
+
+
+def cmd_data_synth(args) -> int:
+    from facr.data.synth import SynthConfig, write_synth
+
+    try:
+        cfg = SynthConfig(n=args.n, seed=args.seed, size=args.size, style=args.style, shortcut=args.shortcut,
+                          shortcut_target=args.shortcut_target, subjects=args.subjects, contempt=args.contempt,
+                          pain=not args.no_pain, emotion_prior=_emotion_prior(args.emotion_prior))
+    except ValueError as exc:
+        raise FacrError("facr data synth", str(exc)) from None
+    summary = write_synth(args.out, cfg, overwrite=args.overwrite, workers=args.workers,
+                          progress=not args.json and sys.stderr.isatty())
+    if args.json:
+        _print_json(summary)
+    else:
+        sp = summary["splits"]
+        print(f"wrote {summary['out']}: {summary['n']} images {cfg.size}x{cfg.size} style {cfg.style} "
+              f"(train {sp['train']}, val {sp['val']}, test {sp['test']}; {cfg.subjects} subjects), "
+              f"true graph {summary['graph']['class_edges']} class edges + {summary['graph']['au_edges']} AU edges, "
+              f"{summary['images_per_s']:.0f} images/s")
+    return 0
+
+
+def cmd_data_preview(args) -> int:
+    from facr.data.synth import preview_grid
+
+    try:
+        out = preview_grid(args.root, args.out, n=args.n, split=args.split, columns=args.columns, seed=args.seed)
+    except ValueError as exc:
+        raise FacrError(args.root, str(exc)) from None
+    print(f"wrote {out}")
     return 0
 
 
@@ -277,11 +367,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
-    p = sub("induce", "induce G from a CSV of AU columns and a label column",
-            "facr graph induce faces.csv --label-column emotion --out induced.json --fill emfacs --seed 0",
+    p = sub("induce", "induce G from AU labels: a CSV of AU columns and a label column, or a dataset folder",
+            "facr graph induce faces.csv --label-column emotion --out induced.json --fill emfacs --seed 0\n"
+            "  facr graph induce --data data/synth --out induced.json          (the train split of a dataset)\n"
+            "  facr graph induce --data /data/UNBC-McMaster --split all --task pain --out pain.json",
             cmd_graph_induce)
-    p.add_argument("table", help="CSV: one column per AU (any spelling; 0/1 or intensity) and a label column")
-    p.add_argument("--label-column", required=True, help="name of the label column")
+    p.add_argument("table", nargs="?", default=None,
+                   help="CSV: one column per AU (any spelling; 0/1 or intensity) and a label column")
+    p.add_argument("--label-column", default=None, help="name of the label column (with a CSV)")
+    from facr.data.formats import FORMATS
+
+    p.add_argument("--data", default=None, metavar="DIR", help="a dataset folder instead of a CSV (any facr format)")
+    p.add_argument("--format", choices=FORMATS, default=None, help="with --data: its format (default: guessed)")
+    p.add_argument("--split", choices=("train", "val", "test", "all"), default="train",
+                   help="with --data: which split to learn from (default train)")
+    p.add_argument("--task", choices=("emotion", "pain"), default="emotion",
+                   help="with --data: emotion classes, or pain/no_pain from PSPI > 0 (default emotion)")
     p.add_argument("--out", required=True, help="facr-graph file to write")
     p.add_argument("--fill", choices=["emfacs"], default=None, help="give classes with no induced parent their EMFACS prototype")
     p.add_argument("--seed", type=int, default=0)
@@ -355,6 +456,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="stop at the first malformed row instead of skipping it")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_data_inspect)
+
+    # facr data synth
+    p = d_v.add_parser(
+        "synth", help="render the known-structure synthetic face benchmark (images, labels, true graph)",
+        description="Render the synthetic face benchmark: faces whose AUs are drawn at their anatomical places, "
+                    "generated by a structural causal model whose graph is written to OUT/graph.json. "
+                    "OUT is a Hugging Face DatasetDict (datasets.load_from_disk) with train/val/test "
+                    "(subject-disjoint) and config.json. Same seed, same dataset.",
+        epilog="examples:\n  facr data synth --out data/synth --n 5000 --seed 0\n"
+               "  facr data synth --out data/synth-shortcut --n 5000 --shortcut 0.9   (background hue tracks the "
+               "class in train/val only)\n"
+               "  facr data synth --out data/synth-b --n 2000 --style b                (the second domain)\n"
+               "  facr data synth --out data/pain --n 3000 --emotion-prior neutral=1 --shortcut 0.8 "
+               "--shortcut-target pain")
+    p.add_argument("--out", required=True, help="output folder (must not exist or be empty, unless --overwrite)")
+    p.add_argument("--n", type=int, default=2000, help="number of images (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--size", type=int, default=112, help="image side in pixels, a multiple of 4 (default 112)")
+    p.add_argument("--style", choices=("a", "b"), default="a", help="rendering style / domain (default a)")
+    p.add_argument("--shortcut", type=float, default=0.0, metavar="RATE",
+                   help="probability that the background hue shows the image's class in train/val (test: never "
+                        "more than chance); default 0 = no shortcut")
+    p.add_argument("--shortcut-target", choices=("emotion", "pain"), default="emotion",
+                   help="the label the shortcut tracks (default emotion)")
+    p.add_argument("--subjects", type=int, default=25, help="number of subjects (default 25)")
+    p.add_argument("--contempt", action="store_true", help="add contempt as an eighth emotion")
+    p.add_argument("--no-pain", action="store_true", help="switch the pain process off")
+    p.add_argument("--emotion-prior", default=None, metavar="NAME=W,...",
+                   help="class weights, e.g. neutral=1 for a UNBC-like pain set (default uniform)")
+    p.add_argument("--workers", type=int, default=None, help="rendering processes (default: 2 for 1000+ images)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.set_defaults(func=cmd_data_synth)
+
+    # facr data preview
+    p = d_v.add_parser(
+        "preview", help="save a grid of captioned samples of a synth dataset as a PNG",
+        description="Save a grid of samples of a facr synth dataset, each captioned with its emotion, PSPI and "
+                    "active AUs, to look at what a model will see.",
+        epilog="example:\n  facr data preview data/synth --out grid.png --n 32")
+    p.add_argument("root", help="a folder written by facr data synth")
+    p.add_argument("--out", required=True, help="the PNG to write")
+    p.add_argument("--n", type=int, default=32, help="number of samples (default 32)")
+    p.add_argument("--split", choices=("train", "val", "test"), default=None, help="take samples from one split")
+    p.add_argument("--columns", type=int, default=8, help="grid columns (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="which samples (default 0)")
+    p.set_defaults(func=cmd_data_preview)
     return parser
 
 

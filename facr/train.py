@@ -187,16 +187,11 @@ def choose_task(cfg: DataConfig, graph_classes: list[str], train: list[FaceRecor
 
 def induce_from_records(records: list[FaceRecord], task: Task, seed: int) -> AUGraph:
     """The paper's learned graph from the training records (L1 induction, PSPI fixed for pain)."""
-    from facr.data.records import au_order, presence_matrix
-    from facr.graph.induce import AUTable, InductionConfig, induce_graph
+    from facr.graph.induce import InductionConfig, induce_graph, table_from_records
 
-    aus = au_order(records)
-    x = presence_matrix(records, aus)
-    labels = [task.classes[task.label(r)] if task.label(r) is not None else None for r in records]
-    keep = [i for i, lab in enumerate(labels) if lab is not None and not np.isnan(x[i]).any()]
-    if len(keep) < 20:
-        raise FacrError(None, f"graph: induced needs AU-coded training records; only {len(keep)} have every AU coded")
-    table = AUTable(aus, x[keep], [labels[i] for i in keep], "training split")
+    table = table_from_records(records, task.kind, "training split")
+    if len(table.labels) < 20:
+        raise FacrError(None, f"graph: induced needs AU-coded training records; only {len(table.labels)} have every AU coded")
     return induce_graph(table, InductionConfig(n_bootstrap=20, seed=seed), name="induced-train")
 
 

@@ -16,5 +16,14 @@ step "The corrupted-graph control, and what it changes"
 "$FACR" graph permute graphs/emfacs.json --seed 1 --out "$OUT/emfacs-permuted.json"
 "$FACR" graph diff graphs/emfacs.json "$OUT/emfacs-permuted.json" | head -n 12
 
+step "The known-structure synthetic benchmark (the embedded default data)"
+"$FACR" data synth --out "$OUT/synth" --n 4000 --seed 0 --shortcut 0.9 --overwrite
+"$FACR" data inspect "$OUT/synth"
+"$FACR" data preview "$OUT/synth" --out "$OUT/synth-grid.png" --n 32
+
+step "Induce G from the benchmark's labels and compare it with the true graph"
+"$FACR" graph induce --data "$OUT/synth" --out "$OUT/induced.json" --bootstrap 20
+"$FACR" graph diff "$OUT/synth/graph.json" "$OUT/induced.json" | head -n 1
+
 step "Done: outputs in $OUT/"
 ls -1 "$OUT"

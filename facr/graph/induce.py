@@ -195,6 +195,33 @@ def read_au_table(path: str | os.PathLike, label_column: str, presence_threshold
 
 
 # ----------------------------------------------------------------------------- fitting
+def table_from_records(records, task: str = "emotion", source: str = "<records>") -> AUTable:
+    """An :class:`AUTable` from :class:`~facr.data.records.FaceRecord` objects.
+
+    ``task="emotion"`` labels rows with their emotion; ``task="pain"`` with ``pain`` / ``no_pain``
+    (PSPI > 0, the UNBC protocol). AUs are those any record codes; rows without the label or with
+    an uncoded AU are dropped and counted (as :func:`read_au_table` does for empty cells).
+    """
+    from facr.data.records import au_order, presence_matrix
+
+    if task not in ("emotion", "pain"):
+        raise ValueError(f"task must be 'emotion' or 'pain', got {task!r}")
+    records = list(records)
+    aus = au_order(records)
+    if not aus:
+        raise ValueError("no record codes any AU")
+    x = presence_matrix(records, aus)
+    if task == "pain":
+        labels = [None if r.pain is None else ("pain" if r.pain else "no_pain") for r in records]
+    else:
+        labels = [r.emotion for r in records]
+    keep = [i for i, lab in enumerate(labels) if lab is not None and not np.isnan(x[i]).any()]
+    table = AUTable(aus, x[keep].astype(np.int8), [labels[i] for i in keep], source, n_dropped=len(records) - len(keep))
+    if table.n_dropped:
+        table.notes.append(f"{table.n_dropped} records dropped (no {task} label or an AU not coded)")
+    return table
+
+
 def _bar(items, desc: str, on: bool):
     if not on:
         return items

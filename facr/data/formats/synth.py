@@ -1,0 +1,110 @@
+"""The facr synthetic benchmark (``facr data synth``), as :class:`~facr.data.records.FaceRecord` objects.
+
+::
+
+    <root>/dataset_dict.json, train/ val/ test/   a 🤗 DatasetDict (datasets.load_from_disk reads it)
+    <root>/config.json                            the generator config, AU and class orders, subjects
+    <root>/graph.json                             the true graph (facr-graph, provenance "truth")
+
+Every record has all benchmark AUs coded (presence and 0-5 intensity), the emotion, the PSPI
+computed from the rendered intensities, the subject and its subject-disjoint split. ``image`` is
+the decoded ``HxWx3`` uint8 array (``decode=False`` keeps the PNG bytes in
+``meta["png"]`` and sets ``image=None``, for summaries that need no pixels). ``meta`` holds
+the benchmark's extras: ``index`` (the image's index in the generator), ``cue``/``cue_agrees``
+(the background shortcut), ``pain_level`` (the latent pain process), ``pose``, ``unilateral``,
+and the AU region masks (``au_masks``, ``mask_aus``, ``size``; unpack with
+:func:`facr.data.synth.record_masks`).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+from facr.data.formats._common import Loading
+from facr.data.records import FaceRecord, LoadResult
+from facr.errors import DataFormatError
+
+FORMAT = "synth"
+
+_COLUMNS = ("image", "index", "subject", "frame", "split", "emotion", "au_presence", "au_intensity", "pspi",
+            "pain_level", "cue", "cue_agrees", "unilateral", "pose", "au_masks")
+
+
+def load(root: str | os.PathLike, *, strict: bool = False, splits: tuple[str, ...] | None = None,
+         decode: bool = True) -> LoadResult:
+    """Read a synth folder written by :func:`facr.data.synth.write_synth`.
+
+    ``splits`` restricts to some of train / val / test. A row whose image does not decode is
+    reported (file = the split's folder, line = the row) and skipped, or fatal with ``strict``.
+    """
+    import datasets
+
+    from facr.data.synth import read_config
+
+    loading = Loading(FORMAT, root, strict)
+    root_path = loading.root
+    if not root_path.is_dir():
+        raise DataFormatError(root_path, "no such folder")
+    doc = read_config(root_path)
+    aus = list(doc["aus"])
+    size = int(doc["config"]["size"])
+    try:
+        dd = datasets.load_from_disk(str(root_path))
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise DataFormatError(root_path, f"cannot load the dataset: {exc}") from None
+    if not isinstance(dd, datasets.DatasetDict):
+        raise DataFormatError(root_path, "expected a DatasetDict (train/val/test), found a single Dataset")
+    wanted = splits or tuple(s for s in ("train", "val", "test") if s in dd)
+    records: list[FaceRecord] = []
+    for split in wanted:
+        if split not in dd:
+            raise DataFormatError(root_path, f"no split {split!r} (splits: {', '.join(dd)})")
+        ds = dd[split]
+        missing = [c for c in _COLUMNS if c not in ds.column_names]
+        if missing:
+            raise DataFormatError(root_path / split, f"missing column(s) {', '.join(missing)}")
+        cols = ds.cast_column("image", datasets.Image(decode=False)).select_columns(list(_COLUMNS)).to_dict()
+        presence = np.asarray(cols["au_presence"], dtype=np.int64).reshape(len(ds), -1)
+        intensity = np.asarray(cols["au_intensity"], dtype=np.float64).reshape(len(ds), -1)
+        if presence.shape[1] != len(aus) or intensity.shape[1] != len(aus):
+            raise DataFormatError(root_path / split, f"AU vectors have {presence.shape[1]} entries, config.json lists {len(aus)} AUs")
+        for i in range(len(ds)):
+            png = cols["image"][i]["bytes"]
+            image = None
+            if decode:
+                try:
+                    image = _decode(png)
+                except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad row
+                    loading.issue(root_path / split, i + 1, f"image does not decode: {exc}")
+                    continue
+            meta = {
+                "index": cols["index"][i], "cue": cols["cue"][i], "cue_agrees": bool(cols["cue_agrees"][i]),
+                "pain_level": float(cols["pain_level"][i]), "pose": list(cols["pose"][i]),
+                "unilateral": bool(cols["unilateral"][i]), "au_masks": cols["au_masks"][i], "mask_aus": aus,
+                "size": size,
+            }
+            if not decode:
+                meta["png"] = png
+            records.append(FaceRecord(
+                image=image, dataset=FORMAT, subject=cols["subject"][i], split=cols["split"][i],
+                video=cols["subject"][i], frame=int(cols["frame"][i]), emotion=cols["emotion"][i],
+                au_presence=dict(zip(aus, presence[i].tolist())), au_intensity=dict(zip(aus, intensity[i].tolist())),
+                pspi=float(cols["pspi"][i]), meta=meta,
+            ))
+    return loading.result(records)
+
+
+def _decode(png: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def true_graph_path(root: str | os.PathLike) -> Path:
+    """Where a synth folder keeps its true graph."""
+    return Path(root) / "graph.json"
