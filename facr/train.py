@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -307,7 +308,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> RunR
 
     aus = [a for a in sorted(set(au_order(splits.train)) | set(graph.aus), key=lambda a: int(a[2:]))]
     signs = graph_signs(graph, aus, task.classes)
-    rcfg = ReasonerConfig(aus=aus, classes=task.classes, encoder=cfg.encoder, head=cfg.head, head_hidden=cfg.head_hidden)
+    encoder = replace(cfg.encoder, image_size=cfg.data.image_size)  # one image size: the data's
+    rcfg = ReasonerConfig(aus=aus, classes=task.classes, encoder=encoder, head=cfg.head, head_hidden=cfg.head_hidden)
     model = Reasoner(rcfg)
     if accelerator.device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
@@ -389,9 +391,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> RunR
         if val_ds is not None and finished_epoch and accelerator.is_main_process:
             ev = evaluate_reasoner(unwrapped, val_ds, signs, epsilon=cfg.epsilon, batch_size=cfg.batch_size * 2)
             record.update({k: v for k, v in ev.metrics.items() if k != "per_class"})
-            bar.write(f"epoch {epoch}: val acc {ev.metrics['accuracy']:.3f}  macro-F1 {ev.metrics['macro_f1']:.3f}  "
+            bar.write(file=sys.stderr, s=f"epoch {epoch}: val acc {ev.metrics['accuracy']:.3f}  macro-F1 {ev.metrics['macro_f1']:.3f}  "
                       f"sens {ev.metrics['cf_sensitivity'] or 0:.3f}  inv {ev.metrics['cf_invariance'] or 0:.3f}  "
-                      f"agree {ev.metrics['graph_causal_agreement'] or 0:.3f}")
+                      f"agree {ev.metrics['graph_causal_agreement'] or 0:.3f}  AU-F1 {ev.metrics['au_f1'] or 0:.3f}")
             score = ev.metrics["macro_f1"]
             if position["best"] is None or score > position["best"]:
                 position["best"], position["bad_epochs"] = score, 0
@@ -427,7 +429,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> RunR
                                        batch_size=cfg.batch_size * 2)
                 metrics["true_graph_agreement"] = tv.metrics["graph_causal_agreement"]
         metrics = _round({"split": "test" if held_out is test_ds else "val", "graph": graph.name,
-                          "faith": cfg.faith, **metrics})
+                          "faith": cfg.faith, "num_processes": accelerator.num_processes,
+                          "global_step": position["global_step"], **metrics})
         write_json(out / "metrics.json", metrics)
         write_json(out / "history.json", history)
     accelerator.wait_for_everyone()

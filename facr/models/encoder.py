@@ -18,6 +18,10 @@ ARCHS = {
     "resnet-50": dict(kind="resnet", depths=[3, 4, 6, 3], hidden_sizes=[256, 512, 1024, 2048], layer_type="bottleneck"),
     "vit-tiny": dict(kind="vit", hidden_size=192, num_hidden_layers=12, num_attention_heads=3, intermediate_size=768),
     "vit-small": dict(kind="vit", hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536),
+    # ResNet-10 at a quarter of the width (0.3 M parameters, ~10x faster than ResNet-18 on a CPU): the
+    # synthetic benchmark's fast default, trained from scratch in minutes on 2 cores.
+    "resnet-10-slim": dict(kind="resnet", depths=[1, 1, 1, 1], hidden_sizes=[16, 32, 64, 128], layer_type="basic",
+                           embedding_size=16),
     # A few-thousand-parameter ResNet for tests and docs (facr.testing), not for results.
     "resnet-tiny": dict(kind="resnet", depths=[1, 1], hidden_sizes=[8, 16], layer_type="basic", embedding_size=8),
 }

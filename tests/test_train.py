@@ -1,0 +1,135 @@
+"""Stage-1 training on accelerate: end to end, controls, resume, CLI, two processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from facr.data.synth import SynthConfig, write_synth
+from facr.graph import load_graph
+from facr.train import load_train_config, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("train") / "synth"
+    write_synth(out, SynthConfig(n=120, seed=0, subjects=6, size=32), workers=1)
+    return out
+
+
+def _cfg(data: Path, out: Path, **over):
+    base = {"data.path": str(data), "data.image_size": 32, "encoder.arch": "resnet-tiny", "graph": "truth",
+            "batch_size": 16, "epochs": 2, "out": str(out), "lr": 0.01}
+    base.update(over)
+    return load_train_config(None, base)
+
+
+def test_training_end_to_end_writes_a_loadable_model_and_metrics(tiny_data, tmp_path):
+    from facr.models.reasoner import load_reasoner
+
+    result = train(_cfg(tiny_data, tmp_path / "run"), progress=False)
+    run = tmp_path / "run"
+    assert {p.name for p in (run / "model").iterdir()} == {"model.safetensors", "config.json", "graph.json"}
+    model, graph = load_reasoner(run / "model")
+    assert graph == load_graph(tiny_data / "graph.json")  # graph: truth = the dataset's own graph
+    assert model.config.classes == ["neutral", "happiness", "sadness", "surprise", "fear", "anger", "disgust"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("accuracy", "macro_f1", "auc", "cf_sensitivity", "cf_invariance", "graph_causal_agreement",
+                "true_graph_agreement", "au_f1"):
+        assert key in metrics, key
+    assert metrics == result.metrics and metrics["split"] == "test" and metrics["num_processes"] == 1
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    history = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1] and "macro_f1" in history[0]  # per-epoch validation
+    assert json.loads((run / "config.json").read_text())["graph"] == "truth"
+    assert not list(run.glob(".state*"))  # no temp folders left
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path / "model" / "model.safetensors"))
+
+
+def test_resume_mid_epoch_gives_the_same_weights_as_a_straight_run(tiny_data, tmp_path):
+    # 6 batches per epoch (96 train images / 16); 9 steps straight vs 4 + resume to 9 (mid-epoch both times)
+    straight = tmp_path / "straight"
+    train(_cfg(tiny_data, straight, max_steps=9, epochs=3), progress=False)
+    split = tmp_path / "split"
+    train(_cfg(tiny_data, split, max_steps=4, epochs=3), progress=False)
+    position = json.loads((split / "state" / "position.json").read_text())
+    assert position["global_step"] == 4 and position["batch_in_epoch"] == 4
+    half = _weights(split)
+    train(_cfg(tiny_data, split, max_steps=9, epochs=3), resume=True, progress=False)
+    a, b = _weights(straight), _weights(split)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], half[k]) for k in a)  # it did train after resuming
+    assert json.loads((split / "metrics.json").read_text())["global_step"] == 9
+
+
+def test_faith_off_and_graph_controls(tiny_data, tmp_path):
+    from facr.models.reasoner import load_reasoner
+
+    cfg = _cfg(tiny_data, tmp_path / "off", faith="off", max_steps=2)
+    assert cfg.weights.lambda_s == 0 and cfg.weights.lambda_i == 0 and cfg.weights.lambda_a == 1
+    assert cfg.loss.lambda_s == 0.5  # the config keeps the values; "off" zeroes the terms in force
+    res = train(cfg, progress=False)
+    assert res.metrics["faith"] == "off"
+    truth = load_graph(tiny_data / "graph.json")
+    train(_cfg(tiny_data, tmp_path / "perm", graph="permuted", graph_base="truth", graph_seed=3, max_steps=2),
+          progress=False)
+    _, permuted = load_reasoner(tmp_path / "perm" / "model")
+    assert permuted.provenance_counts().get("permuted", 0) > 0
+    assert any(permuted.parents(c) != truth.parents(c) for c in truth.classes if c != "pain")
+    train(_cfg(tiny_data, tmp_path / "emfacs", graph=str(REPO / "graphs" / "emfacs.json"), max_steps=2),
+          progress=False)
+    _, emfacs = load_reasoner(tmp_path / "emfacs" / "model")
+    assert emfacs.name == "emfacs"
+
+
+def test_cli_train_reasoner_json_and_errors(tiny_data, tmp_path, run_cli):
+    out = tmp_path / "cli"
+    code, stdout, _ = run_cli("train", "reasoner", "--data", tiny_data, "--out", out, "--arch", "resnet-tiny",
+                              "--max-steps", 2, "--batch-size", 16, "--graph", "truth", "--seed", 1,
+                              "--no-progress", "--json")
+    assert code == 0
+    metrics = json.loads(stdout)  # exactly one JSON object on stdout
+    assert metrics["global_step"] == 2
+    assert json.loads((out / "config.json").read_text())["seed"] == 1
+    code, _, err = run_cli("train", "reasoner", "--data", tmp_path / "nope", "--out", out)
+    assert code == 2 and "no such dataset" in err
+    code, _, err = run_cli("train", "reasoner", "--data", tiny_data, "--out", tmp_path / "x", "--faith", "maybe")
+    assert code == 2 and "faith" in err
+    code, _, err = run_cli("train", "reasoner", "--out", tmp_path / "never", "--resume", "--data", tiny_data)
+    assert code == 2 and "nothing to resume" in err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_process_accelerate_launch_on_cpu(tiny_data, tmp_path):
+    """`accelerate launch` with the repo's 2-process CPU config really runs two ranks (gloo)."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(REPO / "recipes" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(_free_port()),
+           str(REPO / "recipes" / "train_reasoner.py"), "--data", str(tiny_data), "--out", str(out),
+           "--arch", "resnet-tiny", "--max-steps", "3", "--batch-size", "8", "--graph", "truth", "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_processes"] == 2 and metrics["global_step"] == 3
+    assert (out / "model" / "model.safetensors").exists()
