@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import torch
 
 from facr.config import ConfigError, from_dict, load_yaml, save_config
 from facr.data.records import EMOTIONS, FaceRecord, au_order
-from facr.data.torch_data import FaceTorchDataset, Task, inverse_frequency_weights
+from facr.data.torch_data import FaceTorchDataset, Task, inverse_frequency_weights, make_loader
 from facr.errors import FacrError
 from facr.graph import AUGraph, permute, resolve_graph
 from facr.losses import LossWeights, facr_loss
@@ -289,7 +290,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> RunR
     """Train a reasoner as ``cfg`` says; ``resume=True`` continues from ``<out>/state``."""
     from accelerate import Accelerator, DataLoaderConfiguration
     from accelerate.utils import set_seed
-    from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
     from facr.audit.evaluate import evaluate_reasoner
@@ -320,9 +320,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> RunR
         raise FacrError(cfg.data.path, f"no training record has a {task.kind} label")
     class_weight = inverse_frequency_weights(train_ds.class_counts()) if cfg.class_weights == "balanced" else None
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.data.num_workers,
-                        drop_last=len(train_ds) > cfg.batch_size, persistent_workers=cfg.data.num_workers > 0,
-                        generator=torch.Generator().manual_seed(cfg.seed))
+    loader = make_loader(train_ds, cfg.batch_size, shuffle=True, num_workers=cfg.data.num_workers,
+                         drop_last=len(train_ds) > cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed))
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     unwrapped = accelerator.unwrap_model(model)
     signs_dev = signs.to(accelerator.device)
@@ -351,6 +350,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> RunR
     bar = tqdm(total=total_steps, initial=position["global_step"], desc="train reasoner", unit="step",
                disable=not (progress and accelerator.is_main_process), dynamic_ncols=True)
     stop = position["global_step"] >= total_steps
+    seen, loop_s = 0, 0.0  # training images on this process, and seconds in the loop (validation excluded)
     for epoch in range(position["epoch"], cfg.epochs):
         if stop:
             break
@@ -360,12 +360,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> RunR
         epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
         model.train()
         batch_in_epoch = skip
+        t_epoch = time.perf_counter()
         for batch in epoch_loader:
             with accelerator.accumulate(model):
-                pixels = batch["pixel_values"]
-                if accelerator.device.type == "cpu":
-                    pixels = pixels.contiguous(memory_format=torch.channels_last)
-                outputs = model(pixels, effects="batched" if weights.faithful else None)
+                outputs = model(batch["pixel_values"], effects="batched" if weights.faithful else None)
                 effects = outputs.effects
                 if effects is None:
                     from facr.causal import Effects
@@ -377,6 +375,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> RunR
                 optimizer.step()
                 optimizer.zero_grad()
             batch_in_epoch += 1
+            seen += len(batch["labels"])
             if accelerator.sync_gradients:
                 position["global_step"] += 1
                 bar.update(1)
@@ -386,6 +385,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> RunR
                 if position["global_step"] >= total_steps:
                     stop = True
                     break
+        loop_s += time.perf_counter() - t_epoch
         finished_epoch = batch_in_epoch >= len(loader)
         record = {"epoch": epoch, "global_step": position["global_step"]}
         if val_ds is not None and finished_epoch and accelerator.is_main_process:
@@ -430,7 +430,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> RunR
                 metrics["true_graph_agreement"] = tv.metrics["graph_causal_agreement"]
         metrics = _round({"split": "test" if held_out is test_ds else "val", "graph": graph.name,
                           "faith": cfg.faith, "num_processes": accelerator.num_processes,
-                          "global_step": position["global_step"], **metrics})
+                          "global_step": position["global_step"],
+                          "train_images_per_s": seen * accelerator.num_processes / loop_s if loop_s else None,
+                          **metrics})
         write_json(out / "metrics.json", metrics)
         write_json(out / "history.json", history)
     accelerator.wait_for_everyone()

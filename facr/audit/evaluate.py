@@ -11,9 +11,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from facr.audit.metrics import PairCounts, counterfactual_pairs, invoked_aus, mean_defined, recognition, set_scores
+from facr.data.torch_data import make_loader
 
 
 @dataclass
@@ -60,7 +60,7 @@ def evaluate_reasoner(model, dataset, signs: torch.Tensor, *, epsilon: float = 0
     """
     model.eval()
     classes, aus = list(dataset.task.classes), list(dataset.aus)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = make_loader(dataset, batch_size, num_workers=num_workers)
     device = next(model.parameters()).device
     logits, zs, deltas, labels, targets, masks = [], [], [], [], [], []
     pairs = PairCounts.zeros(len(classes))

@@ -85,7 +85,10 @@ class Reasoner(nn.Module):
             )
 
     def encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """f_enc(x): the AU logits, [B, K]."""
+        """f_enc(x): the AU logits, [B, K]. ``pixel_values``: normalised float [B, 3, H, W], or uint8
+        [B, H, W, 3] images (normalised here, see :func:`normalize_images`)."""
+        if pixel_values.dtype == torch.uint8:
+            pixel_values = normalize_images(pixel_values)
         return self.to_au(self.encoder(pixel_values))
 
     def forward(self, pixel_values: torch.Tensor, effects: str | None = None) -> ReasonerOutput:
@@ -100,6 +103,25 @@ class Reasoner(nn.Module):
         fn = intervention_effects if effects == "batched" else intervention_effects_loop
         eff = fn(self.head, z)
         return ReasonerOutput(z_logits=z_logits, z=z, logits=eff.logits, effects=eff)
+
+
+_MEAN = (0.485, 0.456, 0.406)
+_STD = (0.229, 0.224, 0.225)
+
+
+def normalize_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[B, H, W, 3]`` images → float ``[B, 3, H, W]`` normalised with ImageNet statistics.
+
+    The permuted view is channels_last in memory, the layout convolutions run fastest in on a CPU;
+    normalising the batch here (not per item in the DataLoader) moves 4x fewer bytes through it.
+    """
+    if images.dim() != 4 or images.shape[-1] != 3:
+        raise ValueError(f"uint8 images must be [B, H, W, 3], got {tuple(images.shape)}")
+    mean = 255.0 * torch.tensor(_MEAN, device=images.device)
+    inv_std = 1.0 / (255.0 * torch.tensor(_STD, device=images.device))
+    x = images.float()
+    x.sub_(mean).mul_(inv_std)  # in place, broadcast over the trailing channel axis (fastest on a CPU)
+    return x.permute(0, 3, 1, 2)
 
 
 # ------------------------------------------------------------------ checkpoints
