@@ -323,6 +323,36 @@ def cmd_train_reasoner(args) -> int:
     return 0
 
 
+def cmd_train_table(args) -> int:
+    rows = []
+    for run in args.runs:
+        path = Path(run) / "metrics.json"
+        try:
+            m = json.loads(path.read_text(encoding="utf-8"))
+        except OSError:
+            raise FacrError(path, "no metrics.json (is this a finished run folder?)") from None
+        except ValueError as exc:
+            raise FacrError(path, f"not JSON: {exc}") from None
+        if not isinstance(m, dict):
+            raise FacrError(path, "not a metrics object")
+        rows.append({"run": os.path.basename(os.path.normpath(run)), **m})
+    if args.json:
+        _print_json({"runs": rows})
+        return 0
+    cols = [("run", "run"), ("graph", "graph"), ("faith", "faith"), ("accuracy", "accuracy"),
+            ("macro_f1", "macro-F1"), ("au_f1", "AU F1"), ("cf_sensitivity", "CF sensitivity"),
+            ("cf_invariance", "CF invariance"), ("graph_causal_agreement", "agreement (own G)"),
+            ("true_graph_agreement", "agreement (true G)")]
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    split = {r.get("split") for r in rows}
+    print(f"held-out split: {', '.join(sorted(str(s) for s in split))}")
+    print("| " + " | ".join(h for _, h in cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join(fmt(r.get(k)) for k, _ in cols) + " |")
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
@@ -433,6 +463,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(p)
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
     p.set_defaults(func=cmd_train_reasoner)
+    p = t_v.add_parser(
+        "table", help="the held-out metrics of several run folders side by side (a markdown table)",
+        description="Read RUN/metrics.json of each run folder and print them as one markdown table: recognition, "
+                    "AU F1, counterfactual sensitivity / invariance and graph agreement (own and true graph).",
+        epilog="example:\n  facr train table runs/synth/facr runs/synth/nofaith runs/synth/permuted",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", help="run folders (each with a metrics.json)")
+    p.add_argument("--json", action="store_true", help="print {\"runs\": [...]} as one JSON object")
+    p.set_defaults(func=cmd_train_table)
 
     # facr data ...
     d_p = nouns.add_parser("data", help="datasets: the synthetic benchmark and loaders for the real datasets")

@@ -25,5 +25,14 @@ step "Induce G from the benchmark's labels and compare it with the true graph"
 "$FACR" graph induce --data "$OUT/synth" --out "$OUT/induced.json" --bootstrap 20
 "$FACR" graph diff "$OUT/synth/graph.json" "$OUT/induced.json" | head -n 1
 
+step "Stage 1: train the faithful reasoner (FACR) and its controls on the benchmark"
+TRAIN=("$FACR" train reasoner --config recipes/configs/reasoner_synth.yaml --data "$OUT/synth")
+"${TRAIN[@]}" --out "$OUT/runs/facr"
+"${TRAIN[@]}" --out "$OUT/runs/faith-off" --faith off
+"${TRAIN[@]}" --out "$OUT/runs/permuted" --graph permuted --graph-base truth
+
+step "FACR vs its controls on the test split (no shortcut there), audited against the true graph"
+"$FACR" train table "$OUT/runs/facr" "$OUT/runs/faith-off" "$OUT/runs/permuted" | tee "$OUT/table.md"
+
 step "Done: outputs in $OUT/"
 ls -1 "$OUT"

@@ -105,6 +105,16 @@ def test_cli_train_reasoner_json_and_errors(tiny_data, tmp_path, run_cli):
     metrics = json.loads(stdout)  # exactly one JSON object on stdout
     assert metrics["global_step"] == 2
     assert json.loads((out / "config.json").read_text())["seed"] == 1
+    code, stdout, _ = run_cli("train", "table", out, out)
+    assert code == 0
+    lines = stdout.splitlines()
+    assert lines[0] == "held-out split: test" and lines[1].startswith("| run | graph | faith | accuracy")
+    assert len(lines) == 5 and lines[3].startswith("| cli | synth-truth-a | on | ")
+    assert lines[3].split(" | ")[3] == f"{metrics['accuracy']:.3f}"
+    code, stdout, _ = run_cli("train", "table", out, "--json")
+    assert code == 0 and json.loads(stdout)["runs"][0]["accuracy"] == metrics["accuracy"]
+    code, _, err = run_cli("train", "table", tmp_path / "nope")
+    assert code == 2 and "metrics.json" in err
     code, _, err = run_cli("train", "reasoner", "--data", tmp_path / "nope", "--out", out)
     assert code == 2 and "no such dataset" in err
     code, _, err = run_cli("train", "reasoner", "--data", tiny_data, "--out", tmp_path / "x", "--faith", "maybe")
