@@ -143,3 +143,16 @@ def test_two_process_accelerate_launch_on_cpu(tiny_data, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_processes"] == 2 and metrics["global_step"] == 3
     assert (out / "model" / "model.safetensors").exists()
+
+
+def test_loso_fold_and_early_stopping(tiny_data, tmp_path):
+    from facr.data.formats import load
+
+    subject = load("synth", tiny_data, decode=False).records[0].subject
+    res = train(_cfg(tiny_data, tmp_path / "loso", **{"data.loso_subject": subject, "max_steps": 2}), progress=False)
+    assert res.metrics["split"] == "test"
+    assert res.metrics["n_samples"] == 20  # 120 images over 6 subjects: the held-out subject's 20
+    res = train(_cfg(tiny_data, tmp_path / "early", epochs=6, early_stopping=1, lr=1e-12), progress=False)
+    # lr ~0: validation never improves after the first epoch, so patience 1 stops after epoch 1
+    assert [h["epoch"] for h in res.history] == [0, 1]
+    assert (tmp_path / "early" / "best" / "model.safetensors").exists()

@@ -25,9 +25,10 @@ def get_loader(fmt: str):
     return module.load
 
 
-def load(fmt: str, root: str | os.PathLike, *, strict: bool = False):
-    """Load ``root`` in format ``fmt``."""
-    return get_loader(fmt)(root, strict=strict)
+def load(fmt: str, root: str | os.PathLike, *, strict: bool = False, **options):
+    """Load ``root`` in format ``fmt``; ``options`` go to that format's loader (e.g. ``decode=False``
+    for ``synth``, ``threshold=`` for ``disfa``)."""
+    return get_loader(fmt)(root, strict=strict, **options)
 
 
 # What each released layout has at its top (any one path is enough), in the order tried.
