@@ -35,6 +35,9 @@ class EncoderConfig:
     pretrained: str | None = None
     image_size: int = 112
     patch_size: int = 16
+    # Filled in when ``pretrained`` weights are loaded: the backbone's own transformers config, so a
+    # saved facr checkpoint rebuilds the same network offline without the original folder or hub id.
+    backbone_config: dict | None = None
 
     def __post_init__(self):
         if self.arch not in ARCHS:
@@ -56,16 +59,22 @@ class Encoder(nn.Module):
         if self.kind == "resnet":
             from transformers import ResNetConfig, ResNetModel
 
-            if config.pretrained:
+            if config.backbone_config:
+                self.backbone = ResNetModel(ResNetConfig.from_dict(config.backbone_config))
+            elif config.pretrained:
                 self.backbone = ResNetModel.from_pretrained(config.pretrained)
+                config.backbone_config = self.backbone.config.to_dict()
             else:
                 self.backbone = ResNetModel(ResNetConfig(downsample_in_first_stage=False, **spec))
             self.dim = self.backbone.config.hidden_sizes[-1]
         else:
             from transformers import ViTConfig, ViTModel
 
-            if config.pretrained:
+            if config.backbone_config:
+                self.backbone = ViTModel(ViTConfig.from_dict(config.backbone_config), add_pooling_layer=False)
+            elif config.pretrained:
                 self.backbone = ViTModel.from_pretrained(config.pretrained, add_pooling_layer=False)
+                config.backbone_config = self.backbone.config.to_dict()
             else:
                 self.backbone = ViTModel(
                     ViTConfig(image_size=config.image_size, patch_size=config.patch_size, **spec),

@@ -72,3 +72,31 @@ def test_config_rejects_bad_fields_by_name():
         ReasonerConfig(aus=["AU4"], classes=["Happy", "sad"])
     with pytest.raises(ValueError, match="arch must be one of"):
         EncoderConfig(arch="resnet-101")
+
+
+def test_pretrained_encoder_from_a_local_folder_and_its_checkpoint_reload_offline(tmp_path):
+    """from_pretrained(local folder) loads the weights; the saved facr checkpoint rebuilds the same
+    network from its own config, without the original folder."""
+    import shutil
+
+    from transformers import ResNetConfig, ResNetModel
+
+    from facr.graph import emfacs_graph
+    from facr.models.encoder import EncoderConfig
+    from facr.models.reasoner import Reasoner, ReasonerConfig, load_reasoner, save_reasoner
+
+    torch.manual_seed(1)
+    folder = tmp_path / "my-resnet"
+    ResNetModel(ResNetConfig(depths=[1, 1], hidden_sizes=[8, 16], embedding_size=8, layer_type="basic")).save_pretrained(folder)
+    ref = ResNetModel.from_pretrained(folder)
+    cfg = ReasonerConfig(aus=["AU6", "AU12"], classes=["neutral", "happiness"],
+                         encoder=EncoderConfig(arch="resnet-tiny", pretrained=str(folder)))
+    model = Reasoner(cfg).eval()
+    for name, value in ref.state_dict().items():
+        assert torch.equal(model.encoder.backbone.state_dict()[name], value), name
+    save_reasoner(model, emfacs_graph(), tmp_path / "ckpt")
+    shutil.rmtree(folder)
+    again, _ = load_reasoner(tmp_path / "ckpt")
+    x = torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.equal(model(x).logits, again.eval()(x).logits)
