@@ -89,7 +89,12 @@ def au_bce(z_logits: torch.Tensor, au_targets: torch.Tensor, au_mask: torch.Tens
 def facr_loss(effects: Effects, z: torch.Tensor, z_logits: torch.Tensor, target: torch.Tensor,
               au_targets: torch.Tensor, au_mask: torch.Tensor, signs: torch.Tensor,
               weights: LossWeights, class_weight: torch.Tensor | None = None) -> LossOutput:
-    """The full objective for one batch. ``signs`` is the graph's [K, C] sign matrix s."""
+    """The full objective for one batch. ``signs`` is the graph's [K, C] sign matrix s.
+
+    Computed in float32 whatever the autocast dtype (bf16/fp16 logits are upcast first)."""
+    if effects.logits.dtype != torch.float32:
+        effects = Effects(effects.logits.float(), effects.cf_logits.float(), effects.value)
+        z, z_logits = z.float(), z_logits.float()
     ce = F.cross_entropy(effects.logits, target.long(), weight=class_weight)
     bce = au_bce(z_logits, au_targets, au_mask)
     zero = ce.new_zeros(())

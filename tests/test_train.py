@@ -156,3 +156,11 @@ def test_loso_fold_and_early_stopping(tiny_data, tmp_path):
     # lr ~0: validation never improves after the first epoch, so patience 1 stops after epoch 1
     assert [h["epoch"] for h in res.history] == [0, 1]
     assert (tmp_path / "early" / "best" / "model.safetensors").exists()
+
+
+def test_bf16_autocast_and_gradient_accumulation_on_cpu(tiny_data, tmp_path):
+    res = train(_cfg(tiny_data, tmp_path / "bf16", mixed_precision="bf16", grad_accum=2, max_steps=2), progress=False)
+    assert res.metrics["global_step"] == 2  # optimizer steps: 4 batches accumulated two by two
+    weights = _weights(tmp_path / "bf16")
+    floats = [v for v in weights.values() if v.is_floating_point()]  # (BatchNorm's step counters are int64)
+    assert floats and all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in floats)
