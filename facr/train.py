@@ -286,6 +286,19 @@ def _round(metrics: dict) -> dict:
     return json.loads(json.dumps(metrics, default=float), parse_float=lambda s: round(float(s), 6))
 
 
+def _fresh_accelerator_state() -> None:
+    """Let one process train several runs with different settings (tests, sweeps, notebooks).
+
+    accelerate keeps its mixed-precision settings in a process-wide singleton that refuses a second
+    ``Accelerator`` with other settings; this forgets them. The process group (``PartialState``)
+    is kept, so a distributed launch is unaffected.
+    """
+    from accelerate.state import AcceleratorState
+
+    if getattr(AcceleratorState, "_shared_state", None) and hasattr(AcceleratorState, "_reset_state"):
+        AcceleratorState._reset_state(reset_partial_state=False)
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> RunResult:
     """Train a reasoner as ``cfg`` says; ``resume=True`` continues from ``<out>/state``."""
     from accelerate import Accelerator, DataLoaderConfiguration
@@ -295,6 +308,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> RunR
     from facr.audit.evaluate import evaluate_reasoner
 
     out = Path(cfg.out)
+    _fresh_accelerator_state()
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
         mixed_precision=cfg.mixed_precision,
