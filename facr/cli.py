@@ -165,18 +165,25 @@ def cmd_graph_induce(args) -> int:
     return 0
 
 
+def _load_labels(root: str, fmt: str | None, strict: bool):
+    """The records of the dataset folder ``root`` (format ``fmt`` or recognised from its layout),
+    labels only: a synth folder's images are not decoded (summaries and induction need no pixels)."""
+    from facr.data.formats import FORMATS, detect_format, load
+
+    if not os.path.isdir(root):
+        raise FacrError(root, "no such folder")
+    fmt = fmt or detect_format(root)
+    if fmt is None:
+        raise FacrError(root, f"cannot tell the dataset format from its layout; pass --format ({', '.join(FORMATS)})")
+    return load(fmt, root, strict=strict, **({"decode": False} if fmt == "synth" else {}))
+
+
 def _records_table(args):
     """The AU table of a dataset folder's ``--split`` (every split with ``all``) for ``graph induce --data``."""
-    from facr.data.formats import FORMATS, detect_format, get_loader
     from facr.graph.induce import table_from_records
 
-    if not os.path.isdir(args.data):
-        raise FacrError(args.data, "no such folder")
-    fmt = args.format or detect_format(args.data)
-    if fmt is None:
-        raise FacrError(args.data, f"cannot tell the dataset format from its layout; pass --format ({', '.join(FORMATS)})")
-    loader = get_loader(fmt)
-    result = loader(args.data, strict=False, decode=False) if fmt == "synth" else loader(args.data, strict=False)
+    result = _load_labels(args.data, args.format, strict=False)
+    fmt = result.format
     records = result.records
     if args.split != "all":
         splits = {r.split for r in records}
@@ -235,22 +242,9 @@ def cmd_graph_export(args) -> int:
 
 # ---------------------------------------------------------- facr data inspect
 def cmd_data_inspect(args) -> int:
-    from facr.data.formats import FORMATS, detect_format, load
     from facr.data.summary import format_summary, summarize
 
-    if not os.path.isdir(args.root):
-        raise FacrError(args.root, "no such folder")
-    fmt = args.format or detect_format(args.root)
-    if fmt is None:
-        raise FacrError(args.root, f"cannot tell the dataset format from its layout; pass --format "
-                                   f"({', '.join(FORMATS)})")
-    if fmt == "synth":  # a summary needs no pixels: skip decoding the images
-        from facr.data.formats.synth import load as load_synth
-
-        result = load_synth(args.root, strict=args.strict, decode=False)
-    else:
-        result = load(fmt, args.root, strict=args.strict)
-    summary = summarize(result)
+    summary = summarize(_load_labels(args.root, args.format, strict=args.strict))
     if args.json:
         _print_json(summary)
     else:

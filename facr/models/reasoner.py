@@ -105,10 +105,6 @@ class Reasoner(nn.Module):
         return ReasonerOutput(z_logits=z_logits, z=z, logits=eff.logits, effects=eff)
 
 
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
-
-
 def normalize_images(images: torch.Tensor) -> torch.Tensor:
     """uint8 ``[B, H, W, 3]`` images → float ``[B, 3, H, W]`` normalised with ImageNet statistics.
 
@@ -117,8 +113,10 @@ def normalize_images(images: torch.Tensor) -> torch.Tensor:
     """
     if images.dim() != 4 or images.shape[-1] != 3:
         raise ValueError(f"uint8 images must be [B, H, W, 3], got {tuple(images.shape)}")
-    mean = 255.0 * torch.tensor(_MEAN, device=images.device)
-    inv_std = 1.0 / (255.0 * torch.tensor(_STD, device=images.device))
+    from facr.data.torch_data import MEAN, STD  # ImageNet statistics, defined once
+
+    mean = 255.0 * torch.as_tensor(MEAN, device=images.device)
+    inv_std = 1.0 / (255.0 * torch.as_tensor(STD, device=images.device))
     x = images.float()
     x.sub_(mean).mul_(inv_std)  # in place, broadcast over the trailing channel axis (fastest on a CPU)
     return x.permute(0, 3, 1, 2)
