@@ -164,3 +164,11 @@ def test_bf16_autocast_and_gradient_accumulation_on_cpu(tiny_data, tmp_path):
     weights = _weights(tmp_path / "bf16")
     floats = [v for v in weights.values() if v.is_floating_point()]  # (BatchNorm's step counters are int64)
     assert floats and all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in floats)
+
+
+@pytest.mark.parametrize("name", ["reasoner_synth", "reasoner_paper_unbc", "reasoner_paper_affwild2"])
+def test_shipped_recipe_configs_load(name):
+    cfg = load_train_config(REPO / "recipes" / "configs" / f"{name}.yaml")
+    assert cfg.faith == "on" and cfg.loss.lambda_s == 0.5 and cfg.loss.lambda_i == 8.0
+    if name != "reasoner_synth":  # the paper's operating point
+        assert (cfg.encoder.arch, cfg.lr, cfg.batch_size, cfg.loss.lambda_a) == ("resnet-18", 0.001, 256, 1.0)
