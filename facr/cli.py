@@ -319,6 +319,8 @@ def cmd_train_reasoner(args) -> int:
 
 def cmd_train_table(args) -> int:
     rows = []
+    # name each run by what tells it apart: its path below the runs' common folder
+    common = os.path.commonpath([os.path.abspath(r) for r in args.runs]) if len(args.runs) > 1 else None
     for run in args.runs:
         path = Path(run) / "metrics.json"
         try:
@@ -329,7 +331,8 @@ def cmd_train_table(args) -> int:
             raise FacrError(path, f"not JSON: {exc}") from None
         if not isinstance(m, dict):
             raise FacrError(path, "not a metrics object")
-        rows.append({"run": os.path.basename(os.path.normpath(run)), **m})
+        name = os.path.relpath(os.path.abspath(run), common) if common else os.path.basename(os.path.normpath(run))
+        rows.append({"run": name if name != "." else os.path.basename(os.path.normpath(run)), **m})
     if args.json:
         _print_json({"runs": rows})
         return 0
@@ -347,6 +350,67 @@ def cmd_train_table(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------- facr audit
+def cmd_audit(args) -> int:
+    from facr.audit.auditors import AuditRequest, audit
+    from facr.audit.report import fmt, write_report
+
+    try:
+        request = AuditRequest(model=args.model, data=args.data, format=args.format, graph=args.graph,
+                               split=args.split, subjects=args.subject, limit=args.limit, epsilon=args.epsilon,
+                               margin=args.margin, batch_size=args.batch_size, oracle=not args.no_oracle,
+                               seed=args.seed, progress=not (args.json or args.no_progress))
+    except ValueError as exc:
+        raise FacrError(args.model, str(exc)) from None
+    result = audit(request)
+    m = result.metrics
+    if args.out:
+        write_report(m, args.out)
+    if args.json:
+        _print_json(m)
+        return 0
+    print(f"audited {m.get('model')} ({m.get('model_kind')}) on {m.get('n_samples')} samples of {m.get('data')} "
+          f"[{m.get('split')}], against graph {m.get('graph')}")
+    from facr.audit.report import ROWS
+
+    ci = m.get("ci95") or {}
+    for key, label in ROWS:
+        if key in m:
+            c = ci.get(key)
+            print(f"  {label:<24} {fmt(m[key]):>7}" + (f"   95% CI [{c[0]:.3f}, {c[1]:.3f}]" if c else ""))
+    for key, value in (m.get("oracle") or {}).items():
+        print(f"  oracle {key.replace('_', ' '):<34} {fmt(value)}")
+    if args.out:
+        print(f"wrote {args.out}/report.md")
+    return 0
+
+
+# ---------------------------------------------------------- facr experiment
+def cmd_experiment_run(args) -> int:
+    from facr.audit.experiment import Experiment, load_experiment, render_results
+
+    try:
+        spec = load_experiment(args.file)
+    except OSError as exc:
+        raise FacrError(args.file, f"cannot read: {exc.strerror or exc}") from None
+    if args.data:
+        spec.data.path = args.data
+    exp = Experiment(spec, args.file, args.out)
+    if args.dry_run:
+        cells = exp.cells()
+        for c in cells:
+            print(f"{'done' if c.done else 'todo'}  {c.arm.name} · seed {c.seed} · {c.fold}  ->  {c.path}")
+        print(f"{len(cells)} cells, {sum(c.done for c in cells)} done")
+        return 0
+    results = exp.run(progress=not (args.no_progress or args.json))
+    if args.json:
+        _print_json({k: v for k, v in results.items() if k != "rows"})
+    else:
+        print(render_results(results), end="")
+        print(f"wrote {exp.out}/results.md and results.json")
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
@@ -355,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  facr graph show graphs/emfacs.json\n  facr au parse 'AU04_r' 'Lip Corner Puller'",
     )
     parser.add_argument("--version", action="version", version=f"facr {__version__}")
-    nouns = parser.add_subparsers(dest="noun", metavar="{au,graph,data,train}", required=True)
+    nouns = parser.add_subparsers(dest="noun", metavar="{au,graph,data,train,audit,experiment}", required=True)
 
     # facr au ...
     au_p = nouns.add_parser("au", help="the action-unit vocabulary")
@@ -467,14 +531,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print {\"runs\": [...]} as one JSON object")
     p.set_defaults(func=cmd_train_table)
 
+    # facr audit
+    p = nouns.add_parser(
+        "audit", help="interventional faithfulness audit of a model on a dataset (report, JSON)",
+        description="Audit a model's explanations by intervention: for every sample and AU, do(z_k = 0) and "
+                    "measure how the class logits move. Reports recognition (accuracy, macro-F1, AUC), "
+                    "counterfactual sensitivity / invariance, graph-causal agreement of the invoked AUs, PSPI "
+                    "agreement, active-AU precision / recall, per class and per subject, with subject-level "
+                    "bootstrap CIs; on the synthetic benchmark also the oracle figures (true parents, shortcut).",
+        epilog="examples:\n  facr audit --model demo-out/runs/facr --data demo-out/synth --out demo-out/audit/facr\n"
+               "  facr audit --model runs/r/model --data demo-out/synth --graph truth --limit 200 --json\n"
+               "  facr audit --model runs/unbc/model --data /data/UNBC --format unbc --split all --subject 042-ll042\n\n"
+               "models: a reasoner checkpoint folder or run folder (more auditors are registered by name)",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="a reasoner checkpoint / run folder, or a registered auditor name")
+    p.add_argument("--data", help="dataset folder (a facr synth folder, or a real dataset root with --format)")
+    p.add_argument("--format", choices=FORMATS, default=None, help="dataset format (default: recognised)")
+    p.add_argument("--graph", default=None,
+                   help="score against this graph: a facr-graph file, emfacs, pspi, or truth (the dataset's "
+                        "graph.json); default: the graph the model was trained with")
+    p.add_argument("--split", default="test", help="which split (default test; 'all' for every record)")
+    p.add_argument("--subject", action="append", default=None, help="only this subject (repeatable)")
+    p.add_argument("--limit", type=int, default=None, help="audit the first N samples of the split")
+    p.add_argument("--epsilon", type=float, default=None,
+                   help="invariance tolerance ε (default: the run's training value, else 0.1)")
+    p.add_argument("--margin", type=float, default=None, help="sensitivity margin (default ε)")
+    p.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--no-oracle", action="store_true", help="skip the synthetic benchmark's oracle figures")
+    p.add_argument("--out", default=None, help="write report.md, metrics.json and plots into this folder")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_audit)
+
+    # facr experiment
+    e_p = nouns.add_parser("experiment", help="arms x seeds x folds -> train -> audit -> one table with statistics")
+    e_v = e_p.add_subparsers(dest="verb", required=True)
+    p = e_v.add_parser(
+        "run", help="run (or resume) an experiment file and print its results table",
+        description="Train every cell (arm, seed, fold) of an experiment that is not finished, audit it, and "
+                    "aggregate: per-subject values averaged over seeds, paired Wilcoxon across subjects with Holm "
+                    "correction, Cohen's d, bootstrap CIs. Finished cells are reused; interrupted ones resume.",
+        epilog="examples:\n  facr experiment run audits/synth_table1.yaml\n"
+               "  facr experiment run audits/unbc_table1.yaml --dry-run      (list the cells)",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", help="experiment YAML (see audits/README.md)")
+    p.add_argument("--out", default=None, help="experiment folder (default: the file's out, else runs/experiments/NAME)")
+    p.add_argument("--data", default=None, help="the training data folder (overrides the file's data.path)")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and whether they are done; run nothing")
+    p.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_experiment_run)
+
     # facr data ...
     d_p = nouns.add_parser("data", help="datasets: the synthetic benchmark and loaders for the real datasets")
     d_v = d_p.add_subparsers(dest="verb", required=True)
     # (data verbs are registered below, one block per verb)
 
     # facr data inspect
-    from facr.data.formats import FORMATS
-
     p = d_v.add_parser(
         "inspect", help="summarise a dataset folder in its released layout (records, subjects, labels, errors)",
         description="Load a dataset in its released layout and summarise it: records, subjects, emotions, "

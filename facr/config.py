@@ -38,6 +38,9 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str | None = None, whe
         sub = _dataclass_in(hint)
         if sub is not None and isinstance(value, dict):
             value = from_dict(sub, value, source, f"{where}.{name}" if where else name)
+        elif isinstance(value, list) and typing.get_origin(hint) is list and _dataclass_in(hint) is not None:
+            item = _dataclass_in(hint)
+            value = [from_dict(item, v, source, f"{where + '.' if where else ''}{name}[{i}]") for i, v in enumerate(value)]
         elif isinstance(value, list) and typing.get_origin(hint) is tuple:
             value = tuple(value)
         kwargs[name] = value

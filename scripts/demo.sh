@@ -25,14 +25,19 @@ step "Induce G from the benchmark's labels and compare it with the true graph"
 "$FACR" graph induce --data "$OUT/synth" --out "$OUT/induced.json" --bootstrap 20
 "$FACR" graph diff "$OUT/synth/graph.json" "$OUT/induced.json" | head -n 1
 
-step "Stage 1: train the faithful reasoner (FACR) and its controls on the benchmark"
-TRAIN=("$FACR" train reasoner --config recipes/configs/reasoner_synth.yaml --data "$OUT/synth")
-"${TRAIN[@]}" --out "$OUT/runs/facr"
-"${TRAIN[@]}" --out "$OUT/runs/faith-off" --faith off
-"${TRAIN[@]}" --out "$OUT/runs/permuted" --graph permuted --graph-base truth
+step "Stage 1: train the faithful reasoner (FACR) and its controls, audit them (audits/synth_demo.yaml)"
+"$FACR" experiment run audits/synth_demo.yaml --data "$OUT/synth" --out "$OUT/experiment" --no-progress > "$OUT/experiment.md"
+CELLS="$OUT/experiment/cells"
+RUNS=("$CELLS/facr/seed0/fixed" "$CELLS/faith-off/seed0/fixed" "$CELLS/permuted/seed0/fixed")
 
 step "FACR vs its controls on the test split (no shortcut there), audited against the true graph"
-"$FACR" train table "$OUT/runs/facr" "$OUT/runs/faith-off" "$OUT/runs/permuted" | tee "$OUT/table.md"
+"$FACR" train table "${RUNS[@]}" | tee "$OUT/table.md"
+
+step "The audit report of the FACR model: $OUT/audit/facr/report.md"
+"$FACR" audit --model "${RUNS[0]}" --data "$OUT/synth" --out "$OUT/audit/facr" --no-progress
+
+step "FACR against its controls, with paired statistics across the test subjects"
+cat "$OUT/experiment.md"
 
 step "Done: outputs in $OUT/"
 ls -1 "$OUT"

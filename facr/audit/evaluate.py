@@ -1,38 +1,212 @@
-"""Run a reasoner over a dataset once and compute every latent-level figure from that pass.
+"""Run a reasoner over a dataset once; score that pass against any graph.
 
-Used by training (per-epoch validation, the final ``metrics.json``) and by ``facr audit``, so
-the numbers a run reports and the numbers an audit reports come from the same code.
+Used by training (per-epoch validation, the final ``metrics.json``), by ``facr audit`` and by
+``facr experiment``, so the numbers a run reports and the numbers an audit reports come from the
+same code. The pass keeps ŷ and every ŷ^{do(z_k = 0)} ([N, K, C]), so auditing the same model
+against a second graph (the true graph of a benchmark, a permuted one) needs no second pass.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
-
 import numpy as np
 import torch
 
-from facr.audit.metrics import PairCounts, counterfactual_pairs, invoked_aus, mean_defined, recognition, set_scores
+from facr.audit.metrics import SetScores, invoked_aus, mean_defined, pair_hits, recognition, set_scores
+from facr.causal import Effects
 from facr.data.torch_data import make_loader
+
+# The figures every summary holds (the keys of `facr audit --json` besides per_class / per_subject).
+SUMMARY_KEYS = ("n_samples", "accuracy", "macro_f1", "auc", "cf_sensitivity", "cf_invariance",
+                "graph_causal_agreement", "pspi_agreement", "active_au_precision", "active_au_recall",
+                "aus_per_frame")
+# Ratio-of-sums figures that get a subject-level (cluster) bootstrap CI.
+CI_KEYS = ("accuracy", "cf_sensitivity", "cf_invariance", "graph_causal_agreement", "pspi_agreement",
+           "active_au_precision", "active_au_recall")
+
+
+@dataclass
+class SampleScores:
+    """Per-sample faithfulness figures of one pass against one graph (``[N]`` arrays / lists)."""
+
+    sens_hits: np.ndarray
+    sens_pairs: np.ndarray
+    inv_hits: np.ndarray
+    inv_pairs: np.ndarray
+    invoked: list[list[str]]
+    sets: SetScores
+    chance_agreement: np.ndarray  # |Pa(ĉ)| / K: graph-causal agreement of |Pa(ĉ)| AUs drawn at random (NaN: no parents)
+    chance_precision: np.ndarray  # |active| / |coded|: precision of AUs drawn at random (NaN: nothing coded)
+
+    def ratio_parts(self, key: str, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Numerator and denominator per sample whose sums give the pooled figure ``key``."""
+        if key == "accuracy":
+            return correct.astype(float), np.ones(len(correct))
+        if key == "cf_sensitivity":
+            return self.sens_hits.astype(float), self.sens_pairs.astype(float)
+        if key == "cf_invariance":
+            return self.inv_hits.astype(float), self.inv_pairs.astype(float)
+        values = {"graph_causal_agreement": self.sets.graph_agreement, "pspi_agreement": self.sets.pspi_agreement,
+                  "active_au_precision": self.sets.active_precision, "active_au_recall": self.sets.active_recall}[key]
+        defined = np.array([v is not None for v in values])
+        return np.array([v if v is not None else 0.0 for v in values], dtype=float), defined.astype(float)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> float | None:
+    d = den.sum()
+    return float(num.sum() / d) if d else None
+
+
+def _nanmean(x: np.ndarray) -> float | None:
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if len(x) else None
 
 
 @dataclass
 class Evaluation:
-    """Per-sample outputs of one pass and the summary figures."""
+    """Everything one pass produced, per sample, and the summary against the graph it was run with.
+
+    ``cf_logits[n, k]`` = ŷ^{do(z_k = 0)} of sample n; Δ = ŷ − ŷ^{do} (:attr:`delta`).
+    """
 
     classes: list[str]
     aus: list[str]
     labels: np.ndarray  # [N]
     logits: np.ndarray  # [N, C]
+    cf_logits: np.ndarray  # [N, K, C]
     z: np.ndarray  # [N, K]
-    delta_pred: np.ndarray  # Δ on the predicted class, [N, K]
-    invoked: list[list[str]]
-    pairs: PairCounts
+    au_targets: np.ndarray  # [N, K]
+    au_mask: np.ndarray  # [N, K]
+    subjects: np.ndarray  # [N] subject ids (str)
+    signs: np.ndarray  # [K, C] the graph the summary metrics use
+    epsilon: float = 0.1
+    margin: float | None = None
+    scope: str = "all"
+    pain_class: str = "pain"
     metrics: dict = field(default_factory=dict)
 
     @property
     def predicted(self) -> np.ndarray:
         return self.logits.argmax(axis=1)
+
+    @property
+    def delta(self) -> np.ndarray:
+        """Δ_kc = ŷ_c − ŷ_c^{do(z_k = 0)}, ``[N, K, C]``."""
+        return self.logits[:, None, :] - self.cf_logits
+
+    @property
+    def delta_pred(self) -> np.ndarray:
+        """Δ on each sample's predicted class, ``[N, K]``."""
+        return np.take_along_axis(self.delta, self.predicted[:, None, None], axis=2)[:, :, 0]
+
+    def effects(self) -> Effects:
+        return Effects(torch.from_numpy(self.logits), torch.from_numpy(self.cf_logits), 0.0)
+
+    def parent_sets(self, signs: np.ndarray) -> list[set[str]]:
+        return [{self.aus[k] for k in np.flatnonzero(signs[:, c])} for c in range(len(self.classes))]
+
+    def score(self, signs: np.ndarray | torch.Tensor | None = None) -> SampleScores:
+        """Per-sample faithfulness against ``signs`` ([K, C]; default: the evaluation's own graph).
+
+        Sensitivity and invariance are about the labelled class (as the training objective);
+        invoked AUs and the set metrics about the predicted class (the decision the model made),
+        top-|Pa(ĉ)| of the graph scored against.
+        """
+        s = np.asarray(self.signs if signs is None else signs)
+        s_t = torch.as_tensor(s, dtype=torch.int8)
+        eff = self.effects()
+        hits = pair_hits(eff, s_t, torch.from_numpy(self.labels), torch.from_numpy(self.z), self.epsilon,
+                         self.margin, self.scope)
+        pred = self.predicted
+        invoked = [[self.aus[k] for k in idx] for idx in invoked_aus(eff, s_t, torch.from_numpy(pred))]
+        parents = self.parent_sets(s)
+        coded = self.au_mask > 0
+        active = [{self.aus[k] for k in np.flatnonzero(coded[i] & (self.au_targets[i] > 0))} if coded[i].any() else None
+                  for i in range(len(pred))]
+        has_pain = self.pain_class in self.classes
+        sets = set_scores([set(n) for n in invoked], [parents[p] for p in pred], active,
+                          [has_pain and self.classes[p] == self.pain_class for p in pred])
+        n_par = (s != 0).sum(axis=0)[pred].astype(float)
+        K = len(self.aus)
+        chance_agree = np.where(n_par > 0, n_par / K, np.nan)
+        n_coded = coded.sum(axis=1)
+        n_act = (coded & (self.au_targets > 0)).sum(axis=1)
+        chance_prec = np.where(n_coded > 0, n_act / np.maximum(n_coded, 1), np.nan)
+        return SampleScores(hits["sens_hits"], hits["sens_pairs"], hits["inv_hits"], hits["inv_pairs"], invoked, sets,
+                            chance_agree, chance_prec)
+
+    def _summary(self, sc: SampleScores, idx: np.ndarray) -> dict:
+        y, logits = self.labels[idx], self.logits[idx]
+        out = recognition(y, logits, self.classes)
+        pick = lambda values: [values[i] for i in idx]  # noqa: E731
+        has_pain = self.pain_class in self.classes
+        out.update({
+            "n_samples": int(len(idx)),
+            "au_f1": au_f1(self.z[idx], self.au_targets[idx], self.au_mask[idx]),
+            "cf_sensitivity": _ratio(sc.sens_hits[idx], sc.sens_pairs[idx]),
+            "cf_invariance": _ratio(sc.inv_hits[idx], sc.inv_pairs[idx]),
+            "graph_causal_agreement": mean_defined(pick(sc.sets.graph_agreement)),
+            "pspi_agreement": mean_defined(pick(sc.sets.pspi_agreement)) if has_pain else None,
+            "active_au_precision": mean_defined(pick(sc.sets.active_precision)),
+            "active_au_recall": mean_defined(pick(sc.sets.active_recall)),
+            "aus_per_frame": float(np.mean(pick(sc.sets.n_named))) if len(idx) else None,
+        })
+        return out
+
+    def summarize(self, signs: np.ndarray | torch.Tensor | None = None, *, per_subject: bool = False,
+                  ci: bool = False, n_resamples: int = 2000, seed: int = 0) -> dict:
+        """The audit's figures against ``signs`` (default: the evaluation's graph).
+
+        ``per_class``: sensitivity / invariance over samples *labelled* c, set metrics over samples
+        *predicted* c. ``per_subject`` (optional): every summary figure per subject, the unit the
+        paper's statistics pair on. ``ci95`` (optional): 95% percentile bootstrap intervals that
+        resample *subjects* (frames of one person are not independent draws).
+        ``chance``: what a model naming |Pa(ĉ)| AUs at random would score — the floor to read the
+        agreement and precision against.
+        """
+        sc = self.score(signs)
+        N = len(self.labels)
+        everything = np.arange(N)
+        out = self._summary(sc, everything)
+        out["chance"] = {"graph_causal_agreement": _nanmean(sc.chance_agreement),
+                         "active_au_precision": _nanmean(sc.chance_precision)}
+        pred = self.predicted
+        per_class = {}
+        for c, name in enumerate(self.classes):
+            lab, sel = np.flatnonzero(self.labels == c), np.flatnonzero(pred == c)
+            pick = lambda values: [values[i] for i in sel]  # noqa: E731
+            per_class[name] = {
+                "n_labelled": int(len(lab)),
+                "n_predicted": int(len(sel)),
+                "recall": float((pred[lab] == c).mean()) if len(lab) else None,
+                "cf_sensitivity": _ratio(sc.sens_hits[lab], sc.sens_pairs[lab]),
+                "cf_invariance": _ratio(sc.inv_hits[lab], sc.inv_pairs[lab]),
+                "graph_causal_agreement": mean_defined(pick(sc.sets.graph_agreement)),
+                "active_au_precision": mean_defined(pick(sc.sets.active_precision)),
+                "active_au_recall": mean_defined(pick(sc.sets.active_recall)),
+                "aus_per_frame": float(np.mean(pick(sc.sets.n_named))) if len(sel) else None,
+                "mean_effect": {a: float(v) for a, v in zip(self.aus, self.delta[:, :, c].mean(axis=0))} if N else {},
+            }
+        out["per_class"] = per_class
+        units = sorted(set(self.subjects.tolist()))
+        if per_subject:
+            out["per_subject"] = {u: self._summary(sc, np.flatnonzero(self.subjects == u)) for u in units}
+        if ci:
+            from facr.audit.stats import cluster_bootstrap_ratio
+
+            correct = pred == self.labels
+            unit_of = np.searchsorted(np.array(units, dtype=object), self.subjects)
+            out["ci95"] = {}
+            for key in CI_KEYS:
+                if out.get(key) is None:
+                    out["ci95"][key] = None
+                    continue
+                num, den = sc.ratio_parts(key, correct)
+                u_num = np.bincount(unit_of, weights=num, minlength=len(units))
+                u_den = np.bincount(unit_of, weights=den, minlength=len(units))
+                out["ci95"][key] = cluster_bootstrap_ratio(u_num, u_den, n_resamples=n_resamples, seed=seed)
+            out["n_subjects"] = len(units)
+        return out
 
 
 def au_f1(z: np.ndarray, targets: np.ndarray, mask: np.ndarray, threshold: float = 0.5) -> float | None:
@@ -49,77 +223,38 @@ def au_f1(z: np.ndarray, targets: np.ndarray, mask: np.ndarray, threshold: float
 
 
 @torch.no_grad()
-def evaluate_reasoner(model, dataset, signs: torch.Tensor, *, epsilon: float = 0.1, margin: float | None = None,
-                      batch_size: int = 128, num_workers: int = 0, scope: str = "all",
-                      pain_class: str = "pain", parent_sets: Sequence[set[str]] | None = None) -> Evaluation:
-    """Evaluate ``model`` on a :class:`~facr.data.torch_data.FaceTorchDataset`.
+def run_reasoner(model, dataset, signs: torch.Tensor | np.ndarray, *, epsilon: float = 0.1, margin: float | None = None,
+                 batch_size: int = 128, num_workers: int = 0, scope: str = "all", pain_class: str = "pain",
+                 progress: bool = False) -> Evaluation:
+    """One pass of ``model`` over a :class:`~facr.data.torch_data.FaceTorchDataset`, keeping ŷ, z
+    and every do(z_k = 0) counterfactual. ``signs`` ([K, C]) is the graph the pass is scored against
+    by default (:meth:`Evaluation.summarize` takes any other)."""
+    from tqdm.auto import tqdm
 
-    ``signs``: the [K, C] sign matrix of the graph the model is audited against (its own, or
-    another — e.g. the true graph of a synthetic benchmark). Sensitivity and invariance use the
-    labelled class; invoked AUs and the set metrics use the predicted class.
-    """
     model.eval()
-    classes, aus = list(dataset.task.classes), list(dataset.aus)
     loader = make_loader(dataset, batch_size, num_workers=num_workers)
     device = next(model.parameters()).device
-    logits, zs, deltas, labels, targets, masks = [], [], [], [], [], []
-    pairs = PairCounts.zeros(len(classes))
-    named: list[list[str]] = []
-    for batch in loader:
+    logits, cfs, zs = [], [], []
+    for batch in tqdm(loader, desc="audit", unit="batch", disable=not progress, dynamic_ncols=True):
         out = model(batch["pixel_values"].to(device), effects="batched")
-        y = batch["labels"].to(device)
-        pairs = pairs + counterfactual_pairs(out.effects, signs.to(device), y, out.z, epsilon, margin, scope)
-        pred = out.logits.argmax(dim=1)
-        for idx in invoked_aus(out.effects, signs.to(device), pred):
-            named.append([aus[k] for k in idx])
         logits.append(out.logits.float().cpu())
+        cfs.append(out.effects.cf_logits.float().cpu())
         zs.append(out.z.float().cpu())
-        deltas.append(out.effects.for_class(pred).float().cpu())
-        labels.append(batch["labels"])
-        targets.append(batch["au_targets"])
-        masks.append(batch["au_mask"])
-    logits_np = torch.cat(logits).numpy()
-    z_np = torch.cat(zs).numpy()
-    y_np = torch.cat(labels).numpy()
-    t_np, m_np = torch.cat(targets).numpy(), torch.cat(masks).numpy()
-    pred_np = logits_np.argmax(axis=1)
-    s_np = signs.cpu().numpy()
-    if parent_sets is None:
-        parent_sets = [{aus[k] for k in np.flatnonzero(s_np[:, c])} for c in range(len(classes))]
-    active = [{aus[k] for k in np.flatnonzero((m_np[i] > 0) & (t_np[i] > 0))} if m_np[i].any() else None
-              for i in range(len(y_np))]
-    has_pain = pain_class in classes
-    sets = set_scores(
-        named=[set(n) for n in named],
-        parents=[parent_sets[p] for p in pred_np],
-        active=active,
-        is_pain=[has_pain and classes[p] == pain_class for p in pred_np],
-    )
-    metrics = recognition(y_np, logits_np, classes)
-    metrics.update({
-        "n_samples": int(len(y_np)),
-        "au_f1": au_f1(z_np, t_np, m_np),
-        "cf_sensitivity": pairs.sensitivity,
-        "cf_invariance": pairs.invariance,
-        "graph_causal_agreement": mean_defined(sets.graph_agreement),
-        "pspi_agreement": mean_defined(sets.pspi_agreement) if has_pain else None,
-        "active_au_precision": mean_defined(sets.active_precision),
-        "active_au_recall": mean_defined(sets.active_recall),
-        "aus_per_frame": float(np.mean(sets.n_named)) if sets.n_named else None,
-    })
-    per_class = {}
-    for c, name in enumerate(classes):
-        sel = pred_np == c
-        lab = y_np == c
-        per_class[name] = {
-            "n_labelled": int(lab.sum()),
-            "n_predicted": int(sel.sum()),
-            "recall": float((pred_np[lab] == c).mean()) if lab.any() else None,
-            "cf_sensitivity": float(pairs.sens_hits[c] / pairs.sens_pairs[c]) if pairs.sens_pairs[c] else None,
-            "cf_invariance": float(pairs.inv_hits[c] / pairs.inv_pairs[c]) if pairs.inv_pairs[c] else None,
-            "graph_causal_agreement": mean_defined(np.array(sets.graph_agreement, dtype=object)[sel]),
-            "active_au_precision": mean_defined(np.array(sets.active_precision, dtype=object)[sel]),
-            "active_au_recall": mean_defined(np.array(sets.active_recall, dtype=object)[sel]),
-        }
-    metrics["per_class"] = per_class
-    return Evaluation(classes, aus, y_np, logits_np, z_np, torch.cat(deltas).numpy(), named, pairs, metrics)
+    K, C = len(dataset.aus), len(dataset.task.classes)
+    cat = lambda parts, shape: torch.cat(parts).numpy() if parts else np.zeros(shape, dtype=np.float32)  # noqa: E731
+    return Evaluation(
+        classes=list(dataset.task.classes), aus=list(dataset.aus), labels=np.asarray(dataset.labels),
+        logits=cat(logits, (0, C)), cf_logits=cat(cfs, (0, K, C)), z=cat(zs, (0, K)),
+        au_targets=np.asarray(dataset.au_targets), au_mask=np.asarray(dataset.au_mask),
+        subjects=np.array([str(r.subject) for r in dataset.records], dtype=object),
+        signs=np.asarray(torch.as_tensor(signs).cpu()), epsilon=epsilon, margin=margin, scope=scope, pain_class=pain_class)
+
+
+def evaluate_reasoner(model, dataset, signs: torch.Tensor, *, epsilon: float = 0.1, margin: float | None = None,
+                      batch_size: int = 128, num_workers: int = 0, scope: str = "all",
+                      pain_class: str = "pain") -> Evaluation:
+    """:func:`run_reasoner` with ``metrics`` filled in against ``signs`` (the training loop's view)."""
+    ev = run_reasoner(model, dataset, signs, epsilon=epsilon, margin=margin, batch_size=batch_size,
+                      num_workers=num_workers, scope=scope, pain_class=pain_class)
+    ev.metrics = ev.summarize()
+    return ev

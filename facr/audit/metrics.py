@@ -54,22 +54,30 @@ class PairCounts:
         return float(self.inv_hits.sum() / n) if n else None
 
 
-def counterfactual_pairs(effects: Effects, signs: torch.Tensor, target: torch.Tensor, z: torch.Tensor,
-                         epsilon: float, margin: float | None = None, scope: str = "all") -> PairCounts:
-    """Hits and pair counts of counterfactual sensitivity (s·Δ > margin) and invariance (|Δ| ≤ ε),
-    per class of ``target``. ``margin`` defaults to ε: a move counts only where invariance would not."""
+def pair_hits(effects: Effects, signs: torch.Tensor, target: torch.Tensor, z: torch.Tensor,
+              epsilon: float, margin: float | None = None, scope: str = "all") -> dict[str, np.ndarray]:
+    """Per sample: hits and pair counts of counterfactual sensitivity (s·Δ > margin) and
+    invariance (|Δ| ≤ ε) for the class ``target[b]``, as int arrays ``[B]`` under the keys
+    ``sens_hits, sens_pairs, inv_hits, inv_pairs``. ``margin`` defaults to ε: a move counts only
+    where invariance would not."""
     margin = epsilon if margin is None else margin
     masks = pair_masks(signs, target, z, scope)
     delta = effects.for_class(target)
-    C = signs.shape[1]
     sens_hit = (masks.sign.to(delta.dtype) * delta > margin) & masks.causal
     inv_hit = (delta.abs() <= epsilon) & masks.irrelevant
+    count = lambda m: m.sum(dim=1).cpu().numpy().astype(np.int64)  # noqa: E731
+    return {"sens_hits": count(sens_hit), "sens_pairs": count(masks.causal),
+            "inv_hits": count(inv_hit), "inv_pairs": count(masks.irrelevant)}
+
+
+def counterfactual_pairs(effects: Effects, signs: torch.Tensor, target: torch.Tensor, z: torch.Tensor,
+                         epsilon: float, margin: float | None = None, scope: str = "all") -> PairCounts:
+    """:func:`pair_hits` summed per class of ``target``."""
+    hits = pair_hits(effects, signs, target, z, epsilon, margin, scope)
     t = target.long().cpu().numpy()
-
-    def per_class(mask: torch.Tensor) -> np.ndarray:
-        return np.bincount(t, weights=mask.sum(dim=1).cpu().numpy(), minlength=C).astype(np.int64)
-
-    return PairCounts(per_class(sens_hit), per_class(masks.causal), per_class(inv_hit), per_class(masks.irrelevant))
+    C = signs.shape[1]
+    per_class = {k: np.bincount(t, weights=v, minlength=C).astype(np.int64) for k, v in hits.items()}
+    return PairCounts(per_class["sens_hits"], per_class["sens_pairs"], per_class["inv_hits"], per_class["inv_pairs"])
 
 
 def invoked_aus(effects: Effects, signs: torch.Tensor, predicted: torch.Tensor | None = None) -> list[list[int]]:

@@ -1193,6 +1193,26 @@ def _chunks(scene: Scene, indices: np.ndarray, png: bool, chunk: int) -> Iterato
                cfg.size, cfg.style, png)
 
 
+def render_counterfactual(config: SynthConfig, indices, cue: int | None = None) -> np.ndarray:
+    """Images ``indices`` of the benchmark ``config`` describes, re-rendered with the background
+    hue of shortcut class ``cue`` (an index into ``config.shortcut_classes``) — the image-level
+    intervention do(cue = c') the audit's oracle uses; ``cue=None`` re-renders the image as it was
+    written (PNG is lossless, so the pixels are identical). uint8 ``[n, S, S, 3]``."""
+    scene = sample_scene(config)
+    idx = np.asarray(indices, dtype=np.int64)
+    if len(idx) and (idx.min() < 0 or idx.max() >= scene.n):
+        raise ValueError(f"indices must lie in [0, {scene.n}), got {idx.min()}..{idx.max()}")
+    nz = scene.nuisance[idx].copy()
+    if cue is not None:
+        n_cls = len(config.shortcut_classes)
+        if not 0 <= cue < n_cls:
+            raise ValueError(f"cue must lie in [0, {n_cls}), got {cue}")
+        nz[:, 8] = cue / n_cls
+    images, _ = _render_chunk((scene.identities, scene.subject[idx], scene.intensity[idx], nz, scene.unilateral[idx],
+                               config.size, config.style, False))
+    return images
+
+
 def _default_workers(n: int) -> int:
     # Process start-up costs ~0.1 s: not worth it for a few hundred images.
     return 1 if n < 1000 else max(1, min(2, os.cpu_count() or 1))

@@ -1,0 +1,231 @@
+"""``facr audit --model M``: one entry point, a registry of what can be audited.
+
+``M`` is a registered name (later: ``emola``, ``frozen-llm``) or a path; a path is audited by the
+auditor that recognises it (a facr reasoner checkpoint, or a run folder holding one in
+``model/``). An auditor takes an :class:`AuditRequest` and returns an :class:`AuditResult`
+whose ``metrics`` is what ``--json`` prints and ``report.md`` renders.
+
+Register another reasoner with::
+
+    @register_auditor("my-model", help="...")
+    def audit_my_model(request: AuditRequest) -> AuditResult: ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from facr.errors import FacrError
+
+
+@dataclass
+class AuditRequest:
+    """What to audit, on which data, against which graph (the flags of ``facr audit``)."""
+
+    model: str
+    data: str | None = None
+    format: str | None = None
+    graph: str | None = None  # None: the model's own graph; a facr-graph file, a built-in name, or "truth"
+    split: str | None = "test"  # None or "all": every record
+    subjects: list[str] | None = None  # keep only these subjects (a LOSO fold's held-out subject)
+    limit: int | None = None  # the first N samples of the split
+    epsilon: float | None = None  # None: the run's training epsilon, else 0.1
+    margin: float | None = None
+    batch_size: int = 128
+    oracle: bool = True  # oracle figures when the data is the synthetic benchmark
+    ci: bool = True
+    seed: int = 0
+    progress: bool = False
+    options: dict[str, Any] = field(default_factory=dict)  # auditor-specific settings
+
+    def __post_init__(self):
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class AuditResult:
+    """``metrics``: the JSON object; ``evaluation``: the per-sample pass behind it (for plots), if any."""
+
+    kind: str
+    metrics: dict
+    evaluation: Any = None
+
+
+@dataclass
+class Auditor:
+    name: str
+    help: str
+    run: Callable[[AuditRequest], AuditResult]
+    recognises: Callable[[str], bool] | None = None
+
+
+AUDITORS: dict[str, Auditor] = {}
+
+
+def register_auditor(name: str, help: str, recognises: Callable[[str], bool] | None = None):
+    """Decorator: make ``facr audit --model NAME`` (or a path ``recognises`` accepts) run ``fn``."""
+    def wrap(fn: Callable[[AuditRequest], AuditResult]):
+        AUDITORS[name] = Auditor(name, help, fn, recognises)
+        return fn
+    return wrap
+
+
+def audit(request: AuditRequest) -> AuditResult:
+    """Run the auditor ``request.model`` names (a registered name, or a path an auditor recognises)."""
+    auditor = AUDITORS.get(request.model)
+    if auditor is None:
+        auditor = next((a for a in AUDITORS.values() if a.recognises and a.recognises(request.model)), None)
+    if auditor is None:
+        names = ", ".join(sorted(AUDITORS))
+        if Path(request.model).exists():
+            raise FacrError(request.model, f"not something facr can audit (a reasoner checkpoint or run folder; or one of: {names})")
+        raise FacrError(request.model, f"no such model folder or auditor (auditors: {names})")
+    return auditor.run(request)
+
+
+# ------------------------------------------------------------------ data
+def load_audit_records(request: AuditRequest) -> list:
+    """The records ``request`` selects: split, then subjects, then the first ``limit``."""
+    from facr.data import formats
+
+    if request.data is None:
+        raise FacrError(None, "--data is required for this model")
+    root = Path(request.data)
+    if not root.exists():
+        raise FacrError(root, "no such dataset folder")
+    fmt = request.format or formats.detect_format(root)
+    if fmt is None:
+        raise FacrError(root, f"cannot tell the dataset format: pass --format (one of {', '.join(formats.FORMATS)})")
+    records = formats.load(fmt, root).records
+    if request.split not in (None, "all"):
+        available = sorted({str(r.split) for r in records})
+        records = [r for r in records if r.split == request.split]
+        if not records:
+            raise FacrError(root, f"no records in split {request.split!r} (splits here: {', '.join(available)}; "
+                                  f"--split all audits every record)")
+    if request.subjects:
+        wanted = set(request.subjects)
+        missing = wanted - {r.subject for r in records}
+        if missing:
+            raise FacrError(root, f"subject(s) not in the selected records: {', '.join(sorted(missing))}")
+        records = [r for r in records if r.subject in wanted]
+    if request.limit is not None:
+        records = records[: request.limit]
+    return records
+
+
+# ------------------------------------------------------------ the facr reasoner
+def _reasoner_folder(path: str) -> Path | None:
+    p = Path(path)
+    if (p / "model.safetensors").exists() and (p / "graph.json").exists():
+        return p
+    if (p / "model" / "model.safetensors").exists():
+        return p / "model"
+    return None
+
+
+def _training_epsilon(folder: Path) -> float | None:
+    import json
+
+    cfg = folder.parent / "config.json"
+    try:
+        value = json.loads(cfg.read_text(encoding="utf-8")).get("epsilon")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def resolve_audit_graph(spec: str | None, own, data_root: str | None):
+    """The graph to score against: the model's own (``None``), ``truth`` (the dataset's graph.json),
+    or a facr-graph file / built-in name."""
+    from facr.graph import load_graph, resolve_graph
+
+    if spec is None or spec == "own":
+        return own
+    if spec == "truth":
+        path = Path(data_root or ".") / "graph.json"
+        if not path.exists():
+            raise FacrError(data_root, "--graph truth needs a dataset with its own graph.json (facr data synth writes one)")
+        return load_graph(path)
+    return resolve_graph(spec)
+
+
+@register_auditor("reasoner", help="a facr reasoner checkpoint (the model/ folder of a run, or the run folder)",
+                  recognises=lambda path: _reasoner_folder(path) is not None)
+def audit_reasoner(request: AuditRequest) -> AuditResult:
+    """Interventional audit of a facr reasoner: one pass, every do(z_k = 0), scored against a graph."""
+    import torch
+
+    from facr.audit.evaluate import run_reasoner
+    from facr.data.torch_data import FaceTorchDataset, Task
+    from facr.models.reasoner import load_reasoner
+    from facr.train import graph_signs
+
+    folder = _reasoner_folder(request.model) if request.model != "reasoner" else None
+    if folder is None:
+        raise FacrError(request.model, "not a facr reasoner checkpoint (no model.safetensors + graph.json here or in model/)")
+    model, own_graph = load_reasoner(folder)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = model.to(device)
+    cfg = model.config
+    task = Task("pain", list(cfg.classes)) if list(cfg.classes) == ["no_pain", "pain"] else Task("emotion", list(cfg.classes))
+    records = load_audit_records(request)
+    ds = FaceTorchDataset(records, cfg.aus, task, cfg.encoder.image_size)
+    if len(ds) == 0:
+        raise FacrError(request.data, f"no selected record has a {task.kind} label in the model's classes ({', '.join(task.classes)})")
+    graph = resolve_audit_graph(request.graph, own_graph, request.data)
+    epsilon = request.epsilon if request.epsilon is not None else (_training_epsilon(folder) or 0.1)
+    own_signs = graph_signs(own_graph, cfg.aus, task.classes)
+    ev = run_reasoner(model, ds, own_signs, epsilon=epsilon, margin=request.margin, batch_size=request.batch_size,
+                      progress=request.progress)
+    signs = graph_signs(graph, cfg.aus, task.classes).numpy()
+    m = ev.summarize(signs, per_subject=True, ci=request.ci, seed=request.seed)
+    missing = [c for c in task.classes if c not in graph.classes]
+    m.update({
+        "model": str(request.model),
+        "model_kind": "reasoner",
+        "model_graph": own_graph.name,
+        "graph": graph.name,
+        "graph_classes_without_parents": missing,
+        "data": str(request.data),
+        "split": request.split or "all",
+        "task": task.kind,
+        "classes": task.classes,
+        "epsilon": epsilon,
+        "margin": request.margin if request.margin is not None else epsilon,
+        "intervention": "do(z_k = 0) on the AU latent, every AU, one batched head call",
+        "mean_effect": ev.delta.mean(axis=0).tolist() if len(ds) else [],
+        "aus": list(cfg.aus),
+        "graph_signs": signs.astype(int).tolist(),
+    })
+    from facr.audit.oracle import is_synth, oracle_figures
+
+    if request.oracle and request.data and is_synth(request.data) and (request.format in (None, "synth")):
+        oracle = oracle_figures(model, ds, ev, request.data, batch_size=request.batch_size)
+        for subject, extra in oracle.pop("per_subject").items():
+            m["per_subject"][subject].update(extra)
+        m["oracle"] = oracle
+        m["true_parent_agreement"] = oracle["true_parent_agreement"]
+    return AuditResult("reasoner", _json_safe(m), ev)
+
+
+def _json_safe(obj):
+    """Plain JSON types; NaN / inf (undefined figures) become None."""
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj

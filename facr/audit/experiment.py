@@ -1,0 +1,432 @@
+"""``facr experiment run audits/<name>.yaml``: arms × seeds × folds → train → audit → one table.
+
+An experiment file (see ``audits/README.md``) names a training config, the arms (each a set of
+overrides of it), the seeds, the folds (``fixed``: the data's own train/test split; ``loso``:
+one held-out subject per fold), what to audit and which arms to compare. Every cell
+(arm, seed, fold) is a run folder under ``<out>/cells/``; a cell whose ``audit.json`` exists is
+not recomputed, a cell whose training was interrupted resumes from its ``state/``. So a killed
+experiment continues where it stopped, and a finished one re-renders its table in seconds.
+
+Statistics follow the paper: the *subject* is the unit. A metric's per-subject value is averaged
+over seeds first; arms are compared with the paired Wilcoxon signed-rank test across subjects,
+Holm-corrected across the metric family, with the paired Cohen's d and a bootstrap 95% CI of the
+mean difference (:mod:`facr.audit.stats`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facr.config import ConfigError, from_dict, load_yaml
+from facr.errors import FacrError
+from facr.utils import write_json
+
+
+@dataclass
+class ArmSpec:
+    name: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.name:
+            raise ValueError("name must be a non-empty string")
+
+
+@dataclass
+class FoldSpec:
+    kind: str = "fixed"  # fixed | loso
+    subjects: list[str] | None = None  # loso: these subjects (default: every subject of the data)
+    max_folds: int | None = None  # loso: the first N subjects only
+
+    def __post_init__(self):
+        if self.kind not in ("fixed", "loso"):
+            raise ValueError(f"kind must be 'fixed' or 'loso', got {self.kind!r}")
+        if self.max_folds is not None and self.max_folds < 1:
+            raise ValueError(f"max_folds must be >= 1, got {self.max_folds}")
+
+
+@dataclass
+class DataSpec:
+    path: str
+    format: str | None = None
+    synth: dict[str, Any] | None = None  # make the data with `facr data synth` settings when path is missing
+
+
+@dataclass
+class AuditSpec:
+    data: DataSpec | None = None  # default: the training data (a cross-dataset audit names its own)
+    split: str = "test"  # fixed folds; LOSO folds audit the held-out subject's records
+    graph: str | None = None  # None: each model's own graph; a file / built-in / truth
+    limit: int | None = None
+    oracle: bool = True
+
+
+@dataclass
+class ExperimentSpec:
+    name: str
+    train_config: str | None  # a TrainConfig YAML (null: the defaults)
+    arms: list[ArmSpec]
+    data: DataSpec
+    metrics: list[str]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    folds: FoldSpec = field(default_factory=FoldSpec)
+    overrides: dict[str, Any] = field(default_factory=dict)  # applied to every arm
+    audit: AuditSpec = field(default_factory=AuditSpec)
+    comparisons: list[list[str]] = field(default_factory=list)  # [arm A, arm B]: A vs B, paired on subjects
+    per_class: list[str] = field(default_factory=list)  # arms whose per-class table is reported (Table IV)
+    per_class_metrics: list[str] = field(default_factory=lambda: ["graph_causal_agreement", "active_au_recall",
+                                                                     "active_au_precision"])
+    paper: dict[str, dict[str, float]] = field(default_factory=dict)  # the paper's figures, by arm and metric
+    description: str = ""
+    out: str | None = None
+    cache: str | None = None  # a cells folder shared with another experiment (same arm names, same settings)
+    bootstrap: int = 5000
+
+    def __post_init__(self):
+        if not self.arms:
+            raise ValueError("arms must list at least one arm")
+        names = [a.name for a in self.arms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"arms: names must be unique, got {names}")
+        if not self.seeds:
+            raise ValueError("seeds must list at least one seed")
+        for pair in self.comparisons:
+            if len(pair) != 2 or any(p not in names for p in pair):
+                raise ValueError(f"comparisons: each entry is [arm, arm] of {names}, got {pair}")
+        for arm in self.per_class:
+            if arm not in names:
+                raise ValueError(f"per_class: {arm!r} is not an arm ({names})")
+        if not self.metrics:
+            raise ValueError("metrics must list at least one audit figure")
+
+
+def load_experiment(path: str | os.PathLike) -> ExperimentSpec:
+    """An :class:`ExperimentSpec` from YAML (errors name the file and the field)."""
+    raw = load_yaml(path)
+    return from_dict(ExperimentSpec, raw, str(path))
+
+
+def slug(text: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9]+", "-", text.replace("λ", "lambda")).strip("-").lower()
+    return s or "arm"
+
+
+@dataclass
+class Cell:
+    arm: ArmSpec
+    seed: int
+    fold: str  # "fixed" or the held-out subject
+    path: Path
+
+    @property
+    def done(self) -> bool:
+        return (self.path / "audit.json").exists()
+
+
+class Experiment:
+    """A loaded experiment: its cells, how to run them, and how to aggregate them."""
+
+    def __init__(self, spec: ExperimentSpec, source: str | os.PathLike, out: str | os.PathLike | None = None):
+        self.spec = spec
+        self.source = Path(source)
+        self.out = Path(out or spec.out or Path("runs/experiments") / spec.name)
+
+    # -------------------------------------------------------------- data and cells
+    def ensure_data(self, data: DataSpec, progress: bool = True) -> None:
+        root = Path(data.path)
+        if root.exists() or data.synth is None:
+            if not root.exists():
+                raise FacrError(root, f"no such dataset (experiment {self.source})")
+            return
+        from facr.data.synth import SynthConfig, write_synth
+
+        try:
+            config = SynthConfig.from_dict(dict(data.synth))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(self.source, f"data.synth: {exc}") from None
+        print(f"experiment {self.spec.name}: rendering the benchmark into {root}", file=sys.stderr)
+        write_synth(root, config, progress=progress)
+
+    def folds(self) -> list[str]:
+        if self.spec.folds.kind == "fixed":
+            return ["fixed"]
+        subjects = self.spec.folds.subjects
+        if not subjects:
+            from facr.data import formats
+
+            root = Path(self.spec.data.path)
+            if not root.exists():
+                raise FacrError(root, "the LOSO folds are the data's subjects, and the data does not exist yet "
+                                      "(facr experiment run makes it from data.synth)")
+            fmt = self.spec.data.format or formats.detect_format(root)
+            if fmt is None:
+                raise FacrError(root, f"cannot tell the dataset format: set data.format ({', '.join(formats.FORMATS)})")
+            options = {"decode": False} if fmt == "synth" else {}
+            subjects = sorted({r.subject for r in formats.load(fmt, root, **options).records})
+        if self.spec.folds.max_folds:
+            subjects = subjects[: self.spec.folds.max_folds]
+        return list(subjects)
+
+    def cells(self) -> list[Cell]:
+        out = []
+        for arm in self.spec.arms:
+            for seed in self.spec.seeds:
+                for fold in self.folds():
+                    name = "fixed" if fold == "fixed" else f"loso-{slug(fold)}"
+                    out.append(Cell(arm, seed, fold, self.cells_dir / slug(arm.name) / f"seed{seed}" / name))
+        return out
+
+    @property
+    def cells_dir(self) -> Path:
+        return Path(self.spec.cache) if self.spec.cache else self.out / "cells"
+
+    def train_config(self, cell: Cell):
+        from facr.train import load_train_config
+
+        over = {**self.spec.overrides, **cell.arm.overrides, "data.path": self.spec.data.path,
+                "seed": cell.seed, "out": str(cell.path)}
+        if self.spec.data.format:
+            over["data.format"] = self.spec.data.format
+        if cell.fold != "fixed":
+            over["data.loso_subject"] = cell.fold
+        return load_train_config(self.spec.train_config, over)
+
+    def check_cell(self, cell: Cell) -> None:
+        """A cell folder from an earlier run must hold a model trained with today's settings."""
+        from facr.config import to_dict
+
+        saved_path = cell.path / "config.json"
+        if not saved_path.exists():
+            return
+        plain = lambda d: {k: v for k, v in json.loads(json.dumps(d)).items() if k != "out"}  # noqa: E731
+        saved, wanted = plain(json.loads(saved_path.read_text(encoding="utf-8"))), plain(to_dict(self.train_config(cell)))
+        if saved != wanted:
+            key = next(k for k in sorted(set(saved) | set(wanted)) if saved.get(k) != wanted.get(k))
+            raise FacrError(saved_path, f"this cell was trained with other settings ({key}: {saved.get(key)!r} there, "
+                                        f"{wanted.get(key)!r} now); remove the folder or rename the arm")
+
+    def audit_request(self, cell: Cell):
+        from facr.audit.auditors import AuditRequest
+
+        a = self.spec.audit
+        data = a.data or self.spec.data
+        return AuditRequest(model=str(cell.path / "model"), data=data.path, format=data.format, graph=a.graph,
+                            split=a.split if cell.fold == "fixed" else "all",
+                            subjects=None if cell.fold == "fixed" else [cell.fold], limit=a.limit,
+                            oracle=a.oracle, ci=False)
+
+    def audit_is_current(self, cell: Cell) -> bool:
+        from facr.config import to_dict
+
+        try:
+            saved = json.loads((cell.path / "audit.json").read_text(encoding="utf-8")).get("audit_request")
+        except (OSError, ValueError):
+            return False
+        return saved == json.loads(json.dumps(to_dict(self.audit_request(cell))))
+
+    # -------------------------------------------------------------------- running
+    def train_cell(self, cell: Cell, progress: bool) -> None:
+        from facr.train import train
+
+        resume = (cell.path / "state" / "position.json").exists()
+        train(self.train_config(cell), resume=resume, progress=progress)
+
+    def audit_cell(self, cell: Cell) -> dict:
+        from facr.audit.auditors import audit
+        from facr.config import to_dict
+
+        request = self.audit_request(cell)
+        m = audit(request).metrics
+        for key in ("mean_effect", "graph_signs"):
+            m.pop(key, None)
+        m.update({"arm": cell.arm.name, "seed": cell.seed, "fold": cell.fold, "audit_request": to_dict(request)})
+        write_json(cell.path / "audit.json", m)
+        return m
+
+    def run(self, progress: bool = True) -> dict:
+        """Train and audit every unfinished cell, then aggregate; returns the results object."""
+        self.ensure_data(self.spec.data, progress)
+        if self.spec.audit.data is not None:
+            self.ensure_data(self.spec.audit.data, progress)
+        cells = self.cells()
+        for cell in cells:
+            self.check_cell(cell)
+        todo = [c for c in cells if not (c.done and self.audit_is_current(c))]
+        print(f"experiment {self.spec.name}: {len(cells)} cells ({len(cells) - len(todo)} done, {len(todo)} to run) "
+              f"-> {self.out}", file=sys.stderr)
+        t0 = time.perf_counter()
+        for i, cell in enumerate(todo, 1):
+            print(f"[{i}/{len(todo)}] {cell.arm.name} · seed {cell.seed} · {cell.fold}", file=sys.stderr)
+            if not (cell.path / "metrics.json").exists():
+                self.train_cell(cell, progress)
+            self.audit_cell(cell)
+        results = self.aggregate(cells)
+        results["seconds_this_run"] = round(time.perf_counter() - t0, 1)
+        self.write(results)
+        return results
+
+    # -------------------------------------------------------------- aggregation
+    def rows(self, cells: list[Cell]) -> list[dict]:
+        """One row per (arm, seed, fold, subject) with every audited metric."""
+        rows = []
+        for cell in cells:
+            path = cell.path / "audit.json"
+            if not path.exists():
+                continue
+            m = json.loads(path.read_text(encoding="utf-8"))
+            for subject, figures in (m.get("per_subject") or {}).items():
+                rows.append({"arm": cell.arm.name, "seed": cell.seed, "fold": cell.fold, "subject": subject,
+                             **{k: figures.get(k) for k in self.spec.metrics}})
+        return rows
+
+    def aggregate(self, cells: list[Cell]) -> dict:
+        from facr.audit.stats import holm, paired_comparison, per_unit_mean
+
+        spec = self.spec
+        rows = self.rows(cells)
+        audits = {}
+        for cell in cells:
+            if cell.done:
+                audits.setdefault(cell.arm.name, []).append(json.loads((cell.path / "audit.json").read_text()))
+        arms: dict[str, dict] = {}
+        by_unit: dict[str, dict[str, dict]] = {}
+        for arm in spec.arms:
+            arm_rows = [r for r in rows if r["arm"] == arm.name]
+            table, units = {}, {}
+            for metric in spec.metrics:
+                u = per_unit_mean(arm_rows, "subject", metric)
+                units[metric] = u
+                vals = np.array(list(u.values()), dtype=float)
+                # the across-seed deviation: how much a subject's value moves when only the seed changes
+                seed_sd = []
+                for subject in u:
+                    per_seed = [r[metric] for r in arm_rows if r["subject"] == subject and r[metric] is not None]
+                    if len(per_seed) > 1:
+                        seed_sd.append(float(np.std(per_seed, ddof=1)))
+                pooled = [a.get(metric) for a in audits.get(arm.name, []) if a.get(metric) is not None]
+                table[metric] = {
+                    "mean": float(vals.mean()) if len(vals) else None,
+                    "std_subjects": float(vals.std(ddof=1)) if len(vals) > 1 else None,
+                    "n_subjects": int(len(vals)),
+                    "seed_sd_mean": float(np.mean(seed_sd)) if seed_sd else None,
+                    "pooled_mean": float(np.mean(pooled)) if pooled else None,
+                    "pooled_std_seeds": float(np.std(pooled, ddof=1)) if len(pooled) > 1 else None,
+                }
+            arms[arm.name] = table
+            by_unit[arm.name] = units
+        comparisons = []
+        for a, b in spec.comparisons:
+            tests = {m: paired_comparison(by_unit[a][m], by_unit[b][m], seed=0, n_resamples=spec.bootstrap)
+                     for m in spec.metrics}
+            adjusted = holm([t["wilcoxon_p"] for t in tests.values()])
+            for (m, t), p_holm in zip(tests.items(), adjusted):
+                t["wilcoxon_p_holm"] = p_holm
+            comparisons.append({"a": a, "b": b, "metrics": tests})
+        per_class = {}
+        for arm in spec.per_class:
+            per_class[arm] = _per_class_mean(audits.get(arm, []), spec.per_class_metrics)
+        oracle = {}
+        for arm in spec.arms:
+            vals = [a.get("oracle") for a in audits.get(arm.name, []) if a.get("oracle")]
+            if vals:
+                oracle[arm.name] = {k: _mean_defined([v.get(k) for v in vals])
+                                    for k in vals[0] if isinstance(vals[0][k], (int, float)) and not isinstance(vals[0][k], bool)}
+        return {"experiment": spec.name, "source": str(self.source), "description": spec.description,
+                "folds": spec.folds.kind, "seeds": spec.seeds, "n_cells": len(cells),
+                "n_cells_done": sum(c.done for c in cells), "metrics": spec.metrics, "arms": arms,
+                "comparisons": comparisons, "per_class": per_class, "oracle": oracle, "paper": spec.paper,
+                "rows": rows}
+
+    def write(self, results: dict) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_json(self.out / "results.json", results)
+        from facr.utils import atomic_write_text
+
+        atomic_write_text(self.out / "results.md", render_results(results))
+
+
+def _mean_defined(values) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def _per_class_mean(audits: list[dict], metrics: list[str]) -> dict:
+    """Per-class figures averaged over an arm's cells (seeds / folds), with the labelled count."""
+    out: dict[str, dict] = {}
+    for a in audits:
+        for cls, row in (a.get("per_class") or {}).items():
+            slot = out.setdefault(cls, {"n": 0, **{m: [] for m in metrics}})
+            slot["n"] = max(slot["n"], int(row.get("n_labelled") or 0))
+            for m in metrics:
+                slot[m].append(row.get(m))
+    return {cls: {"n": v["n"], **{m: _mean_defined(v[m]) for m in metrics}} for cls, v in out.items()}
+
+
+def _f(v, digits=3) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def _p(v) -> str:
+    return "n/a" if v is None else (f"{v:.1e}" if v < 1e-3 else f"{v:.3f}")
+
+
+def render_results(results: dict) -> str:
+    """The experiment's markdown: arms × metrics (mean ± s.d. across subjects), paper beside, tests."""
+    metrics = results["metrics"]
+    lines = [f"# {results['experiment']}", ""]
+    if results.get("description"):
+        lines += [results["description"].strip(), ""]
+    lines += [f"Folds: {results['folds']}; seeds: {results['seeds']}; cells done: {results['n_cells_done']}/{results['n_cells']}. "
+              "Values: mean ± s.d. across subjects of the per-subject value averaged over seeds; "
+              "`seed s.d.`: mean across subjects of the s.d. across seeds.", ""]
+    lines += ["| arm | " + " | ".join(m.replace("_", " ") for m in metrics) + " | n subjects |",
+              "|---|" + "---|" * (len(metrics) + 1)]
+    for arm, table in results["arms"].items():
+        cells = []
+        for m in metrics:
+            t = table[m]
+            sd = f" ± {t['std_subjects']:.3f}" if t["std_subjects"] is not None else ""
+            cells.append(f"{_f(t['mean'])}{sd}")
+        n = max((t["n_subjects"] for t in table.values()), default=0)
+        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {n} |")
+    seed_sd = [t["seed_sd_mean"] for table in results["arms"].values() for t in table.values() if t["seed_sd_mean"] is not None]
+    if seed_sd:
+        lines += ["", f"Largest across-seed deviation of any arm and metric: {max(seed_sd):.3f}."]
+    if results.get("paper"):
+        lines += ["", "## The paper's figures (same arms)", "",
+                  "| arm | " + " | ".join(m.replace("_", " ") for m in metrics) + " |", "|---|" + "---|" * len(metrics)]
+        for arm, figs in results["paper"].items():
+            lines.append(f"| {arm} | " + " | ".join(_f(figs.get(m)) for m in metrics) + " |")
+    if results.get("comparisons"):
+        lines += ["", "## Paired comparisons (unit: subject; Wilcoxon signed-rank, Holm across the metrics)", "",
+                  "| A vs B | metric | n | mean A | mean B | Δ [95% CI] | p | p (Holm) | Cohen's d | min. attainable p |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for comp in results["comparisons"]:
+            for m, t in comp["metrics"].items():
+                ci = t.get("ci95_difference")
+                ci_s = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+                lines.append(f"| {comp['a']} vs {comp['b']} | {m.replace('_', ' ')} | {t['n_units']} | {_f(t['mean_a'])} | "
+                             f"{_f(t['mean_b'])} | {_f(t['mean_difference'])}{ci_s} | {_p(t['wilcoxon_p'])} | "
+                             f"{_p(t['wilcoxon_p_holm'])} | {_f(t['cohens_d'], 2)} | {_p(t['min_attainable_p'])} |")
+    for arm, table in (results.get("per_class") or {}).items():
+        mets = [m for m in next(iter(table.values()), {}) if m != "n"]
+        lines += ["", f"## Per class: {arm} (averaged over cells)", "",
+                  "| class | n | " + " | ".join(m.replace("_", " ") for m in mets) + " |", "|---|---|" + "---|" * len(mets)]
+        for cls, row in table.items():
+            lines.append(f"| {cls} | {row['n']} | " + " | ".join(_f(row[m]) for m in mets) + " |")
+    if results.get("oracle"):
+        keys = ["true_parent_agreement", "true_parent_agreement_chance", "shortcut_reliance", "prediction_follows_cue"]
+        lines += ["", "## Oracle figures (synthetic benchmark; pooled per cell, averaged)", "",
+                  "| arm | " + " | ".join(k.replace("_", " ") for k in keys) + " |", "|---|" + "---|" * len(keys)]
+        for arm, o in results["oracle"].items():
+            lines.append(f"| {arm} | " + " | ".join(_f(o.get(k)) for k in keys) + " |")
+    return "\n".join(lines) + "\n"

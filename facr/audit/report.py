@@ -1,0 +1,171 @@
+"""The audit report folder: ``metrics.json``, ``report.md`` and the plots it shows.
+
+``per_class.png``: recognition and faithfulness per class. ``effects.png``: the mean intervention
+effect Δ_kc = ŷ_c − ŷ_c^{do(z_k = 0)} as an AU × class heat map, with the audited graph's edges
+marked (+ / −), so a reader sees at a glance whether the model's strongest effects sit on the
+graph's edges and with the edges' signs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from facr.utils import write_json
+
+PER_CLASS_BARS = (("recall", "recall"), ("cf_sensitivity", "CF sensitivity"), ("cf_invariance", "CF invariance"),
+                  ("graph_causal_agreement", "graph-causal agr."), ("active_au_precision", "active-AU precision"))
+
+ROWS = (("n_samples", "samples"), ("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("auc", "AUC"),
+        ("f1_positive", "pain F1"), ("au_f1", "AU F1 (z > ½)"), ("cf_sensitivity", "CF sensitivity"),
+        ("cf_invariance", "CF invariance"), ("graph_causal_agreement", "graph-causal agreement"),
+        ("pspi_agreement", "PSPI agreement"), ("active_au_precision", "active-AU precision"),
+        ("active_au_recall", "active-AU recall"), ("aus_per_frame", "AUs named per frame"))
+
+
+def fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def plot_per_class(metrics: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes = list(metrics["per_class"])
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(classes)), 3.6), dpi=120)
+    width = 0.8 / len(PER_CLASS_BARS)
+    x = np.arange(len(classes))
+    for j, (key, label) in enumerate(PER_CLASS_BARS):
+        vals = [metrics["per_class"][c].get(key) for c in classes]
+        ax.bar(x + (j - (len(PER_CLASS_BARS) - 1) / 2) * width, [np.nan if v is None else v for v in vals], width,
+               label=label)
+    ax.set_xticks(x, [f"{c}\n(n={metrics['per_class'][c].get('n_labelled', '?')})" for c in classes], fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("score")
+    ax.set_title(f"per class — {Path(str(metrics.get('model', ''))).name} vs graph {metrics.get('graph', '')}", fontsize=9)
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_effects(metrics: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    eff = np.asarray(metrics["mean_effect"], dtype=float)  # [K, C]
+    signs = np.asarray(metrics["graph_signs"])
+    aus, classes = metrics["aus"], metrics["classes"]
+    lim = float(np.abs(eff).max()) or 1.0
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(classes), 1.0 + 0.3 * len(aus)), dpi=120)
+    im = ax.imshow(eff, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+    for k in range(len(aus)):
+        for c in range(len(classes)):
+            if signs[k, c]:
+                ax.text(c, k, "+" if signs[k, c] > 0 else "−", ha="center", va="center", fontsize=9, fontweight="bold")
+    ax.set_xticks(range(len(classes)), classes, rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(len(aus)), aus, fontsize=8)
+    ax.set_title(f"mean Δ = ŷ − ŷ^do(z_k=0); +/−: edges of {metrics.get('graph', 'G')}", fontsize=8)
+    fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def render_markdown(metrics: dict, plots: list[str]) -> str:
+    ci = metrics.get("ci95") or {}
+    chance = metrics.get("chance") or {}
+    lines = [f"# facr audit: {metrics.get('model')}", ""]
+    lines += [f"- model kind: {metrics.get('model_kind')}; trained against graph `{metrics.get('model_graph', 'n/a')}`",
+              f"- scored against graph `{metrics.get('graph')}`; data `{metrics.get('data')}`, split `{metrics.get('split')}`, "
+              f"task {metrics.get('task')}",
+              f"- intervention: {metrics.get('intervention', 'n/a')}; ε = {fmt(metrics.get('epsilon'))}, "
+              f"margin = {fmt(metrics.get('margin'))}",
+              f"- subjects: {metrics.get('n_subjects', 'n/a')} (95% CIs resample subjects, not frames)", ""]
+    if metrics.get("graph_classes_without_parents"):
+        lines += [f"Classes the graph gives no parents (no sensitivity pairs, agreement undefined): "
+                  f"{', '.join(metrics['graph_classes_without_parents'])}", ""]
+    if metrics.get("note"):
+        lines += [metrics["note"], ""]
+    lines += ["| figure | value | 95% CI | chance |", "|---|---|---|---|"]
+    for key, label in ROWS:
+        if key not in metrics:
+            continue
+        c = ci.get(key)
+        lines.append(f"| {label} | {fmt(metrics[key])} | {'n/a' if not c else f'[{c[0]:.3f}, {c[1]:.3f}]'} | "
+                     f"{fmt(chance.get(key)) if key in chance else ''} |")
+    if metrics.get("oracle"):
+        o = metrics["oracle"]
+        lines += ["", "## Oracle (synthetic benchmark: the true causes are known)", "",
+                  "| figure | value |", "|---|---|"]
+        for key in ("true_parent_agreement", "true_parent_agreement_chance", "true_graph_sensitivity",
+                    "true_graph_invariance", "shortcut_reliance", "cue_effect_mean_abs", "max_au_effect_mean",
+                    "prediction_follows_cue", "prediction_follows_cue_chance", "shortcut_rate_train"):
+            if key in o:
+                lines.append(f"| {key.replace('_', ' ')} | {fmt(o[key])} |")
+        lines += ["", "Shortcut reliance: the share of predictions whose logit moves more under do(background hue) "
+                  "than under the largest single-AU do(z_k = 0)."]
+    if metrics.get("per_class"):
+        keys = [k for k, _ in PER_CLASS_BARS] + ["active_au_recall", "aus_per_frame"]
+        lines += ["", "## Per class", "",
+                  "| class | n labelled | n predicted | " + " | ".join(k.replace("_", " ") for k in keys) + " |",
+                  "|---|---|---|" + "---|" * len(keys)]
+        for c, row in metrics["per_class"].items():
+            lines.append(f"| {c} | {row.get('n_labelled', 'n/a')} | {row.get('n_predicted', 'n/a')} | "
+                         + " | ".join(fmt(row.get(k)) for k in keys) + " |")
+    if metrics.get("per_subject"):
+        lines += ["", "## Per subject", "", "| subject | n | accuracy | AUC | CF sensitivity | CF invariance | "
+                  "graph-causal agr. | active-AU precision |", "|---|---|---|---|---|---|---|---|"]
+        for s, row in metrics["per_subject"].items():
+            lines.append(f"| {s} | {row['n_samples']} | {fmt(row.get('accuracy'))} | {fmt(row.get('auc'))} | "
+                         f"{fmt(row.get('cf_sensitivity'))} | {fmt(row.get('cf_invariance'))} | "
+                         f"{fmt(row.get('graph_causal_agreement'))} | {fmt(row.get('active_au_precision'))} |")
+    for p in plots:
+        lines += ["", f"![{p}]({p})"]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(metrics: dict, out: str | os.PathLike) -> Path:
+    """Write ``metrics.json``, the plots and ``report.md`` into folder ``out`` (built beside it, then
+    swapped in, so a half-written report never replaces a whole one)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        write_json(tmp / "metrics.json", metrics)
+        plots = []
+        if metrics.get("per_class"):
+            plot_per_class(metrics, tmp / "per_class.png")
+            plots.append("per_class.png")
+        if metrics.get("mean_effect") and metrics.get("graph_signs"):
+            plot_effects(metrics, tmp / "effects.png")
+            plots.append("effects.png")
+        (tmp / "report.md").write_text(render_markdown(metrics, plots), encoding="utf-8")
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out

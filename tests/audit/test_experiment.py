@@ -1,0 +1,130 @@
+"""`facr experiment run`: cells, resumability, cache checks, statistics on the subject unit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from facr.data.synth import SynthConfig, write_synth
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("exp") / "synth"
+    write_synth(out, SynthConfig(n=96, seed=0, subjects=8, size=32), workers=1)
+    return out
+
+
+def _write(path: Path, data: Path, **over) -> Path:
+    doc = {
+        "name": "tiny",
+        "train_config": None,
+        "data": {"path": str(data)},
+        "overrides": {"data.image_size": 32, "encoder.arch": "resnet-tiny", "graph": "truth", "epochs": 1,
+                      "batch_size": 32, "data.val_split": None},
+        "arms": [{"name": "FACR", "overrides": {}}, {"name": "no-faith", "overrides": {"faith": "off"}}],
+        "seeds": [0, 1],
+        "folds": {"kind": "loso", "max_folds": 3},
+        "audit": {"split": "all", "oracle": False},
+        "metrics": ["accuracy", "cf_sensitivity", "cf_invariance", "graph_causal_agreement"],
+        "comparisons": [["FACR", "no-faith"]],
+        "per_class": ["FACR"],
+        "paper": {"FACR": {"accuracy": 0.8}},
+        "out": str(path.parent / "exp-out"),
+        "bootstrap": 500,
+    }
+    doc.update(over)
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    return path
+
+
+def test_loso_experiment_trains_every_cell_pairs_subjects_and_resumes_without_retraining(data, tmp_path, run_cli):
+    spec = _write(tmp_path / "tiny.yaml", data)
+    code, out, err = run_cli("experiment", "run", spec, "--no-progress")
+    assert code == 0, err
+    res = json.loads((tmp_path / "exp-out" / "results.json").read_text())
+    assert res["n_cells"] == 2 * 2 * 3 and res["n_cells_done"] == 12  # arms x seeds x folds
+    # LOSO: each fold audits exactly its held-out subject; rows are (arm, seed, fold, subject)
+    assert {(r["fold"], r["subject"]) for r in res["rows"]} == {("S1", "S1"), ("S2", "S2"), ("S3", "S3")}
+    assert len(res["rows"]) == 12
+    # the arm's figure is the mean over subjects of the per-subject mean over seeds
+    rows = [r for r in res["rows"] if r["arm"] == "FACR"]
+    per_subject = {s: sum(r["accuracy"] for r in rows if r["subject"] == s) / 2 for s in ("S1", "S2", "S3")}
+    assert res["arms"]["FACR"]["accuracy"]["mean"] == pytest.approx(sum(per_subject.values()) / 3)
+    assert res["arms"]["FACR"]["accuracy"]["n_subjects"] == 3
+    comp = res["comparisons"][0]
+    assert comp["a"] == "FACR" and comp["metrics"]["accuracy"]["n_units"] == 3
+    for t in comp["metrics"].values():  # 3 subjects: a two-sided signed-rank p can never be below 0.25
+        assert t["wilcoxon_p"] is None or t["wilcoxon_p"] >= 0.25
+        assert t["min_attainable_p"] is None or t["min_attainable_p"] >= 0.25
+    ps = [t["wilcoxon_p"] for t in comp["metrics"].values() if t["wilcoxon_p"] is not None]
+    holm = [t["wilcoxon_p_holm"] for t in comp["metrics"].values() if t["wilcoxon_p"] is not None]
+    assert all(h >= p for h, p in zip(holm, ps))
+    md = (tmp_path / "exp-out" / "results.md").read_text()
+    assert "| FACR |" in md and "## The paper's figures" in md and "## Per class: FACR" in md
+    assert "# tiny" in out
+    # a second run reuses every cell: nothing is trained or audited again
+    model_file = tmp_path / "exp-out" / "cells" / "facr" / "seed0" / "loso-s1" / "model" / "model.safetensors"
+    before = model_file.stat().st_mtime_ns
+    code, _, err = run_cli("experiment", "run", spec, "--no-progress")
+    assert code == 0 and "(12 done, 0 to run)" in err and model_file.stat().st_mtime_ns == before
+
+
+def test_a_cached_cell_trained_with_other_settings_is_refused(data, tmp_path, run_cli):
+    spec = _write(tmp_path / "tiny.yaml", data, seeds=[0], folds={"kind": "loso", "max_folds": 1},
+                  comparisons=[], per_class=[])
+    assert run_cli("experiment", "run", spec, "--no-progress")[0] == 0
+    _write(tmp_path / "tiny.yaml", data, seeds=[0], folds={"kind": "loso", "max_folds": 1}, comparisons=[],
+           per_class=[], arms=[{"name": "FACR", "overrides": {"loss.lambda_i": 2.0}},
+                               {"name": "no-faith", "overrides": {"faith": "off"}}])
+    code, out, err = run_cli("experiment", "run", spec, "--no-progress")
+    assert code == 2 and "trained with other settings (loss" in err and err.count("\n") == 1
+
+
+def test_an_audit_setting_change_reaudits_without_retraining(data, tmp_path, run_cli):
+    spec = _write(tmp_path / "tiny.yaml", data, seeds=[0], folds={"kind": "fixed"}, arms=[{"name": "FACR"}],
+                  comparisons=[], per_class=[], audit={"split": "test", "oracle": False})
+    assert run_cli("experiment", "run", spec, "--no-progress")[0] == 0
+    cell = tmp_path / "exp-out" / "cells" / "facr" / "seed0" / "fixed"
+    weights = (cell / "model" / "model.safetensors").stat().st_mtime_ns
+    _write(tmp_path / "tiny.yaml", data, seeds=[0], folds={"kind": "fixed"}, arms=[{"name": "FACR"}],
+           comparisons=[], per_class=[], audit={"split": "test", "oracle": False, "limit": 3})
+    code, _, err = run_cli("experiment", "run", spec, "--no-progress")
+    assert code == 0 and "(0 done, 1 to run)" in err
+    assert json.loads((cell / "audit.json").read_text())["n_samples"] == 3
+    assert (cell / "model" / "model.safetensors").stat().st_mtime_ns == weights
+
+
+def test_experiment_dry_run_lists_cells(data, tmp_path, run_cli):
+    spec = _write(tmp_path / "tiny.yaml", data)
+    code, out, _ = run_cli("experiment", "run", spec, "--dry-run")
+    assert code == 0 and out.count("todo ") == 12 and "12 cells, 0 done" in out
+    assert not (tmp_path / "exp-out").exists()
+
+
+@pytest.mark.parametrize("over, needle", [
+    ({"arms": []}, "arms must list at least one arm"),
+    ({"comparisons": [["FACR", "nope"]]}, "comparisons: each entry is [arm, arm]"),
+    ({"seedz": [0]}, "unknown config field(s): seedz"),
+    ({"folds": {"kind": "kfold"}}, "kind must be 'fixed' or 'loso'"),
+])
+def test_bad_experiment_file_is_one_line_naming_it(data, tmp_path, run_cli, over, needle):
+    spec = _write(tmp_path / "bad.yaml", data, **over)
+    code, _, err = run_cli("experiment", "run", spec)
+    assert code == 2 and err.startswith(f"facr: {spec}") and needle in err and err.count("\n") == 1
+
+
+def test_shipped_experiment_files_load_and_name_their_paper_rows(repo):
+    from facr.audit.experiment import load_experiment
+
+    files = sorted((repo / "audits").glob("*.yaml"))
+    names = {f.stem for f in files}
+    assert {"synth_table1", "synth_table2", "synth_table4", "unbc_table1", "affwild2_table2", "affwild2_table4"} <= names
+    for f in files:
+        spec = load_experiment(f)
+        arm_names = {a.name for a in spec.arms}
+        assert set(spec.paper) <= arm_names, f
+        assert (repo / spec.train_config).exists(), f
