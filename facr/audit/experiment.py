@@ -363,7 +363,9 @@ def _per_class_mean(audits: list[dict], metrics: list[str]) -> dict:
     """Per-class figures averaged over an arm's cells (seeds / folds), with the labelled count."""
     out: dict[str, dict] = {}
     for a in audits:
-        for cls, row in (a.get("per_class") or {}).items():
+        rows = a.get("per_class") or {}
+        for cls in a.get("classes") or rows:  # the model's class order, not the JSON's sorted keys
+            row = rows.get(cls, {})
             slot = out.setdefault(cls, {"n": 0, **{m: [] for m in metrics}})
             slot["n"] = max(slot["n"], int(row.get("n_labelled") or 0))
             for m in metrics:
