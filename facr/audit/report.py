@@ -56,7 +56,8 @@ def plot_per_class(metrics: dict, path: Path) -> None:
     ax.set_xticks(x, [f"{c}\n(n={metrics['per_class'][c].get('n_labelled', '?')})" for c in classes], fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("score")
-    ax.set_title(f"per class — {Path(str(metrics.get('model', ''))).name} vs graph {metrics.get('graph', '')}", fontsize=9)
+    model = "/".join(Path(str(metrics.get("model", ""))).parts[-3:])  # enough of the path to tell runs apart
+    ax.set_title(f"per class — {model} vs graph {metrics.get('graph', '')}", fontsize=9)
     ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

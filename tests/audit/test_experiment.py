@@ -98,11 +98,17 @@ def test_an_audit_setting_change_reaudits_without_retraining(data, tmp_path, run
     assert (cell / "model" / "model.safetensors").stat().st_mtime_ns == weights
 
 
-def test_experiment_dry_run_lists_cells(data, tmp_path, run_cli):
+def test_experiment_dry_run_lists_cells_and_data_flag_overrides_the_file(data, tmp_path, run_cli):
     spec = _write(tmp_path / "tiny.yaml", data)
     code, out, _ = run_cli("experiment", "run", spec, "--dry-run")
     assert code == 0 and out.count("todo ") == 12 and "12 cells, 0 done" in out
     assert not (tmp_path / "exp-out").exists()
+    # LOSO folds come from the data: a missing folder is a clear error, --data points elsewhere
+    spec = _write(tmp_path / "tiny.yaml", tmp_path / "missing")
+    code, _, err = run_cli("experiment", "run", spec, "--dry-run")
+    assert code == 2 and "missing" in err and "does not exist yet" in err
+    code, out, _ = run_cli("experiment", "run", spec, "--dry-run", "--data", data)
+    assert code == 0 and "12 cells, 0 done" in out
 
 
 @pytest.mark.parametrize("over, needle", [
