@@ -182,6 +182,7 @@ class Evaluation:
                 "cf_sensitivity": _ratio(sc.sens_hits[lab], sc.sens_pairs[lab]),
                 "cf_invariance": _ratio(sc.inv_hits[lab], sc.inv_pairs[lab]),
                 "graph_causal_agreement": mean_defined(pick(sc.sets.graph_agreement)),
+                "pspi_agreement": mean_defined(pick(sc.sets.pspi_agreement)) if name == self.pain_class else None,
                 "active_au_precision": mean_defined(pick(sc.sets.active_precision)),
                 "active_au_recall": mean_defined(pick(sc.sets.active_recall)),
                 "aus_per_frame": float(np.mean(pick(sc.sets.n_named))) if len(sel) else None,

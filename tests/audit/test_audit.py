@@ -190,3 +190,25 @@ def test_shortcut_reliance_is_one_for_a_hue_reader_and_zero_when_au_effects_domi
     assert relies["shortcut_reliance"] == 1.0 and relies["prediction_follows_cue"] == 1.0
     assert relies["cue_effect_mean_abs"] > 1.0
     assert shortcut_reliance(model, ds, ev_with(100.0), data)["shortcut_reliance"] == 0.0
+
+
+def test_pain_audit_scores_pspi_agreement_on_pain_predictions(trained, run_cli, tmp_path):
+    data, _ = trained
+    cfg = load_train_config(None, {"data.path": str(data), "data.image_size": 32, "encoder.arch": "resnet-tiny",
+                                   "data.task": "pain", "graph": "pspi", "batch_size": 32, "epochs": 2, "lr": 0.01,
+                                   "out": str(tmp_path / "pain")})
+    train(cfg, progress=False)
+    code, out, err = run_cli("audit", "--model", tmp_path / "pain", "--data", data, "--split", "all", "--json",
+                             "--no-oracle")
+    assert code == 0, err
+    m = json.loads(out)
+    assert m["task"] == "pain" and m["classes"] == ["no_pain", "pain"] and "f1_positive" in m
+    pain = m["per_class"]["pain"]
+    assert m["per_class"]["no_pain"]["pspi_agreement"] is None
+    if pain["n_predicted"]:
+        # Pa(pain) in the PSPI graph is exactly the six PSPI AUs: both figures are the same recall
+        assert m["pspi_agreement"] == pytest.approx(pain["pspi_agreement"])
+        assert pain["pspi_agreement"] == pytest.approx(pain["graph_causal_agreement"])
+        assert pain["aus_per_frame"] == 6.0
+    else:
+        assert m["pspi_agreement"] is None
