@@ -1,0 +1,48 @@
+"""The AU-token gate: an inactive AU cannot be named.
+
+At every decoding step the logit of each AU token ``<AUk>`` gets β·min(z_k − ½, 0): nothing when
+the reasoner sees the AU (z_k ≥ ½), a penalty growing to −β/2 as z_k → 0 (the paper's gate). The
+default β = ∞ makes the guarantee exact: the token of an AU with z_k < ½ is never chosen. ``constrained`` goes further (our step beyond the paper): only
+the AUs in each sample's allowed set (the invoked AUs) may be named at all.
+
+Rows of ``scores`` are samples (or samples × beams, in order); ``z`` is expanded to match, so the
+processor works batched and with left padding (padding changes positions, not rows).
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import LogitsProcessor
+
+
+def gate_bias(z: torch.Tensor, beta: float) -> torch.Tensor:
+    """β·min(z − ½, 0) per AU; β = inf (the default of the verbalizer) is the hard limit: −inf below
+    ½, 0 from ½ up — with any finite β an AU at z = ½ − δ keeps a penalty of only β·δ, so a
+    confident LM could still name it."""
+    shortfall = torch.clamp(z.float() - 0.5, max=0.0)
+    if beta == float("inf"):
+        return torch.where(shortfall < 0, torch.full_like(shortfall, float("-inf")), torch.zeros_like(shortfall))
+    return beta * shortfall
+
+
+class AUGateLogitsProcessor(LogitsProcessor):
+    """Adds β·min(z_k − ½, 0) to the logit of AU token k; ``allowed`` (bool [B, K]) additionally
+    masks every AU token outside a sample's allowed set to −inf (the constrained mode)."""
+
+    def __init__(self, au_token_ids: list[int], z: torch.Tensor, beta: float = 20.0,
+                 allowed: torch.Tensor | None = None):
+        if z.dim() != 2 or z.shape[1] != len(au_token_ids):
+            raise ValueError(f"z must be [B, {len(au_token_ids)}], got {tuple(z.shape)}")
+        self.ids = torch.as_tensor(au_token_ids, dtype=torch.long)
+        self.bias = gate_bias(z, beta)  # [B, K]
+        if allowed is not None:
+            self.bias = self.bias.masked_fill(~allowed.bool(), float("-inf"))
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        rows = scores.shape[0]
+        bias = self.bias.to(scores.device)
+        if rows != bias.shape[0]:  # beams / num_return_sequences: each sample's rows are contiguous
+            bias = bias.repeat_interleave(rows // bias.shape[0], dim=0)
+        scores = scores.clone()
+        scores[:, self.ids.to(scores.device)] += bias.to(scores.dtype)
+        return scores

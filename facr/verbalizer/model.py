@@ -1,0 +1,213 @@
+"""The verbalizer: a frozen causal LM conditioned on the AU latent z through a soft prompt.
+
+* A small network maps z ∈ [0,1]^K to ``n_prompt`` embeddings prepended to the instruction
+  (peft's prompt tuning learns one fixed prompt; here the prompt must depend on z, so it is our
+  own module).
+* One token per AU (``<AU12>`` …) is added to the tokenizer, its embedding initialised from the AU's
+  id as text; only the soft-prompt network and those rows are trained — every backbone weight is
+  frozen (a gradient mask keeps the old vocabulary rows fixed, since they share one tensor).
+* Decoding gates the AU tokens by z (:mod:`facr.verbalizer.gating`). The stated emotion is the
+  reasoner's argmax, given in the instruction, never generated freely.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from facr import au as au_vocab
+from facr.verbalizer.gating import AUGateLogitsProcessor
+
+MODES = ("gated", "constrained", "ungated")
+_AU_TOKEN = re.compile(r"<AU(\d+)>")
+
+
+@dataclass
+class VerbalizerConfig:
+    """Stage-2 settings; saved beside every verbalizer checkpoint."""
+
+    backbone: str = "smollm2-135m"  # a registry name (facr models list) or a local folder
+    aus: list[str] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+    n_prompt: int = 8
+    prompt_hidden: int = 256
+    beta: float = float("inf")  # gate scale β; inf = hard gate (an AU with z < ½ is never named)
+    mode: str = "gated"
+    instruction: str = "Explain why this face shows {emotion}. Name the action units."
+    max_new_tokens: int = 40
+    repetition_penalty: float = 1.1
+    no_repeat_ngram_size: int = 3
+
+    def __post_init__(self):
+        self.aus = [au_vocab.canonical(a) for a in self.aus]
+        if len(set(self.aus)) != len(self.aus):
+            raise ValueError(f"aus: duplicates in {self.aus}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        for name in ("n_prompt", "prompt_hidden", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.beta > 0:
+            raise ValueError(f"beta must be > 0, got {self.beta}")
+        if "{emotion}" not in self.instruction:
+            raise ValueError("instruction must contain {emotion}")
+
+
+class SoftPrompt(nn.Module):
+    """z [B, K] → ``n`` prompt embeddings [B, n, d]."""
+
+    def __init__(self, n_aus: int, n_prompt: int, hidden: int, d_model: int, scale: float):
+        super().__init__()
+        self.n_prompt, self.d_model = n_prompt, d_model
+        self.net = nn.Sequential(nn.Linear(n_aus, hidden), nn.GELU(), nn.Linear(hidden, n_prompt * d_model))
+        with torch.no_grad():  # start at the scale of the backbone's own token embeddings
+            self.net[-1].weight.mul_(scale / max(float(self.net[-1].weight.std()), 1e-8) / 4)
+            self.net[-1].bias.zero_()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).view(z.shape[0], self.n_prompt, self.d_model)
+
+
+def au_token(au: str) -> str:
+    return f"<{au_vocab.canonical(au)}>"
+
+
+def clean_text(text: str) -> str:
+    """``<AU12>`` → ``AU12`` for people (the AU parser reads either)."""
+    return _AU_TOKEN.sub(lambda m: f"AU{m.group(1)}", text)
+
+
+class Verbalizer(nn.Module):
+    """Frozen LM + z-conditioned soft prompt + trainable AU-token embeddings."""
+
+    def __init__(self, config: VerbalizerConfig, lm, tokenizer):
+        super().__init__()
+        if not config.aus:
+            raise ValueError("config.aus is empty: the verbalizer needs the reasoner's AU order")
+        self.config = config
+        self.lm = lm
+        self.tokenizer = tokenizer
+        tokens = [au_token(a) for a in config.aus]
+        tokenizer.add_tokens([t for t in tokens if t not in tokenizer.get_vocab()])
+        self.au_token_ids = tokenizer.convert_tokens_to_ids(tokens)
+        emb = lm.get_input_embeddings()
+        if len(tokenizer) > emb.weight.shape[0]:
+            old = emb.weight.shape[0]
+            lm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+            emb = lm.get_input_embeddings()
+            with torch.no_grad():  # each new row starts as the mean embedding of the AU's id written out
+                for a, tid in zip(config.aus, self.au_token_ids):
+                    if tid >= old:
+                        ids = tokenizer(a, add_special_tokens=False).input_ids or [tokenizer.unk_token_id]
+                        emb.weight[tid] = emb.weight[torch.as_tensor(ids)].mean(dim=0)
+        for p in lm.parameters():
+            p.requires_grad_(False)
+        mask = torch.zeros(emb.weight.shape[0], 1)
+        mask[torch.as_tensor(self.au_token_ids)] = 1.0
+        self.register_buffer("_row_mask", mask, persistent=False)
+        trainable = [emb.weight]
+        out = lm.get_output_embeddings()
+        if out is not None and out.weight is not emb.weight:
+            trainable.append(out.weight)
+        for w in trainable:  # only the AU rows of the (shared) vocabulary tensors learn
+            w.requires_grad_(True)
+            w.register_hook(lambda g: g * self._row_mask.to(g.dtype))
+        d_model = emb.weight.shape[1]
+        self.prompt = SoftPrompt(len(config.aus), config.n_prompt, config.prompt_hidden, d_model,
+                                 float(emb.weight.detach().std()))
+
+    # ------------------------------------------------------------------ pieces
+    def trainable_parameter_names(self) -> list[str]:
+        """What an optimizer may touch: the soft-prompt network, and the vocabulary tensors of which
+        only the AU rows receive gradient."""
+        return [n for n, p in self.named_parameters() if p.requires_grad]
+
+    def au_embedding_rows(self) -> torch.Tensor:
+        return self.lm.get_input_embeddings().weight[torch.as_tensor(self.au_token_ids)].detach()
+
+    def instruction_batch(self, emotions: list[str], targets: list[str] | None = None):
+        """Token ids (left-padded) of the instruction for each emotion, plus the target rationale when
+        training; returns (input_ids, attention_mask, labels or None)."""
+        tok = self.tokenizer
+        prompts = [self.config.instruction.format(emotion=e) + " " for e in emotions]
+        if targets is None:
+            enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+            return enc.input_ids, enc.attention_mask, None
+        rows, labels = [], []
+        eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
+        for p, t in zip(prompts, targets):
+            p_ids = tok(p, add_special_tokens=False).input_ids
+            t_ids = tok(t, add_special_tokens=False).input_ids + eos
+            rows.append(p_ids + t_ids)
+            labels.append([-100] * len(p_ids) + t_ids)
+        width = max(len(r) for r in rows)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        lab = torch.full((len(rows), width), -100, dtype=torch.long)
+        att = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (r, lb) in enumerate(zip(rows, labels)):  # left padding, as for generation
+            ids[i, width - len(r):] = torch.as_tensor(r)
+            lab[i, width - len(r):] = torch.as_tensor(lb)
+            att[i, width - len(r):] = 1
+        return ids, att, lab
+
+    def embed(self, z: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        """[soft prompt(z) ; token embeddings] and the matching attention mask. The prompt goes first and
+        the left padding of shorter rows sits, masked, between it and their tokens."""
+        tokens = self.lm.get_input_embeddings()(input_ids)
+        prompt = self.prompt(z.to(tokens.dtype)).to(tokens.dtype)
+        mask = torch.cat([torch.ones(z.shape[0], prompt.shape[1], dtype=attention_mask.dtype,
+                                     device=attention_mask.device), attention_mask], dim=1)
+        return torch.cat([prompt, tokens], dim=1), mask
+
+    def forward(self, z: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                labels: torch.Tensor | None = None):
+        embeds, mask = self.embed(z, input_ids, attention_mask)
+        if labels is not None:
+            labels = torch.cat([torch.full((labels.shape[0], self.config.n_prompt), -100, dtype=labels.dtype,
+                                           device=labels.device), labels], dim=1)
+        return self.lm(inputs_embeds=embeds, attention_mask=mask, labels=labels)
+
+    # -------------------------------------------------------------- generation
+    def logits_processor(self, z: torch.Tensor, mode: str | None = None, allowed: torch.Tensor | None = None):
+        mode = mode or self.config.mode
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode == "ungated":
+            return []
+        if mode == "constrained" and allowed is None:
+            raise ValueError("constrained mode needs the allowed (invoked) AUs of each sample")
+        return [AUGateLogitsProcessor(self.au_token_ids, z, self.config.beta,
+                                      allowed if mode == "constrained" else None)]
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, emotions: list[str], *, mode: str | None = None,
+                 allowed: torch.Tensor | None = None, extra_processors=(), **kwargs) -> list[str]:
+        """One rationale per row of ``z`` for the stated ``emotions`` (the reasoner's argmax). Greedy
+        with the configured repetition penalty and no-repeat n-gram size; AU tokens gated by z."""
+        from transformers import LogitsProcessorList
+
+        ids, att, _ = self.instruction_batch(emotions)
+        device = next(self.lm.parameters()).device
+        embeds, mask = self.embed(z.to(device), ids.to(device), att.to(device))
+        processors = LogitsProcessorList([*extra_processors, *self.logits_processor(z.to(device), mode, allowed)])
+        settings = dict(max_new_tokens=self.config.max_new_tokens, do_sample=False,
+                        repetition_penalty=self.config.repetition_penalty,
+                        no_repeat_ngram_size=self.config.no_repeat_ngram_size,
+                        pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
+                        else self.tokenizer.eos_token_id)
+        settings.update(kwargs)
+        with warnings.catch_warnings():  # the penalties apply to generated tokens only: what we want
+            warnings.filterwarnings("ignore", message=r"Passing `(repetition_penalty|no_repeat_ngram_size)`")
+            out = self.lm.generate(inputs_embeds=embeds, attention_mask=mask, logits_processor=processors, **settings)
+        texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
+        return [clean_text(t).strip() for t in texts]
+
+    @staticmethod
+    def named_aus(text: str) -> list[str]:
+        """The AUs a rationale names, each once, in order (the one parser, ``facr.au.extract``)."""
+        return [f"AU{n}" for n in au_vocab.extract(text)]
