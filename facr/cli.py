@@ -317,6 +317,19 @@ def cmd_train_reasoner(args) -> int:
     return 0
 
 
+def cmd_train_verbalizer(args) -> int:
+    from facr.verbalizer.train import run_from_args
+
+    metrics = run_from_args(args)
+    if args.json:
+        _print_json(metrics)
+    elif metrics:
+        print(f"wrote the verbalizer: {metrics['steps']} steps on {metrics['backbone']}, loss "
+              f"{metrics['loss_first']:.3f} -> {metrics['loss_last']:.3f}, exact named set on 8 training faces "
+              f"{metrics['exact_named_set']:.2f}")
+    return 0
+
+
 def cmd_train_table(args) -> int:
     rows = []
     # name each run by what tells it apart: its path below the runs' common folder
@@ -549,6 +562,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(p)
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
     p.set_defaults(func=cmd_train_reasoner)
+    p = t_v.add_parser(
+        "verbalizer", help="train the gated verbalizer on a trained reasoner (same code as recipes/train_verbalizer.py)",
+        description="Stage 2: run the frozen reasoner over training faces, build rationale targets from its invoked "
+                    "AUs, and train the z-conditioned soft prompt and the AU tokens of a frozen LM.",
+        epilog="example:\n  facr train verbalizer --reasoner demo-out/experiment/cells/facr/seed0/fixed "
+               "--data demo-out/synth --backbone smollm2-135m --max-steps 100 --out runs/verbalizer",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    from facr.verbalizer.train import add_verbalizer_arguments
+
+    add_verbalizer_arguments(p)
+    p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
+    p.set_defaults(func=cmd_train_verbalizer)
     p = t_v.add_parser(
         "table", help="the held-out metrics of several run folders side by side (a markdown table)",
         description="Read RUN/metrics.json of each run folder and print them as one markdown table: recognition, "

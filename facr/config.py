@@ -98,3 +98,18 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
 def save_config(config: Any, path: str | os.PathLike) -> None:
     """Write a dataclass config as canonical JSON, atomically."""
     write_json(path, to_dict(config))
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any] | None, source=None) -> dict[str, Any]:
+    """Set dotted keys (``{"data.path": ...}``) in a nested config mapping; None values are skipped."""
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(source, f"{key}: {part} is not a section")
+        node[parts[-1]] = value
+    return data

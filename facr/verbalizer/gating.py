@@ -15,12 +15,12 @@ import torch
 from transformers import LogitsProcessor
 
 
-def gate_bias(z: torch.Tensor, beta: float) -> torch.Tensor:
-    """β·min(z − ½, 0) per AU; β = inf (the default of the verbalizer) is the hard limit: −inf below
-    ½, 0 from ½ up — with any finite β an AU at z = ½ − δ keeps a penalty of only β·δ, so a
+def gate_bias(z: torch.Tensor, beta: float | None) -> torch.Tensor:
+    """β·min(z − ½, 0) per AU; β = None or inf (the verbalizer's default) is the hard limit: −inf
+    below ½, 0 from ½ up — with any finite β an AU at z = ½ − δ keeps a penalty of only β·δ, so a
     confident LM could still name it."""
     shortfall = torch.clamp(z.float() - 0.5, max=0.0)
-    if beta == float("inf"):
+    if beta is None or beta == float("inf"):
         return torch.where(shortfall < 0, torch.full_like(shortfall, float("-inf")), torch.zeros_like(shortfall))
     return beta * shortfall
 
@@ -29,7 +29,7 @@ class AUGateLogitsProcessor(LogitsProcessor):
     """Adds β·min(z_k − ½, 0) to the logit of AU token k; ``allowed`` (bool [B, K]) additionally
     masks every AU token outside a sample's allowed set to −inf (the constrained mode)."""
 
-    def __init__(self, au_token_ids: list[int], z: torch.Tensor, beta: float = 20.0,
+    def __init__(self, au_token_ids: list[int], z: torch.Tensor, beta: float | None = None,
                  allowed: torch.Tensor | None = None):
         if z.dim() != 2 or z.shape[1] != len(au_token_ids):
             raise ValueError(f"z must be [B, {len(au_token_ids)}], got {tuple(z.shape)}")

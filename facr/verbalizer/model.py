@@ -12,9 +12,12 @@
 
 from __future__ import annotations
 
+import math
+import os
 import re
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -35,7 +38,7 @@ class VerbalizerConfig:
     classes: list[str] = field(default_factory=list)
     n_prompt: int = 8
     prompt_hidden: int = 256
-    beta: float = float("inf")  # gate scale β; inf = hard gate (an AU with z < ½ is never named)
+    beta: float | None = None  # gate scale β; None = ∞, the hard gate (an AU with z < ½ is never named)
     mode: str = "gated"
     instruction: str = "Explain why this face shows {emotion}. Name the action units."
     max_new_tokens: int = 40
@@ -51,8 +54,8 @@ class VerbalizerConfig:
         for name in ("n_prompt", "prompt_hidden", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.beta > 0:
-            raise ValueError(f"beta must be > 0, got {self.beta}")
+        if self.beta is not None and not (self.beta > 0 and math.isfinite(self.beta)):
+            raise ValueError(f"beta must be a finite number > 0, or null for the hard gate; got {self.beta}")
         if "{emotion}" not in self.instruction:
             raise ValueError("instruction must contain {emotion}")
 
@@ -211,3 +214,64 @@ class Verbalizer(nn.Module):
     def named_aus(text: str) -> list[str]:
         """The AUs a rationale names, each once, in order (the one parser, ``facr.au.extract``)."""
         return [f"AU{n}" for n in au_vocab.extract(text)]
+
+
+# ------------------------------------------------------------------ checkpoints
+VERBALIZER_FILES = ("verbalizer.safetensors", "config.json")
+
+
+def save_verbalizer(v: Verbalizer, path: str | os.PathLike) -> Path:
+    """Write what training changed — the soft-prompt network and the AU-token rows — as safetensors,
+    plus ``config.json`` naming the backbone; the folder is built beside ``path`` and renamed in."""
+    from safetensors.torch import save_file
+
+    from facr.config import save_config
+
+    from facr.utils import atomic_dir
+
+    path = Path(path)
+    with atomic_dir(path) as tmp:
+        state = {f"prompt.{k}": t.detach().contiguous().cpu() for k, t in v.prompt.state_dict().items()}
+        state["au_input_rows"] = v.au_embedding_rows().contiguous().cpu()
+        out = v.lm.get_output_embeddings()
+        if out is not None and out.weight is not v.lm.get_input_embeddings().weight:
+            state["au_output_rows"] = out.weight[torch.as_tensor(v.au_token_ids)].detach().contiguous().cpu()
+        save_file(state, str(tmp / "verbalizer.safetensors"), metadata={"format": "pt", "facr": "verbalizer"})
+        save_config(v.config, tmp / "config.json")
+    return path
+
+
+def load_verbalizer(path: str | os.PathLike, *, backbone: str | None = None, cache=None) -> Verbalizer:
+    """A verbalizer folder written by :func:`save_verbalizer`, on its backbone (or ``backbone``)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from facr.config import from_dict
+    from facr.errors import FacrError
+    from facr.verbalizer.backbones import load_backbone
+
+    path = Path(path)
+    missing = [f for f in VERBALIZER_FILES if not (path / f).exists()]
+    if missing:
+        raise FacrError(path, f"not a facr verbalizer checkpoint: missing {', '.join(missing)}")
+    try:
+        raw = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise FacrError(path / "config.json", f"not JSON: {exc}") from None
+    config = from_dict(VerbalizerConfig, raw, str(path / "config.json"))
+    if backbone is not None:
+        config.backbone = backbone
+    lm, tok = load_backbone(config.backbone, cache=cache)
+    v = Verbalizer(config, lm, tok)
+    state = load_file(str(path / "verbalizer.safetensors"))
+    v.prompt.load_state_dict({k[len("prompt."):]: t for k, t in state.items() if k.startswith("prompt.")})
+    ids = torch.as_tensor(v.au_token_ids)
+    rows = state["au_input_rows"]
+    if rows.shape != (len(ids), v.lm.get_input_embeddings().weight.shape[1]):
+        raise FacrError(path / "verbalizer.safetensors", f"AU rows {tuple(rows.shape)} do not fit backbone {config.backbone}")
+    with torch.no_grad():
+        v.lm.get_input_embeddings().weight[ids] = rows.to(v.lm.get_input_embeddings().weight.dtype)
+        if "au_output_rows" in state:
+            v.lm.get_output_embeddings().weight[ids] = state["au_output_rows"]
+    return v.eval()

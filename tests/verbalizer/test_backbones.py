@@ -48,7 +48,8 @@ def test_import_gguf_writes_a_plain_folder_that_computes_what_the_gguf_computes(
 def test_models_list_reports_what_is_installed(run_cli):
     code, out, _ = run_cli("models", "list", "--json")
     rows = {r["name"]: r for r in json.loads(out)["backbones"]}
-    assert code == 0 and set(rows) == {"qwen3.5-0.8b", "gemma-3-1b", "smollm2-135m", "gemma-3-270m"}
+    assert code == 0 and set(rows) == {"qwen3.5-0.8b", "gemma-3-1b", "smollm2-135m", "gemma-3-270m", "tiny-qwen3",
+                                       "tiny-gemma3"}
     assert rows["smollm2-135m"]["status"] == "installed" and rows["gemma-3-270m"]["status"] == "installed"
     assert rows["qwen3.5-0.8b"]["source"] == "Qwen/Qwen3.5-0.8B"
 

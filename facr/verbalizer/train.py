@@ -1,0 +1,208 @@
+"""Stage 2 training: teach the soft prompt and the AU tokens to say which AUs the decision rests on.
+
+The reasoner (frozen) runs once over the training records; for each face its z, its stated emotion
+(the head's argmax) and its **invoked AUs** (top-|Pa(ĉ)| by intervention effect, the audit's own
+definition) give a rationale target, written with varied templates. Only AUs the reasoner sees
+(z_k ≥ ½) are put in a target: those are the ones the gate lets through.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from facr.config import apply_overrides, from_dict, load_yaml, save_config
+from facr.errors import FacrError
+from facr.utils import write_json
+from facr.verbalizer.model import Verbalizer, VerbalizerConfig, au_token, save_verbalizer
+
+TEMPLATES = (
+    "the face shows {aus}; these are characteristic of {emotion}.",
+    "{aus} are visible, which points to {emotion}.",
+    "the expression reads as {emotion} because of {aus}.",
+    "{emotion}: the face shows {aus}.",
+)
+NONE_TEMPLATE = "no action unit of {emotion} is visible."
+
+
+def _join(tokens: list[str]) -> str:
+    return tokens[0] if len(tokens) == 1 else ", ".join(tokens[:-1]) + " and " + tokens[-1]
+
+
+def rationale_target(aus: list[str], emotion: str, rng: random.Random) -> str:
+    """A rationale naming exactly ``aus`` (as AU tokens) for ``emotion``, in one of the templates."""
+    if not aus:
+        return NONE_TEMPLATE.format(emotion=emotion)
+    return rng.choice(TEMPLATES).format(aus=_join([au_token(a) for a in aus]), emotion=emotion)
+
+
+@dataclass
+class VerbalizerTrainConfig:
+    """A Stage-2 run. Load from YAML with :func:`load_verbalizer_train_config`."""
+
+    reasoner: str = "demo-out/experiment/cells/facr/seed0/fixed"
+    data: str = "demo-out/synth"
+    format: str | None = None
+    split: str = "train"
+    limit: int | None = 512  # reasoner passes over this many training faces
+    verbalizer: VerbalizerConfig = field(default_factory=VerbalizerConfig)
+    lr: float = 3e-3
+    batch_size: int = 8
+    max_steps: int = 100
+    mixed_precision: str = "no"
+    seed: int = 0
+    out: str = "runs/verbalizer"
+
+    def __post_init__(self):
+        for name in ("batch_size", "max_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+def load_verbalizer_train_config(path=None, overrides: dict | None = None) -> VerbalizerTrainConfig:
+    data = apply_overrides(load_yaml(path) if path else {}, overrides, path)
+    return from_dict(VerbalizerTrainConfig, data, None if path is None else str(path))
+
+
+def build_examples(cfg: VerbalizerTrainConfig) -> tuple[dict, list[dict]]:
+    """Run the frozen reasoner over the training records: (reasoner info, one example per face with
+    z, the stated emotion, the invoked AUs and the active ones among them)."""
+    from facr.audit.auditors import AuditRequest, audit
+
+    result = audit(AuditRequest(model=cfg.reasoner, data=cfg.data, format=cfg.format, split=cfg.split,
+                                limit=cfg.limit, oracle=False, ci=False))
+    ev = result.evaluation
+    sc = ev.score()
+    examples = []
+    for i in range(len(ev.labels)):
+        emotion = ev.classes[int(ev.predicted[i])]
+        invoked = sc.invoked[i]
+        active = [a for a in invoked if ev.z[i, ev.aus.index(a)] >= 0.5]
+        examples.append({"z": ev.z[i].tolist(), "emotion": emotion, "invoked": invoked, "named": active})
+    info = {"aus": ev.aus, "classes": ev.classes, "n": len(examples), "graph": result.metrics.get("graph")}
+    return info, examples
+
+
+def train_verbalizer(cfg: VerbalizerTrainConfig, progress: bool = True) -> dict:
+    """Train the verbalizer as ``cfg`` says; writes ``<out>/verbalizer`` (the checkpoint),
+    ``config.json``, ``examples.json`` (a few generations) and ``metrics.json``."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    from facr.train import _fresh_accelerator_state
+    from facr.verbalizer.backbones import load_backbone
+
+    _fresh_accelerator_state()
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision)
+    set_seed(cfg.seed)
+    info, examples = build_examples(cfg)
+    if not examples:
+        raise FacrError(cfg.data, f"no records in split {cfg.split!r} to train the verbalizer on")
+    vcfg = replace(cfg.verbalizer, aus=info["aus"], classes=info["classes"])
+    lm, tok = load_backbone(vcfg.backbone)
+    model = Verbalizer(vcfg, lm, tok)
+    rng = random.Random(cfg.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    inner = accelerator.unwrap_model(model)
+    out = Path(cfg.out)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.json")
+    order = list(range(len(examples)))
+    losses, t0 = [], time.perf_counter()
+    bar = tqdm(total=cfg.max_steps, desc="train verbalizer", unit="step",
+               disable=not (progress and accelerator.is_main_process), dynamic_ncols=True)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    step = 0
+    while step < cfg.max_steps:
+        rng.shuffle(order)
+        mine = order[rank::world]  # each process its own share of the faces
+        for start in range(0, len(mine) - cfg.batch_size + 1 if len(mine) >= cfg.batch_size else 1, cfg.batch_size):
+            batch = [examples[i] for i in mine[start:start + cfg.batch_size]]
+            z = torch.tensor([b["z"] for b in batch], device=accelerator.device)
+            targets = [rationale_target(b["named"], b["emotion"], rng) for b in batch]
+            ids, att, lab = inner.instruction_batch([b["emotion"] for b in batch], targets)
+            loss = model(z, ids.to(accelerator.device), att.to(accelerator.device), lab.to(accelerator.device)).loss
+            accelerator.backward(loss)
+            optimizer.step()
+            optimizer.zero_grad()
+            step += 1
+            losses.append(float(loss.detach()))
+            bar.update(1)
+            bar.set_postfix({"loss": f"{losses[-1]:.3f}"}, refresh=False)
+            if step >= cfg.max_steps:
+                break
+    bar.close()
+    accelerator.wait_for_everyone()
+    metrics: dict = {}
+    if accelerator.is_main_process:
+        save_verbalizer(inner, out / "verbalizer")
+        inner.eval()
+        sample = examples[: min(8, len(examples))]
+        for b in sample:  # what examples.json stores (and a reload reproduces)
+            b["z"] = [round(v, 6) for v in b["z"]]
+        z = torch.tensor([b["z"] for b in sample], device=accelerator.device)
+        texts = inner.generate(z, [b["emotion"] for b in sample])
+        shown = [{"emotion": b["emotion"], "invoked": b["invoked"], "target_aus": b["named"], "rationale": t,
+                  "named": inner.named_aus(t), "z": [round(v, 6) for v in b["z"]]} for b, t in zip(sample, texts)]
+        write_json(out / "examples.json", shown)
+        k = max(1, len(losses) // 10)
+        metrics = {"backbone": vcfg.backbone, "steps": step, "num_processes": world, "n_examples": len(examples),
+                   "loss_first": sum(losses[:k]) / k, "loss_last": sum(losses[-k:]) / k,
+                   "seconds": round(time.perf_counter() - t0, 1),
+                   "exact_named_set": sum(set(s["named"]) == set(s["target_aus"]) for s in shown) / len(shown)}
+        write_json(out / "metrics.json", metrics)
+    accelerator.wait_for_everyone()
+    return metrics
+
+
+def add_verbalizer_arguments(parser) -> None:
+    """The flags shared by ``facr train verbalizer`` and ``recipes/train_verbalizer.py``."""
+    parser.add_argument("--config", default=None, help="YAML (fields of facr.verbalizer.train.VerbalizerTrainConfig)")
+    parser.add_argument("--reasoner", default=None, help="a reasoner checkpoint or run folder")
+    parser.add_argument("--data", default=None, help="dataset folder")
+    parser.add_argument("--backbone", default=None, help="registry name (facr models list) or a local folder")
+    parser.add_argument("--out", default=None, help="run folder")
+    parser.add_argument("--max-steps", type=int, default=None, help="optimizer steps")
+    parser.add_argument("--limit", type=int, default=None, help="training faces the reasoner is run on")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_from_args(args) -> dict:
+    over = {"reasoner": args.reasoner, "data": args.data, "verbalizer.backbone": args.backbone, "out": args.out,
+            "max_steps": args.max_steps, "limit": args.limit, "seed": args.seed}
+    cfg = load_verbalizer_train_config(args.config, over)
+    return train_verbalizer(cfg, progress=not args.no_progress)
+
+
+def main(argv=None) -> int:  # recipes/train_verbalizer.py
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Stage 2: train the gated verbalizer (accelerate launch-able).")
+    add_verbalizer_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        metrics = run_from_args(args)
+    except FacrError as exc:
+        print(f"facr: {exc}", file=sys.stderr)
+        return 2
+    if metrics:
+        print(json.dumps(metrics, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
