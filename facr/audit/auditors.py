@@ -201,7 +201,7 @@ def audit_reasoner(request: AuditRequest) -> AuditResult:
         "epsilon": epsilon,
         "margin": request.margin if request.margin is not None else epsilon,
         "intervention": "do(z_k = 0) on the AU latent, every AU, one batched head call",
-        "mean_effect": ev.delta.mean(axis=0).tolist() if len(ds) else [],
+        "mean_effect": ev.mean_delta.tolist() if len(ds) else [],
         "aus": list(cfg.aus),
         "graph_signs": signs.astype(int).tolist(),
     })

@@ -96,8 +96,17 @@ class Evaluation:
 
     @property
     def delta_pred(self) -> np.ndarray:
-        """Δ on each sample's predicted class, ``[N, K]``."""
-        return np.take_along_axis(self.delta, self.predicted[:, None, None], axis=2)[:, :, 0]
+        """Δ on each sample's predicted class, ``[N, K]`` (gathered first: no [N, K, C] array is built)."""
+        pred = self.predicted
+        factual = np.take_along_axis(self.logits, pred[:, None], axis=1)  # [N, 1]
+        return factual - np.take_along_axis(self.cf_logits, pred[:, None, None], axis=2)[:, :, 0]
+
+    @property
+    def mean_delta(self) -> np.ndarray:
+        """Mean Δ_kc over the samples, ``[K, C]`` (the mean of a difference is the difference of means)."""
+        if not len(self.logits):
+            return np.zeros(self.cf_logits.shape[1:], dtype=np.float32)
+        return self.logits.mean(axis=0)[None, :] - self.cf_logits.mean(axis=0)
 
     def effects(self) -> Effects:
         return Effects(torch.from_numpy(self.logits), torch.from_numpy(self.cf_logits), 0.0)
@@ -171,6 +180,7 @@ class Evaluation:
         out["chance"] = {"graph_causal_agreement": _nanmean(sc.chance_agreement),
                          "active_au_precision": _nanmean(sc.chance_precision)}
         pred = self.predicted
+        mean_delta = self.mean_delta
         per_class = {}
         for c, name in enumerate(self.classes):
             lab, sel = np.flatnonzero(self.labels == c), np.flatnonzero(pred == c)
@@ -186,7 +196,7 @@ class Evaluation:
                 "active_au_precision": mean_defined(pick(sc.sets.active_precision)),
                 "active_au_recall": mean_defined(pick(sc.sets.active_recall)),
                 "aus_per_frame": float(np.mean(pick(sc.sets.n_named))) if len(sel) else None,
-                "mean_effect": {a: float(v) for a, v in zip(self.aus, self.delta[:, :, c].mean(axis=0))} if N else {},
+                "mean_effect": {a: float(v) for a, v in zip(self.aus, mean_delta[:, c])} if N else {},
             }
         out["per_class"] = per_class
         units = sorted(set(self.subjects.tolist()))

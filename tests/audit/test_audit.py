@@ -212,3 +212,17 @@ def test_pain_audit_scores_pspi_agreement_on_pain_predictions(trained, run_cli, 
         assert pain["aus_per_frame"] == 6.0
     else:
         assert m["pspi_agreement"] is None
+
+
+def test_gathered_effects_equal_the_full_delta():
+    from facr.audit.evaluate import Evaluation
+
+    rng = np.random.default_rng(0)
+    N, K, C = 50, 5, 3
+    ev = Evaluation(["a", "b", "c"], ["AU1", "AU2", "AU4", "AU6", "AU12"], rng.integers(0, C, N),
+                    rng.normal(size=(N, C)).astype(np.float32), rng.normal(size=(N, K, C)).astype(np.float32),
+                    rng.random((N, K)), np.zeros((N, K)), np.zeros((N, K)), np.array(["s"] * N, dtype=object),
+                    np.zeros((K, C)))
+    full = ev.delta  # [N, K, C]
+    assert np.allclose(ev.delta_pred, full[np.arange(N), :, ev.predicted], atol=1e-6)
+    assert np.allclose(ev.mean_delta, full.mean(axis=0), atol=1e-5)
