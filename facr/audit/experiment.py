@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from facr.audit.metrics import mean_defined
 from facr.config import ConfigError, from_dict, load_yaml
 from facr.errors import FacrError
 from facr.utils import write_json
@@ -178,9 +179,10 @@ class Experiment:
 
     def cells(self) -> list[Cell]:
         out = []
+        folds = self.folds()  # LOSO reads the data's subjects: once, not once per arm and seed
         for arm in self.spec.arms:
             for seed in self.spec.seeds:
-                for fold in self.folds():
+                for fold in folds:
                     name = "fixed" if fold == "fixed" else f"loso-{slug(fold)}"
                     out.append(Cell(arm, seed, fold, self.cells_dir / slug(arm.name) / f"seed{seed}" / name))
         return out
@@ -275,28 +277,21 @@ class Experiment:
         return results
 
     # -------------------------------------------------------------- aggregation
-    def rows(self, cells: list[Cell]) -> list[dict]:
+    def rows(self, audits: list[tuple[Cell, dict]]) -> list[dict]:
         """One row per (arm, seed, fold, subject) with every audited metric."""
-        rows = []
-        for cell in cells:
-            path = cell.path / "audit.json"
-            if not path.exists():
-                continue
-            m = json.loads(path.read_text(encoding="utf-8"))
-            for subject, figures in (m.get("per_subject") or {}).items():
-                rows.append({"arm": cell.arm.name, "seed": cell.seed, "fold": cell.fold, "subject": subject,
-                             **{k: figures.get(k) for k in self.spec.metrics}})
-        return rows
+        return [{"arm": cell.arm.name, "seed": cell.seed, "fold": cell.fold, "subject": subject,
+                 **{k: figures.get(k) for k in self.spec.metrics}}
+                for cell, m in audits for subject, figures in (m.get("per_subject") or {}).items()]
 
     def aggregate(self, cells: list[Cell]) -> dict:
         from facr.audit.stats import holm, paired_comparison, per_unit_mean
 
         spec = self.spec
-        rows = self.rows(cells)
-        audits = {}
-        for cell in cells:
-            if cell.done:
-                audits.setdefault(cell.arm.name, []).append(json.loads((cell.path / "audit.json").read_text()))
+        done = [(c, json.loads((c.path / "audit.json").read_text(encoding="utf-8"))) for c in cells if c.done]
+        rows = self.rows(done)
+        audits: dict[str, list[dict]] = {}
+        for cell, m in done:
+            audits.setdefault(cell.arm.name, []).append(m)
         arms: dict[str, dict] = {}
         by_unit: dict[str, dict[str, dict]] = {}
         for arm in spec.arms:
@@ -338,7 +333,7 @@ class Experiment:
         for arm in spec.arms:
             vals = [a.get("oracle") for a in audits.get(arm.name, []) if a.get("oracle")]
             if vals:
-                oracle[arm.name] = {k: _mean_defined([v.get(k) for v in vals])
+                oracle[arm.name] = {k: mean_defined([v.get(k) for v in vals])
                                     for k in vals[0] if isinstance(vals[0][k], (int, float)) and not isinstance(vals[0][k], bool)}
         return {"experiment": spec.name, "source": str(self.source), "description": spec.description,
                 "folds": spec.folds.kind, "seeds": spec.seeds, "n_cells": len(cells),
@@ -354,11 +349,6 @@ class Experiment:
         atomic_write_text(self.out / "results.md", render_results(results))
 
 
-def _mean_defined(values) -> float | None:
-    vals = [v for v in values if v is not None]
-    return float(np.mean(vals)) if vals else None
-
-
 def _per_class_mean(audits: list[dict], metrics: list[str]) -> dict:
     """Per-class figures averaged over an arm's cells (seeds / folds), with the labelled count."""
     out: dict[str, dict] = {}
@@ -370,7 +360,7 @@ def _per_class_mean(audits: list[dict], metrics: list[str]) -> dict:
             slot["n"] = max(slot["n"], int(row.get("n_labelled") or 0))
             for m in metrics:
                 slot[m].append(row.get(m))
-    return {cls: {"n": v["n"], **{m: _mean_defined(v[m]) for m in metrics}} for cls, v in out.items()}
+    return {cls: {"n": v["n"], **{m: mean_defined(v[m]) for m in metrics}} for cls, v in out.items()}
 
 
 def _f(v, digits=3) -> str:
