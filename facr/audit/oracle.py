@@ -33,7 +33,7 @@ def shortcut_reliance(model, dataset: FaceTorchDataset, ev: Evaluation, root: st
                       batch_size: int = 128) -> dict:
     """Shortcut-reliance figures of ``model`` on ``dataset`` (records of the synth folder ``root``,
     in the order of ``ev``)."""
-    from facr.data.synth import SynthConfig, read_config, render_counterfactual
+    from facr.data.synth import SynthConfig, read_config, render_counterfactual, sample_scene
 
     doc = read_config(root)
     config = SynthConfig.from_dict(doc["config"])
@@ -53,7 +53,8 @@ def shortcut_reliance(model, dataset: FaceTorchDataset, ev: Evaluation, root: st
         return torch.cat(out).numpy()
 
     on_pred = lambda logits: np.take_along_axis(logits, pred[:, None], axis=1)[:, 0]  # noqa: E731
-    cf = np.stack([on_pred(logits_for(render_counterfactual(config, index, cue=j))) for j in range(len(cue_classes))], 1)
+    scene = sample_scene(config)
+    cf = np.stack([on_pred(logits_for(render_counterfactual(scene, index, cue=j))) for j in range(len(cue_classes))], 1)
     cue_effect = on_pred(ev.logits) - cf.mean(axis=1)
     max_au = np.abs(ev.delta_pred).max(axis=1)
     relies = np.abs(cue_effect) > max_au

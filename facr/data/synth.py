@@ -1193,12 +1193,13 @@ def _chunks(scene: Scene, indices: np.ndarray, png: bool, chunk: int) -> Iterato
                cfg.size, cfg.style, png)
 
 
-def render_counterfactual(config: SynthConfig, indices, cue: int | None = None) -> np.ndarray:
-    """Images ``indices`` of the benchmark ``config`` describes, re-rendered with the background
-    hue of shortcut class ``cue`` (an index into ``config.shortcut_classes``) — the image-level
-    intervention do(cue = c') the audit's oracle uses; ``cue=None`` re-renders the image as it was
-    written (PNG is lossless, so the pixels are identical). uint8 ``[n, S, S, 3]``."""
-    scene = sample_scene(config)
+def render_counterfactual(scene: Scene, indices, cue: int | None = None) -> np.ndarray:
+    """Images ``indices`` of a benchmark's ``scene`` (``sample_scene(config)``; sample it once and
+    re-render from it), re-rendered with the background hue of shortcut class ``cue`` (an index
+    into ``config.shortcut_classes``) — the image-level intervention do(cue = c') the audit's
+    oracle uses; ``cue=None`` re-renders the image as it was written (PNG is lossless, so the
+    pixels are identical). uint8 ``[n, S, S, 3]``."""
+    config = scene.config
     idx = np.asarray(indices, dtype=np.int64)
     if len(idx) and (idx.min() < 0 or idx.max() >= scene.n):
         raise ValueError(f"indices must lie in [0, {scene.n}), got {idx.min()}..{idx.max()}")

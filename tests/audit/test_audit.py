@@ -135,15 +135,16 @@ def test_audit_bad_input_is_one_line_naming_the_file(trained, run_cli, tmp_path,
 
 def test_counterfactual_rendering_reproduces_the_written_images_and_moves_only_the_background(trained):
     from facr.data import formats
-    from facr.data.synth import SynthConfig, read_config, render_counterfactual
+    from facr.data.synth import SynthConfig, read_config, render_counterfactual, sample_scene
 
     data, _ = trained
     config = SynthConfig.from_dict(read_config(data)["config"])
     recs = [r for r in formats.load("synth", data).records if r.split == "test"][:6]
     index = [r.meta["index"] for r in recs]
-    same = render_counterfactual(config, index)
+    scene = sample_scene(config)
+    same = render_counterfactual(scene, index)
     assert all(np.array_equal(same[i], recs[i].image) for i in range(len(recs)))  # PNG is lossless
-    other = render_counterfactual(config, index, cue=(config.shortcut_classes.index(recs[0].meta["cue"]) + 3) % 7)
+    other = render_counterfactual(scene, index, cue=(config.shortcut_classes.index(recs[0].meta["cue"]) + 3) % 7)
     changed = np.abs(other[0].astype(int) - same[0].astype(int)).max(axis=2) > 0
     assert changed[0, 0] and changed[-1, -1]  # the corners are background
     assert changed[12:20, 12:20].mean() < 0.2  # the face centre barely moves
