@@ -157,10 +157,21 @@ def resolve_audit_graph(spec: str | None, own, data_root: str | None):
     return resolve_graph(spec)
 
 
-@register_auditor("reasoner", help="a facr reasoner checkpoint (the model/ folder of a run, or the run folder)",
-                  recognises=lambda path: _reasoner_folder(path) is not None)
-def audit_reasoner(request: AuditRequest) -> AuditResult:
-    """Interventional audit of a facr reasoner: one pass, every do(z_k = 0), scored against a graph."""
+@dataclass
+class ReasonerPass:
+    """A reasoner checkpoint run once over the records a request selects (every do(z_k = 0) kept)."""
+
+    model: Any
+    own_graph: Any
+    folder: Path
+    dataset: Any
+    evaluation: Any
+    epsilon: float
+
+
+def run_reasoner_pass(request: AuditRequest) -> ReasonerPass:
+    """Load the reasoner ``request.model`` names, select the records, and run the one pass that the
+    audit and the verbalizer's training targets are both computed from."""
     import torch
 
     from facr.audit.evaluate import run_reasoner
@@ -180,11 +191,22 @@ def audit_reasoner(request: AuditRequest) -> AuditResult:
     ds = FaceTorchDataset(records, cfg.aus, task, cfg.encoder.image_size)
     if len(ds) == 0:
         raise FacrError(request.data, f"no selected record has a {task.kind} label in the model's classes ({', '.join(task.classes)})")
-    graph = resolve_audit_graph(request.graph, own_graph, request.data)
     epsilon = request.epsilon if request.epsilon is not None else (_training_epsilon(folder) or 0.1)
-    own_signs = graph_signs(own_graph, cfg.aus, task.classes)
-    ev = run_reasoner(model, ds, own_signs, epsilon=epsilon, margin=request.margin, batch_size=request.batch_size,
-                      progress=request.progress)
+    ev = run_reasoner(model, ds, graph_signs(own_graph, cfg.aus, task.classes), epsilon=epsilon,
+                      margin=request.margin, batch_size=request.batch_size, progress=request.progress)
+    return ReasonerPass(model, own_graph, folder, ds, ev, epsilon)
+
+
+@register_auditor("reasoner", help="a facr reasoner checkpoint (the model/ folder of a run, or the run folder)",
+                  recognises=lambda path: _reasoner_folder(path) is not None)
+def audit_reasoner(request: AuditRequest) -> AuditResult:
+    """Interventional audit of a facr reasoner: one pass, every do(z_k = 0), scored against a graph."""
+    from facr.train import graph_signs
+
+    run = run_reasoner_pass(request)
+    model, own_graph, ds, ev, epsilon = run.model, run.own_graph, run.dataset, run.evaluation, run.epsilon
+    cfg, task = model.config, ds.task
+    graph = resolve_audit_graph(request.graph, own_graph, request.data)
     signs = graph_signs(graph, cfg.aus, task.classes).numpy()
     m = ev.summarize(signs, per_subject=True, ci=request.ci, seed=request.seed)
     missing = [c for c in task.classes if c not in graph.classes]

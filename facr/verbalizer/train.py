@@ -76,19 +76,19 @@ def load_verbalizer_train_config(path=None, overrides: dict | None = None) -> Ve
 def build_examples(cfg: VerbalizerTrainConfig) -> tuple[dict, list[dict]]:
     """Run the frozen reasoner over the training records: (reasoner info, one example per face with
     z, the stated emotion, the invoked AUs and the active ones among them)."""
-    from facr.audit.auditors import AuditRequest, audit
+    from facr.audit.auditors import AuditRequest, run_reasoner_pass
 
-    result = audit(AuditRequest(model=cfg.reasoner, data=cfg.data, format=cfg.format, split=cfg.split,
-                                limit=cfg.limit, oracle=False, ci=False))
-    ev = result.evaluation
-    sc = ev.score()
+    run = run_reasoner_pass(AuditRequest(model=cfg.reasoner, data=cfg.data, format=cfg.format, split=cfg.split,
+                                         limit=cfg.limit, oracle=False, ci=False))
+    ev = run.evaluation
+    sc = ev.score()  # invoked AUs against the reasoner's own graph
     examples = []
     for i in range(len(ev.labels)):
         emotion = ev.classes[int(ev.predicted[i])]
         invoked = sc.invoked[i]
         active = [a for a in invoked if ev.z[i, ev.aus.index(a)] >= 0.5]
         examples.append({"z": ev.z[i].tolist(), "emotion": emotion, "invoked": invoked, "named": active})
-    info = {"aus": ev.aus, "classes": ev.classes, "n": len(examples), "graph": result.metrics.get("graph")}
+    info = {"aus": ev.aus, "classes": ev.classes, "n": len(examples), "graph": run.own_graph.name}
     return info, examples
 
 
