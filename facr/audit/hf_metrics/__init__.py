@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["METRICS", "metric_path"]
+__all__ = ["METRICS", "metric_path", "metric_info", "au_sets"]
 
 METRICS = ("graph_causal_agreement", "named_au_precision_recall")
 """The names of the shipped modules."""
@@ -22,3 +22,33 @@ def metric_path(name: str) -> str:
     if name not in METRICS:
         raise ValueError(f"metric_path(): unknown metric {name!r}; expected one of {', '.join(METRICS)}")
     return str(Path(__file__).resolve().parent / name)
+
+
+CITATION = """\
+@software{facr,
+  title = {facr: faithful action-unit causal reasoning},
+  url = {https://github.com/facr-project/facr}
+}
+"""
+
+
+def metric_info(description: str, inputs_description: str):
+    """The ``evaluate.MetricInfo`` both modules share: lists of AU names in, lists of AU names as reference."""
+    import datasets
+    import evaluate
+
+    return evaluate.MetricInfo(
+        description=description,
+        citation=CITATION,
+        inputs_description=inputs_description,
+        features=datasets.Features({"predictions": datasets.Sequence(datasets.Value("string")),
+                                    "references": datasets.Sequence(datasets.Value("string"))}),
+        reference_urls=["https://github.com/facr-project/facr"],
+    )
+
+
+def au_sets(lists) -> list[set[str]]:
+    """Canonical AU id sets from lists of AU names in any spelling (facr.au.canonical)."""
+    from facr.au import canonical
+
+    return [{canonical(a) for a in aus} for aus in lists]

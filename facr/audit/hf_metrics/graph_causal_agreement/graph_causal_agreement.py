@@ -1,9 +1,8 @@
 """Graph-causal agreement of named AUs with the causal parents Pa(c), as an ``evaluate`` metric."""
 
-import datasets
 import evaluate
 
-from facr.au import canonical
+from facr.audit.hf_metrics import au_sets, metric_info
 from facr.audit.metrics import mean_defined, set_scores
 
 _DESCRIPTION = """\
@@ -28,33 +27,15 @@ Examples:
     {'graph_causal_agreement': 0.6666666666666666, 'n_defined': 1}
 """
 
-_CITATION = """\
-@software{facr,
-  title = {facr: faithful action-unit causal reasoning},
-  url = {https://github.com/facr-project/facr}
-}
-"""
-
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class GraphCausalAgreement(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Value("string")),
-                    "references": datasets.Sequence(datasets.Value("string")),
-                }
-            ),
-            reference_urls=["https://github.com/facr-project/facr"],
-        )
+        return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION)
 
     def _compute(self, predictions, references):
-        named = [{canonical(a) for a in aus} for aus in predictions]
-        parents = [{canonical(a) for a in aus} for aus in references]
+        named = au_sets(predictions)
+        parents = au_sets(references)
         scores = set_scores(named, parents, active=[None] * len(named))
         return {
             "graph_causal_agreement": mean_defined(scores.graph_agreement),

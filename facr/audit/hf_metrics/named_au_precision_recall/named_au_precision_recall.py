@@ -1,9 +1,8 @@
 """Precision and recall of named AUs against the AUs labelled active, as an ``evaluate`` metric."""
 
-import datasets
 import evaluate
 
-from facr.au import canonical
+from facr.audit.hf_metrics import au_sets, metric_info
 from facr.audit.metrics import mean_defined, set_scores
 
 _DESCRIPTION = """\
@@ -30,33 +29,15 @@ Examples:
     {'active_au_precision': 0.5, 'active_au_recall': 0.5, 'aus_per_frame': 2.0, 'n_samples': 1}
 """
 
-_CITATION = """\
-@software{facr,
-  title = {facr: faithful action-unit causal reasoning},
-  url = {https://github.com/facr-project/facr}
-}
-"""
-
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class NamedAUPrecisionRecall(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Value("string")),
-                    "references": datasets.Sequence(datasets.Value("string")),
-                }
-            ),
-            reference_urls=["https://github.com/facr-project/facr"],
-        )
+        return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION)
 
     def _compute(self, predictions, references):
-        named = [{canonical(a) for a in aus} for aus in predictions]
-        active = [{canonical(a) for a in aus} for aus in references]
+        named = au_sets(predictions)
+        active = au_sets(references)
         scores = set_scores(named, parents=[set()] * len(named), active=active)
         return {
             "active_au_precision": mean_defined(scores.active_precision),
