@@ -19,7 +19,7 @@ neutral happiness sadness surprise fear anger disgust contempt pain no_pain
 def tiny_tokenizer():
     """A word-level ``PreTrainedTokenizerFast`` over the rationale vocabulary (plus AU ids, digits,
     punctuation), with ``<pad>``, ``<unk>``, ``<bos>``, ``<eos>``."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     specials = ["<pad>", "<unk>", "<bos>", "<eos>"]
@@ -27,8 +27,6 @@ def tiny_tokenizer():
     vocab = {w: i for i, w in enumerate(specials + words)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    from tokenizers import decoders
-
     tok.decoder = decoders.WordPiece(prefix="##")  # joins tokens with spaces
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<bos>",
                                    eos_token="<eos>")

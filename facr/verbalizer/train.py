@@ -129,8 +129,8 @@ def train_verbalizer(cfg: VerbalizerTrainConfig, progress: bool = True) -> dict:
     while step < cfg.max_steps:
         rng.shuffle(order)
         mine = order[rank::world]  # each process its own share of the faces
-        for start in range(0, len(mine) - cfg.batch_size + 1 if len(mine) >= cfg.batch_size else 1, cfg.batch_size):
-            batch = [examples[i] for i in mine[start:start + cfg.batch_size]]
+        for j in range(max(1, len(mine) // cfg.batch_size)):  # full batches (one short one if that is all)
+            batch = [examples[i] for i in mine[j * cfg.batch_size:(j + 1) * cfg.batch_size]]
             z = torch.tensor([b["z"] for b in batch], device=accelerator.device)
             targets = [rationale_target(b["named"], b["emotion"], rng) for b in batch]
             ids, att, lab = inner.instruction_batch([b["emotion"] for b in batch], targets)
