@@ -39,3 +39,26 @@ def add_train_arguments(parser) -> None:
 def overrides_from_args(args) -> dict:
     """``{"data.path": ..., ...}`` from the parsed override flags (unset flags are None)."""
     return {key: getattr(args, flag[2:].replace("-", "_")) for flag, (key, _, _) in OVERRIDES.items()}
+
+
+def recipe_main(doc: str, add_arguments, run, argv=None) -> int:
+    """The ``main`` of a training recipe (``recipes/*.py``, run by ``accelerate launch`` or python):
+    parse the flags ``add_arguments`` adds, ``run(args)`` → a metrics dict (empty on ranks other than
+    the main one), print it as JSON; a user error is one line on stderr and exit 2."""
+    import argparse
+    import json
+    import sys
+
+    from facr.errors import FacrError
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        metrics = run(args)
+    except FacrError as exc:
+        print(f"facr: {exc}", file=sys.stderr)
+        return 2
+    if metrics:
+        print(json.dumps(metrics, indent=2, sort_keys=True))
+    return 0
