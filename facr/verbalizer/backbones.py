@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -164,6 +165,20 @@ def import_gguf(source: str, out: str | os.PathLike, *, overwrite: bool = False)
     return out
 
 
+@contextlib.contextmanager
+def quiet_loading():
+    """No transformers progress bars (weight loading, GGUF de-quantisation) inside the block."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 def load_backbone(name_or_path: str, *, load_in_4bit: bool = False, cache: str | os.PathLike | None = None):
     """(model, tokenizer) of a backbone: a registered name, a local folder, or a hub id already in the
     local cache. A packaged GGUF backbone is imported into ``<cache>/models/<name>`` on first use.
@@ -178,7 +193,8 @@ def load_backbone(name_or_path: str, *, load_in_4bit: bool = False, cache: str |
     if spec is not None and spec.kind == "gguf-package":
         folder = Path(cache or default_cache()) / "models" / spec.name
         if not (folder / "config.json").exists():
-            import_gguf(spec.name, folder, overwrite=True)
+            with quiet_loading():
+                import_gguf(spec.name, folder, overwrite=True)
         path = str(folder)
     else:
         path = spec.source if spec is not None else str(name_or_path)
@@ -194,8 +210,9 @@ def load_backbone(name_or_path: str, *, load_in_4bit: bool = False, cache: str |
                                                              bnb_4bit_compute_dtype=torch.bfloat16),
                       device_map={"": 0})
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = f" ({spec.install})" if spec is not None else ""
