@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from facr import __version__
+from facr.audit import RATIONALE_DEFAULT_LIMIT
 from facr.errors import FacrError, GraphError
 
 
@@ -364,6 +365,22 @@ def cmd_train_table(args) -> int:
 
 
 # --------------------------------------------------------------- facr audit
+def _print_rationale_audit(m: dict, out: str | None) -> int:
+    from facr.audit.report import RATIONALE_ROWS, fmt
+
+    print(f"rationale audit of {m['verbalizer']} ({m['backbone']}) on {m['n_samples']} faces of {m['data']} "
+          f"[{m['split']}], {m['modes'][m['mode']]['n_rationales']} rationales per mode, against graph {m['graph']}")
+    modes = list(m["modes"])
+    print(f"  {'':<30}" + "".join(f"{mode:>13}" for mode in modes))
+    for key, label in RATIONALE_ROWS:
+        print(f"  {label:<30}" + "".join(f"{fmt(m['modes'][mode].get(key)):>13}" for mode in modes))
+    for ex in m["modes"][m["mode"]].get("examples", [])[:2]:
+        print(f"  {m['mode']}: \"{ex['rationale']}\" -> {ex['intervention']} -> \"{ex['rationale_after']}\"")
+    if out:
+        print(f"wrote {out}/report.md")
+    return 0
+
+
 def cmd_audit(args) -> int:
     from facr.audit.auditors import AuditRequest, audit
     from facr.audit.report import fmt, write_report
@@ -372,7 +389,9 @@ def cmd_audit(args) -> int:
         request = AuditRequest(model=args.model, data=args.data, format=args.format, graph=args.graph,
                                split=args.split, subjects=args.subject, limit=args.limit, epsilon=args.epsilon,
                                margin=args.margin, batch_size=args.batch_size, oracle=not args.no_oracle,
-                               seed=args.seed, progress=not (args.json or args.no_progress))
+                               seed=args.seed, progress=not (args.json or args.no_progress),
+                               options={"rationale": args.rationale, "modes": args.mode, "reasoner": args.reasoner,
+                                        "generate_batch_size": args.generate_batch_size})
     except ValueError as exc:
         raise FacrError(args.model, str(exc)) from None
     result = audit(request)
@@ -382,6 +401,8 @@ def cmd_audit(args) -> int:
     if args.json:
         _print_json(m)
         return 0
+    if m.get("model_kind") == "verbalizer-rationale":
+        return _print_rationale_audit(m, args.out)
     print(f"audited {m.get('model')} ({m.get('model_kind')}) on {m.get('n_samples')} samples of {m.get('data')} "
           f"[{m.get('split')}], against graph {m.get('graph')}")
     from facr.audit.report import ROWS
@@ -592,12 +613,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "counterfactual sensitivity / invariance, graph-causal agreement of the invoked AUs, PSPI "
                     "agreement, active-AU precision / recall, per class and per subject, with subject-level "
                     "bootstrap CIs; on the synthetic benchmark also the oracle figures (true parents, shortcut).",
-        epilog="examples:\n  facr audit --model demo-out/runs/facr --data demo-out/synth --out demo-out/audit/facr\n"
+        epilog="examples:\n  facr audit --model demo-out/experiment/cells/facr/seed0/fixed --data demo-out/synth --out demo-out/audit/facr\n"
                "  facr audit --model runs/r/model --data demo-out/synth --graph truth --limit 200 --json\n"
-               "  facr audit --model runs/unbc/model --data /data/UNBC --format unbc --split all --subject 042-ll042\n\n"
-               "models: a reasoner checkpoint folder or run folder (more auditors are registered by name)",
+               "  facr audit --model runs/unbc/model --data /data/UNBC --format unbc --split all --subject 042-ll042\n"
+               "  facr audit --model runs/verbalizer/smollm2 --data demo-out/synth --rationale --limit 32\n\n"
+               "models: a reasoner checkpoint folder or run folder; a verbalizer checkpoint or run folder (its\n"
+               "reasoner's latent audit, or with --rationale the audit of its generated text); more auditors\n"
+               "are registered by name",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="a reasoner checkpoint / run folder, or a registered auditor name")
+    p.add_argument("--model", required=True,
+                   help="a reasoner or verbalizer checkpoint / run folder, or a registered auditor name")
     p.add_argument("--data", help="dataset folder (a facr synth folder, or a real dataset root with --format)")
     p.add_argument("--format", choices=FORMATS, default=None, help="dataset format (default: recognised)")
     p.add_argument("--graph", default=None,
@@ -615,6 +640,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write report.md, metrics.json and plots into this folder")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r = p.add_argument_group("verbalizer checkpoints")
+    r.add_argument("--rationale", action="store_true",
+                   help="audit the generated text: regenerate under every do(z_k = 0) and read the named AUs "
+                        f"(default --limit {RATIONALE_DEFAULT_LIMIT})")
+    r.add_argument("--mode", action="append", choices=("gated", "constrained", "ungated"), default=None,
+                   help="decoding mode(s) to audit (repeatable; default: the checkpoint's mode, then ungated)")
+    r.add_argument("--reasoner", default=None, help="the reasoner the verbalizer speaks for (default: its config's)")
+    r.add_argument("--generate-batch-size", type=int, default=64, help="rationales per generate call (default 64)")
     p.set_defaults(func=cmd_audit)
 
     # facr experiment

@@ -1,1 +1,5 @@
 """Interventional audits of faithfulness: metrics on the latent, statistics, reports."""
+
+# Faces the rationale audit regenerates text for when no --limit is given: each costs K + 1
+# generations per decoding mode. Here (not in rationale.py) so the CLI can name it without torch.
+RATIONALE_DEFAULT_LIMIT = 16

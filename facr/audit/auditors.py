@@ -79,6 +79,8 @@ def register_auditor(name: str, help: str, recognises: Callable[[str], bool] | N
 
 def audit(request: AuditRequest) -> AuditResult:
     """Run the auditor ``request.model`` names (a registered name, or a path an auditor recognises)."""
+    import facr.audit.rationale  # noqa: F401  (registers the verbalizer auditor)
+
     auditor = AUDITORS.get(request.model)
     if auditor is None:
         auditor = next((a for a in AUDITORS.values() if a.recognises and a.recognises(request.model)), None)
@@ -203,6 +205,9 @@ def audit_reasoner(request: AuditRequest) -> AuditResult:
     """Interventional audit of a facr reasoner: one pass, every do(z_k = 0), scored against a graph."""
     from facr.train import graph_signs
 
+    if request.options.get("rationale"):
+        raise FacrError(request.model, "--rationale audits a verbalizer's text: pass a verbalizer checkpoint "
+                                       "(facr train verbalizer writes one)")
     run = run_reasoner_pass(request)
     model, own_graph, ds, ev, epsilon = run.model, run.own_graph, run.dataset, run.evaluation, run.epsilon
     cfg, task = model.config, ds.task

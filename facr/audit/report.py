@@ -24,6 +24,15 @@ ROWS = (("n_samples", "samples"), ("accuracy", "accuracy"), ("macro_f1", "macro-
         ("pspi_agreement", "PSPI agreement"), ("active_au_precision", "active-AU precision"),
         ("active_au_recall", "active-AU recall"), ("aus_per_frame", "AUs named per frame"))
 
+# The rationale audit's figures (facr.audit.rationale), one column per decoding mode.
+RATIONALE_ROWS = (("rationale_sensitivity", "rationale sensitivity"), ("rationale_invariance", "rationale invariance"),
+                  ("rationale_invariance_strict", "invariance (whole named set)"),
+                  ("ablated_au_drop_rate", "ablated-AU drop rate"), ("named_inactive", "named inactive AUs"),
+                  ("empty_rationale_rate", "empty rationales"), ("aus_per_rationale", "AUs per rationale"),
+                  ("named_equals_target", "names exactly the target"),
+                  ("graph_causal_agreement", "graph-causal agreement"), ("active_au_precision", "active-AU precision"),
+                  ("active_au_recall", "active-AU recall"))
+
 
 def fmt(value, digits: int = 3) -> str:
     if value is None:
@@ -141,12 +150,76 @@ def render_markdown(metrics: dict, plots: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_rationale_markdown(metrics: dict, plots: list[str]) -> str:
+    modes = list(metrics["modes"])
+    lines = [f"# facr rationale audit: {metrics.get('verbalizer')}", "",
+             f"- backbone `{metrics.get('backbone')}`; reasoner `{metrics.get('reasoner')}` (trained against graph "
+             f"`{metrics.get('model_graph')}`)",
+             f"- scored against graph `{metrics.get('graph')}`; data `{metrics.get('data')}`, split "
+             f"`{metrics.get('split')}`, {metrics.get('n_samples')} faces",
+             f"- intervention: {metrics.get('intervention')}", "",
+             "| figure | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
+    for key, label in RATIONALE_ROWS:
+        lines.append(f"| {label} | " + " | ".join(fmt(metrics["modes"][m].get(key)) for m in modes) + " |")
+    lines += ["", "95% CIs (subjects resampled): " + "; ".join(
+        f"{m} sensitivity {_ci(metrics['modes'][m], 'rationale_sensitivity')}, invariance "
+        f"{_ci(metrics['modes'][m], 'rationale_invariance')}" for m in modes), ""]
+    latent = metrics.get("latent") or {}
+    lines += ["The reasoner on the same faces (latent audit): " + ", ".join(
+        f"{k.replace('_', ' ')} {fmt(v)}" for k, v in latent.items()), ""]
+    for m in modes:
+        ex = metrics["modes"][m].get("examples") or []
+        if ex:
+            lines += [f"## Examples ({m})", "", "| emotion | rationale | intervention | emotion after | rationale after |",
+                      "|---|---|---|---|---|"]
+            lines += [f"| {e['emotion']} | {e['rationale']} | {e['intervention']} | {e['emotion_after']} | "
+                      f"{e['rationale_after']} |" for e in ex]
+            lines.append("")
+    for p in plots:
+        lines += [f"![{p}]({p})", ""]
+    return "\n".join(lines)
+
+
+def _ci(block: dict, key: str) -> str:
+    c = (block.get("ci95") or {}).get(key)
+    return "n/a" if not c else f"[{c[0]:.3f}, {c[1]:.3f}]"
+
+
+def plot_rationale(metrics: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = (("rationale_sensitivity", "sensitivity"), ("rationale_invariance", "invariance"),
+            ("ablated_au_drop_rate", "ablated-AU drop"), ("named_equals_target", "exact target"))
+    modes = list(metrics["modes"])
+    fig, ax = plt.subplots(figsize=(6.0, 3.2), dpi=120)
+    width = 0.8 / len(modes)
+    x = np.arange(len(keys))
+    for j, m in enumerate(modes):
+        vals = [metrics["modes"][m].get(k) for k, _ in keys]
+        ax.bar(x + (j - (len(modes) - 1) / 2) * width, [np.nan if v is None else v for v in vals], width, label=m)
+    ax.set_xticks(x, [label for _, label in keys], fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"rationale audit — {metrics.get('backbone')}, {metrics.get('n_samples')} faces", fontsize=9)
+    ax.legend(fontsize=8, frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def write_report(metrics: dict, out: str | os.PathLike) -> Path:
     """Write ``metrics.json``, the plots and ``report.md`` into folder ``out`` (built beside it, then
     swapped in, so a half-written report never replaces a whole one)."""
     out = Path(out)
     with atomic_dir(out) as tmp:
         write_json(tmp / "metrics.json", metrics)
+        if metrics.get("model_kind") == "verbalizer-rationale":
+            plot_rationale(metrics, tmp / "rationale.png")
+            (tmp / "report.md").write_text(render_rationale_markdown(metrics, ["rationale.png"]), encoding="utf-8")
+            return out
         plots = []
         if metrics.get("per_class"):
             plot_per_class(metrics, tmp / "per_class.png")

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from facr import au as au_vocab
-from facr.verbalizer.gating import AUGateLogitsProcessor
+from facr.verbalizer.gating import AUGateLogitsProcessor, NameGuardLogitsProcessor
 
 MODES = ("gated", "constrained", "ungated")
 _AU_TOKEN = re.compile(r"<AU(\d+)>")
@@ -34,6 +34,7 @@ class VerbalizerConfig:
     """Stage-2 settings; saved beside every verbalizer checkpoint."""
 
     backbone: str = "smollm2-135m"  # a registry name (facr models list) or a local folder
+    reasoner: str | None = None  # the reasoner checkpoint whose z it verbalizes (set by training)
     aus: list[str] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)
     n_prompt: int = 8
@@ -184,8 +185,14 @@ class Verbalizer(nn.Module):
             return []
         if mode == "constrained" and allowed is None:
             raise ValueError("constrained mode needs the allowed (invoked) AUs of each sample")
-        return [AUGateLogitsProcessor(self.au_token_ids, z, self.config.beta,
-                                      allowed if mode == "constrained" else None)]
+        allowed = allowed if mode == "constrained" else None
+        processors = [AUGateLogitsProcessor(self.au_token_ids, z, self.config.beta, allowed)]
+        if self.config.beta is None:  # the hard gate holds for every spelling, not only the AU tokens
+            ok = (z >= 0.5) if allowed is None else (z >= 0.5) & allowed.to(z.device).bool()
+            numbers = [au_vocab.parse(a) for a in self.config.aus]
+            sets = [{numbers[k] for k in torch.nonzero(row).flatten().tolist()} for row in ok.cpu()]
+            processors.append(NameGuardLogitsProcessor(self.tokenizer, sets))
+        return processors
 
     @torch.no_grad()
     def generate(self, z: torch.Tensor, emotions: list[str], *, mode: str | None = None,

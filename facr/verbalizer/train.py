@@ -8,10 +8,8 @@ definition) give a rationale target, written with varied templates. Only AUs the
 
 from __future__ import annotations
 
-import json
 import math
 import random
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -108,7 +106,7 @@ def train_verbalizer(cfg: VerbalizerTrainConfig, progress: bool = True) -> dict:
     info, examples = build_examples(cfg)
     if not examples:
         raise FacrError(cfg.data, f"no records in split {cfg.split!r} to train the verbalizer on")
-    vcfg = replace(cfg.verbalizer, aus=info["aus"], classes=info["classes"])
+    vcfg = replace(cfg.verbalizer, aus=info["aus"], classes=info["classes"], reasoner=cfg.reasoner)
     lm, tok = load_backbone(vcfg.backbone)
     model = Verbalizer(vcfg, lm, tok)
     rng = random.Random(cfg.seed)
@@ -186,23 +184,3 @@ def run_from_args(args) -> dict:
             "max_steps": args.max_steps, "limit": args.limit, "seed": args.seed}
     cfg = load_verbalizer_train_config(args.config, over)
     return train_verbalizer(cfg, progress=not args.no_progress)
-
-
-def main(argv=None) -> int:  # recipes/train_verbalizer.py
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Stage 2: train the gated verbalizer (accelerate launch-able).")
-    add_verbalizer_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        metrics = run_from_args(args)
-    except FacrError as exc:
-        print(f"facr: {exc}", file=sys.stderr)
-        return 2
-    if metrics:
-        print(json.dumps(metrics, indent=2, sort_keys=True))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,25 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
-from facr.data.synth import SynthConfig, write_synth
-from facr.train import load_train_config, train
-from facr.verbalizer.train import TEMPLATES, load_verbalizer_train_config, rationale_target, train_verbalizer
+from facr.verbalizer.train import TEMPLATES, rationale_target
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def reasoner(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("verb")
-    data = root / "synth"
-    write_synth(data, SynthConfig(n=120, seed=0, subjects=6, size=32), workers=1)
-    train(load_train_config(None, {"data.path": str(data), "data.image_size": 32, "encoder.arch": "resnet-tiny",
-                                   "graph": "truth", "batch_size": 32, "epochs": 2, "lr": 0.01,
-                                   "out": str(root / "reasoner")}), progress=False)
-    return data, root / "reasoner"
 
 
 def test_rationale_targets_name_exactly_the_given_aus():
@@ -42,21 +28,16 @@ def test_rationale_targets_name_exactly_the_given_aus():
     assert au.extract(rationale_target([], "neutral", rng)) == []
 
 
-def test_training_lowers_the_loss_and_the_checkpoint_reloads_to_the_same_rationales(reasoner, tmp_path):
+def test_training_lowers_the_loss_and_the_checkpoint_reloads_to_the_same_rationales(trained_verbalizer):
     from facr.verbalizer.model import load_verbalizer
 
-    data, run = reasoner
-    cfg = load_verbalizer_train_config(None, {"reasoner": str(run), "data": str(data), "limit": 48,
-                                              "verbalizer.backbone": "tiny-qwen3", "verbalizer.n_prompt": 4,
-                                              "verbalizer.prompt_hidden": 32, "verbalizer.max_new_tokens": 12,
-                                              "max_steps": 60, "lr": 0.003, "out": str(tmp_path / "v")})
-    m = train_verbalizer(cfg, progress=False)
+    out, m = trained_verbalizer
     # only the soft prompt and the AU rows learn, on a frozen *random* 2-layer LM (a uniform guess over
     # its 130 words costs ln 130 = 4.87 nats): the loss still falls by more than 0.4 nats (4.85 -> 4.19)
     assert m["steps"] == 60 and m["loss_last"] < m["loss_first"] - 0.4, m
-    ckpt = tmp_path / "v" / "verbalizer"
+    ckpt = out / "verbalizer"
     assert {p.name for p in ckpt.iterdir()} == {"verbalizer.safetensors", "config.json"}
-    examples = json.loads((tmp_path / "v" / "examples.json").read_text())
+    examples = json.loads((out / "examples.json").read_text())
     v = load_verbalizer(ckpt)
     z = torch.tensor([e["z"] for e in examples])
     assert v.generate(z, [e["emotion"] for e in examples]) == [e["rationale"] for e in examples]
@@ -77,3 +58,30 @@ def test_train_verbalizer_cli_and_recipe_run(reasoner, tmp_path, run_cli):
     code, _, err = run_cli("train", "verbalizer", "--reasoner", tmp_path / "nope", "--data", data,
                            "--out", tmp_path / "x")
     assert code == 2 and "nope" in err and err.count("\n") == 1
+
+
+def test_checkpoint_names_its_reasoner(trained_verbalizer, reasoner):
+    out, _ = trained_verbalizer
+    cfg = json.loads((out / "verbalizer" / "config.json").read_text())
+    assert cfg["reasoner"] == str(reasoner[1]) and cfg["backbone"] == "tiny-qwen3"
+
+
+def test_two_process_accelerate_launch_trains_the_verbalizer(reasoner, tmp_path):
+    import os
+    import socket
+
+    data, run = reasoner
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(REPO / "recipes" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(port),
+           str(REPO / "recipes" / "train_verbalizer.py"), "--reasoner", str(run), "--data", str(data),
+           "--backbone", "tiny-qwen3", "--max-steps", "4", "--limit", "32", "--out", str(out), "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_processes"] == 2 and metrics["steps"] == 4
+    assert (out / "verbalizer" / "verbalizer.safetensors").exists()

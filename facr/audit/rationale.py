@@ -1,0 +1,277 @@
+"""The rationale audit: intervene on z, regenerate the text, and read which AUs it names.
+
+For each audited face with latent z and stated emotion ĉ (the head's argmax) the verbalizer
+writes one rationale from z and one from every do(z_k = 0), whose stated emotion is the head's
+argmax under that intervention (the full system's counterfactual). All K + 1 rationales of a face,
+and those of several faces, go through one ``generate`` call. The AUs a text names are read by the
+one parser, :func:`facr.au.extract`. Against a graph G (the reasoner's own by default):
+
+* **rationale sensitivity** — over the causal interventions (k ∈ Pa(ĉ)), the fraction where AU k
+  is named in the factual rationale and absent from the regenerated one (paper §4.5; an AU that
+  was never named cannot be dropped, which bounds this figure);
+* **ablated-AU drop rate** — over every intervention on an AU the factual rationale names, the
+  fraction whose regenerated text drops it (the paper's "a free verbalizer removes the ablated AU
+  only 6% of the time");
+* **rationale invariance** — over the irrelevant interventions (k ∉ Pa(ĉ)), the fraction that
+  leave the rationale's causal AUs (named ∩ Pa(ĉ)) in place (paper §4.5); **strict**: the whole
+  named set, apart from AU k itself, unchanged;
+* **named inactive** — how many named AUs had z_k < ½ in the latent the text was written from
+  (every rationale, factual and counterfactual): 0 whenever the hard gate is on;
+* coverage (rationales naming no AU), AUs per rationale, the share naming exactly the training
+  target (invoked ∩ active), and the set metrics of the factual named set (graph-causal
+  agreement, active-AU precision / recall against the AU labels).
+
+Each mode (``gated``, ``constrained``, ``ungated``) is a separate pass over the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facr.audit import RATIONALE_DEFAULT_LIMIT
+from facr.audit.auditors import AuditRequest, AuditResult, _json_safe, register_auditor, run_reasoner_pass
+from facr.audit.metrics import invoked_aus, mean_defined, set_scores
+from facr.audit.stats import cluster_bootstrap_ratio
+from facr.causal import intervene_all, intervention_effects
+from facr.errors import FacrError
+
+RATIONALE_KEYS = ("n_samples", "rationale_sensitivity", "rationale_invariance", "rationale_invariance_strict",
+                  "ablated_au_drop_rate", "named_inactive", "empty_rationale_rate", "aus_per_rationale",
+                  "named_equals_target", "graph_causal_agreement", "active_au_precision", "active_au_recall")
+
+
+@dataclass
+class RationaleRows:
+    """The generation requests of an audit, factual first then do(z_k = 0) for k = 0..K-1, per face:
+    row ``r`` belongs to face ``face[r]`` and intervenes on AU ``au[r]`` (−1: factual)."""
+
+    z: torch.Tensor  # [R, K]
+    emotions: list[str]
+    allowed: torch.Tensor  # [R, K] bool: the invoked AUs under this row's z (the constrained mode's set)
+    face: np.ndarray  # [R]
+    au: np.ndarray  # [R]
+
+    def __len__(self) -> int:
+        return len(self.emotions)
+
+
+@torch.no_grad()
+def intervention_rows(head, z: torch.Tensor, classes: list[str], own_signs: torch.Tensor) -> RationaleRows:
+    """Every face's factual row and its K do(z_k = 0) rows, each with the emotion the head states for
+    it and the AUs it invokes for that emotion under the reasoner's own graph (top-|Pa(ĉ)| by effect)."""
+    N, K = z.shape
+    grid = intervene_all(z.float()).reshape(N * (K + 1), K)
+    eff = intervention_effects(head, grid)
+    pred = eff.logits.argmax(dim=1)
+    invoked = invoked_aus(eff, own_signs.to(torch.int8), pred)
+    allowed = torch.zeros(len(grid), K, dtype=torch.bool)
+    for r, idx in enumerate(invoked):
+        allowed[r, idx] = True
+    face = np.repeat(np.arange(N), K + 1)
+    au = np.tile(np.arange(-1, K), N)
+    return RationaleRows(grid.cpu(), [classes[int(p)] for p in pred], allowed, face, au)
+
+
+def generate_rows(verbalizer, rows: RationaleRows, mode: str, batch_size: int = 64, progress: bool = False) -> list[str]:
+    """The rationale of every row, ``batch_size`` rows per ``generate`` call (1: one call per row, the
+    reference the benchmark compares with). Rows are grouped by stated emotion so a batch's
+    instructions share a length and need no padding; the texts come back in row order."""
+    from tqdm.auto import tqdm
+
+    order = sorted(range(len(rows)), key=lambda r: (rows.emotions[r], r))
+    texts: list[str] = [""] * len(rows)
+    chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    for chunk in tqdm(chunks, desc=f"rationales ({mode})", unit="batch", disable=not progress, dynamic_ncols=True):
+        idx = torch.as_tensor(chunk)
+        out = verbalizer.generate(rows.z[idx], [rows.emotions[r] for r in chunk], mode=mode,
+                                  allowed=rows.allowed[idx] if mode == "constrained" else None)
+        for r, t in zip(chunk, out):
+            texts[r] = t
+    return texts
+
+
+def score_rationales(texts: list[str], rows: RationaleRows, aus: list[str], classes: list[str], signs: np.ndarray,
+                     targets: list[set[str]], active: list[set[str] | None], subjects: np.ndarray,
+                     ci: bool = True, seed: int = 0) -> dict:
+    """The rationale figures (module docstring) of one mode's texts; ``signs`` [K, C] is the graph
+    scored against, ``targets[n]`` the AUs face n's training target names (invoked ∩ active)."""
+    from facr.verbalizer.model import Verbalizer
+
+    K = len(aus)
+    N = len(targets)
+    named = [set(Verbalizer.named_aus(t)) for t in texts]
+    known = set(aus)
+    z = rows.z.numpy()
+    named_inactive = sum(1 for r, s in enumerate(named) for a in s if a in known and z[r, aus.index(a)] < 0.5)
+    named_unknown = sum(len(s - known) for s in named)
+    classes_of = rows.emotions
+    parents_of = {c: {aus[k] for k in np.flatnonzero(signs[:, i])} for i, c in enumerate(classes)}
+    sens = np.zeros((N, 2))
+    inv = np.zeros((N, 2))
+    inv_strict = np.zeros((N, 2))
+    drop = np.zeros((N, 2))
+    examples = []
+    factual_rows = np.flatnonzero(rows.au < 0)
+    for n, r0 in enumerate(factual_rows):
+        base = named[r0]
+        parents = parents_of[classes_of[r0]]
+        for k in range(K):
+            r = r0 + 1 + k
+            a, after = aus[k], named[r]
+            if a in base:
+                drop[n] += (a not in after, 1)
+            if a in parents:
+                sens[n] += (a in base and a not in after, 1)
+            else:
+                inv[n] += ((after & parents) == (base & parents), 1)
+                inv_strict[n] += ((after - {a}) == (base - {a}), 1)
+        if len(examples) < 6:
+            dropped = next((k for k in range(K) if aus[k] in base and aus[k] in parents), None)
+            if dropped is not None:
+                r = r0 + 1 + dropped
+                examples.append({"emotion": classes_of[r0], "rationale": texts[r0], "named": sorted(base),
+                                 "intervention": f"do({aus[dropped]} = 0)", "emotion_after": classes_of[r],
+                                 "rationale_after": texts[r], "named_after": sorted(named[r])})
+    base_named = [named[r] for r in factual_rows]
+    parent_sets = [parents_of[classes_of[r]] for r in factual_rows]
+    sets = set_scores([s & known for s in base_named], parent_sets, active)
+    ratio = lambda a: float(a[:, 0].sum() / a[:, 1].sum()) if a[:, 1].sum() else None  # noqa: E731
+    out = {
+        "n_samples": N,
+        "n_rationales": len(texts),
+        "rationale_sensitivity": ratio(sens),
+        "rationale_invariance": ratio(inv),
+        "rationale_invariance_strict": ratio(inv_strict),
+        "ablated_au_drop_rate": ratio(drop),
+        "pairs": {"causal": int(sens[:, 1].sum()), "irrelevant": int(inv[:, 1].sum()),
+                  "named_then_ablated": int(drop[:, 1].sum())},
+        "named_inactive": int(named_inactive),
+        "named_outside_aus": int(named_unknown),
+        "empty_rationale_rate": float(np.mean([not s for s in base_named])) if N else None,
+        "aus_per_rationale": float(np.mean([len(s) for s in base_named])) if N else None,
+        "named_equals_target": float(np.mean([s == t for s, t in zip(base_named, targets)])) if N else None,
+        "graph_causal_agreement": mean_defined(sets.graph_agreement),
+        "active_au_precision": mean_defined(sets.active_precision),
+        "active_au_recall": mean_defined(sets.active_recall),
+        "examples": examples,
+    }
+    if ci:
+        units = sorted(set(subjects.tolist()))
+        by = {u: np.flatnonzero(subjects == u) for u in units}
+        out["ci95"] = {key: cluster_bootstrap_ratio([arr[by[u], 0].sum() for u in units],
+                                                    [arr[by[u], 1].sum() for u in units], seed=seed)
+                       for key, arr in (("rationale_sensitivity", sens), ("rationale_invariance", inv),
+                                        ("ablated_au_drop_rate", drop))}
+    return out
+
+
+# ------------------------------------------------------------------ the auditor
+def verbalizer_folder(path: str) -> Path | None:
+    """The checkpoint folder of a verbalizer (the folder itself, or ``verbalizer/`` in a run folder)."""
+    from facr.verbalizer.model import VERBALIZER_FILES
+
+    p = Path(path)
+    for cand in (p, p / "verbalizer"):
+        if all((cand / f).exists() for f in VERBALIZER_FILES):
+            return cand
+    return None
+
+
+def verbalizer_reasoner(folder: Path, override: str | None = None) -> str:
+    """The reasoner a verbalizer was trained on: ``override``, else its config's ``reasoner`` — as
+    written (relative to the working directory) or relative to the checkpoint folder."""
+    if override:
+        return override
+    try:
+        recorded = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("reasoner")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if not recorded:
+        raise FacrError(folder / "config.json", "names no reasoner: pass --reasoner")
+    for cand in (Path(recorded), folder / recorded):
+        if cand.exists():
+            return str(cand)
+    raise FacrError(folder / "config.json", f"its reasoner {recorded} is not here: pass --reasoner")
+
+
+def _modes(request: AuditRequest, default: str) -> list[str]:
+    from facr.verbalizer.model import MODES
+
+    modes = request.options.get("modes") or [default, "ungated"]
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        raise FacrError(request.model, f"unknown mode {bad[0]!r} (modes: {', '.join(MODES)})")
+    return list(dict.fromkeys(modes))
+
+
+@register_auditor("verbalizer", help="a facr verbalizer checkpoint (facr train verbalizer); --rationale audits its text",
+                  recognises=lambda path: verbalizer_folder(path) is not None)
+def audit_verbalizer(request: AuditRequest) -> AuditResult:
+    """``--rationale``: the rationale audit of the verbalizer (every mode asked for). Without it: the
+    latent audit of the reasoner the verbalizer speaks for."""
+    from facr.audit.auditors import audit_reasoner, resolve_audit_graph
+    from facr.train import graph_signs
+    from facr.verbalizer.model import load_verbalizer
+
+    folder = verbalizer_folder(request.model)
+    if folder is None:
+        raise FacrError(request.model, "not a facr verbalizer checkpoint (verbalizer.safetensors + config.json)")
+    reasoner = verbalizer_reasoner(folder, request.options.get("reasoner"))
+    if not request.options.get("rationale"):
+        result = audit_reasoner(replace(request, model=reasoner, options={}))
+        result.metrics["verbalizer"] = str(folder)
+        return result
+    sub = replace(request, model=reasoner, limit=request.limit or RATIONALE_DEFAULT_LIMIT, oracle=False, options={})
+    run = run_reasoner_pass(sub)
+    ev, cfg = run.evaluation, run.model.config
+    v = load_verbalizer(folder, backbone=request.options.get("backbone"))
+    if list(v.config.aus) != list(cfg.aus) or list(v.config.classes) != list(cfg.classes):
+        raise FacrError(folder, f"the verbalizer's AUs / classes do not match the reasoner {reasoner}")
+    device = next(v.lm.parameters()).device
+    own = graph_signs(run.own_graph, cfg.aus, cfg.classes)
+    head = run.model.head.to("cpu").eval()
+    rows = intervention_rows(head, torch.from_numpy(ev.z), list(cfg.classes), own)
+    graph = resolve_audit_graph(request.graph, run.own_graph, request.data)
+    signs = graph_signs(graph, cfg.aus, cfg.classes).numpy()
+    sc = ev.score()  # the training targets: invoked (own graph) ∩ active
+    targets = [{a for a in sc.invoked[i] if ev.z[i, cfg.aus.index(a)] >= 0.5} for i in range(len(ev.labels))]
+    coded = ev.au_mask > 0
+    active = [{cfg.aus[k] for k in np.flatnonzero(coded[i] & (ev.au_targets[i] > 0))} if coded[i].any() else None
+              for i in range(len(ev.labels))]
+    batch = int(request.options.get("generate_batch_size") or 64)
+    modes = _modes(request, v.config.mode)
+    by_mode = {}
+    for mode in modes:
+        texts = generate_rows(v, rows, mode, batch_size=batch, progress=request.progress)
+        by_mode[mode] = score_rationales(texts, rows, list(cfg.aus), list(cfg.classes), signs, targets, active, ev.subjects,
+                                         ci=request.ci, seed=request.seed)
+    primary = by_mode[modes[0]]
+    m = {k: v_ for k, v_ in primary.items() if k != "examples"}
+    m.update({
+        "model": str(request.model),
+        "model_kind": "verbalizer-rationale",
+        "verbalizer": str(folder),
+        "backbone": v.config.backbone,
+        "reasoner": reasoner,
+        "mode": modes[0],
+        "modes": by_mode,
+        "free_drop_rate": by_mode["ungated"]["ablated_au_drop_rate"] if "ungated" in by_mode else None,
+        "model_graph": run.own_graph.name,
+        "graph": graph.name,
+        "data": str(request.data),
+        "split": request.split or "all",
+        "classes": list(cfg.classes),
+        "aus": list(cfg.aus),
+        "device": str(device),
+        "intervention": "do(z_k = 0) on the AU latent, every AU; the stated emotion re-predicted by the head; "
+                        f"{len(rows)} rationales per mode, {batch} per generate call",
+    })
+    latent = ev.summarize(signs)
+    m["latent"] = {k: latent.get(k) for k in ("accuracy", "macro_f1", "cf_sensitivity", "cf_invariance",
+                                              "graph_causal_agreement")}
+    return AuditResult("verbalizer-rationale", _json_safe(m), ev)
