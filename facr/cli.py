@@ -328,6 +328,9 @@ def cmd_train_verbalizer(args) -> int:
         print(f"wrote the verbalizer: {metrics['steps']} steps on {metrics['backbone']}, loss "
               f"{metrics['loss_first']:.3f} -> {metrics['loss_last']:.3f}, exact named set on 8 training faces "
               f"{metrics['exact_named_set']:.2f}")
+        examples = json.loads((Path(metrics["out"]) / "examples.json").read_text(encoding="utf-8"))
+        for e in examples[:4]:
+            print(f"  {e['emotion']:<10} target {', '.join(e['target_aus']) or '-':<22} \"{e['rationale']}\"")
     return 0
 
 

@@ -39,5 +39,13 @@ step "The audit report of the FACR model: $OUT/audit/facr/report.md"
 step "FACR against its controls, with paired statistics across the test subjects"
 cat "$OUT/experiment.md"
 
+step "Stage 2: train the gated verbalizer on the frozen FACR reasoner (SmolLM2-135M, offline)"
+"$FACR" train verbalizer --config recipes/configs/verbalizer_synth.yaml --reasoner "${RUNS[0]}" \
+  --data "$OUT/synth" --out "$OUT/verbalizer" --no-progress
+
+step "The rationale audit: regenerate under every do(z_k = 0), gated vs free (ungated): $OUT/audit/rationale/report.md"
+"$FACR" audit --model "$OUT/verbalizer" --data "$OUT/synth" --rationale --limit 8 --out "$OUT/audit/rationale" \
+  --no-progress
+
 step "Done: outputs in $OUT/"
 ls -1 "$OUT"

@@ -186,6 +186,13 @@ def load_backbone(name_or_path: str, *, load_in_4bit: bool = False, cache: str |
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     spec = BACKBONES.get(name_or_path)
+    if load_in_4bit:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BackboneError(name_or_path, "4-bit loading needs a CUDA GPU (bitsandbytes); load it in float32 on a CPU")
+        if spec is not None and spec.kind == "tiny":
+            raise BackboneError(name_or_path, "a tiny from-config backbone has no weights to load in 4-bit")
     if spec is not None and spec.kind == "tiny":
         from facr.testing import tiny_backbone
 
@@ -201,9 +208,6 @@ def load_backbone(name_or_path: str, *, load_in_4bit: bool = False, cache: str |
     kwargs: dict = {}
     if load_in_4bit:
         import torch
-
-        if not torch.cuda.is_available():
-            raise BackboneError(name_or_path, "4-bit loading needs a CUDA GPU (bitsandbytes); load it in float32 on a CPU")
         from transformers import BitsAndBytesConfig
 
         kwargs.update(quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",

@@ -35,6 +35,7 @@ class VerbalizerConfig:
 
     backbone: str = "smollm2-135m"  # a registry name (facr models list) or a local folder
     reasoner: str | None = None  # the reasoner checkpoint whose z it verbalizes (set by training)
+    load_in_4bit: bool = False  # load the frozen backbone in NF4 through bitsandbytes (CUDA only, facr[quant])
     aus: list[str] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)
     n_prompt: int = 8
@@ -119,7 +120,7 @@ class Verbalizer(nn.Module):
             trainable.append(out.weight)
         for w in trainable:  # only the AU rows of the (shared) vocabulary tensors learn
             w.requires_grad_(True)
-            w.register_hook(lambda g: g * self._row_mask.to(g.dtype))
+            w.register_hook(lambda g: g * self._row_mask.to(device=g.device, dtype=g.dtype))
         d_model = emb.weight.shape[1]
         self.prompt = SoftPrompt(len(config.aus), config.n_prompt, config.prompt_hidden, d_model,
                                  float(emb.weight.detach().std()))
@@ -248,8 +249,10 @@ def save_verbalizer(v: Verbalizer, path: str | os.PathLike) -> Path:
     return path
 
 
-def load_verbalizer(path: str | os.PathLike, *, backbone: str | None = None, cache=None) -> Verbalizer:
-    """A verbalizer folder written by :func:`save_verbalizer`, on its backbone (or ``backbone``)."""
+def load_verbalizer(path: str | os.PathLike, *, backbone: str | None = None, cache=None,
+                    device: str | None = None) -> Verbalizer:
+    """A verbalizer folder written by :func:`save_verbalizer`, on its backbone (or ``backbone``), on
+    ``device`` (default: CUDA when there is one; a 4-bit backbone stays where bitsandbytes put it)."""
     import json
 
     from safetensors.torch import load_file
@@ -269,7 +272,7 @@ def load_verbalizer(path: str | os.PathLike, *, backbone: str | None = None, cac
     config = from_dict(VerbalizerConfig, raw, str(path / "config.json"))
     if backbone is not None:
         config.backbone = backbone
-    lm, tok = load_backbone(config.backbone, cache=cache)
+    lm, tok = load_backbone(config.backbone, load_in_4bit=config.load_in_4bit, cache=cache)
     v = Verbalizer(config, lm, tok)
     state = load_file(str(path / "verbalizer.safetensors"))
     v.prompt.load_state_dict({k[len("prompt."):]: t for k, t in state.items() if k.startswith("prompt.")})
@@ -281,4 +284,8 @@ def load_verbalizer(path: str | os.PathLike, *, backbone: str | None = None, cac
         v.lm.get_input_embeddings().weight[ids] = rows.to(v.lm.get_input_embeddings().weight.dtype)
         if "au_output_rows" in state:
             v.lm.get_output_embeddings().weight[ids] = state["au_output_rows"]
+    if config.load_in_4bit:
+        v.prompt.to(next(v.lm.parameters()).device)
+    else:
+        v.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     return v.eval()

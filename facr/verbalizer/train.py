@@ -107,7 +107,7 @@ def train_verbalizer(cfg: VerbalizerTrainConfig, progress: bool = True) -> dict:
     if not examples:
         raise FacrError(cfg.data, f"no records in split {cfg.split!r} to train the verbalizer on")
     vcfg = replace(cfg.verbalizer, aus=info["aus"], classes=info["classes"], reasoner=cfg.reasoner)
-    lm, tok = load_backbone(vcfg.backbone)
+    lm, tok = load_backbone(vcfg.backbone, load_in_4bit=vcfg.load_in_4bit)
     model = Verbalizer(vcfg, lm, tok)
     rng = random.Random(cfg.seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -157,7 +157,7 @@ def train_verbalizer(cfg: VerbalizerTrainConfig, progress: bool = True) -> dict:
                   "named": inner.named_aus(t), "z": [round(v, 6) for v in b["z"]]} for b, t in zip(sample, texts)]
         write_json(out / "examples.json", shown)
         k = max(1, len(losses) // 10)
-        metrics = {"backbone": vcfg.backbone, "steps": step, "num_processes": world, "n_examples": len(examples),
+        metrics = {"backbone": vcfg.backbone, "out": str(out), "steps": step, "num_processes": world, "n_examples": len(examples),
                    "loss_first": sum(losses[:k]) / k, "loss_last": sum(losses[-k:]) / k,
                    "seconds": round(time.perf_counter() - t0, 1),
                    "exact_named_set": sum(set(s["named"]) == set(s["target_aus"]) for s in shown) / len(shown)}
@@ -174,6 +174,8 @@ def add_verbalizer_arguments(parser) -> None:
     parser.add_argument("--backbone", default=None, help="registry name (facr models list) or a local folder")
     parser.add_argument("--out", default=None, help="run folder")
     parser.add_argument("--max-steps", type=int, default=None, help="optimizer steps")
+    parser.add_argument("--load-in-4bit", action="store_true", default=None,
+                        help="the backbone in 4-bit NF4 (bitsandbytes; CUDA GPU, pip install 'facr[quant]')")
     parser.add_argument("--limit", type=int, default=None, help="training faces the reasoner is run on")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -181,6 +183,7 @@ def add_verbalizer_arguments(parser) -> None:
 
 def run_from_args(args) -> dict:
     over = {"reasoner": args.reasoner, "data": args.data, "verbalizer.backbone": args.backbone, "out": args.out,
-            "max_steps": args.max_steps, "limit": args.limit, "seed": args.seed}
+            "max_steps": args.max_steps, "limit": args.limit, "seed": args.seed,
+            "verbalizer.load_in_4bit": args.load_in_4bit}
     cfg = load_verbalizer_train_config(args.config, over)
     return train_verbalizer(cfg, progress=not args.no_progress)

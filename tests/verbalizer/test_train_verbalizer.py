@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from facr.verbalizer.train import TEMPLATES, rationale_target
@@ -51,6 +52,12 @@ def test_train_verbalizer_cli_and_recipe_run(reasoner, tmp_path, run_cli):
     code, out, err = run_cli("train", "verbalizer", *common, "--out", tmp_path / "cli", "--json", "--no-progress")
     assert code == 0, err
     assert json.loads(out)["steps"] == 3 and json.loads(out)["backbone"] == "tiny-gemma3"
+    code, out, err = run_cli("train", "verbalizer", *common, "--out", tmp_path / "cli2", "--no-progress")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("wrote the verbalizer: 3 steps on tiny-gemma3")
+    shown = json.loads((tmp_path / "cli2" / "examples.json").read_text())
+    assert len(lines) == 1 + min(4, len(shown)) and all(f'"{e["rationale"]}"' in line for e, line in zip(shown, lines[1:]))
     proc = subprocess.run([sys.executable, str(REPO / "recipes" / "train_verbalizer.py"), *map(str, common),
                            "--out", str(tmp_path / "recipe"), "--no-progress"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -85,3 +92,22 @@ def test_two_process_accelerate_launch_trains_the_verbalizer(reasoner, tmp_path)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_processes"] == 2 and metrics["steps"] == 4
     assert (out / "verbalizer" / "verbalizer.safetensors").exists()
+
+
+@pytest.mark.parametrize("name", ["verbalizer_synth", "verbalizer_paper_affwild2"])
+def test_shipped_verbalizer_configs_load(name):
+    from facr.verbalizer.train import load_verbalizer_train_config
+
+    cfg = load_verbalizer_train_config(REPO / "recipes" / "configs" / f"{name}.yaml")
+    assert cfg.verbalizer.n_prompt == 8 and cfg.verbalizer.mode == "gated" and cfg.verbalizer.beta is None
+    assert cfg.verbalizer.backbone == {"verbalizer_synth": "smollm2-135m",
+                                       "verbalizer_paper_affwild2": "qwen3.5-0.8b"}[name]
+    assert cfg.verbalizer.load_in_4bit is (name != "verbalizer_synth")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only error")
+def test_4bit_training_without_a_gpu_is_one_line(reasoner, tmp_path, run_cli):
+    data, run = reasoner
+    code, _, err = run_cli("train", "verbalizer", "--reasoner", run, "--data", data, "--backbone", "tiny-qwen3",
+                           "--load-in-4bit", "--max-steps", 1, "--limit", 4, "--out", tmp_path / "q")
+    assert code == 2 and "4-bit loading needs a CUDA GPU" in err and err.count("\n") == 1
