@@ -111,6 +111,17 @@ class Evaluation:
     def effects(self) -> Effects:
         return Effects(torch.from_numpy(self.logits), torch.from_numpy(self.cf_logits), 0.0)
 
+    def labelled_active(self) -> list[set[str] | None]:
+        """Per sample, the AUs labelled present (None where the frame codes no AU)."""
+        coded = self.au_mask > 0
+        return [{self.aus[k] for k in np.flatnonzero(coded[i] & (self.au_targets[i] > 0))} if coded[i].any() else None
+                for i in range(len(self.labels))]
+
+    def seen(self, i: int, aus: list[str]) -> list[str]:
+        """Those of ``aus`` that sample ``i``'s latent shows (z_k ≥ ½, what the verbalizer's gate lets
+        through), in order: the AUs a rationale of sample ``i`` may name."""
+        return [a for a in aus if self.z[i, self.aus.index(a)] >= 0.5]
+
     def parent_sets(self, signs: np.ndarray) -> list[set[str]]:
         return [{self.aus[k] for k in np.flatnonzero(signs[:, c])} for c in range(len(self.classes))]
 
@@ -130,8 +141,7 @@ class Evaluation:
         invoked = [[self.aus[k] for k in idx] for idx in invoked_aus(eff, s_t, torch.from_numpy(pred))]
         parents = self.parent_sets(s)
         coded = self.au_mask > 0
-        active = [{self.aus[k] for k in np.flatnonzero(coded[i] & (self.au_targets[i] > 0))} if coded[i].any() else None
-                  for i in range(len(pred))]
+        active = self.labelled_active()
         has_pain = self.pain_class in self.classes
         sets = set_scores([set(n) for n in invoked], [parents[p] for p in pred], active,
                           [has_pain and self.classes[p] == self.pain_class for p in pred])

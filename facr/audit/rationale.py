@@ -239,10 +239,8 @@ def audit_verbalizer(request: AuditRequest) -> AuditResult:
     graph = resolve_audit_graph(request.graph, run.own_graph, request.data)
     signs = graph_signs(graph, cfg.aus, cfg.classes).numpy()
     sc = ev.score()  # the training targets: invoked (own graph) ∩ active
-    targets = [{a for a in sc.invoked[i] if ev.z[i, cfg.aus.index(a)] >= 0.5} for i in range(len(ev.labels))]
-    coded = ev.au_mask > 0
-    active = [{cfg.aus[k] for k in np.flatnonzero(coded[i] & (ev.au_targets[i] > 0))} if coded[i].any() else None
-              for i in range(len(ev.labels))]
+    targets = [set(ev.seen(i, sc.invoked[i])) for i in range(len(ev.labels))]
+    active = ev.labelled_active()
     batch = int(request.options.get("generate_batch_size") or 64)
     modes = _modes(request, v.config.mode)
     by_mode = {}

@@ -84,8 +84,7 @@ def build_examples(cfg: VerbalizerTrainConfig) -> tuple[dict, list[dict]]:
     for i in range(len(ev.labels)):
         emotion = ev.classes[int(ev.predicted[i])]
         invoked = sc.invoked[i]
-        active = [a for a in invoked if ev.z[i, ev.aus.index(a)] >= 0.5]
-        examples.append({"z": ev.z[i].tolist(), "emotion": emotion, "invoked": invoked, "named": active})
+        examples.append({"z": ev.z[i].tolist(), "emotion": emotion, "invoked": invoked, "named": ev.seen(i, invoked)})
     info = {"aus": ev.aus, "classes": ev.classes, "n": len(examples), "graph": run.own_graph.name}
     return info, examples
 
