@@ -384,6 +384,26 @@ def _print_rationale_audit(m: dict, out: str | None) -> int:
     return 0
 
 
+def _print_named_audit(m: dict, out: str | None) -> int:
+    from facr.audit.report import NAMED_ROWS, fmt
+
+    what = f"generations {m['generations']}" if m["model_kind"] == "generations" else m["llm"]
+    print(f"audited {m['model']} ({what}) on {m['n_samples']} faces of {m.get('data')} [{m['split']}], "
+          f"against graph {m['graph']}")
+    ci = m.get("ci95") or {}
+    for key, label in NAMED_ROWS:
+        if key in m and not (key.startswith("cf_") and m[key] is None):
+            c = ci.get(key)
+            print(f"  {label:<44} {fmt(m[key]):>7}" + (f"   95% CI [{c[0]:.3f}, {c[1]:.3f}]" if c else ""))
+    if m.get("intervention_note"):
+        print(f"  counterfactual figures: none ({m['intervention_note']})")
+    for ex in (m.get("examples") or [])[:2]:
+        print(f"  {ex['image']}: \"{ex['text'][:120]}\" -> named {', '.join(ex['named']) or '-'}; stated {ex['stated']}")
+    if out:
+        print(f"wrote {out}/report.md")
+    return 0
+
+
 def cmd_audit(args) -> int:
     from facr.audit.auditors import AuditRequest, audit
     from facr.audit.report import fmt, write_report
@@ -394,7 +414,10 @@ def cmd_audit(args) -> int:
                                margin=args.margin, batch_size=args.batch_size, oracle=not args.no_oracle,
                                seed=args.seed, progress=not (args.json or args.no_progress),
                                options={"rationale": args.rationale, "modes": args.mode, "reasoner": args.reasoner,
-                                        "generate_batch_size": args.generate_batch_size})
+                                        "generate_batch_size": args.generate_batch_size,
+                                        "generations": args.generations, "evidence": args.evidence, "llm": args.llm,
+                                        "llm_url": args.llm_url, "llm_model": args.llm_model,
+                                        "max_new_tokens": args.max_new_tokens, "workers": args.workers})
     except ValueError as exc:
         raise FacrError(args.model, str(exc)) from None
     result = audit(request)
@@ -406,6 +429,8 @@ def cmd_audit(args) -> int:
         return 0
     if m.get("model_kind") == "verbalizer-rationale":
         return _print_rationale_audit(m, args.out)
+    if m.get("model_kind") in ("generations", "frozen-llm"):
+        return _print_named_audit(m, args.out)
     print(f"audited {m.get('model')} ({m.get('model_kind')}) on {m.get('n_samples')} samples of {m.get('data')} "
           f"[{m.get('split')}], against graph {m.get('graph')}")
     from facr.audit.report import ROWS
@@ -448,6 +473,99 @@ def cmd_experiment_run(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- facr emola
+def _generation_records(args):
+    from facr.audit.auditors import AuditRequest, load_audit_records
+
+    try:
+        request = AuditRequest(model="emola", data=args.data, format=args.format, split=args.split, limit=args.limit)
+    except ValueError as exc:
+        raise FacrError(args.data, str(exc)) from None
+    records = load_audit_records(request)
+    if not records:
+        raise FacrError(args.data, "no record selected")
+    return records
+
+
+def _write_generations(rows: list[dict], out: str, as_json: bool, extra: dict) -> int:
+    from facr.audit.external import read_named
+    from facr.external.generations import write_generations
+
+    n = write_generations(out, rows)
+    none = sum(not read_named(r.get("output")) for r in rows)
+    summary = {"out": str(out), "n_lines": n, "n_no_au_named": none, **extra}
+    if as_json:
+        _print_json(summary)
+    else:
+        print(f"wrote {n} generations to {out} ({none} name no AU)")
+        for r in rows[:2]:
+            print(f"  {r['image']}: \"{(r.get('output') or '')[:100]}\"")
+    return 0
+
+
+def cmd_emola_generate(args) -> int:
+    tasks = ("au", "emotion") if args.task == "both" else (args.task,)
+    if args.model == "hf-vlm":
+        from facr.external.vlm import generate_vlm, load_vlm
+
+        if not args.vlm:
+            raise FacrError("--vlm", "--model hf-vlm needs --vlm PATH (a local image-text-to-text model folder)")
+        records = _generation_records(args)
+        model, processor = load_vlm(args.vlm, load_in_4bit=args.load_in_4bit)
+        rows = generate_vlm(model, processor, records, args.data, tasks=tasks, batch_size=args.batch_size,
+                            max_new_tokens=args.max_new_tokens, progress=not (args.json or args.no_progress),
+                            source=f"hf-vlm {args.vlm}")
+    else:
+        from facr.external.emola import generate_emola
+
+        missing = [f for f, v in (("--emola-repo", args.emola_repo), ("--model-path", args.model_path),
+                                  ("--model-base", args.model_base)) if not v]
+        if missing:
+            raise FacrError("emola", f"--model emola needs {', '.join(missing)} (see the README: EmoLA)")
+        if "emotion" in tasks and not args.emotion_model_path and args.task == "emotion":
+            raise FacrError("--emotion-model-path", "--task emotion needs EmoLA's emotion checkpoint")
+        records = _generation_records(args)
+        rows = generate_emola(args.emola_repo, args.model_path, args.model_base, records, args.data,
+                              emotion_model_path=args.emotion_model_path if "emotion" in tasks else None,
+                              python=args.emola_python, load_in_4bit=args.load_in_4bit, workdir=args.workdir,
+                              max_new_tokens=args.max_new_tokens, progress=not (args.json or args.no_progress),
+                              source=f"EmoLA {args.model_path}")
+    return _write_generations(rows, args.out, args.json, {"model": args.model, "tasks": list(tasks)})
+
+
+def cmd_emola_standin(args) -> int:
+    from facr.external.standin import standin_generations
+
+    records = _generation_records(args)
+    classes = args.classes or sorted({r.emotion for r in records if r.emotion})
+    if not classes:
+        raise FacrError(args.data, "no labelled emotion in the selected records: pass --classes")
+    rows = standin_generations(records, args.data, classes=classes, seed=args.seed, p_correct=args.p_correct,
+                               p_prototype=args.p_prototype, p_seen=args.p_seen)
+    return _write_generations(rows, args.out, args.json, {"model": "stand-in", "classes": classes})
+
+
+# ------------------------------------------------------------------ facr llm
+def cmd_llm_serve(args) -> int:
+    from facr.external.llm import LocalChat
+    from facr.external.openai_server import make_server
+
+    chat = LocalChat(args.model, max_new_tokens=args.max_new_tokens, batch_size=1)
+    try:
+        server = make_server(chat, args.model, args.host, args.port, verbose=args.verbose)
+    except OSError as exc:
+        raise FacrError(f"{args.host}:{args.port}", f"cannot listen: {exc.strerror or exc}") from None
+    host, port = server.server_address[:2]
+    print(f"serving {args.model} at http://{host}:{port}/v1 (OpenAI-compatible chat; Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 # --------------------------------------------------------------- facr models
 def cmd_models_list(args) -> int:
     from dataclasses import asdict
@@ -484,7 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  facr graph show graphs/emfacs.json\n  facr au parse 'AU04_r' 'Lip Corner Puller'",
     )
     parser.add_argument("--version", action="version", version=f"facr {__version__}")
-    nouns = parser.add_subparsers(dest="noun", metavar="{au,graph,data,train,audit,experiment,models}", required=True)
+    nouns = parser.add_subparsers(dest="noun", metavar="{au,graph,data,train,audit,experiment,models,emola,llm}", required=True)
 
     # facr au ...
     au_p = nouns.add_parser("au", help="the action-unit vocabulary")
@@ -650,7 +768,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--mode", action="append", choices=("gated", "constrained", "ungated"), default=None,
                    help="decoding mode(s) to audit (repeatable; default: the checkpoint's mode, then ungated)")
     r.add_argument("--reasoner", default=None, help="the reasoner the verbalizer speaks for (default: its config's)")
-    r.add_argument("--generate-batch-size", type=int, default=64, help="rationales per generate call (default 64)")
+    r.add_argument("--generate-batch-size", type=int, default=64,
+                   help="rationales (or frozen-LLM queries) per generate call (default 64)")
+    o = p.add_argument_group("other reasoners: --model emola (from generations), --model frozen-llm")
+    o.add_argument("--generations", default=None,
+                   help="emola: the generations JSONL (facr emola generate writes one; lines without labels are "
+                        "joined with --data records by image)")
+    o.add_argument("--evidence", choices=("labels", "reasoner"), default=None,
+                   help="frozen-llm: the AU evidence it is handed (default: reasoner with --reasoner, else labels)")
+    o.add_argument("--llm", default=None, help="frozen-llm: a local model, registry name or folder (default smollm2-135m)")
+    o.add_argument("--llm-url", default=None, help="frozen-llm: an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1")
+    o.add_argument("--llm-model", default=None, help="frozen-llm: the model name to send to the endpoint")
+    o.add_argument("--max-new-tokens", type=int, default=96, help="frozen-llm: tokens per answer (default 96)")
+    o.add_argument("--workers", type=int, default=4, help="frozen-llm: parallel requests to the endpoint (default 4)")
     p.set_defaults(func=cmd_audit)
 
     # facr experiment
@@ -694,6 +824,88 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_models_import_gguf)
+
+    # facr emola
+    em_p = nouns.add_parser("emola", help="EmoLA-format generations: run EmoLA or a local VLM, or write the stand-in")
+    em_v = em_p.add_subparsers(dest="verb", required=True)
+    p = em_v.add_parser(
+        "generate", help="ask faces EmoLA's questions (EmoLA itself, or a local image-text-to-text model) -> JSONL",
+        description="Ask every selected face EmoLA's two questions (\"What AUs are conveyed by this face?\", "
+                    "\"What emotions are conveyed by this face?\") and write one JSON line per face "
+                    "(image, output, emotion_output, labels), the input of facr audit --model emola. "
+                    "--model emola runs your EmoLA checkout and weights with EmoLA's own inputs (FABA-style JSON, "
+                    "2d106det landmark features) in EmoLA's python environment, on a GPU; --model hf-vlm runs any "
+                    "local transformers image-text-to-text model folder (a LLaVA, ...).",
+        epilog="examples:\n  facr emola generate --model hf-vlm --vlm /models/llava-1.5-7b-hf --data /data/FABA --split test "
+               "--out runs/llava.jsonl\n"
+               "  facr emola generate --model emola --emola-repo ~/EmoLA --model-path ~/EmoLA/saved_checkpoints/"
+               "llava-v1.5-7b-lora-emola-au \\\n      --emotion-model-path ~/EmoLA/saved_checkpoints/llava-v1.5-7b-lora-emola-emotion "
+               "--model-base ~/EmoLA/checkpoints/llava-v1.5-7b \\\n      --emola-python ~/miniconda3/envs/emola/bin/python "
+               "--data /data/FABA --out runs/emola.jsonl",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=("emola", "hf-vlm"), required=True, help="what answers")
+    p.add_argument("--data", required=True, help="dataset folder (faces)")
+    p.add_argument("--format", choices=FORMATS, default=None, help="dataset format (default: recognised)")
+    p.add_argument("--split", default="test", help="which split (default test; 'all' for every record)")
+    p.add_argument("--limit", type=int, default=None, help="the first N faces of the split")
+    p.add_argument("--out", required=True, help="the generations JSONL to write")
+    p.add_argument("--task", choices=("au", "emotion", "both"), default="both", help="which questions (default both)")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="tokens per answer (default 256)")
+    p.add_argument("--load-in-4bit", action="store_true", help="4-bit NF4 weights (bitsandbytes, CUDA GPU)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    v = p.add_argument_group("--model hf-vlm")
+    v.add_argument("--vlm", default=None, help="a local image-text-to-text model folder (or a cached hub id)")
+    v.add_argument("--batch-size", type=int, default=8, help="faces per generate call (default 8)")
+    g = p.add_argument_group("--model emola")
+    g.add_argument("--emola-repo", default=None, help="your EmoLA checkout (github.com/JackYFL/EmoLA)")
+    g.add_argument("--model-path", default=None, help="EmoLA's AU checkpoint (llava-v1.5-7b-lora-emola-au)")
+    g.add_argument("--emotion-model-path", default=None, help="EmoLA's emotion checkpoint (for the emotion question)")
+    g.add_argument("--model-base", default=None, help="the LLaVA-1.5-7B base folder")
+    g.add_argument("--emola-python", default="python", help="the python of EmoLA's environment (default: python)")
+    g.add_argument("--workdir", default=None, help="where EmoLA's inputs and logs go (default: beside --out)")
+    p.set_defaults(func=cmd_emola_generate)
+
+    p = em_v.add_parser(
+        "stand-in", help="an EmoLA-format generations file that is NOT EmoLA: a labelled stereotype describer",
+        description="Write an EmoLA-format generations file from the labels, for running the EmoLA comparison where "
+                    "EmoLA cannot run (no GPU, the synthetic benchmark). It is NOT EmoLA's output and every line says "
+                    "so: it states the labelled emotion with probability --p-correct (else another), and names the "
+                    "EMFACS prototype AUs of the stated emotion (each with --p-prototype) plus AUs labelled present "
+                    "(each with --p-seen), in EmoLA's spellings. Its figures come from these settings.",
+        epilog="example:\n  facr emola stand-in --data demo-out/synth --split all --out runs/standin.jsonl",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--format", choices=FORMATS, default=None, help="dataset format (default: recognised)")
+    p.add_argument("--split", default="test", help="which split (default test; 'all' for every record)")
+    p.add_argument("--limit", type=int, default=None, help="the first N faces of the split")
+    p.add_argument("--out", required=True, help="the generations JSONL to write")
+    p.add_argument("--classes", nargs="+", default=None, help="emotions a wrong answer is drawn from (default: the labelled ones)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--p-correct", type=float, default=0.7, help="probability of stating the labelled emotion (0.7)")
+    p.add_argument("--p-prototype", type=float, default=0.8, help="probability of naming each prototype AU (0.8)")
+    p.add_argument("--p-seen", type=float, default=0.4, help="probability of naming each AU labelled present (0.4)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_emola_standin)
+
+    # facr llm
+    l_p = nouns.add_parser("llm", help="serve a local LM as an OpenAI-compatible chat endpoint")
+    l_v = l_p.add_subparsers(dest="verb", required=True)
+    p = l_v.add_parser(
+        "serve", help="an OpenAI-compatible /v1/chat/completions endpoint for a local model (greedy)",
+        description="Serve a local model (a backbone registry name such as smollm2-135m, or a folder) at "
+                    "http://HOST:PORT/v1 with GET /v1/models and POST /v1/chat/completions (greedy decoding, one "
+                    "request at a time), for facr audit --model frozen-llm --llm-url on machines without llama.cpp "
+                    "or vLLM. Binds 127.0.0.1 by default.",
+        epilog="example:\n  facr llm serve --model smollm2-135m --port 8080 &\n"
+               "  facr audit --model frozen-llm --llm-url http://127.0.0.1:8080/v1 --data demo-out/synth --limit 16",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="smollm2-135m", help="registry name or folder (default smollm2-135m)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    p.add_argument("--max-new-tokens", type=int, default=96, help="default tokens per answer (default 96)")
+    p.add_argument("--verbose", action="store_true", help="log every request")
+    p.set_defaults(func=cmd_llm_serve)
 
     # facr data ...
     d_p = nouns.add_parser("data", help="datasets: the synthetic benchmark and loaders for the real datasets")

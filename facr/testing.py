@@ -1,8 +1,13 @@
-"""Tiny, fully offline stand-ins for tests and docs: a word-level tokenizer and from-config Qwen3 /
-Gemma3 causal LMs small enough to train in seconds on a CPU. They exercise exactly the code paths
-of the real backbones (embeddings, generate, tied heads); they know no language."""
+"""Tiny, fully offline stand-ins for tests and docs: a word-level tokenizer, from-config Qwen3 /
+Gemma3 causal LMs small enough to train in seconds on a CPU, and a saved tiny LLaVA folder. They
+exercise exactly the code paths of the real backbones (embeddings, generate, tied heads, image
+tokens); they know no language."""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
 
 from facr import au as au_vocab
 
@@ -16,20 +21,24 @@ neutral happiness sadness surprise fear anger disgust contempt pain no_pain
 """.split()
 
 
-def tiny_tokenizer():
+def tiny_tokenizer(extra_words: Iterable[str] = (), extra_special_tokens: Iterable[str] = ()):
     """A word-level ``PreTrainedTokenizerFast`` over the rationale vocabulary (plus AU ids, digits,
-    punctuation), with ``<pad>``, ``<unk>``, ``<bos>``, ``<eos>``."""
+    punctuation, and ``extra_words``), with ``<pad>``, ``<unk>``, ``<bos>``, ``<eos>`` and any
+    ``extra_special_tokens`` (kept whole, e.g. ``<image>``)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     specials = ["<pad>", "<unk>", "<bos>", "<eos>"]
-    words = sorted(set(_WORDS) | {f"AU{n}" for n in au_vocab.AUS} | set("0123456789.,;:!?()'-"))
+    words = sorted(set(_WORDS) | {f"AU{n}" for n in au_vocab.AUS} | set("0123456789.,;:!?()'-") | set(extra_words))
     vocab = {w: i for i, w in enumerate(specials + words)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
     tok.decoder = decoders.WordPiece(prefix="##")  # joins tokens with spaces
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<bos>",
                                    eos_token="<eos>")
+    extra_special_tokens = list(extra_special_tokens)
+    if extra_special_tokens:
+        fast.add_special_tokens({"additional_special_tokens": extra_special_tokens})
     fast.padding_side = "left"
     return fast
 
@@ -52,3 +61,57 @@ def tiny_backbone(family: str = "qwen3", seed: int = 0):
     else:
         raise ValueError(f"family must be 'qwen3' or 'gemma3', got {family!r}")
     return model.eval(), tok
+
+
+# The words of EmoLA's two prompts and of the LLaVA-1.5 conversation format, so a tiny VLM sees no <unk>.
+_VLM_WORDS = ["What", "AUs", "emotions", "are", "conveyed", "by", "this", "face", "USER", "ASSISTANT"]
+# LLaVA-1.5's conversation format: "USER: <image>\n{text} ASSISTANT:" (images first, then text).
+_LLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}{{ '<image>\n' }}{% endif %}{% endfor %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] + ' ' }}{% endif %}{% endfor %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+
+def tiny_llava(path: str | os.PathLike, seed: int = 0) -> Path:
+    """Save a tiny ``LlavaForConditionalGeneration`` and its ``LlavaProcessor`` to ``path`` (as
+    ``save_pretrained`` lays out a real LLaVA-1.5 folder) and return the folder.
+
+    A 2-layer CLIP vision tower on 32x32 images (8x8 patches: 16 patch tokens plus CLS) under a
+    2-layer, 64-wide Llama; the processor expands ``<image>`` into the 16 tokens the projector
+    emits (``vision_feature_select_strategy="default"`` drops CLS, as LLaVA-1.5 does), and carries
+    LLaVA-1.5's chat template. Weights are random under ``seed``; it knows no language.
+    """
+    import torch
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    from facr.utils import atomic_dir
+    from facr.verbalizer.backbones import quiet_loading
+
+    image_size, patch_size = 32, 8
+    tok = tiny_tokenizer(extra_words=_VLM_WORDS, extra_special_tokens=["<image>"])
+    # The PIL backend needs no torchvision; it saves as "CLIPImageProcessor" like a real LLaVA folder.
+    images = CLIPImageProcessorPil(size={"shortest_edge": image_size},
+                                   crop_size={"height": image_size, "width": image_size})
+    processor = LlavaProcessor(image_processor=images, tokenizer=tok, patch_size=patch_size,
+                               vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                               chat_template=_LLAVA_CHAT_TEMPLATE, image_token="<image>")
+    vision = CLIPVisionConfig(image_size=image_size, patch_size=patch_size, hidden_size=32, intermediate_size=64,
+                              num_hidden_layers=2, num_attention_heads=4, projection_dim=32)
+    text = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=512,
+                       pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
+                         image_seq_length=(image_size // patch_size) ** 2, vision_feature_select_strategy="default",
+                         vision_feature_layer=-2)
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config).eval()
+    path = Path(path)
+    with atomic_dir(path) as tmp, quiet_loading():
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+    return path

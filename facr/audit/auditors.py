@@ -1,6 +1,6 @@
 """``facr audit --model M``: one entry point, a registry of what can be audited.
 
-``M`` is a registered name (later: ``emola``, ``frozen-llm``) or a path; a path is audited by the
+``M`` is a registered name (``emola``, ``frozen-llm``) or a path; a path is audited by the
 auditor that recognises it (a facr reasoner checkpoint, or a run folder holding one in
 ``model/``). An auditor takes an :class:`AuditRequest` and returns an :class:`AuditResult`
 whose ``metrics`` is what ``--json`` prints and ``report.md`` renders.
@@ -79,6 +79,7 @@ def register_auditor(name: str, help: str, recognises: Callable[[str], bool] | N
 
 def audit(request: AuditRequest) -> AuditResult:
     """Run the auditor ``request.model`` names (a registered name, or a path an auditor recognises)."""
+    import facr.audit.external  # noqa: F401  (registers emola and frozen-llm)
     import facr.audit.rationale  # noqa: F401  (registers the verbalizer auditor)
 
     auditor = AUDITORS.get(request.model)

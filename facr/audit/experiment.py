@@ -34,12 +34,27 @@ from facr.utils import write_json
 
 @dataclass
 class ArmSpec:
+    """One arm: a facr reasoner trained with ``overrides``, or (``model``) another reasoner that is
+    only audited — ``emola`` from a generations file, ``frozen-llm`` — with ``options`` (the
+    ``facr audit`` flags, e.g. ``{generations: FILE}``; ``graph`` / ``limit`` override the audit's).
+    An audited-only arm is deterministic: it has one cell, under the first seed."""
+
     name: str
     overrides: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.name:
             raise ValueError("name must be a non-empty string")
+        if self.model is not None and self.overrides:
+            raise ValueError(f"arm {self.name!r}: an audited-only arm (model: {self.model}) takes options, not overrides")
+        if self.model is None and self.options:
+            raise ValueError(f"arm {self.name!r}: options need a model (emola, frozen-llm)")
+
+    @property
+    def trained(self) -> bool:
+        return self.model is None
 
 
 @dataclass
@@ -181,7 +196,7 @@ class Experiment:
         out = []
         folds = self.folds()  # LOSO reads the data's subjects: once, not once per arm and seed
         for arm in self.spec.arms:
-            for seed in self.spec.seeds:
+            for seed in (self.spec.seeds if arm.trained else self.spec.seeds[:1]):
                 for fold in folds:
                     name = "fixed" if fold == "fixed" else f"loso-{slug(fold)}"
                     out.append(Cell(arm, seed, fold, self.cells_dir / slug(arm.name) / f"seed{seed}" / name))
@@ -207,7 +222,7 @@ class Experiment:
         from facr.config import to_dict
 
         saved_path = cell.path / "config.json"
-        if not saved_path.exists():
+        if not cell.arm.trained or not saved_path.exists():
             return
         plain = lambda d: {k: v for k, v in json.loads(json.dumps(d)).items() if k != "out"}  # noqa: E731
         saved, wanted = plain(json.loads(saved_path.read_text(encoding="utf-8"))), plain(to_dict(self.train_config(cell)))
@@ -221,10 +236,12 @@ class Experiment:
 
         a = self.spec.audit
         data = a.data or self.spec.data
-        return AuditRequest(model=str(cell.path / "model"), data=data.path, format=data.format, graph=a.graph,
-                            split=a.split if cell.fold == "fixed" else "all",
-                            subjects=None if cell.fold == "fixed" else [cell.fold], limit=a.limit,
-                            oracle=a.oracle, ci=False)
+        options = dict(cell.arm.options)
+        graph, limit = options.pop("graph", a.graph), options.pop("limit", a.limit)
+        return AuditRequest(model=str(cell.path / "model") if cell.arm.trained else cell.arm.model, data=data.path,
+                            format=data.format, graph=graph, split=a.split if cell.fold == "fixed" else "all",
+                            subjects=None if cell.fold == "fixed" else [cell.fold], limit=limit,
+                            oracle=a.oracle, ci=False, options=options)
 
     def audit_is_current(self, cell: Cell) -> bool:
         from facr.config import to_dict
@@ -268,7 +285,7 @@ class Experiment:
         t0 = time.perf_counter()
         for i, cell in enumerate(todo, 1):
             print(f"[{i}/{len(todo)}] {cell.arm.name} · seed {cell.seed} · {cell.fold}", file=sys.stderr)
-            if not (cell.path / "metrics.json").exists():
+            if cell.arm.trained and not (cell.path / "metrics.json").exists():
                 self.train_cell(cell, progress)
             self.audit_cell(cell)
         results = self.aggregate(cells)

@@ -33,6 +33,19 @@ RATIONALE_ROWS = (("rationale_sensitivity", "rationale sensitivity"), ("rational
                   ("graph_causal_agreement", "graph-causal agreement"), ("active_au_precision", "active-AU precision"),
                   ("active_au_recall", "active-AU recall"))
 
+# Other reasoners (facr.audit.external): the named-AU figures, and the frozen LLM's simulatability.
+NAMED_ROWS = (("n_samples", "samples"), ("n_no_au_named", "outputs naming no AU"), ("aus_per_frame", "AUs named per frame"),
+              ("graph_causal_agreement", "graph-causal agreement"), ("active_au_precision", "active-AU precision"),
+              ("active_au_recall", "active-AU recall"), ("emotion_accuracy", "emotion accuracy"),
+              ("emotion_answered_rate", "answers stating an emotion"),
+              ("simulatability_sensitivity", "simulatability sensitivity"),
+              ("simulatability_invariance", "simulatability invariance"),
+              ("simulatability_invariance_strict", "invariance (whole named set)"),
+              ("emotion_change_on_named_removal", "emotion changes when a named AU is removed"),
+              ("named_outside_evidence_per_frame", "AUs named outside the evidence, per frame"),
+              ("cf_sensitivity", "CF sensitivity"), ("cf_invariance", "CF invariance"))
+NAMED_KINDS = ("generations", "frozen-llm")
+
 
 def fmt(value, digits: int = 3) -> str:
     if value is None:
@@ -180,6 +193,49 @@ def render_rationale_markdown(metrics: dict, plots: list[str]) -> str:
     return "\n".join(lines)
 
 
+def render_named_markdown(metrics: dict, plots: list[str]) -> str:
+    """report.md of an EmoLA (generations) or frozen-LLM audit."""
+    ci, chance = metrics.get("ci95") or {}, metrics.get("chance") or {}
+    lines = [f"# facr audit: {metrics.get('model')} ({metrics.get('model_kind')})", ""]
+    if metrics.get("model_kind") == "generations":
+        lines += [f"- generations `{metrics.get('generations')}` ({metrics.get('n_lines')} lines, "
+                  f"{metrics.get('n_unmatched_lines')} matched no selected record); sources: "
+                  f"{', '.join(metrics.get('sources') or []) or 'not stated'}"]
+    else:
+        lines += [f"- LLM: {metrics.get('llm')}; evidence: {metrics.get('evidence')}; "
+                  f"{metrics.get('n_queries')} distinct queries"]
+    lines += [f"- scored against graph `{metrics.get('graph')}`; data `{metrics.get('data')}`, split `{metrics.get('split')}`",
+              f"- subjects: {metrics.get('n_subjects', 'n/a')} (95% CIs resample subjects, not frames)",
+              f"- intervention: {metrics.get('intervention') or 'none'}", ""]
+    if metrics.get("intervention_note"):
+        lines += [f"**No intervention figures.** {metrics['intervention_note']}.", ""]
+    lines += ["| figure | value | 95% CI | chance |", "|---|---|---|---|"]
+    for key, label in NAMED_ROWS:
+        if key not in metrics:
+            continue
+        c = ci.get(key)
+        lines.append(f"| {label} | {fmt(metrics[key])} | {'n/a' if not c else f'[{c[0]:.3f}, {c[1]:.3f}]'} | "
+                     f"{fmt(chance.get(key)) if key in chance else ''} |")
+    keys = ("n_samples", "n_no_au_named", "aus_per_frame", "graph_causal_agreement", "active_au_precision",
+            "active_au_recall", "emotion_accuracy")
+    if metrics.get("per_class"):
+        lines += ["", "## Per class (the labelled emotion, else the stated one)", "",
+                  "| class | " + " | ".join(k.replace("_", " ") for k in keys) + " |", "|---|" + "---|" * len(keys)]
+        for c, row in metrics["per_class"].items():
+            lines.append(f"| {c} | " + " | ".join(fmt(row.get(k)) for k in keys) + " |")
+    if metrics.get("named_frequency"):
+        lines += ["", "## How often each AU is named", "",
+                  ", ".join(f"{a} {v:.2f}" for a, v in metrics["named_frequency"].items())]
+    if metrics.get("examples"):
+        lines += ["", "## Examples", "", "| image | label | stated | named | text |", "|---|---|---|---|---|"]
+        for e in metrics["examples"]:
+            text = e["text"].replace("|", "/").replace("\n", " ")
+            lines.append(f"| {e['image']} | {e['label']} | {e['stated']} | {', '.join(e['named'])} | {text} |")
+    for p in plots:
+        lines += ["", f"![{p}]({p})"]
+    return "\n".join(lines) + "\n"
+
+
 def _ci(block: dict, key: str) -> str:
     c = (block.get("ci95") or {}).get(key)
     return "n/a" if not c else f"[{c[0]:.3f}, {c[1]:.3f}]"
@@ -221,6 +277,9 @@ def write_report(metrics: dict, out: str | os.PathLike) -> Path:
             (tmp / "report.md").write_text(render_rationale_markdown(metrics, ["rationale.png"]), encoding="utf-8")
             return out
         plots = []
+        if metrics.get("model_kind") in NAMED_KINDS:
+            (tmp / "report.md").write_text(render_named_markdown(metrics, []), encoding="utf-8")
+            return out
         if metrics.get("per_class"):
             plot_per_class(metrics, tmp / "per_class.png")
             plots.append("per_class.png")

@@ -1,0 +1,386 @@
+"""Auditing other reasoners with facr's yardstick: EmoLA (or any model) from its generations, and a
+frozen instruct LLM handed the AU evidence as text.
+
+Both are scored exactly as facr's invoked AUs (:func:`facr.audit.metrics.set_scores`): the AUs a
+text names (read by the one parser, :func:`facr.au.extract`, each AU once) against Pa(c) of the
+graph (c = the labelled emotion, else the stated one: **graph-causal agreement**) and against the
+AUs labelled present (**active-AU precision / recall**), with AUs named per frame, the outputs that
+name none, emotion accuracy where the emotion question was answered, per class and per subject,
+and subject-level bootstrap CIs.
+
+* ``emola`` (``--generations FILE.jsonl``; :mod:`facr.external.generations`): there is no handle
+  on EmoLA's internals to intervene on, so its counterfactual figures are reported as undefined
+  (``null``) with the reason, never as a number.
+* ``frozen-llm``: the **simulatability** test. The LLM sees the active AUs (the reasoner's z ≥ ½,
+  or the labels), states an emotion and names AUs. Remove a *named* AU from the evidence and ask
+  again: does the answer drop it (**simulatability sensitivity**)? Remove an *unnamed* AU: does the
+  stated emotion stay (**simulatability invariance**; *strict*: the named set too)? Every query of
+  the audit goes through one batched call of the backend.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from facr import au as au_vocab
+from facr.audit.auditors import AuditRequest, AuditResult, _json_safe, load_audit_records, register_auditor
+from facr.audit.metrics import mean_defined, set_scores
+from facr.data.records import EMOTIONS
+from facr.errors import FacrError
+
+NAMED_KEYS = ("n_samples", "n_no_au_named", "aus_per_frame", "active_au_precision", "active_au_recall",
+              "graph_causal_agreement", "emotion_accuracy")
+NAMED_CI_KEYS = ("graph_causal_agreement", "active_au_precision", "active_au_recall", "emotion_accuracy")
+NO_INTERVENTION = ("EmoLA exposes no handle on an AU latent to intervene on: counterfactual sensitivity and "
+                   "invariance are undefined for it (null), not zero")
+
+
+@dataclass
+class NamedSample:
+    """What one reasoner said about one face, with the face's labels."""
+
+    key: str
+    subject: str
+    named: list[str]  # canonical AU ids the text names, in order of mention
+    stated: str | None  # the emotion it states (None: states none, or was not asked)
+    label: str | None  # the labelled emotion
+    active: set[str] | None  # AUs labelled present (None: no AU coded)
+    coded: set[str] | None  # AUs the labels code (None: unknown)
+    asked_emotion: bool = True
+    text: str = ""
+
+    @property
+    def about(self) -> str | None:
+        """The class the explanation is scored against: the label, else the stated emotion."""
+        return self.label or self.stated
+
+
+def read_named(text: str | None) -> list[str]:
+    """The AUs a free text names, canonical, each once (:func:`facr.au.extract`)."""
+    return [f"AU{n}" for n in au_vocab.extract(text or "")]
+
+
+def _labels_of(record) -> tuple[str | None, set[str] | None, set[str] | None]:
+    coded = {a for a, v in record.au_presence.items() if v is not None}
+    return record.emotion, (set(record.active_aus()) if coded else None), (coded or None)
+
+
+def summarize_named(samples: list[NamedSample], graph, *, ci: bool = True, seed: int = 0,
+                    n_resamples: int = 2000) -> dict:
+    """The set figures of named AUs (overall, per class, per subject, bootstrap CIs over subjects)."""
+    if not samples:
+        raise FacrError(None, "nothing to audit: no sample")
+    parents = {c: set(graph.parents(c)) for c in graph.classes}
+    universe = set(graph.aus)
+    # Precision is over the AUs the labels code: naming an AU a dataset does not code is not an error.
+    named_sets = [set(s.named) & s.coded if s.coded is not None else set(s.named) for s in samples]
+    sets = set_scores(named_sets, [parents.get(s.about, set()) for s in samples], [s.active for s in samples])
+    # graph_agreement is recall of Pa(c); set_scores gives None for a class without parents or unknown.
+    correct = [None if not (s.asked_emotion and s.label) else float(s.stated == s.label) for s in samples]
+    n_named = np.array([len(s.named) for s in samples], dtype=float)
+    chance_agree = [len(s.named) / max(len((s.coded or universe) | universe), 1)
+                    if parents.get(s.about) else None for s in samples]
+    chance_prec = [len(s.active) / len(s.coded) if s.active is not None and s.coded else None for s in samples]
+
+    def summary(idx) -> dict:
+        pick = lambda values: [values[i] for i in idx]  # noqa: E731
+        return {
+            "n_samples": len(idx),
+            "n_no_au_named": int(sum(n_named[i] == 0 for i in idx)),
+            "aus_per_frame": float(np.mean(n_named[idx])) if len(idx) else None,
+            "graph_causal_agreement": mean_defined(pick(sets.graph_agreement)),
+            "active_au_precision": mean_defined(pick(sets.active_precision)),
+            "active_au_recall": mean_defined(pick(sets.active_recall)),
+            "emotion_accuracy": mean_defined(pick(correct)),
+        }
+
+    everything = list(range(len(samples)))
+    out = summary(everything)
+    out["no_au_named_rate"] = out["n_no_au_named"] / len(samples)
+    asked = [s for s in samples if s.asked_emotion]
+    out["emotion_answered_rate"] = (sum(s.stated is not None for s in asked) / len(asked)) if asked else None
+    out["named_outside_coded_per_frame"] = float(np.mean([len(set(s.named) - s.coded) if s.coded is not None else 0
+                                                          for s in samples]))
+    out["chance"] = {"graph_causal_agreement": mean_defined(chance_agree), "active_au_precision": mean_defined(chance_prec)}
+    counts: dict[str, int] = {}
+    for s in samples:
+        for a in s.named:
+            counts[a] = counts.get(a, 0) + 1
+    out["named_frequency"] = {a: counts[a] / len(samples) for a in au_vocab.sort_aus(counts)}
+    classes = [c for c in graph.classes] + sorted({s.about for s in samples if s.about and s.about not in graph.classes})
+    per_class = {}
+    for c in classes:
+        idx = [i for i, s in enumerate(samples) if s.about == c]
+        if not idx:
+            continue
+        row = summary(idx)
+        row["n_labelled"] = sum(samples[i].label == c for i in idx)
+        row["in_graph"] = c in graph.classes
+        per_class[c] = row
+    out["per_class"] = per_class
+    units = sorted({s.subject for s in samples})
+    unit_idx = {u: [i for i, s in enumerate(samples) if s.subject == u] for u in units}
+    out["per_subject"] = {u: summary(idx) for u, idx in unit_idx.items()}
+    out["n_subjects"] = len(units)
+    if ci:
+        from facr.audit.stats import cluster_bootstrap_ratio
+
+        values = {"graph_causal_agreement": sets.graph_agreement, "active_au_precision": sets.active_precision,
+                  "active_au_recall": sets.active_recall, "emotion_accuracy": correct}
+        out["ci95"] = {}
+        for key in NAMED_CI_KEYS:
+            v = values[key]
+            num = [sum(v[i] for i in idx if v[i] is not None) for idx in unit_idx.values()]
+            den = [sum(v[i] is not None for i in idx) for idx in unit_idx.values()]
+            out["ci95"][key] = cluster_bootstrap_ratio(num, den, n_resamples=n_resamples, seed=seed) if out[key] is not None else None
+    return out
+
+
+def _audit_graph(request: AuditRequest):
+    from facr.audit.auditors import resolve_audit_graph
+    from facr.graph import resolve_graph
+
+    return resolve_audit_graph(request.graph, None, request.data) if request.graph not in (None, "own") \
+        else resolve_graph("emfacs")
+
+
+def _examples(samples: list[NamedSample], n: int = 4) -> list[dict]:
+    return [{"image": s.key, "label": s.label, "stated": s.stated, "named": s.named, "text": s.text[:400]}
+            for s in samples[:n]]
+
+
+# ------------------------------------------------------------------ EmoLA (from generations)
+def join_generations(gens, request: AuditRequest):
+    """(generation, record or None) pairs: lines with labels stand alone; the others must match a
+    record of ``--data`` (:func:`facr.external.generations.record_key`). Returns the pairs and the
+    number of lines that matched nothing (without labels)."""
+    from facr.external.generations import normalise_key, record_key
+
+    if request.data is None:
+        unlabelled = [g for g in gens if not g.labelled]
+        if unlabelled:
+            g = unlabelled[0]
+            raise FacrError(f"{request.options.get('generations')}:{g.line}",
+                            "this line has no labels (\"emotion\" / \"aus\"): pass --data to join it with a dataset")
+        return [(g, None) for g in gens], 0
+    records = load_audit_records(AuditRequest(**{**request.__dict__, "limit": None}))
+    by_key = {record_key(r, request.data): r for r in records}
+    pairs, unmatched = [], 0
+    for g in gens:
+        r = by_key.get(normalise_key(g.image, request.data))
+        if r is None and not g.labelled:
+            unmatched += 1
+            continue
+        pairs.append((g, r))
+    if not pairs:
+        example = next(iter(by_key), "?")
+        raise FacrError(request.options.get("generations"),
+                        f"no line's image matches a selected record of {request.data} (split {request.split or 'all'}; "
+                        f"first line: {gens[0].image!r}; record keys look like {example!r})")
+    return pairs, unmatched
+
+
+@register_auditor("emola", help="EmoLA (or any model) from a generations JSONL: --generations FILE [--data D]")
+def audit_emola(request: AuditRequest) -> AuditResult:
+    """Score a generations file (EmoLA's answers) with facr's set metrics."""
+    from facr.external.generations import extract_emotion, read_generations
+
+    path = request.options.get("generations")
+    if not path:
+        raise FacrError("emola", "--generations FILE.jsonl is required (facr emola generate writes one)")
+    gens = read_generations(path)
+    pairs, unmatched = join_generations(gens, request)
+    if request.limit is not None:
+        pairs = pairs[: request.limit]
+    graph = _audit_graph(request)
+    candidates = list(dict.fromkeys([*graph.classes, *EMOTIONS]))
+    samples = []
+    for g, r in pairs:
+        label, active, coded = _labels_of(r) if r is not None else (None, None, None)
+        if g.emotion is not None:
+            label = g.emotion
+        if g.aus is not None:
+            active = set(g.aus)
+        stated = extract_emotion(g.emotion_output, candidates) if g.emotion_output is not None else None
+        key = g.image
+        samples.append(NamedSample(key, str(r.subject) if r is not None else key, read_named(g.output), stated, label,
+                                   active, coded, asked_emotion=g.emotion_output is not None, text=g.output or ""))
+    m = summarize_named(samples, graph, ci=request.ci, seed=request.seed)
+    sources = sorted({str(g.extra.get("source")) for g, _ in pairs if g.extra.get("source")})
+    m.update({
+        "model": "emola", "model_kind": "generations", "generations": str(path), "sources": sources,
+        "data": request.data, "split": request.split or "all", "graph": graph.name,
+        "n_lines": len(gens), "n_unmatched_lines": unmatched,
+        "n_au_answers": sum(g.output is not None for g, _ in pairs),
+        "cf_sensitivity": None, "cf_invariance": None, "intervention": None, "intervention_note": NO_INTERVENTION,
+        "examples": _examples(samples),
+    })
+    if unmatched:
+        print(f"facr audit: {unmatched} line(s) of {path} match no selected record of {request.data} "
+              f"(split {request.split or 'all'}) and carry no labels: left out", file=sys.stderr)
+    return AuditResult("emola", _json_safe(m))
+
+
+# ------------------------------------------------------------------ a frozen instruct LLM
+FROZEN_SYSTEM = "You are an expert in the Facial Action Coding System (FACS)."
+
+
+def frozen_prompt(evidence: list[str], classes: list[str]) -> list[dict]:
+    """The conversation that hands the LLM the AU evidence (ids with FACS names) and asks for an
+    emotion among ``classes`` and the AUs that show it."""
+    listed = ", ".join(f"{a} ({au_vocab.info(a).name})" for a in evidence) if evidence else "none"
+    user = (f"Facial action units present: {listed}.\nWhich emotion is this ({', '.join(classes)})? "
+            "Which of the action units listed above show it?")
+    return [{"role": "system", "content": FROZEN_SYSTEM}, {"role": "user", "content": user}]
+
+
+def make_chat(options: dict):
+    """The backend ``options`` name: ``llm_url`` (an OpenAI-compatible endpoint) or ``llm`` (a local
+    model: a registry name or a folder; default ``smollm2-135m``)."""
+    from facr.external.llm import EndpointChat, LocalChat
+
+    max_new = int(options.get("max_new_tokens") or 96)
+    if options.get("llm_url"):
+        return EndpointChat(options["llm_url"], model=options.get("llm_model"), max_new_tokens=max_new,
+                            workers=int(options.get("workers") or 4))
+    return LocalChat(options.get("llm") or "smollm2-135m", max_new_tokens=max_new,
+                     batch_size=int(options.get("generate_batch_size") or 16),
+                     load_in_4bit=bool(options.get("load_in_4bit")))
+
+
+@dataclass
+class Evidence:
+    """The faces of a frozen-LLM audit: per face its evidence (active AUs) and labels."""
+
+    keys: list[str]
+    subjects: list[str]
+    evidence: list[list[str]]
+    labels: list[tuple[str | None, set[str] | None, set[str] | None]]
+    classes: list[str]
+    source: str
+
+
+def collect_evidence(request: AuditRequest, graph) -> Evidence:
+    """Active AUs per face: the reasoner's (z ≥ ½; ``options['reasoner']``) or the labels'."""
+    from facr.external.generations import record_key
+
+    reasoner = request.options.get("reasoner")
+    kind = request.options.get("evidence") or ("reasoner" if reasoner else "labels")
+    if kind not in ("labels", "reasoner"):
+        raise FacrError("--evidence", f"must be 'labels' or 'reasoner', got {kind!r}")
+    if kind == "reasoner":
+        from facr.audit.auditors import run_reasoner_pass
+
+        if not reasoner:
+            raise FacrError("--evidence", "reasoner evidence needs --reasoner RUN (a facr reasoner checkpoint or run folder)")
+        run = run_reasoner_pass(AuditRequest(**{**request.__dict__, "model": reasoner}))
+        ev, records = run.evaluation, run.dataset.records
+        evidence = [ev.seen(i, list(ev.aus)) for i in range(len(records))]
+        classes = list(ev.classes)
+        source = f"the reasoner's active AUs (z >= 1/2) of {reasoner}"
+    else:
+        records = load_audit_records(request)
+        evidence = [r.active_aus() for r in records]
+        if not any(any(v is not None for v in r.au_presence.values()) for r in records):
+            raise FacrError(request.data, "no selected record codes any AU: label evidence needs AU labels "
+                                          "(or pass --reasoner to use a reasoner's active AUs)")
+        labelled = {r.emotion for r in records if r.emotion}
+        classes = [c for c in [*EMOTIONS, *graph.classes] if c in graph.classes or c in labelled]
+        classes = list(dict.fromkeys(classes))
+        source = "the AU labels of the data"
+    return Evidence([record_key(r, request.data) for r in records], [str(r.subject) for r in records], evidence,
+                    [_labels_of(r) for r in records], classes, source)
+
+
+@register_auditor("frozen-llm", help="a frozen instruct LLM handed the AU evidence as text (simulatability): "
+                                     "--llm NAME|PATH or --llm-url URL; --evidence labels|reasoner")
+def audit_frozen_llm(request: AuditRequest) -> AuditResult:
+    """The simulatability audit of a frozen LLM reasoner."""
+    graph = _audit_graph(request)
+    faces = collect_evidence(request, graph)
+    if not faces.keys:
+        raise FacrError(request.data, "no record selected")
+    chat = make_chat(request.options)
+    prompts: dict[tuple[str, ...], int] = {}  # greedy answers depend only on the evidence: ask once
+
+    def ask(evidence) -> int:
+        return prompts.setdefault(tuple(evidence), len(prompts))
+
+    factual = [ask(e) for e in faces.evidence]
+    answers = _run(chat, prompts, faces.classes, request.progress)
+    parsed = [(_stated(answers[q], faces.classes), read_named(answers[q])) for q in range(len(answers))]
+    # Second round: every removal of one evidence AU, named ones (sensitivity) and unnamed (invariance).
+    removals = []  # (face, au, named?, query)
+    for b, e in enumerate(faces.evidence):
+        named = set(parsed[factual[b]][1])
+        for a in e:
+            removals.append((b, a, a in named, ask([x for x in e if x != a])))
+    if len(prompts) > len(answers):
+        answers = answers + _run(chat, {k: i - len(answers) for k, i in prompts.items() if i >= len(answers)},
+                                 faces.classes, request.progress)
+        parsed = [(_stated(t, faces.classes), read_named(t)) for t in answers]
+    N = len(faces.keys)
+    sens_hits, sens_pairs, inv_hits, inv_pairs, strict_hits, moved = (np.zeros(N) for _ in range(6))
+    for b, a, was_named, q in removals:
+        stated0, named0 = parsed[factual[b]]
+        stated1, named1 = parsed[q]
+        if was_named:
+            sens_pairs[b] += 1
+            sens_hits[b] += a not in named1
+            moved[b] += stated1 != stated0
+        else:
+            inv_pairs[b] += 1
+            inv_hits[b] += stated1 == stated0
+            strict_hits[b] += stated1 == stated0 and set(named1) == set(named0)
+    samples = [NamedSample(faces.keys[b], faces.subjects[b], parsed[factual[b]][1], parsed[factual[b]][0],
+                           *faces.labels[b], asked_emotion=True, text=answers[factual[b]]) for b in range(N)]
+    m = summarize_named(samples, graph, ci=request.ci, seed=request.seed)
+    ratio = lambda num, den: float(num.sum() / den.sum()) if den.sum() else None  # noqa: E731
+    m.update({
+        "simulatability_sensitivity": ratio(sens_hits, sens_pairs),
+        "simulatability_invariance": ratio(inv_hits, inv_pairs),
+        "simulatability_invariance_strict": ratio(strict_hits, inv_pairs),
+        "emotion_change_on_named_removal": ratio(moved, sens_pairs),
+        "n_sensitivity_pairs": int(sens_pairs.sum()), "n_invariance_pairs": int(inv_pairs.sum()),
+        "named_outside_evidence_per_frame": float(np.mean([len(set(s.named) - set(e))
+                                                           for s, e in zip(samples, faces.evidence)])),
+        "evidence_per_frame": float(np.mean([len(e) for e in faces.evidence])),
+        "n_queries": len(prompts),
+    })
+    for u in m["per_subject"]:
+        sel = np.array([s == u for s in faces.subjects])
+        m["per_subject"][u].update({"simulatability_sensitivity": ratio(sens_hits[sel], sens_pairs[sel]),
+                                    "simulatability_invariance": ratio(inv_hits[sel], inv_pairs[sel])})
+    if request.ci:
+        from facr.audit.stats import cluster_bootstrap_ratio
+
+        units = sorted(set(faces.subjects))
+        idx = [np.array([s == u for s in faces.subjects]) for u in units]
+        for key, (num, den) in {"simulatability_sensitivity": (sens_hits, sens_pairs),
+                                "simulatability_invariance": (inv_hits, inv_pairs)}.items():
+            m["ci95"][key] = cluster_bootstrap_ratio([num[i].sum() for i in idx], [den[i].sum() for i in idx],
+                                                     seed=request.seed) if m[key] is not None else None
+    m.update({
+        "model": "frozen-llm", "model_kind": "frozen-llm", "llm": chat.describe(), "evidence": faces.source,
+        "classes": faces.classes, "data": request.data, "split": request.split or "all", "graph": graph.name,
+        "prompt": frozen_prompt(["AU6", "AU12"], faces.classes),
+        "cf_sensitivity": None, "cf_invariance": None,
+        "intervention": "remove one AU from the evidence text and ask again (simulatability)",
+        "examples": _examples(samples),
+    })
+    return AuditResult("frozen-llm", _json_safe(m))
+
+
+def _stated(text: str, classes: list[str]) -> str | None:
+    from facr.external.generations import extract_emotion
+
+    return extract_emotion(text, classes)
+
+
+def _run(chat, prompts: dict[tuple[str, ...], int], classes: list[str], progress: bool) -> list[str]:
+    """Answers to ``prompts`` (evidence → position), in position order, through one backend call."""
+    order = sorted(prompts, key=prompts.get)
+    return chat([frozen_prompt(list(e), classes) for e in order], progress=progress)
