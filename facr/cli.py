@@ -522,14 +522,15 @@ def cmd_emola_generate(args) -> int:
                                   ("--model-base", args.model_base)) if not v]
         if missing:
             raise FacrError("emola", f"--model emola needs {', '.join(missing)} (see the README: EmoLA)")
-        if "emotion" in tasks and not args.emotion_model_path and args.task == "emotion":
+        if args.task == "emotion" and not args.emotion_model_path:
             raise FacrError("--emotion-model-path", "--task emotion needs EmoLA's emotion checkpoint")
         records = _generation_records(args)
         rows = generate_emola(args.emola_repo, args.model_path, args.model_base, records, args.data,
                               emotion_model_path=args.emotion_model_path if "emotion" in tasks else None,
-                              python=args.emola_python, load_in_4bit=args.load_in_4bit, workdir=args.workdir,
-                              max_new_tokens=args.max_new_tokens, progress=not (args.json or args.no_progress),
-                              source=f"EmoLA {args.model_path}")
+                              python=args.emola_python, load_in_4bit=args.load_in_4bit,
+                              workdir=args.workdir or f"{args.out}.emola", max_new_tokens=args.max_new_tokens,
+                              sample=args.sample, device=args.device, progress=not (args.json or args.no_progress),
+                              source=f"EmoLA {Path(args.model_path).name}")
     return _write_generations(rows, args.out, args.json, {"model": args.model, "tasks": list(tasks)})
 
 
@@ -863,7 +864,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--emotion-model-path", default=None, help="EmoLA's emotion checkpoint (for the emotion question)")
     g.add_argument("--model-base", default=None, help="the LLaVA-1.5-7B base folder")
     g.add_argument("--emola-python", default="python", help="the python of EmoLA's environment (default: python)")
-    g.add_argument("--workdir", default=None, help="where EmoLA's inputs and logs go (default: beside --out)")
+    g.add_argument("--workdir", default=None,
+                   help="EmoLA's inputs, answers and logs (default: OUT.emola/; a rerun resumes from it)")
+    g.add_argument("--sample", action="store_true",
+                   help="EmoLA's own sampling (top_p 0.5, temperature 0.01) instead of greedy decoding")
+    g.add_argument("--device", default="cuda", help="the device EmoLA runs on (default cuda; EmoLA is fp16 on CUDA)")
     p.set_defaults(func=cmd_emola_generate)
 
     p = em_v.add_parser(

@@ -326,3 +326,22 @@ def test_hf_vlm_generations_feed_the_emola_audit(data, test_records, tmp_path, r
     assert m["n_samples"] == 3 and m["n_unmatched_lines"] == 0 and m["sources"] == [f"hf-vlm {vlm}"]
     code, _, err = run_cli("emola", "generate", "--model", "hf-vlm", "--data", data, "--out", out)
     assert code == 2 and "--vlm PATH" in err
+
+
+@pytest.mark.slow
+def test_shipped_standin_file_is_what_the_documented_command_writes(repo, tmp_path, run_cli):
+    """audits/generations/synth_table4_emola_standin.jsonl is exactly `facr emola stand-in` on the
+    Table IV twin's audit set (labels do not depend on the image size, so a small render will do)."""
+    from facr.audit.experiment import load_experiment
+
+    spec = load_experiment(repo / "audits" / "synth_table4.yaml")
+    arm = next(a for a in spec.arms if a.model == "emola")
+    shipped = repo / arm.options["generations"]
+    synth = dict(spec.audit.data.synth, size=32)
+    data = tmp_path / "synth-emotion-b"
+    write_synth(data, SynthConfig.from_dict(synth), workers=1)
+    out = tmp_path / "standin.jsonl"
+    code, _, err = run_cli("emola", "stand-in", "--data", data, "--split", "all", "--out", out)
+    assert code == 0, err
+    assert out.read_bytes() == shipped.read_bytes()
+    assert "NOT" in arm.name and all("NOT EmoLA output" in json.loads(x)["source"] for x in out.read_text().splitlines())
