@@ -426,7 +426,18 @@ def render_results(results: dict) -> str:
                 lines.append(f"| {comp['a']} vs {comp['b']} | {m.replace('_', ' ')} | {t['n_units']} | {_f(t['mean_a'])} | "
                              f"{_f(t['mean_b'])} | {_f(t['mean_difference'])}{ci_s} | {_p(t['wilcoxon_p'])} | "
                              f"{_p(t['wilcoxon_p_holm'])} | {_f(t['cohens_d'], 2)} | {_p(t['min_attainable_p'])} |")
-    for arm, table in (results.get("per_class") or {}).items():
+    per_class = results.get("per_class") or {}
+    if len(per_class) > 1:  # one table, the arms side by side (the paper's Table IV layout)
+        arms = list(per_class)
+        mets = [m for m in next(iter(per_class[arms[0]].values()), {}) if m != "n"]
+        short = {"graph_causal_agreement": "Faith.", "active_au_recall": "Active", "active_au_precision": "Prec."}
+        classes = list(dict.fromkeys(c for a in arms for c in per_class[a]))
+        lines += ["", "## Per class, side by side", "",
+                  "| class | " + " | ".join(f"{short.get(m, m.replace('_', ' '))} ({a})" for a in arms for m in mets) + " |",
+                  "|---|" + "---|" * (len(arms) * len(mets))]
+        for cls in classes:
+            lines.append(f"| {cls} | " + " | ".join(_f(per_class[a].get(cls, {}).get(m)) for a in arms for m in mets) + " |")
+    for arm, table in per_class.items():
         mets = [m for m in next(iter(table.values()), {}) if m != "n"]
         lines += ["", f"## Per class: {arm} (averaged over cells)", "",
                   "| class | n | " + " | ".join(m.replace("_", " ") for m in mets) + " |", "|---|---|" + "---|" * len(mets)]

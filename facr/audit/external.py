@@ -14,8 +14,10 @@ and subject-level bootstrap CIs.
 * ``frozen-llm``: the **simulatability** test. The LLM sees the active AUs (the reasoner's z ≥ ½,
   or the labels), states an emotion and names AUs. Remove a *named* AU from the evidence and ask
   again: does the answer drop it (**simulatability sensitivity**)? Remove an *unnamed* AU: does the
-  stated emotion stay (**simulatability invariance**; *strict*: the named set too)? Every query of
-  the audit goes through one batched call of the backend.
+  stated emotion stay (**simulatability invariance**; *strict*: the named set too)? Against G:
+  removing a parent of the stated emotion should change it, removing a non-parent should not
+  (**graph simulatability sensitivity / invariance**). Every query of a round goes through one
+  batched call of the backend.
 """
 
 from __future__ import annotations
@@ -324,9 +326,20 @@ def audit_frozen_llm(request: AuditRequest) -> AuditResult:
         parsed = [(_stated(t, faces.classes), read_named(t)) for t in answers]
     N = len(faces.keys)
     sens_hits, sens_pairs, inv_hits, inv_pairs, strict_hits, moved = (np.zeros(N) for _ in range(6))
+    g_sens_hits, g_sens_pairs, g_inv_hits, g_inv_pairs = (np.zeros(N) for _ in range(4))
+    parents = {c: set(graph.parents(c)) for c in graph.classes}
     for b, a, was_named, q in removals:
         stated0, named0 = parsed[factual[b]]
         stated1, named1 = parsed[q]
+        # Against G (the paper's reading): removing a parent of the stated emotion should change the
+        # answer; removing a non-parent should not.
+        if stated0 in parents and parents[stated0]:
+            if a in parents[stated0]:
+                g_sens_pairs[b] += 1
+                g_sens_hits[b] += stated1 != stated0
+            else:
+                g_inv_pairs[b] += 1
+                g_inv_hits[b] += stated1 == stated0
         if was_named:
             sens_pairs[b] += 1
             sens_hits[b] += a not in named1
@@ -344,6 +357,8 @@ def audit_frozen_llm(request: AuditRequest) -> AuditResult:
         "simulatability_invariance": ratio(inv_hits, inv_pairs),
         "simulatability_invariance_strict": ratio(strict_hits, inv_pairs),
         "emotion_change_on_named_removal": ratio(moved, sens_pairs),
+        "graph_simulatability_sensitivity": ratio(g_sens_hits, g_sens_pairs),
+        "graph_simulatability_invariance": ratio(g_inv_hits, g_inv_pairs),
         "n_sensitivity_pairs": int(sens_pairs.sum()), "n_invariance_pairs": int(inv_pairs.sum()),
         "named_outside_evidence_per_frame": float(np.mean([len(set(s.named) - set(e))
                                                            for s, e in zip(samples, faces.evidence)])),

@@ -42,6 +42,8 @@ NAMED_ROWS = (("n_samples", "samples"), ("n_no_au_named", "outputs naming no AU"
               ("simulatability_invariance", "simulatability invariance"),
               ("simulatability_invariance_strict", "invariance (whole named set)"),
               ("emotion_change_on_named_removal", "emotion changes when a named AU is removed"),
+              ("graph_simulatability_sensitivity", "emotion changes when a parent in G is removed"),
+              ("graph_simulatability_invariance", "emotion stays when a non-parent is removed"),
               ("named_outside_evidence_per_frame", "AUs named outside the evidence, per frame"),
               ("cf_sensitivity", "CF sensitivity"), ("cf_invariance", "CF invariance"))
 NAMED_KINDS = ("generations", "frozen-llm")

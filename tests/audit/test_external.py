@@ -173,7 +173,7 @@ def test_frozen_llm_simulatability_matches_a_hand_count(data, test_records, monk
     assert code == 0, err
     m = json.loads(out)
     classes = m["classes"]
-    hits = {"sens": [0, 0], "inv": [0, 0]}
+    hits = {"sens": [0, 0], "inv": [0, 0], "g_sens": [0, 0], "g_inv": [0, 0]}
     queries = set()
     for r in test_records[:10]:
         ev = set(r.active_aus())
@@ -182,6 +182,11 @@ def test_frozen_llm_simulatability_matches_a_hand_count(data, test_records, monk
         for a in ev:
             queries.add(frozenset(ev - {a}))
             s1, n1 = llm.answer(ev - {a}, classes)
+            pa = set(llm.graph.parents(stated)) if stated in llm.graph.classes else set()
+            if pa:
+                key = "g_sens" if a in pa else "g_inv"
+                hits[key][0] += (s1 != stated) if a in pa else (s1 == stated)
+                hits[key][1] += 1
             if a in named:
                 hits["sens"][0] += a not in n1
                 hits["sens"][1] += 1
@@ -191,6 +196,8 @@ def test_frozen_llm_simulatability_matches_a_hand_count(data, test_records, monk
     assert m["n_sensitivity_pairs"] == hits["sens"][1] and m["n_invariance_pairs"] == hits["inv"][1]
     assert m["simulatability_sensitivity"] == pytest.approx(hits["sens"][0] / hits["sens"][1])
     assert m["simulatability_invariance"] == pytest.approx(hits["inv"][0] / hits["inv"][1])
+    assert m["graph_simulatability_sensitivity"] == pytest.approx(hits["g_sens"][0] / hits["g_sens"][1])
+    assert m["graph_simulatability_invariance"] == pytest.approx(hits["g_inv"][0] / hits["g_inv"][1])
     # a stereotype names its prototype whatever the evidence: removing a named AU rarely drops it
     assert m["simulatability_sensitivity"] < 0.5
     # identical evidence is asked once; the two rounds are two backend calls
