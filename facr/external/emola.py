@@ -34,7 +34,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from facr.errors import FacrError
-from facr.external.generations import PROMPTS, image_of, record_key
+from facr.external.generations import PROMPTS, generation_row, image_of, record_key
 
 DRIVER = Path(__file__).with_name("emola_driver.py")
 """The script run with EmoLA's python (standard library + EmoLA's environment, no facr imports)."""
@@ -468,17 +468,9 @@ def generate_emola(repo: str | os.PathLike, model_path: str | os.PathLike, model
                                  f"unanswered (first: {index[missing[0]]['key']}); see {log}")
         texts[task] = answers
 
-    rows = []
-    for i, r in enumerate(records):
-        row = {"image": index[i]["key"], "output": texts["au"][i]}
-        if "emotion" in texts:
-            row["emotion_output"] = texts["emotion"][i]
-        if r.emotion is not None:
-            row["emotion"] = r.emotion
-        if any(v is not None for v in r.au_presence.values()):
-            row["aus"] = r.active_aus()
-        row["source"] = source
-        rows.append(row)
+    rows = [generation_row(index[i]["key"], r, output=texts["au"][i], source=source,
+                           emotion_output=texts["emotion"][i] if "emotion" in texts else None)
+            for i, r in enumerate(records)]
     if temporary:
         shutil.rmtree(work, ignore_errors=True)
     return rows

@@ -145,6 +145,23 @@ def write_generations(path: str | os.PathLike, rows: Iterable[dict]) -> int:
     return n
 
 
+def generation_row(key: str, record, *, output: str | None = None, emotion_output: str | None = None,
+                   source: str = "") -> dict:
+    """One line of a generations file for ``record``: its answers, ``source``, and its labels where
+    it has them (``emotion``; ``aus`` only when the record codes at least one AU)."""
+    row: dict[str, Any] = {"image": key}
+    if output is not None:
+        row["output"] = output
+    if emotion_output is not None:
+        row["emotion_output"] = emotion_output
+    row["source"] = source
+    if record.emotion is not None:
+        row["emotion"] = record.emotion
+    if any(v is not None for v in record.au_presence.values()):
+        row["aus"] = record.active_aus()
+    return row
+
+
 # ------------------------------------------------------------------ records
 def record_key(record, root: str | os.PathLike | None) -> str:
     """The string that names ``record`` in a generations file.

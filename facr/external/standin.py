@@ -39,7 +39,7 @@ def standin_generations(records, root, *, classes: list[str], seed: int = 0, p_c
                         p_prototype: float = 0.8, p_seen: float = 0.4) -> list[dict]:
     """One EmoLA-format line per record (see the module docstring); ``classes``: the emotions a
     wrong answer is drawn from."""
-    from facr.external.generations import record_key
+    from facr.external.generations import generation_row, record_key
     from facr.graph import resolve_graph
 
     for name, p in (("p_correct", p_correct), ("p_prototype", p_prototype), ("p_seen", p_seen)):
@@ -63,12 +63,6 @@ def standin_generations(records, root, *, classes: list[str], seed: int = 0, p_c
                       else "The AUs conveyed by this face are " + ", ".join(parts) + ".")
         else:
             output = "I cannot make out any clear facial action in this image."
-        row = {"image": record_key(r, root), "output": output,
-               "emotion_output": f"The face conveys {stated}." if stated else "The emotion is unclear.",
-               "source": source}
-        if label is not None:
-            row["emotion"] = label
-        if any(v is not None for v in r.au_presence.values()):
-            row["aus"] = r.active_aus()
-        rows.append(row)
+        rows.append(generation_row(record_key(r, root), r, output=output, source=source,
+                                   emotion_output=f"The face conveys {stated}." if stated else "The emotion is unclear."))
     return rows

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from facr.errors import FacrError
-from facr.external.generations import PROMPTS, image_of, record_key
+from facr.external.generations import PROMPTS, generation_row, image_of, record_key
 
 # LLaVA-1.5's conversation format, for a processor that carries no chat template.
 LLAVA_PROMPT = "USER: <image>\n{prompt} ASSISTANT:"
@@ -205,16 +205,8 @@ def generate_vlm(model, processor, records: Iterable, root: str | os.PathLike | 
             answers = {t: ask_vlm(model, processor, images, [PROMPTS[t]] * len(batch), max_new_tokens=max_new_tokens)
                        for t in tasks}
             for i, record in enumerate(batch):
-                row: dict = {"image": record_key(record, root)}
-                if "au" in answers:
-                    row["output"] = answers["au"][i]
-                if "emotion" in answers:
-                    row["emotion_output"] = answers["emotion"][i]
-                if record.emotion is not None:
-                    row["emotion"] = record.emotion
-                if any(v is not None for v in record.au_presence.values()):
-                    row["aus"] = record.active_aus()
-                row["source"] = source
-                rows.append(row)
+                said = {t: answers[t][i] if t in answers else None for t in PROMPTS}
+                rows.append(generation_row(record_key(record, root), record, output=said["au"],
+                                           emotion_output=said["emotion"], source=source))
             bar.update(len(batch))
     return rows
