@@ -112,9 +112,21 @@ def plot_effects(metrics: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _figure_table(metrics: dict, rows) -> list[str]:
+    """The report's figure table: each of ``rows`` that ``metrics`` holds, with its subject-level
+    95% CI and its chance level where there is one."""
+    ci, chance = metrics.get("ci95") or {}, metrics.get("chance") or {}
+    lines = ["| figure | value | 95% CI | chance |", "|---|---|---|---|"]
+    for key, label in rows:
+        if key not in metrics:
+            continue
+        c = ci.get(key)
+        lines.append(f"| {label} | {fmt(metrics[key])} | {'n/a' if not c else f'[{c[0]:.3f}, {c[1]:.3f}]'} | "
+                     f"{fmt(chance.get(key)) if key in chance else ''} |")
+    return lines
+
+
 def render_markdown(metrics: dict, plots: list[str]) -> str:
-    ci = metrics.get("ci95") or {}
-    chance = metrics.get("chance") or {}
     lines = [f"# facr audit: {metrics.get('model')}", ""]
     lines += [f"- model kind: {metrics.get('model_kind')}; trained against graph `{metrics.get('model_graph', 'n/a')}`",
               f"- scored against graph `{metrics.get('graph')}`; data `{metrics.get('data')}`, split `{metrics.get('split')}`, "
@@ -127,13 +139,7 @@ def render_markdown(metrics: dict, plots: list[str]) -> str:
                   f"{', '.join(metrics['graph_classes_without_parents'])}", ""]
     if metrics.get("note"):
         lines += [metrics["note"], ""]
-    lines += ["| figure | value | 95% CI | chance |", "|---|---|---|---|"]
-    for key, label in ROWS:
-        if key not in metrics:
-            continue
-        c = ci.get(key)
-        lines.append(f"| {label} | {fmt(metrics[key])} | {'n/a' if not c else f'[{c[0]:.3f}, {c[1]:.3f}]'} | "
-                     f"{fmt(chance.get(key)) if key in chance else ''} |")
+    lines += _figure_table(metrics, ROWS)
     if metrics.get("oracle"):
         o = metrics["oracle"]
         lines += ["", "## Oracle (synthetic benchmark: the true causes are known)", "",
@@ -197,7 +203,6 @@ def render_rationale_markdown(metrics: dict, plots: list[str]) -> str:
 
 def render_named_markdown(metrics: dict, plots: list[str]) -> str:
     """report.md of an EmoLA (generations) or frozen-LLM audit."""
-    ci, chance = metrics.get("ci95") or {}, metrics.get("chance") or {}
     lines = [f"# facr audit: {metrics.get('model')} ({metrics.get('model_kind')})", ""]
     if metrics.get("model_kind") == "generations":
         lines += [f"- generations `{metrics.get('generations')}` ({metrics.get('n_lines')} lines, "
@@ -211,13 +216,7 @@ def render_named_markdown(metrics: dict, plots: list[str]) -> str:
               f"- intervention: {metrics.get('intervention') or 'none'}", ""]
     if metrics.get("intervention_note"):
         lines += [f"**No intervention figures.** {metrics['intervention_note']}.", ""]
-    lines += ["| figure | value | 95% CI | chance |", "|---|---|---|---|"]
-    for key, label in NAMED_ROWS:
-        if key not in metrics:
-            continue
-        c = ci.get(key)
-        lines.append(f"| {label} | {fmt(metrics[key])} | {'n/a' if not c else f'[{c[0]:.3f}, {c[1]:.3f}]'} | "
-                     f"{fmt(chance.get(key)) if key in chance else ''} |")
+    lines += _figure_table(metrics, NAMED_ROWS)
     keys = ("n_samples", "n_no_au_named", "aus_per_frame", "graph_causal_agreement", "active_au_precision",
             "active_au_recall", "emotion_accuracy")
     if metrics.get("per_class"):
