@@ -301,6 +301,8 @@ def collect_evidence(request: AuditRequest, graph) -> Evidence:
                                      "--llm NAME|PATH or --llm-url URL; --evidence labels|reasoner")
 def audit_frozen_llm(request: AuditRequest) -> AuditResult:
     """The simulatability audit of a frozen LLM reasoner."""
+    from facr.external.generations import extract_emotion
+
     graph = _audit_graph(request)
     faces = collect_evidence(request, graph)
     if not faces.keys:
@@ -311,19 +313,25 @@ def audit_frozen_llm(request: AuditRequest) -> AuditResult:
     def ask(evidence) -> int:
         return prompts.setdefault(tuple(evidence), len(prompts))
 
+    answers: list[str] = []
+    parsed: list[tuple[str | None, list[str]]] = []  # (stated emotion, named AUs) per query
+
+    def answer_new() -> None:
+        """Ask every query not answered yet (one backend call), in query order."""
+        new = list(prompts)[len(answers):]
+        texts = chat([frozen_prompt(list(e), faces.classes) for e in new], progress=request.progress) if new else []
+        answers.extend(texts)
+        parsed.extend((extract_emotion(t, faces.classes), read_named(t)) for t in texts)
+
     factual = [ask(e) for e in faces.evidence]
-    answers = _run(chat, prompts, faces.classes, request.progress)
-    parsed = [(_stated(answers[q], faces.classes), read_named(answers[q])) for q in range(len(answers))]
+    answer_new()
     # Second round: every removal of one evidence AU, named ones (sensitivity) and unnamed (invariance).
     removals = []  # (face, au, named?, query)
     for b, e in enumerate(faces.evidence):
         named = set(parsed[factual[b]][1])
         for a in e:
             removals.append((b, a, a in named, ask([x for x in e if x != a])))
-    if len(prompts) > len(answers):
-        answers = answers + _run(chat, {k: i - len(answers) for k, i in prompts.items() if i >= len(answers)},
-                                 faces.classes, request.progress)
-        parsed = [(_stated(t, faces.classes), read_named(t)) for t in answers]
+    answer_new()
     N = len(faces.keys)
     sens_hits, sens_pairs, inv_hits, inv_pairs, strict_hits, moved = (np.zeros(N) for _ in range(6))
     g_sens_hits, g_sens_pairs, g_inv_hits, g_inv_pairs = (np.zeros(N) for _ in range(4))
@@ -365,18 +373,18 @@ def audit_frozen_llm(request: AuditRequest) -> AuditResult:
         "evidence_per_frame": float(np.mean([len(e) for e in faces.evidence])),
         "n_queries": len(prompts),
     })
-    for u in m["per_subject"]:
-        sel = np.array([s == u for s in faces.subjects])
+    subjects = np.array(faces.subjects, dtype=object)
+    unit_of = {u: subjects == u for u in m["per_subject"]}  # the units summarize_named reported
+    for u, sel in unit_of.items():
         m["per_subject"][u].update({"simulatability_sensitivity": ratio(sens_hits[sel], sens_pairs[sel]),
                                     "simulatability_invariance": ratio(inv_hits[sel], inv_pairs[sel])})
     if request.ci:
         from facr.audit.stats import cluster_bootstrap_ratio
 
-        units = sorted(set(faces.subjects))
-        idx = [np.array([s == u for s in faces.subjects]) for u in units]
         for key, (num, den) in {"simulatability_sensitivity": (sens_hits, sens_pairs),
                                 "simulatability_invariance": (inv_hits, inv_pairs)}.items():
-            m["ci95"][key] = cluster_bootstrap_ratio([num[i].sum() for i in idx], [den[i].sum() for i in idx],
+            m["ci95"][key] = cluster_bootstrap_ratio([num[i].sum() for i in unit_of.values()],
+                                                     [den[i].sum() for i in unit_of.values()],
                                                      seed=request.seed) if m[key] is not None else None
     m.update({
         "model": "frozen-llm", "model_kind": "frozen-llm", "llm": chat.describe(), "evidence": faces.source,
@@ -388,14 +396,3 @@ def audit_frozen_llm(request: AuditRequest) -> AuditResult:
     })
     return AuditResult("frozen-llm", _json_safe(m))
 
-
-def _stated(text: str, classes: list[str]) -> str | None:
-    from facr.external.generations import extract_emotion
-
-    return extract_emotion(text, classes)
-
-
-def _run(chat, prompts: dict[tuple[str, ...], int], classes: list[str], progress: bool) -> list[str]:
-    """Answers to ``prompts`` (evidence → position), in position order, through one backend call."""
-    order = sorted(prompts, key=prompts.get)
-    return chat([frozen_prompt(list(e), classes) for e in order], progress=progress)
