@@ -503,6 +503,17 @@ def _write_generations(rows: list[dict], out: str, as_json: bool, extra: dict) -
     return 0
 
 
+def _add_generation_io(p) -> None:
+    """The faces a generations command reads (``_generation_records``) and the file it writes."""
+    from facr.data.formats import FORMATS
+
+    p.add_argument("--data", required=True, help="dataset folder (faces)")
+    p.add_argument("--format", choices=FORMATS, default=None, help="dataset format (default: recognised)")
+    p.add_argument("--split", default="test", help="which split (default test; 'all' for every record)")
+    p.add_argument("--limit", type=int, default=None, help="the first N faces of the split")
+    p.add_argument("--out", required=True, help="the generations JSONL to write")
+
+
 def cmd_emola_generate(args) -> int:
     tasks = ("au", "emotion") if args.task == "both" else (args.task,)
     if args.model == "hf-vlm":
@@ -845,11 +856,7 @@ def build_parser() -> argparse.ArgumentParser:
                "--data /data/FABA --out runs/emola.jsonl",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=("emola", "hf-vlm"), required=True, help="what answers")
-    p.add_argument("--data", required=True, help="dataset folder (faces)")
-    p.add_argument("--format", choices=FORMATS, default=None, help="dataset format (default: recognised)")
-    p.add_argument("--split", default="test", help="which split (default test; 'all' for every record)")
-    p.add_argument("--limit", type=int, default=None, help="the first N faces of the split")
-    p.add_argument("--out", required=True, help="the generations JSONL to write")
+    _add_generation_io(p)
     p.add_argument("--task", choices=("au", "emotion", "both"), default="both", help="which questions (default both)")
     p.add_argument("--max-new-tokens", type=int, default=256, help="tokens per answer (default 256)")
     p.add_argument("--load-in-4bit", action="store_true", help="4-bit NF4 weights (bitsandbytes, CUDA GPU)")
@@ -880,11 +887,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "(each with --p-seen), in EmoLA's spellings. Its figures come from these settings.",
         epilog="example:\n  facr emola stand-in --data demo-out/synth --split all --out runs/standin.jsonl",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="dataset folder")
-    p.add_argument("--format", choices=FORMATS, default=None, help="dataset format (default: recognised)")
-    p.add_argument("--split", default="test", help="which split (default test; 'all' for every record)")
-    p.add_argument("--limit", type=int, default=None, help="the first N faces of the split")
-    p.add_argument("--out", required=True, help="the generations JSONL to write")
+    _add_generation_io(p)
     p.add_argument("--classes", nargs="+", default=None, help="emotions a wrong answer is drawn from (default: the labelled ones)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--p-correct", type=float, default=0.7, help="probability of stating the labelled emotion (0.7)")
