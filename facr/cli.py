@@ -578,6 +578,13 @@ def cmd_llm_serve(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------- facr chat
+def cmd_chat(args) -> int:
+    from facr.chat.ui import run
+
+    return run(args)
+
+
 # --------------------------------------------------------------- facr models
 def cmd_models_list(args) -> int:
     from dataclasses import asdict
@@ -914,6 +921,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=96, help="default tokens per answer (default 96)")
     p.add_argument("--verbose", action="store_true", help="log every request")
     p.set_defaults(func=cmd_llm_serve)
+
+    # facr chat
+    from facr.chat.ui import add_arguments as chat_arguments
+
+    p = nouns.add_parser(
+        "chat", help="the chat explainer (Gradio, on 127.0.0.1): ask why and what if about a face",
+        description="Give a face (upload, webcam, gallery), see the emotion, the AU latent and the parents of the "
+                    "predicted class in G, and ask why, what if AU12 were absent, which AUs matter for sadness; "
+                    "swap G for a verified graph file. With no flags it loads what `make demo` wrote in demo-out/.",
+        epilog="example:\n  facr chat\n  facr chat --model runs/reasoner --verbalizer runs/verbalizer --graph emfacs --port 7861",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    chat_arguments(p)
+    p.set_defaults(func=cmd_chat)
 
     # facr data ...
     d_p = nouns.add_parser("data", help="datasets: the synthetic benchmark and loaders for the real datasets")

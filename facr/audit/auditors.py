@@ -125,7 +125,8 @@ def load_audit_records(request: AuditRequest) -> list:
 
 
 # ------------------------------------------------------------ the facr reasoner
-def _reasoner_folder(path: str) -> Path | None:
+def reasoner_folder(path: str) -> Path | None:
+    """The checkpoint folder of a reasoner: ``path`` itself, or ``path/model`` (a training run folder)."""
     p = Path(path)
     if (p / "model.safetensors").exists() and (p / "graph.json").exists():
         return p
@@ -134,7 +135,8 @@ def _reasoner_folder(path: str) -> Path | None:
     return None
 
 
-def _training_epsilon(folder: Path) -> float | None:
+def training_epsilon(folder: Path) -> float | None:
+    """The ε the reasoner in ``folder`` was trained with (its run's config.json), or None."""
     import json
 
     cfg = folder.parent / "config.json"
@@ -182,7 +184,7 @@ def run_reasoner_pass(request: AuditRequest) -> ReasonerPass:
     from facr.models.reasoner import load_reasoner
     from facr.train import graph_signs
 
-    folder = _reasoner_folder(request.model) if request.model != "reasoner" else None
+    folder = reasoner_folder(request.model) if request.model != "reasoner" else None
     if folder is None:
         raise FacrError(request.model, "not a facr reasoner checkpoint (no model.safetensors + graph.json here or in model/)")
     model, own_graph = load_reasoner(folder)
@@ -194,14 +196,14 @@ def run_reasoner_pass(request: AuditRequest) -> ReasonerPass:
     ds = FaceTorchDataset(records, cfg.aus, task, cfg.encoder.image_size)
     if len(ds) == 0:
         raise FacrError(request.data, f"no selected record has a {task.kind} label in the model's classes ({', '.join(task.classes)})")
-    epsilon = request.epsilon if request.epsilon is not None else (_training_epsilon(folder) or 0.1)
+    epsilon = request.epsilon if request.epsilon is not None else (training_epsilon(folder) or 0.1)
     ev = run_reasoner(model, ds, graph_signs(own_graph, cfg.aus, task.classes), epsilon=epsilon,
                       margin=request.margin, batch_size=request.batch_size, progress=request.progress)
     return ReasonerPass(model, own_graph, folder, ds, ev, epsilon)
 
 
 @register_auditor("reasoner", help="a facr reasoner checkpoint (the model/ folder of a run, or the run folder)",
-                  recognises=lambda path: _reasoner_folder(path) is not None)
+                  recognises=lambda path: reasoner_folder(path) is not None)
 def audit_reasoner(request: AuditRequest) -> AuditResult:
     """Interventional audit of a facr reasoner: one pass, every do(z_k = 0), scored against a graph."""
     from facr.train import graph_signs

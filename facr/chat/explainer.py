@@ -1,0 +1,275 @@
+"""The explainer behind the chat: a reasoner, a reference graph G and (optionally) a verbalizer.
+
+Every what-if goes through the one intervention, :func:`facr.causal.do`, and every per-AU effect
+through :func:`facr.causal.intervention_effects` — the same code the training loss and the audits
+use — so what the chat says a do() does is what the audit measures.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from facr import au as au_vocab
+from facr.causal import do, intervention_effects
+from facr.errors import FacrError
+
+DEMO = Path("demo-out")
+DEMO_MODEL = DEMO / "experiment" / "cells" / "facr" / "seed0" / "fixed"
+DEMO_VERBALIZER = DEMO / "verbalizer"
+DEMO_DATA = DEMO / "synth"
+THRESHOLD = 0.5  # z_k ≥ ½: the AU is active (what the verbalizer's gate lets through)
+
+
+@dataclass
+class Reading:
+    """The reasoner's view of one face, as seen or under interventions.
+
+    ``z``: [K] the AU latent; ``logits`` / ``probs``: [C]; ``delta``: [K, C], Δ_kc = ŷ_c − ŷ_c^{do(z_k = 0)};
+    ``settings``: the do() applied to get here (empty for the face as seen)."""
+
+    z: torch.Tensor
+    logits: torch.Tensor
+    delta: torch.Tensor
+    classes: list[str]
+    aus: list[str]
+    settings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return torch.softmax(self.logits, dim=0)
+
+    @property
+    def predicted(self) -> str:
+        return self.classes[int(self.logits.argmax())]
+
+    @property
+    def active(self) -> list[str]:
+        return [a for a, v in zip(self.aus, self.z.tolist()) if v >= THRESHOLD]
+
+    def prob(self, cls: str) -> float:
+        return float(self.probs[self.classes.index(cls)])
+
+    def effect(self, au: str, cls: str | None = None) -> float:
+        """Δ of ``au`` on ``cls`` (default: the predicted class)."""
+        return float(self.delta[self.aus.index(au), self.classes.index(cls or self.predicted)])
+
+
+@dataclass
+class AURow:
+    """One AU in the per-face check against G, for one class."""
+
+    au: str
+    z: float
+    delta: float
+    sign: int  # s_kc in G: +1, −1, or 0 (not a parent)
+    verdict: str
+
+
+@dataclass
+class FaceCheck:
+    """The interventional check of one reading against G for class ``cls`` (the audit's pair test on one face):
+    a parent k ∈ Pa(c) passes when s_kc·Δ_kc > margin; a non-parent when |Δ_kc| ≤ ε."""
+
+    cls: str
+    graph: str
+    rows: list[AURow]
+    sens_hits: int
+    sens_pairs: int
+    inv_hits: int
+    inv_pairs: int
+    invoked: list[str]
+    epsilon: float
+
+
+class Explainer:
+    """A reasoner (``model``), the graph G it is explained against (``graph``), and a verbalizer or None."""
+
+    def __init__(self, model, graph, verbalizer=None, *, epsilon: float = 0.1, model_path: str | None = None,
+                 verbalizer_path: str | None = None):
+        self.model = model.eval()
+        self.graph = graph
+        self.verbalizer = verbalizer
+        self.epsilon = float(epsilon)
+        self.model_path, self.verbalizer_path = model_path, verbalizer_path
+        self.aus: list[str] = list(model.config.aus)
+        self.classes: list[str] = list(model.config.classes)
+        self.image_size: int = int(model.config.encoder.image_size)
+        if verbalizer is not None and list(verbalizer.config.aus) != self.aus:
+            raise FacrError(verbalizer_path, "the verbalizer was trained on a reasoner with other AUs "
+                                             f"({', '.join(verbalizer.config.aus)})")
+        self._lock = threading.Lock()  # one forward pass at a time: two threads would only fight for the cores
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, model: str | None = None, verbalizer: str | None = None, graph: str | None = None,
+             *, use_verbalizer: bool = True, device: str = "cpu") -> "Explainer":
+        """From checkpoints. ``model``: a reasoner run or ``model/`` folder; ``verbalizer``: a verbalizer run
+        or folder (its reasoner is used when ``model`` is not given). With neither, the checkpoints
+        ``make demo`` writes under ``demo-out/`` are loaded, or an error says how to make them.
+        ``graph``: a facr-graph file or built-in name (default: the reasoner's own G)."""
+        from facr.audit.auditors import reasoner_folder, training_epsilon
+        from facr.audit.rationale import verbalizer_folder, verbalizer_reasoner
+        from facr.graph import resolve_graph
+        from facr.models.reasoner import load_reasoner
+
+        vfolder = None
+        if use_verbalizer:
+            vpath = verbalizer if verbalizer is not None else (str(DEMO_VERBALIZER) if model is None else None)
+            if vpath is not None:
+                vfolder = verbalizer_folder(vpath)
+                if vfolder is None:
+                    hint = " (run `make demo` to train one, or pass --verbalizer)" if verbalizer is None else ""
+                    raise FacrError(vpath, f"no facr verbalizer checkpoint here{hint}")
+        if model is None:
+            model = verbalizer_reasoner(vfolder) if vfolder is not None else str(DEMO_MODEL)
+            hint = " (run `make demo` to train one, or pass --model)"
+        else:
+            hint = ""
+        folder = reasoner_folder(model)
+        if folder is None:
+            raise FacrError(model, f"no facr reasoner checkpoint here{hint}")
+        reasoner, own = load_reasoner(folder, map_location=device)
+        g = own if graph is None else resolve_graph(graph)
+        v = None
+        if vfolder is not None:
+            from facr.verbalizer.model import load_verbalizer
+
+            v = load_verbalizer(vfolder, device=device)
+        return cls(reasoner.to(device), g, v, epsilon=training_epsilon(folder) or 0.1, model_path=str(folder),
+                   verbalizer_path=str(vfolder) if vfolder else None)
+
+    # ------------------------------------------------------------------ readings
+    def signs(self, graph=None) -> torch.Tensor:
+        """s [K, C] of ``graph`` (default: the explainer's G) in the model's orders."""
+        from facr.train import graph_signs
+
+        return graph_signs(graph or self.graph, self.aus, self.classes)
+
+    @torch.no_grad()
+    def read(self, pixels: np.ndarray) -> Reading:
+        """The reasoner on one ``[S, S, 3]`` uint8 face: z = σ(f(x)), ŷ and every do(z_k = 0)."""
+        device = next(self.model.parameters()).device
+        x = torch.from_numpy(np.array(pixels, dtype=np.uint8, copy=True)).unsqueeze(0).to(device)
+        with self._lock:
+            z = torch.sigmoid(self.model.encode(x))[0]
+        return self.read_latent(z)
+
+    @torch.no_grad()
+    def read_latent(self, z: torch.Tensor, settings: dict[str, float] | None = None) -> Reading:
+        """ŷ = head(z) and Δ under every do(z_k = 0), in one batched head call (:mod:`facr.causal`)."""
+        with self._lock:
+            eff = intervention_effects(self.model.head, z.reshape(1, -1).float())
+        return Reading(z=z.detach().cpu().float(), logits=eff.logits[0].cpu(), delta=eff.delta[0].cpu(),
+                       classes=self.classes, aus=self.aus, settings=dict(settings or {}))
+
+    def what_if(self, base: Reading, settings: dict[str, float]) -> Reading:
+        """``base`` under do(z_k = v) for every (k, v) in ``settings`` (AU names; v in [0, 1]), on top of the
+        do()s ``base`` already carries."""
+        unknown = [a for a in settings if au_vocab.canonical(a) not in self.aus]
+        if unknown:
+            raise FacrError(None, f"{unknown[0]} is not in this model's latent ({', '.join(self.aus)})")
+        z = base.z.reshape(1, -1)
+        for a, v in settings.items():
+            if not 0.0 <= float(v) <= 1.0:
+                raise FacrError(None, f"do({a} = {v}): z_k must be in [0, 1]")
+            z = do(z, self.aus.index(au_vocab.canonical(a)), float(v))
+        merged = {**base.settings, **{au_vocab.canonical(a): float(v) for a, v in settings.items()}}
+        return self.read_latent(z[0], merged)
+
+    # ------------------------------------------------------------------ against G
+    def parents(self, cls: str, graph=None) -> list[tuple[str, int, float, str]]:
+        """Pa(c) in G as (AU, sign, weight, provenance), strongest first; [] for a class G lacks."""
+        g = graph or self.graph
+        if cls not in g.classes:
+            return []
+        edges = sorted(g.parent_edges(cls), key=lambda e: (-e.weight, au_vocab.parse(e.source)))
+        return [(e.source, int(e.sign), float(e.weight), e.provenance) for e in edges]
+
+    def check(self, reading: Reading, cls: str | None = None, graph=None) -> FaceCheck:
+        """The audit's interventional pair test (:func:`facr.audit.metrics.pair_hits`) on one reading, for
+        ``cls`` (default: the predicted class) against ``graph`` (default: G)."""
+        from facr.audit.metrics import invoked_aus, pair_hits
+        from facr.causal import Effects
+
+        g = graph or self.graph
+        cls = cls or reading.predicted
+        c = self.classes.index(cls)
+        s = self.signs(g)
+        eff = Effects(reading.logits[None], (reading.logits[None, None] - reading.delta[None]), 0.0)
+        target = torch.tensor([c])
+        hits = pair_hits(eff, s, target, reading.z[None], self.epsilon)
+        invoked = [self.aus[k] for k in invoked_aus(eff, s, target)[0]]
+        rows = []
+        for k, a in enumerate(self.aus):
+            sign, d, zk = int(s[k, c]), float(reading.delta[k, c]), float(reading.z[k])
+            if sign and sign * d > self.epsilon:
+                verdict = "moves as G says"
+            elif sign:
+                verdict = "does not move as G says" + (" (inactive here)" if zk < THRESHOLD else "")
+            elif abs(d) <= self.epsilon:
+                verdict = "no effect, as G says"
+            else:
+                verdict = "moves, though G has no edge"
+            rows.append(AURow(a, zk, d, sign, verdict))
+        return FaceCheck(cls, g.name, rows, int(hits["sens_hits"][0]), int(hits["sens_pairs"][0]),
+                         int(hits["inv_hits"][0]), int(hits["inv_pairs"][0]), invoked, self.epsilon)
+
+    # ------------------------------------------------------------------ words
+    def rationale_stream(self, reading: Reading) -> Iterator[str]:
+        """The verbalizer's rationale for ``reading`` (its z and its predicted emotion), growing token by
+        token; the last item is the whole text, identical to :meth:`rationale`. Without a verbalizer: a
+        rationale read off the effects (the invoked active AUs), in one piece."""
+        if self.verbalizer is None:
+            yield self.effects_rationale(reading)
+            return
+        from transformers import TextIteratorStreamer
+
+        from facr.verbalizer.model import clean_text
+
+        v = self.verbalizer
+        streamer = TextIteratorStreamer(v.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+        result: dict = {}
+
+        def run():
+            try:
+                with self._lock:
+                    result["text"] = v.generate(reading.z[None], [reading.predicted], streamer=streamer)[0]
+            except Exception as exc:  # noqa: BLE001 - handed to the caller's thread below
+                result["error"] = exc
+                streamer.end()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        text = ""
+        for piece in streamer:
+            text += piece
+            yield clean_text(text).strip()
+        thread.join()
+        if "error" in result:
+            raise result["error"]
+        yield result["text"]
+
+    def rationale(self, reading: Reading) -> str:
+        *_, last = self.rationale_stream(reading)
+        return last
+
+    def effects_rationale(self, reading: Reading) -> str:
+        """Words without a verbalizer: the active AUs whose removal moves the predicted class most."""
+        c = reading.predicted
+        ranked = sorted(reading.active, key=lambda a: -abs(reading.effect(a, c)))
+        drivers = [a for a in ranked if abs(reading.effect(a, c)) > self.epsilon][:4]
+        if not drivers:
+            return f"The face shows {c}; no active AU moves that decision by more than ε = {self.epsilon:g}."
+        parts = [f"{a} ({au_vocab.info(a).name.lower()})" for a in drivers]
+        return f"The face shows {c} because of " + ", ".join(parts) + "."
+
+    @staticmethod
+    def named(text: str) -> list[str]:
+        """The AUs a rationale names (the one parser)."""
+        return [f"AU{n}" for n in au_vocab.extract(text)]

@@ -1,0 +1,79 @@
+"""The chat's two pictures, rendered to RGB arrays: the AU latent as bars, and Pa(ĉ) in G drawn signed.
+
+Matplotlib's object API (``Figure``), not pyplot: the app draws from several threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facr import au as au_vocab
+from facr.chat.explainer import THRESHOLD, Reading
+from facr.graph.draw import NEGATIVE, POSITIVE
+
+
+def _to_array(fig) -> np.ndarray:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
+
+
+def au_bars(reading: Reading, signs: dict[str, int] | None = None) -> np.ndarray:
+    """z_k for every AU as a bar, the active threshold as a line; bars of Pa(ĉ) coloured by their edge's
+    sign, AUs set by a what-if hatched and labelled ``do``."""
+    from matplotlib.figure import Figure
+
+    signs = signs or {}
+    aus = reading.aus
+    z = reading.z.numpy()
+    fig = Figure(figsize=(4.6, 0.2 * len(aus) + 1.0), dpi=100)
+    ax = fig.add_subplot(111)
+    y = np.arange(len(aus))[::-1]
+    colors = [POSITIVE if signs.get(a, 0) > 0 else NEGATIVE if signs.get(a, 0) < 0 else "#7f8c99" for a in aus]
+    bars = ax.barh(y, z, color=colors, height=0.7)
+    for bar, a in zip(bars, aus):
+        if a in reading.settings:
+            bar.set_hatch("///")
+            bar.set_edgecolor("black")
+    ax.axvline(THRESHOLD, color="black", linestyle="--", linewidth=1)
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{a} do" if a in reading.settings else a for a in aus], fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("z (AU latent); dashed: active threshold ½", fontsize=7)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set_title(f"AU latent — coloured: parents of {reading.predicted} in G (green +, red −)", fontsize=7)
+    fig.tight_layout()
+    return _to_array(fig)
+
+
+def parents_figure(parents: list[tuple[str, int, float, str]], reading: Reading, graph_name: str) -> np.ndarray:
+    """Pa(ĉ) → ĉ: one signed edge per parent (green +, red −, width = weight), each AU labelled with its z
+    and its measured Δ on this face."""
+    from matplotlib.figure import Figure
+
+    cls = reading.predicted
+    n = max(len(parents), 1)
+    fig = Figure(figsize=(4.6, 0.32 * n + 1.0), dpi=100)
+    ax = fig.add_subplot(111)
+    ax.axis("off")
+    ax.set_xlim(-1.3, 1.5)
+    ax.set_ylim(-0.7, n - 0.3)
+    yc = (n - 1) / 2.0
+    wmax = max((w for _, _, w, _ in parents), default=1.0) or 1.0
+    for i, (a, s, w, _prov) in enumerate(parents):
+        y = n - 1 - i
+        active = float(reading.z[reading.aus.index(a)]) >= THRESHOLD if a in reading.aus else False
+        ax.annotate("", xy=(0.95, yc), xytext=(0.05, y),
+                    arrowprops=dict(arrowstyle="-|>", color=POSITIVE if s > 0 else NEGATIVE,
+                                    lw=0.8 + 2.2 * w / wmax, alpha=0.85 if active else 0.35))
+        zk = float(reading.z[reading.aus.index(a)]) if a in reading.aus else float("nan")
+        d = reading.effect(a, cls) if a in reading.aus else float("nan")
+        ax.text(0.0, y, f"{'+' if s > 0 else '−'} {a} {au_vocab.info(a).name.lower()}\nz={zk:.2f}  Δ={d:+.2f}",
+                ha="right", va="center", fontsize=7, fontweight="bold" if active else "normal")
+    ax.text(1.0, yc, cls, ha="left", va="center", fontsize=11, fontweight="bold", color="#2b5c8a")
+    title = f"Pa({cls}) in G `{graph_name}`" if parents else f"G `{graph_name}` has no parents for {cls}"
+    ax.set_title(title + " — faded: inactive here", fontsize=7)
+    fig.tight_layout()
+    return _to_array(fig)

@@ -1,0 +1,277 @@
+"""The Gradio app: give a face, see the reasoner's reading, ask why and what if, swap the graph.
+
+``facr chat`` and ``python app/app.py`` both call :func:`main`; tests call :func:`build_app` and
+launch it on a free loopback port. Every answer comes from :class:`facr.chat.ChatSession`.
+"""
+
+import argparse
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from facr.chat.explainer import DEMO_DATA, Explainer
+from facr.chat.face import FaceError, prepare_face
+from facr.chat.plots import au_bars, parents_figure
+from facr.chat.session import EXAMPLES, ChatSession
+from facr.errors import FacrError
+
+DEFAULT_PORT = 7860
+HOST = "127.0.0.1"
+
+
+def gallery_samples(data: str | os.PathLike | None, classes: list[str], split: str = "test",
+                    per_class: int = 1) -> list[tuple[np.ndarray, str]]:
+    """Benchmark faces for the gallery: the first ``per_class`` labelled faces of each class in ``split``
+    (all splits where that one is empty), as (RGB array, caption). [] when ``data`` is None or missing."""
+    if data is None or not Path(data).exists():
+        return []
+    from facr.chat.face import read_image
+    from facr.data import formats
+
+    root = Path(data)
+    fmt = formats.detect_format(root)
+    if fmt is None:
+        raise FacrError(root, f"cannot tell the dataset format (one of {', '.join(formats.FORMATS)})")
+    records = formats.load(fmt, root).records
+    pick = [r for r in records if r.split == split] or records
+    out, counts = [], {c: 0 for c in classes}
+    for r in pick:
+        if r.emotion in counts and counts[r.emotion] < per_class:
+            if isinstance(r.image, np.ndarray):
+                arr = r.image
+            else:
+                arr = read_image(r.image if Path(str(r.image)).is_absolute() else root / r.image)
+            out.append((arr, f"{r.emotion} · {r.subject}"))
+            counts[r.emotion] += 1
+    return out
+
+
+def _probs(reading) -> dict[str, float]:
+    return {c: round(float(p), 4) for c, p in zip(reading.classes, reading.probs.tolist())}
+
+
+def _panels(session: ChatSession):
+    """(class probabilities, AU bars, parents drawing) of the reading now shown."""
+    r = session.current
+    parents = session.explainer.parents(r.predicted, session.graph)
+    signs = {a: s for a, s, _, _ in parents}
+    return _probs(r), au_bars(r, signs), parents_figure(parents, r, getattr(session.graph, "name", "G"))
+
+
+def _graph_line(session: ChatSession) -> str:
+    g = session.graph
+    return (f"Graph G: `{g.name}` — {len(g.class_edges())} AU→class edges over {len(g.classes)} classes "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(g.provenance_counts().items()))})")
+
+
+def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = (), *,
+              title: str = "facr — ask a face why"):
+    """The Gradio Blocks app around ``explainer``; ``gallery``: (RGB array, caption) pairs to pick from."""
+    import gradio as gr
+
+    gallery = list(gallery)
+
+    def new_session(state):
+        return state if isinstance(state, ChatSession) else ChatSession(explainer)
+
+    empty = (gr.update(), gr.update(), gr.update())
+
+    def show_face(pixels, note, state):
+        session = new_session(state)
+        r = session.see(pixels, note)
+        label, bars, parents = _panels(session)
+        intro = (f"I see **{r.predicted}** (p = {r.prob(r.predicted):.2f}); active AUs: "
+                 f"{', '.join(r.active) or 'none'}. {note}.\n\n**Rationale** (the verbalizer, gated by z):\n\n")
+        chat = [{"role": "assistant", "content": intro + "> ▌"}]
+        yield session, pixels, label, bars, parents, f"✅ {note}", chat
+        text = ""
+        for md, text in session.stream_rationale(r, intro):
+            chat = [{"role": "assistant", "content": md}]
+            yield session, gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), chat
+        session.rationale = session.current_rationale = text
+        chat = [{"role": "assistant", "content": intro + f"> {text}\n\nAsk me *why?*, *what if AU12 were absent?*, "
+                                                         "*which AUs matter for sadness?*"}]
+        yield session, pixels, label, bars, parents, f"✅ {note}", chat  # the whole state once more, for API callers
+
+    def on_image(image, as_crop, state):
+        if image is None:
+            yield state, gr.update(), *empty, gr.update(), gr.update()
+            return
+        try:
+            face = prepare_face(image, explainer.image_size, detect=not as_crop, name="your picture")
+        except FaceError as exc:
+            yield state, None, *empty, f"⚠️ {exc}", gr.update()
+            return
+        yield from show_face(face.pixels, face.note, state)
+
+    def on_gallery(state, evt: gr.SelectData):
+        pixels, caption = gallery[evt.index]
+        face = prepare_face(pixels, explainer.image_size, detect=False, name=caption)
+        yield from show_face(face.pixels, f"gallery face {evt.index} ({caption}, label shown for reference)", state)
+
+    def on_ask(message, history, state):
+        history = list(history or [])
+        message = (message or "").strip()
+        if not message:
+            yield state, history, "", *empty
+            return
+        session = new_session(state)
+        history.append({"role": "user", "content": message})
+        history.append({"role": "assistant", "content": "…"})
+        for md in session.ask(message):
+            history[-1] = {"role": "assistant", "content": md}
+            yield session, history, "", *empty
+        if session.current is not None:
+            yield session, history, "", *_panels(session)
+
+    def on_graph(file, state):
+        session = new_session(state)
+        if file is None:
+            return session, gr.update(), *empty
+        path = file if isinstance(file, str) else getattr(file, "name", str(file))
+        return use_graph(path, session, Path(path).name)
+
+    def on_builtin(name):
+        def handler(state):
+            session = new_session(state)
+            return use_graph(name, session, name)
+        return handler
+
+    def on_own(state):
+        session = new_session(state)
+        session.set_graph(explainer.graph)
+        return session, "✅ " + _graph_line(session), *(_panels(session) if session.current else empty)
+
+    def use_graph(spec, session, shown):
+        from facr.graph import resolve_graph
+
+        try:
+            graph = resolve_graph(spec)
+        except FacrError as exc:
+            message = str(exc).replace(str(spec), shown) if str(spec) != shown else str(exc)
+            return session, f"⚠️ facr: {message} — still using `{session.graph.name}`", *empty
+        session.set_graph(graph)
+        missing = [c for c in explainer.classes if c not in graph.classes]
+        extra = f" (no parents for {', '.join(missing)})" if missing else ""
+        return session, "✅ " + _graph_line(session) + extra, *(_panels(session) if session.current else empty)
+
+    with gr.Blocks(title=title) as app:
+        state = gr.State(None)
+        who = f"reasoner `{explainer.model_path}`" + (f", verbalizer `{explainer.verbalizer_path}`"
+                                                       if explainer.verbalizer_path else ", no verbalizer")
+        gr.Markdown(f"## {title}\n{who}. Every what-if runs the one do(z_k = v) on the AU latent; "
+                    "Δ = ŷ − ŷ under do(z_k = 0).")
+        with gr.Row():
+            with gr.Column(scale=1, min_width=280):
+                image = gr.Image(label="Face (upload, webcam or paste)", sources=["upload", "webcam", "clipboard"],
+                                 type="numpy", height=260, elem_id="face-input")
+                as_crop = gr.Checkbox(label="already a face crop (skip detection)", value=False)
+                status = gr.Markdown("Give a face, or pick one below.", elem_id="face-status")
+                pick = gr.Gallery(value=gallery or None, label="Benchmark faces (click one)", columns=4, height=200,
+                                  allow_preview=False, visible=bool(gallery), elem_id="gallery")
+            with gr.Column(scale=1, min_width=300):
+                seen = gr.Image(label="What the model sees", interactive=False, height=160, elem_id="face-seen")
+                probs = gr.Label(label="Stated emotion and class probabilities", num_top_classes=4,
+                                 elem_id="emotion")
+                bars = gr.Image(label="AU latent z", interactive=False, elem_id="au-bars")
+                parents = gr.Image(label="Parents of the predicted class in G", interactive=False,
+                                   elem_id="parents")
+            with gr.Column(scale=2, min_width=360):
+                chat = gr.Chatbot(label="Ask why and what if", height=520, elem_id="chat")
+                ask = gr.Textbox(placeholder="why? · what if AU12 were absent? · which AUs matter for sadness?",
+                                 show_label=False, elem_id="ask", submit_btn=True)
+                gr.Examples(EXAMPLES, inputs=ask)
+                with gr.Accordion("Graph G", open=True):
+                    graph_status = gr.Markdown(_graph_line(ChatSession(explainer)), elem_id="graph-status")
+                    graph_file = gr.File(label="Use a facr-graph file (.json)", file_types=[".json"],
+                                         elem_id="graph-file")
+                    with gr.Row():
+                        emfacs = gr.Button("EMFACS graph", elem_id="use-emfacs")
+                        own = gr.Button("The model's own graph", elem_id="use-own")
+
+        face_out = [state, seen, probs, bars, parents, status, chat]
+        image.input(on_image, [image, as_crop, state], face_out, api_name="see")  # upload, webcam, paste
+        pick.select(on_gallery, [state], face_out, api_name="gallery")
+        ask.submit(on_ask, [ask, chat, state], [state, chat, ask, probs, bars, parents], api_name="ask")
+        graph_out = [state, graph_status, probs, bars, parents]
+        graph_file.upload(on_graph, [graph_file, state], graph_out, api_name="graph")
+        emfacs.click(on_builtin("emfacs"), [state], graph_out, api_name="emfacs")
+        own.click(on_own, [state], graph_out, api_name="own_graph")
+    return app
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="facr chat", description="The chat explainer: ask why and what if about a face (Gradio, local).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  facr chat                       # the checkpoints `make demo` wrote under demo-out/\n"
+               "  facr chat --model runs/reasoner --verbalizer runs/verbalizer --graph graphs/emfacs.json")
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="reasoner checkpoint (run folder or model/); default: the verbalizer's reasoner, "
+                                   "else demo-out's FACR model")
+    p.add_argument("--verbalizer", help="verbalizer checkpoint (run folder or verbalizer/); default: demo-out/verbalizer")
+    p.add_argument("--no-verbalizer", action="store_true",
+                   help="no language model: rationales are read off the intervention effects")
+    p.add_argument("--graph", help="facr-graph file or built-in name (emfacs, pspi) to explain against; "
+                                   "default: the reasoner's own G")
+    p.add_argument("--data", default=None,
+                   help=f"dataset whose test faces fill the gallery (default: {DEMO_DATA} when it exists)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on {HOST} (default {DEFAULT_PORT}; 0 = any free)")
+    p.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
+    p.add_argument("--host", default=HOST, help=f"address to bind (default {HOST}: this machine only)")
+    p.add_argument("--check", action="store_true",
+                   help="load everything, answer 'why?' on the first gallery face, print it and exit (no server)")
+
+
+def free_port(host: str = HOST) -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def run(args) -> int:
+    """Load, build and serve (or ``--check``); the one entry point of ``facr chat`` and ``app/app.py``."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise FacrError(None, f"--port must be in 0..65535, got {args.port}")
+    explainer = Explainer.load(args.model, args.verbalizer, args.graph, use_verbalizer=not args.no_verbalizer)
+    data = args.data if args.data is not None else (str(DEMO_DATA) if DEMO_DATA.exists() else None)
+    if args.data is not None and not Path(args.data).exists():
+        raise FacrError(args.data, "no such dataset folder")
+    gallery = gallery_samples(data, explainer.classes)
+    if args.check:
+        if not gallery:
+            raise FacrError(data, "--check needs gallery faces (--data)")
+        session = ChatSession(explainer)
+        pixels, caption = gallery[0]
+        session.see(prepare_face(pixels, explainer.image_size, detect=False).pixels)
+        *_, answer = session.ask("why?")
+        print(f"gallery face 0 ({caption}):\n{answer}")
+        return 0
+    app = build_app(explainer, gallery)
+    port = args.port or free_port(args.host)
+    print(f"facr chat: reasoner {explainer.model_path}, verbalizer {explainer.verbalizer_path or '-'}, "
+          f"graph {explainer.graph.name}, {len(gallery)} gallery faces", flush=True)
+    print(f"facr chat: open http://{args.host}:{port} (Ctrl-C stops it)", flush=True)
+    app.queue().launch(server_name=args.host, server_port=port, share=args.share, inbrowser=False, quiet=True,
+                       show_error=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import sys
+
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except FacrError as exc:
+        print(f"facr: {exc}", file=sys.stderr)
+        return 2
