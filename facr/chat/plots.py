@@ -43,7 +43,7 @@ def au_bars(reading: Reading, signs: dict[str, int] | None = None) -> np.ndarray
     ax.set_xlim(0, 1)
     ax.set_xlabel("z (AU latent); dashed: active threshold ½", fontsize=7)
     ax.tick_params(axis="x", labelsize=7)
-    ax.set_title(f"AU latent — coloured: parents of {reading.predicted} in G (green +, red −)", fontsize=7)
+    ax.set_title(f"green / red: parents of {reading.predicted} in G (+ / −)", fontsize=7)
     fig.tight_layout()
     return _to_array(fig)
 
@@ -73,7 +73,7 @@ def parents_figure(parents: list[tuple[str, int, float, str]], reading: Reading,
         ax.text(0.0, y, f"{'+' if s > 0 else '−'} {a} {au_vocab.info(a).name.lower()}\nz={zk:.2f}  Δ={d:+.2f}",
                 ha="right", va="center", fontsize=7, fontweight="bold" if active else "normal")
     ax.text(1.0, yc, cls, ha="left", va="center", fontsize=11, fontweight="bold", color="#2b5c8a")
-    title = f"Pa({cls}) in G `{graph_name}`" if parents else f"G `{graph_name}` has no parents for {cls}"
-    ax.set_title(title + " — faded: inactive here", fontsize=7)
+    title = f"Pa({cls}) in G {graph_name}" if parents else f"G {graph_name} has no parents for {cls}"
+    ax.set_title(title + " (faded: inactive)", fontsize=7)
     fig.tight_layout()
     return _to_array(fig)

@@ -49,7 +49,7 @@ def gallery_samples(data: str | os.PathLike | None, classes: list[str], split: s
 
 
 def _probs(reading) -> dict[str, float]:
-    return {c: round(float(p), 4) for c, p in zip(reading.classes, reading.probs.tolist())}
+    return {c: float(p) for c, p in zip(reading.classes, reading.probs.tolist())}
 
 
 def _panels(session: ChatSession):
@@ -60,10 +60,16 @@ def _panels(session: ChatSession):
     return _probs(r), au_bars(r, signs), parents_figure(parents, r, getattr(session.graph, "name", "G"))
 
 
+def _enlarged(pixels: np.ndarray, side: int = 160) -> np.ndarray:
+    """The model's input shown at ``side`` pixels (nearest neighbour: what it sees, pixel for pixel)."""
+    f = max(1, side // pixels.shape[0])
+    return np.repeat(np.repeat(pixels, f, axis=0), f, axis=1)
+
+
 def _graph_line(session: ChatSession) -> str:
     g = session.graph
-    return (f"Graph G: `{g.name}` — {len(g.class_edges())} AU→class edges over {len(g.classes)} classes "
-            f"({', '.join(f'{k} {v}' for k, v in sorted(g.provenance_counts().items()))})")
+    return (f"Graph G: `{g.name}` — {len(g.class_edges())} AU→class and {len(g.au_edges())} AU→AU edges over "
+            f"{len(g.classes)} classes; provenance: {', '.join(f'{k} {v}' for k, v in sorted(g.provenance_counts().items()))}")
 
 
 def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = (), *,
@@ -82,10 +88,11 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
         session = new_session(state)
         r = session.see(pixels, note)
         label, bars, parents = _panels(session)
+        shown = _enlarged(pixels)
         intro = (f"I see **{r.predicted}** (p = {r.prob(r.predicted):.2f}); active AUs: "
                  f"{', '.join(r.active) or 'none'}. {note}.\n\n**Rationale** (the verbalizer, gated by z):\n\n")
         chat = [{"role": "assistant", "content": intro + "> ▌"}]
-        yield session, pixels, label, bars, parents, f"✅ {note}", chat
+        yield session, shown, label, bars, parents, f"**Face:** {note}", chat
         text = ""
         for md, text in session.stream_rationale(r, intro):
             chat = [{"role": "assistant", "content": md}]
@@ -93,7 +100,7 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
         session.rationale = session.current_rationale = text
         chat = [{"role": "assistant", "content": intro + f"> {text}\n\nAsk me *why?*, *what if AU12 were absent?*, "
                                                          "*which AUs matter for sadness?*"}]
-        yield session, pixels, label, bars, parents, f"✅ {note}", chat  # the whole state once more, for API callers
+        yield session, shown, label, bars, parents, f"**Face:** {note}", chat  # the whole state once more, for API callers
 
     def on_image(image, as_crop, state):
         if image is None:
@@ -102,7 +109,7 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
         try:
             face = prepare_face(image, explainer.image_size, detect=not as_crop, name="your picture")
         except FaceError as exc:
-            yield state, None, *empty, f"⚠️ {exc}", gr.update()
+            yield state, None, *empty, f"**Error:** facr: {exc}", gr.update()
             return
         yield from show_face(face.pixels, face.note, state)
 
@@ -142,7 +149,7 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
     def on_own(state):
         session = new_session(state)
         session.set_graph(explainer.graph)
-        return session, "✅ " + _graph_line(session), *(_panels(session) if session.current else empty)
+        return session, _graph_line(session), *(_panels(session) if session.current else empty)
 
     def use_graph(spec, session, shown):
         from facr.graph import resolve_graph
@@ -151,11 +158,11 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
             graph = resolve_graph(spec)
         except FacrError as exc:
             message = str(exc).replace(str(spec), shown) if str(spec) != shown else str(exc)
-            return session, f"⚠️ facr: {message} — still using `{session.graph.name}`", *empty
+            return session, f"**Error:** facr: {message} — still using `{session.graph.name}`", *empty
         session.set_graph(graph)
         missing = [c for c in explainer.classes if c not in graph.classes]
         extra = f" (no parents for {', '.join(missing)})" if missing else ""
-        return session, "✅ " + _graph_line(session) + extra, *(_panels(session) if session.current else empty)
+        return session, _graph_line(session) + extra, *(_panels(session) if session.current else empty)
 
     with gr.Blocks(title=title) as app:
         state = gr.State(None)
@@ -175,9 +182,9 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
                 seen = gr.Image(label="What the model sees", interactive=False, height=160, elem_id="face-seen")
                 probs = gr.Label(label="Stated emotion and class probabilities", num_top_classes=4,
                                  elem_id="emotion")
-                bars = gr.Image(label="AU latent z", interactive=False, elem_id="au-bars")
-                parents = gr.Image(label="Parents of the predicted class in G", interactive=False,
-                                   elem_id="parents")
+                bars = gr.Image(label="AU latent z (active at z ≥ ½)", interactive=False, height=330, elem_id="au-bars")
+                parents = gr.Image(label="Parents of the predicted class in G (signed)", interactive=False,
+                                   height=260, elem_id="parents")
             with gr.Column(scale=2, min_width=360):
                 chat = gr.Chatbot(label="Ask why and what if", height=520, elem_id="chat")
                 ask = gr.Textbox(placeholder="why? · what if AU12 were absent? · which AUs matter for sadness?",

@@ -1,5 +1,7 @@
 """Chat fixtures: the explainer on the shared tiny reasoner + verbalizer, and faces to show it."""
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -28,8 +30,12 @@ def chat_models(reasoner, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def explainer(chat_models):
+    """The chat models; with FACR_CHAT_DEMO=1 (run from the repository root after `make demo`), the demo's
+    FACR reasoner and SmolLM2 verbalizer instead: that is how the README's screenshot is taken."""
     from facr.chat import Explainer
 
+    if os.environ.get("FACR_CHAT_DEMO"):
+        return Explainer.load()
     run, verbalizer = chat_models
     return Explainer.load(str(run), str(verbalizer))
 
@@ -61,3 +67,19 @@ def flip(explainer, faces):
                 if explainer.what_if(r, {a: v}).predicted != r.predicted:
                     return pixels, a, v
     raise AssertionError("no single-AU do() changes any prediction")
+
+
+@pytest.fixture(scope="session")
+def served(explainer, reasoner):
+    """The app on a free loopback port: (URL, gallery)."""
+    from facr.chat.ui import build_app, free_port, gallery_samples
+
+    data = "demo-out/synth" if os.environ.get("FACR_CHAT_DEMO") else reasoner[0]
+    gallery = gallery_samples(data, explainer.classes)
+    app = build_app(explainer, gallery)
+    port = free_port()
+    app.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/", gallery
+    finally:
+        app.close()
