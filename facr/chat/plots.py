@@ -41,9 +41,9 @@ def au_bars(reading: Reading, signs: dict[str, int] | None = None) -> np.ndarray
     ax.set_yticks(y)
     ax.set_yticklabels([f"{a} do" if a in reading.settings else a for a in aus], fontsize=7)
     ax.set_xlim(0, 1)
-    ax.set_xlabel("z (AU latent); dashed: active threshold ½", fontsize=7)
+    ax.set_xlabel("z; dashed: active at ½; hatched: set by do()", fontsize=7)
     ax.tick_params(axis="x", labelsize=7)
-    ax.set_title(f"green / red: parents of {reading.predicted} in G (+ / −)", fontsize=7)
+    ax.set_title(f"Pa({reading.predicted}): green +, red −", fontsize=8)
     fig.tight_layout()
     return _to_array(fig)
 
