@@ -67,3 +67,16 @@ def test_a_bad_graph_file_is_refused_with_its_one_line_error_and_emfacs_is_one_c
     assert status.startswith("Graph G: `emfacs")
     chat, *_ = client.predict("which AUs matter for sadness?", [], api_name="/ask")
     assert "Give me a face first" in text_of(chat[-1])  # a new client is a new conversation
+
+
+def test_a_picture_without_a_face_gets_a_message_and_the_app_stays_up(served, astronaut, tmp_path):
+    from PIL import Image
+
+    url, _ = served
+    client = Client(url, verbose=False)
+    grey = tmp_path / "wall.png"
+    Image.new("RGB", (300, 200), (128, 128, 128)).save(grey)
+    seen, _, _, _, status, _ = client.predict(handle_file(str(grey)), False, api_name="/see")
+    assert status.startswith("**Error:** facr: your picture: no face found (300x200 picture") and seen is None
+    _, label, _, _, status, _ = client.predict(handle_file(str(astronaut)), False, api_name="/see")
+    assert status.startswith("**Face:** face found") and label["label"]
