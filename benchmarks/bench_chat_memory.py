@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     from PIL import Image
     from skimage import data as skdata
 
-    from facr.chat.ui import free_port
+    from facr.utils import free_port
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--verbalizer", default="demo-out/verbalizer")

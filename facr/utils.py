@@ -76,6 +76,15 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, dumps_json(obj))
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (the OS picks it), for a server or a launcher to bind."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and (when installed) torch so runs repeat."""
     random.seed(seed)

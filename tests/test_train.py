@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from safetensors.torch import load_file
 from facr.data.synth import SynthConfig, write_synth
 from facr.graph import load_graph
 from facr.train import load_train_config, train
+from facr.utils import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -123,19 +123,13 @@ def test_cli_train_reasoner_json_and_errors(tiny_data, tmp_path, run_cli):
     assert code == 2 and "nothing to resume" in err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_process_accelerate_launch_on_cpu(tiny_data, tmp_path):
     """`accelerate launch` with the repo's 2-process CPU config really runs two ranks (gloo)."""
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(REPO / "recipes" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(_free_port()),
+           str(REPO / "recipes" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(free_port()),
            str(REPO / "recipes" / "train_reasoner.py"), "--data", str(tiny_data), "--out", str(out),
            "--arch", "resnet-tiny", "--max-steps", "3", "--batch-size", "8", "--graph", "truth", "--no-progress"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)

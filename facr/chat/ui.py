@@ -16,6 +16,7 @@ from facr.chat.face import FaceError, prepare_face
 from facr.chat.plots import au_bars, parents_figure
 from facr.chat.session import EXAMPLES, ChatSession
 from facr.errors import FacrError
+from facr.utils import free_port
 
 DEFAULT_PORT = 7860
 HOST = "127.0.0.1"
@@ -234,14 +235,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=HOST, help=f"address to bind (default {HOST}: this machine only)")
     p.add_argument("--check", action="store_true",
                    help="load everything, answer 'why?' on the first gallery face, print it and exit (no server)")
-
-
-def free_port(host: str = HOST) -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def run(args) -> int:

@@ -72,7 +72,8 @@ def flip(explainer, faces):
 @pytest.fixture(scope="session")
 def served(explainer, reasoner):
     """The app on a free loopback port: (URL, gallery)."""
-    from facr.chat.ui import build_app, free_port, gallery_samples
+    from facr.chat.ui import build_app, gallery_samples
+    from facr.utils import free_port
 
     data = "demo-out/synth" if os.environ.get("FACR_CHAT_DEMO") else reasoner[0]
     gallery = gallery_samples(data, explainer.classes)

@@ -6,7 +6,7 @@ import sys
 import time
 import urllib.request
 
-from facr.chat.ui import free_port
+from facr.utils import free_port
 
 
 def test_facr_chat_check_answers_why_on_a_gallery_face(run_cli, chat_models, reasoner, explainer):

@@ -75,12 +75,11 @@ def test_checkpoint_names_its_reasoner(trained_verbalizer, reasoner):
 
 def test_two_process_accelerate_launch_trains_the_verbalizer(reasoner, tmp_path):
     import os
-    import socket
+
+    from facr.utils import free_port
 
     data, run = reasoner
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
            str(REPO / "recipes" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(port),
