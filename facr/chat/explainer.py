@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from facr import au as au_vocab
-from facr.causal import do, intervention_effects
+from facr.causal import Effects, do, intervention_effects
 from facr.errors import FacrError
 
 DEMO = Path("demo-out")
@@ -30,15 +30,24 @@ THRESHOLD = 0.5  # z_k ≥ ½: the AU is active (what the verbalizer's gate lets
 class Reading:
     """The reasoner's view of one face, as seen or under interventions.
 
-    ``z``: [K] the AU latent; ``logits`` / ``probs``: [C]; ``delta``: [K, C], Δ_kc = ŷ_c − ŷ_c^{do(z_k = 0)};
+    ``z``: [K] the AU latent; ``effects``: ŷ and ŷ^{do(z_k = 0)} for this one face (batch of 1);
     ``settings``: the do() applied to get here (empty for the face as seen)."""
 
     z: torch.Tensor
-    logits: torch.Tensor
-    delta: torch.Tensor
+    effects: Effects
     classes: list[str]
     aus: list[str]
     settings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """ŷ, [C]."""
+        return self.effects.logits[0]
+
+    @property
+    def delta(self) -> torch.Tensor:
+        """Δ_kc = ŷ_c − ŷ_c^{do(z_k = 0)}, [K, C]."""
+        return self.effects.delta[0]
 
     @property
     def probs(self) -> torch.Tensor:
@@ -165,8 +174,9 @@ class Explainer:
         """ŷ = head(z) and Δ under every do(z_k = 0), in one batched head call (:mod:`facr.causal`)."""
         with self._lock:
             eff = intervention_effects(self.model.head, z.reshape(1, -1).float())
-        return Reading(z=z.detach().cpu().float(), logits=eff.logits[0].cpu(), delta=eff.delta[0].cpu(),
-                       classes=self.classes, aus=self.aus, settings=dict(settings or {}))
+        eff = Effects(eff.logits.cpu(), eff.cf_logits.cpu(), eff.value)
+        return Reading(z=z.detach().cpu().float(), effects=eff, classes=self.classes, aus=self.aus,
+                       settings=dict(settings or {}))
 
     def what_if(self, base: Reading, settings: dict[str, float]) -> Reading:
         """``base`` under do(z_k = v) for every (k, v) in ``settings`` (AU names; v in [0, 1]), on top of the
@@ -195,13 +205,12 @@ class Explainer:
         """The audit's interventional pair test (:func:`facr.audit.metrics.pair_hits`) on one reading, for
         ``cls`` (default: the predicted class) against ``graph`` (default: G)."""
         from facr.audit.metrics import invoked_aus, pair_hits
-        from facr.causal import Effects
 
         g = graph or self.graph
         cls = cls or reading.predicted
         c = self.classes.index(cls)
         s = self.signs(g)
-        eff = Effects(reading.logits[None], (reading.logits[None, None] - reading.delta[None]), 0.0)
+        eff = reading.effects
         target = torch.tensor([c])
         hits = pair_hits(eff, s, target, reading.z[None], self.epsilon)
         invoked = [self.aus[k] for k in invoked_aus(eff, s, target)[0]]
