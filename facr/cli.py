@@ -923,16 +923,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_llm_serve)
 
     # facr chat
-    from facr.chat.ui import add_arguments as chat_arguments
+    from facr.chat import ui as chat_ui
 
-    p = nouns.add_parser(
-        "chat", help="the chat explainer (Gradio, on 127.0.0.1): ask why and what if about a face",
-        description="Give a face (upload, webcam, gallery), see the emotion, the AU latent and the parents of the "
-                    "predicted class in G, and ask why, what if AU12 were absent, which AUs matter for sadness; "
-                    "swap G for a verified graph file. With no flags it loads what `make demo` wrote in demo-out/.",
-        epilog="example:\n  facr chat\n  facr chat --model runs/reasoner --verbalizer runs/verbalizer --graph emfacs --port 7861",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    chat_arguments(p)
+    p = nouns.add_parser("chat", help=chat_ui.HELP, description=chat_ui.DESCRIPTION, epilog=chat_ui.EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    chat_ui.add_arguments(p)
     p.set_defaults(func=cmd_chat)
 
     # facr data ...

@@ -210,12 +210,18 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
     return app
 
 
+HELP = "the chat explainer (Gradio, on 127.0.0.1): ask why and what if about a face"
+DESCRIPTION = ("Give a face (upload, webcam, gallery), see the emotion, the AU latent and the parents of the predicted "
+               "class in G, and ask why, what if AU12 were absent, which AUs matter for sadness; swap G for a verified "
+               "graph file. With no flags it loads what `make demo` wrote in demo-out/.")
+EPILOG = ("example:\n  facr chat                       # the checkpoints `make demo` wrote under demo-out/\n"
+          "  facr chat --model runs/reasoner --verbalizer runs/verbalizer --graph emfacs --port 7861")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="facr chat", description="The chat explainer: ask why and what if about a face (Gradio, local).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  facr chat                       # the checkpoints `make demo` wrote under demo-out/\n"
-               "  facr chat --model runs/reasoner --verbalizer runs/verbalizer --graph graphs/emfacs.json")
+    """``python app/app.py``'s parser: the same flags and text as ``facr chat``."""
+    p = argparse.ArgumentParser(prog="python app/app.py", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     return p
 
