@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from facr import au
-from facr.data.formats import FORMATS, detect_format, disfa, load, unbc
+from facr.data.formats import FORMATS, detect_format, disfa, load, rafdb, unbc
 from facr.data.formats.affectnet import crop_face, load_with_faba
 from facr.data.summary import summarize
 from facr.errors import DataFormatError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-REAL_FORMATS = ("unbc", "affwild2", "affectnet", "faba", "disfa", "bp4d")
+REAL_FORMATS = ("unbc", "affwild2", "affectnet", "faba", "disfa", "bp4d", "rafdb")
 
 # format -> (records, subjects, errors, the file the malformed row is in, its line)
 EXPECTED = {
@@ -28,6 +28,7 @@ EXPECTED = {
     "faba": (6, 6, 1, "train_au_anno.json", None),
     "disfa": (9, 2, 1, "SN002_au4.txt", 3),
     "bp4d": (5, 2, 1, "F001_T1.csv", 5),
+    "rafdb": (12, 12, 1, "list_patition_label.txt", 6),
 }
 
 
@@ -318,6 +319,141 @@ def test_bp4d_reads_occurrence_with_9_as_not_coded_and_drops_never_coded_columns
     assert frames[("M001_T8", 100)].active_aus() == ["AU15", "AU17", "AU24"]
 
 
+# ------------------------------------------------------------------ rafdb
+RAFDB_LIST = "basic/EmoLabel/list_patition_label.txt"
+
+
+def rafdb_colour(code):
+    """The fixture's solid colour for label ``code`` (make_fixtures.rafdb_colour)."""
+    return (30 * code, 200 - 20 * code, 90)
+
+
+def test_rafdb_maps_label_codes_to_emotions_and_name_prefixes_to_splits():
+    result = load("rafdb", FIXTURES / "rafdb")
+    got = {r.subject: (r.split, r.emotion, r.meta["label_code"]) for r in result.records}
+    assert got == {
+        "train_00001": ("train", "sadness", 5), "train_00002": ("train", "happiness", 4),
+        "train_00003": ("train", "surprise", 1), "train_00004": ("train", "neutral", 7),
+        "train_00005": ("train", "happiness", 4), "train_00007": ("train", "fear", 2),
+        "train_00008": ("train", "anger", 6), "train_00009": ("train", "disgust", 3),
+        "test_0001": ("test", "sadness", 5), "test_0002": ("test", "surprise", 1),
+        "test_0003": ("test", "happiness", 4), "test_0004": ("test", "neutral", 7)}
+    splits = [r.split for r in result.records]
+    assert (splits.count("train"), splits.count("test")) == (8, 4)
+    assert "train_00006" not in got  # its label is 9, the malformed line
+    r = by(result.records, "subject")[("test_0003",)]
+    assert r.meta == {"file": "test_0003.jpg", "label_code": 4}
+    assert r.au_presence == {} and r.video is None and r.frame is None and r.pspi is None
+    assert Path(r.image) == FIXTURES / "rafdb/basic/Image/aligned/test_0003_aligned.jpg"
+    assert result.dropped == {}
+
+
+def test_rafdb_record_images_load_as_uint8_rgb_of_the_listed_face():
+    from PIL import Image
+
+    from facr.data.torch_data import load_image
+
+    for images, size in (("aligned", (8, 8)), ("original", (12, 10))):
+        records = by(rafdb.load(FIXTURES / "rafdb", images=images).records, "subject")
+        r = records[("train_00008",)]  # anger, code 6
+        assert Path(r.image).parent.name == images
+        with Image.open(r.image) as im:
+            assert im.size == size
+        pixels = load_image(r.image, 8)
+        assert pixels.shape == (8, 8, 3) and pixels.dtype == np.uint8
+        np.testing.assert_allclose(pixels.reshape(-1, 3).mean(0), rafdb_colour(6), atol=3)
+    original = by(rafdb.load(FIXTURES / "rafdb", images="original").records, "subject")[("test_0001",)]
+    assert Path(original.image) == FIXTURES / "rafdb/basic/Image/original/test_0001.jpg"
+
+
+def test_rafdb_reads_a_copy_rooted_at_its_basic_folder_the_same():
+    outer = load("rafdb", FIXTURES / "rafdb")
+    inner = load("rafdb", FIXTURES / "rafdb" / "basic")
+    assert detect_format(FIXTURES / "rafdb") == detect_format(FIXTURES / "rafdb" / "basic") == "rafdb"
+    assert [(r.subject, r.split, r.emotion, r.image) for r in outer.records] == [
+        (r.subject, r.split, r.emotion, r.image) for r in inner.records]
+    assert [(i.file, i.line) for i in inner.issues] == [(str(FIXTURES / "rafdb" / RAFDB_LIST), 6)]
+
+
+def test_rafdb_without_the_chosen_image_folder_or_with_an_unknown_kind_is_an_error(tmp_path):
+    root = fixture_copy(tmp_path, "rafdb")
+    shutil.rmtree(root / "basic/Image/original")
+    assert len(load("rafdb", root).records) == 12
+    with pytest.raises(DataFormatError, match=r"no Image/original/ folder \(images='original'\)") as info:
+        load("rafdb", root, images="original")
+    assert info.value.source == str(root / "basic")
+    with pytest.raises(ValueError, match="images must be one of aligned, original, got 'crop'"):
+        load("rafdb", root, images="crop")
+    (root / RAFDB_LIST).unlink()
+    with pytest.raises(DataFormatError, match="list_patition_label.txt"):
+        load("rafdb", root)
+
+
+# (list line, what the issue says): one of each malformed kind, each on line 2 after a good line
+RAFDB_BAD_LINES = [
+    ("train_00002.jpg", "1 fields, expected 2 (<image name> <label 1-7>)"),
+    ("train_00002.jpg 4 0.9", "3 fields, expected 2"),
+    ("train_00002.jpg happy", ("label must be 1-7 (1 Surprise, 2 Fear, 3 Disgust, 4 Happiness, 5 Sadness, "
+                               "6 Anger, 7 Neutral), got 'happy'")),
+    ("train_00002.jpg 0", "label must be 1-7 (1 Surprise, "),
+    ("train_00002.jpg 8", "label must be 1-7 (1 Surprise, "),
+    ("val_00002.jpg 4", "image name must be a file name starting with train_ or test_, got 'val_00002.jpg'"),
+    ("train_/../../x.jpg 4", "image name must be a file name starting with train_ or test_"),
+    ("train_00001.jpg 5", "train_00001.jpg is listed twice (first on line 1)"),
+    ("test_0099.jpg 4", "image not found: "),
+]
+
+
+@pytest.mark.parametrize("line, message", RAFDB_BAD_LINES, ids=[
+    "one-field", "three-fields", "label-not-a-number", "label-0", "label-8", "not-train-or-test",
+    "name-with-folders", "listed-twice", "image-missing"])
+def test_rafdb_reports_each_malformed_line_kind_with_file_and_line_or_raises_in_strict_mode(tmp_path, line, message):
+    root = fixture_copy(tmp_path, "rafdb")
+    list_file = root / RAFDB_LIST
+    list_file.write_text(f"train_00001.jpg 5\n{line}\ntest_0001.jpg 5\n")
+    result = load("rafdb", root)
+    assert [r.subject for r in result.records] == ["train_00001", "test_0001"]
+    assert len(result.issues) == 1
+    issue = result.issues[0]
+    assert (issue.file, issue.line) == (str(list_file), 2) and issue.message.startswith(message)
+    with pytest.raises(DataFormatError) as info:
+        load("rafdb", root, strict=True)
+    assert info.value.source == str(list_file) and info.value.message == f"line 2: {issue.message}"
+
+
+def test_rafdb_counts_every_malformed_line_and_keeps_the_rest(tmp_path):
+    root = fixture_copy(tmp_path, "rafdb")
+    list_file = root / RAFDB_LIST
+    body = "\r\n".join(["train_00001.jpg 5", *(line for line, _ in RAFDB_BAD_LINES), "", "test_0004.jpg 7"])
+    list_file.write_bytes(b"\xef\xbb\xbf" + body.encode() + b"\r\n")  # a BOM and CRLF, as Windows copies have
+    result = load("rafdb", root)
+    assert [r.subject for r in result.records] == ["train_00001", "test_0004"]
+    assert [i.line for i in result.issues] == list(range(2, 2 + len(RAFDB_BAD_LINES)))
+    assert summarize(result)["n_errors"] == len(RAFDB_BAD_LINES)
+
+
+def test_rafdb_verify_images_reports_a_face_that_does_not_decode(tmp_path):
+    root = fixture_copy(tmp_path, "rafdb")
+    broken = root / "basic/Image/aligned/test_0002_aligned.jpg"
+    broken.write_bytes(b"\xff\xd8\xff not a jpeg")
+    assert len(load("rafdb", root).records) == 12  # existence only, by default
+    result = rafdb.load(root, verify_images=True)
+    assert len(result.records) == 11 and "test_0002" not in {r.subject for r in result.records}
+    issue = next(i for i in result.issues if "unreadable image" in i.message)
+    assert (issue.file, issue.line) == (str(root / RAFDB_LIST), 11) and str(broken) in issue.message
+
+
+def test_rafdb_loads_for_training_as_train_and_test_with_no_val():
+    from facr.train import DataConfig, load_splits
+
+    for path in (FIXTURES / "rafdb", FIXTURES / "rafdb" / "basic"):
+        splits = load_splits(DataConfig(path=str(path)))
+        assert (len(splits.train), len(splits.val), len(splits.test)) == (8, 0, 4)
+        assert {r.split for r in splits.train} == {"train"} and {r.split for r in splits.test} == {"test"}
+        assert sorted(r.subject for r in splits.test) == ["test_0001", "test_0002", "test_0003", "test_0004"]
+        assert splits.dataset_graph is None
+
+
 # ------------------------------------------------------------------ summary
 def test_summary_counts_prevalence_over_coded_frames_and_pspi():
     s = summarize(load("unbc", FIXTURES / "unbc"))
@@ -374,6 +510,22 @@ def test_inspect_bad_roots_exit_2_with_one_line(run_cli, tmp_path):
     assert code == 2 and err.startswith(f"facr: {tmp_path}: cannot tell the dataset format") and err.count("\n") == 1
     code, _, err = run_cli("data", "inspect", "--format", "disfa", tmp_path)
     assert code == 2 and err == f"facr: {tmp_path}: no ActionUnit_Labels/ folder (expected the DISFA release layout)\n"
+
+
+def test_inspect_recognises_rafdb_from_either_root_and_counts_splits_and_emotions(run_cli):
+    for root in (FIXTURES / "rafdb", FIXTURES / "rafdb" / "basic"):
+        code, out, err = run_cli("data", "inspect", root, "--json")
+        assert code == 0 and err == ""
+        doc = json.loads(out)
+        assert doc["format"] == "rafdb" and doc["n_records"] == 12 and doc["n_subjects"] == 12
+        assert doc["splits"] == {"train": 8, "test": 4}
+        assert doc["emotions"] == {"sadness": 2, "happiness": 3, "surprise": 2, "neutral": 2, "fear": 1,
+                                   "anger": 1, "disgust": 1}
+        assert doc["au_prevalence"] == {} and doc["pspi"] is None and doc["n_errors"] == 1
+        assert doc["errors"][0].startswith(f"{FIXTURES / 'rafdb' / RAFDB_LIST}:6: label must be 1-7")
+    code, out, err = run_cli("data", "inspect", FIXTURES / "rafdb", "--strict")
+    assert code == 2 and out == "" and err.startswith(
+        f"facr: {FIXTURES / 'rafdb' / RAFDB_LIST}: line 6: label must be 1-7") and err.count("\n") == 1
 
 
 def test_every_format_name_is_accepted_by_the_cli():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 
-FORMATS = ("synth", "unbc", "affwild2", "affectnet", "affectnet+faba", "faba", "disfa", "bp4d")
+FORMATS = ("synth", "unbc", "affwild2", "affectnet", "affectnet+faba", "faba", "disfa", "bp4d", "rafdb")
 _MODULES = {"affectnet+faba": "affectnet"}
 
 
@@ -27,7 +27,7 @@ def get_loader(fmt: str):
 
 def load(fmt: str, root: str | os.PathLike, *, strict: bool = False, **options):
     """Load ``root`` in format ``fmt``; ``options`` go to that format's loader (e.g. ``decode=False``
-    for ``synth``, ``threshold=`` for ``disfa``)."""
+    for ``synth``, ``threshold=`` for ``disfa``, ``images="original"`` for ``rafdb``)."""
     return get_loader(fmt)(root, strict=strict, **options)
 
 
@@ -43,6 +43,7 @@ _MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
               "eval/eval_emotion_anno.json", "FABAInstruct")),
     ("disfa", ("ActionUnit_Labels",)),
     ("bp4d", ("AUCoding/AU_OCC",)),
+    ("rafdb", ("basic/EmoLabel/list_patition_label.txt", "EmoLabel/list_patition_label.txt")),
 )
 
 
