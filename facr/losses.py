@@ -1,6 +1,6 @@
 """The FACR objective (paper Eq. 2–4), every counterfactual term through ``facr.causal``.
 
-L = CE(ŷ, y) + λa·BCE(z, a) + λs·L_sens + λi·L_inv, with, for the target class c = y,
+L = CE(ŷ, y) + λa·BCE(z, a) + λs·L_sens + λi·L_inv [+ λm·L_map + λot·L_OT], with, for the target class c = y,
 
     L_sens = mean_{k ∈ Pa(c)} [γ − s_kc (ŷ_c − ŷ_c^{do(z_k=0)})]_+
     L_inv  = mean_{k ∉ Pa(c)} (ŷ_c − ŷ_c^{do(z_k=0)})²
@@ -8,6 +8,11 @@ L = CE(ŷ, y) + λa·BCE(z, a) + λs·L_sens + λi·L_inv, with, for the target 
 Each mean is over a sample's pairs, then over the samples that have such pairs (a class with no
 parent, e.g. ``neutral``, adds nothing to L_sens). The AU BCE is taken only over coded AUs
 (``au_mask``): datasets that do not code an AU give it no gradient.
+
+Two optional terms come from the neighbouring methods (both off unless asked for):
+``L_map`` is AGCM's concept map loss (``head: agcm``, :func:`facr.models.agcm.map_loss`), and
+``L_OT`` the circumplex optimal-transport cost (``loss.circumplex_ot`` > 0,
+:func:`facr.circumplex.ot_loss`; ``loss.ot_cost: uniform`` is its control).
 """
 
 from __future__ import annotations
@@ -30,9 +35,14 @@ class LossWeights:
     gamma: float = 0.5
     scope: str = "all"
     active_threshold: float = 0.5
+    lambda_m: float = 1.0  # AGCM's concept map loss (head: agcm only; the paper's weight 1)
+    circumplex_ot: float = 0.0  # weight of the OT term; 0 = off
+    ot_cost: str = "circumplex"  # circumplex | uniform (the control: 1 off the diagonal)
 
     def __post_init__(self):
-        for name in ("lambda_a", "lambda_s", "lambda_i", "gamma"):
+        if self.ot_cost not in ("circumplex", "uniform"):
+            raise ValueError(f"ot_cost must be 'circumplex' or 'uniform', got {self.ot_cost!r}")
+        for name in ("lambda_a", "lambda_s", "lambda_i", "gamma", "lambda_m", "circumplex_ot"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.scope not in ("all", "active"):
@@ -74,9 +84,12 @@ class LossOutput:
     au_bce: torch.Tensor
     sens: torch.Tensor
     inv: torch.Tensor
+    maps: torch.Tensor | None = None
+    ot: torch.Tensor | None = None
 
     def as_floats(self) -> dict[str, float]:
-        return {k: float(getattr(self, k).detach()) for k in ("total", "ce", "au_bce", "sens", "inv")}
+        keys = ("total", "ce", "au_bce", "sens", "inv", "maps", "ot")
+        return {k: float(getattr(self, k).detach()) for k in keys if getattr(self, k) is not None}
 
 
 def au_bce(z_logits: torch.Tensor, au_targets: torch.Tensor, au_mask: torch.Tensor) -> torch.Tensor:
@@ -88,9 +101,13 @@ def au_bce(z_logits: torch.Tensor, au_targets: torch.Tensor, au_mask: torch.Tens
 
 def facr_loss(effects: Effects, z: torch.Tensor, z_logits: torch.Tensor, target: torch.Tensor,
               au_targets: torch.Tensor, au_mask: torch.Tensor, signs: torch.Tensor,
-              weights: LossWeights, class_weight: torch.Tensor | None = None) -> LossOutput:
+              weights: LossWeights, class_weight: torch.Tensor | None = None, *,
+              attention: torch.Tensor | None = None, roi: torch.Tensor | None = None,
+              roi_mask: torch.Tensor | None = None, ot_cost: torch.Tensor | None = None) -> LossOutput:
     """The full objective for one batch. ``signs`` is the graph's [K, C] sign matrix s.
 
+    ``attention`` (AGCM's â, [B, K, h, w]) with ``roi`` ([B, K, H, W]) and ``roi_mask`` ([B, K])
+    adds λm·L_map; ``ot_cost`` ([C, C], :func:`facr.circumplex.cost_matrix`) adds λot·L_OT.
     Computed in float32 whatever the autocast dtype (bf16/fp16 logits are upcast first)."""
     if effects.logits.dtype != torch.float32:
         effects = Effects(effects.logits.float(), effects.cf_logits.float(), effects.value)
@@ -105,4 +122,15 @@ def facr_loss(effects: Effects, z: torch.Tensor, z_logits: torch.Tensor, target:
         sens = sensitivity_term(delta_c, masks, weights.gamma)
         inv = invariance_term(delta_c, masks)
     total = ce + weights.lambda_a * bce + weights.lambda_s * sens + weights.lambda_i * inv
-    return LossOutput(total, ce, bce, sens, inv)
+    maps = ot = None
+    if attention is not None and roi is not None and roi_mask is not None:
+        from facr.models.agcm import map_loss
+
+        maps = map_loss(attention, roi, roi_mask)
+        total = total + weights.lambda_m * maps
+    if ot_cost is not None and weights.circumplex_ot > 0:
+        from facr.circumplex import ot_loss
+
+        ot = ot_loss(effects.logits, target, ot_cost)
+        total = total + weights.circumplex_ot * ot
+    return LossOutput(total, ce, bce, sens, inv, maps, ot)

@@ -66,7 +66,7 @@ class TrainConfig:
 
     data: DataConfig = field(default_factory=DataConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    head: str = "mlp"
+    head: str = "mlp"  # mlp | linear | agcm (AGCM's concept head, supervised by AU regions: loss.lambda_m)
     head_hidden: int = 64
     # graph: a facr-graph file, a built-in name (emfacs, pspi), "truth" (the dataset's own graph.json),
     # "induced" (L1 induction on the training split) or "permuted" (graph_base with its class rows
@@ -96,6 +96,10 @@ class TrainConfig:
     def __post_init__(self):
         if self.faith not in ("on", "off"):
             raise ValueError(f"faith must be 'on' or 'off', got {self.faith!r}")
+        from facr.models.reasoner import HEADS
+
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if self.class_weights not in ("balanced", "none"):
             raise ValueError(f"class_weights must be 'balanced' or 'none', got {self.class_weights!r}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
@@ -183,7 +187,10 @@ def induce_from_records(records: list[FaceRecord], task: Task, seed: int, au_edg
     """The paper's learned graph from the training records (L1 induction, PSPI fixed for pain)."""
     from facr.graph.induce import InductionConfig, induce_graph, table_from_records
 
-    table = table_from_records(records, task.kind, "training split")
+    try:
+        table = table_from_records(records, task.kind, "training split")
+    except ValueError as exc:  # e.g. RAF-DB / AffectNet: no AU labels to induce from
+        raise FacrError(None, f"graph: induced needs AU labels in training ({exc}); use --graph emfacs or a graph file") from None
     if len(table.labels) < 20:
         raise FacrError(None, f"graph: induced needs AU-coded training records; only {len(table.labels)} have every AU coded")
     return induce_graph(table, InductionConfig(n_bootstrap=20, seed=seed, au_edges=au_edges), name="induced-train")
@@ -318,9 +325,18 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> RunR
     encoder = replace(cfg.encoder, image_size=cfg.data.image_size)  # one image size: the data's
     rcfg = ReasonerConfig(aus=aus, classes=task.classes, encoder=encoder, head=cfg.head, head_hidden=cfg.head_hidden)
     model = Reasoner(rcfg)
+    ot_cost = None
+    if cfg.loss.circumplex_ot > 0:
+        from facr.circumplex import cost_matrix
+
+        try:
+            ot_cost = torch.as_tensor(cost_matrix(task.classes, cfg.loss.ot_cost))
+        except ValueError as exc:
+            raise FacrError(None, f"loss.circumplex_ot: {exc}") from None
     if accelerator.device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
-    train_ds = FaceTorchDataset(splits.train, aus, task, cfg.data.image_size, cfg.data.augment, cfg.seed)
+    train_ds = FaceTorchDataset(splits.train, aus, task, cfg.data.image_size, cfg.data.augment, cfg.seed,
+                                rois=cfg.head == "agcm" and cfg.loss.lambda_m > 0)
     val_ds = FaceTorchDataset(splits.val, aus, task, cfg.data.image_size) if splits.val else None
     test_ds = FaceTorchDataset(splits.test, aus, task, cfg.data.image_size) if splits.test else None
     if len(train_ds) == 0:
@@ -335,6 +351,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> RunR
     weights = cfg.weights
     if class_weight is not None:
         class_weight = class_weight.to(accelerator.device)
+    if ot_cost is not None:
+        ot_cost = ot_cost.to(accelerator.device)
 
     steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
     total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
@@ -377,7 +395,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> RunR
 
                     effects = Effects(outputs.logits, outputs.logits.unsqueeze(1), 0.0)
                 losses = facr_loss(effects, outputs.z, outputs.z_logits, batch["labels"], batch["au_targets"],
-                                   batch["au_mask"], signs_dev, weights, class_weight)
+                                   batch["au_mask"], signs_dev, weights, class_weight, attention=outputs.attention,
+                                   roi=batch.get("roi"), roi_mask=batch.get("roi_mask"), ot_cost=ot_cost)
                 accelerator.backward(losses.total)
                 optimizer.step()
                 optimizer.zero_grad()

@@ -152,4 +152,11 @@ def recognition(y_true: np.ndarray, logits: np.ndarray, classes: list[str]) -> d
                 float(roc_auc_score((y_true == cols[1]).astype(int), p[:, 1]))
     if len(classes) == 2:
         out["f1_positive"] = float(f1_score(y_true, pred, pos_label=1, average="binary", zero_division=0))
+    from facr.circumplex import COORDINATES, affective_distance
+
+    if len(y_true) and all(c in COORDINATES for c in classes):
+        # how far on Russell's circumplex the errors land from the truth (facr.circumplex)
+        ad = affective_distance(y_true, pred, classes)
+        out["affective_error_distance"] = ad["error_distance"]
+        out["affective_chance_distance"] = ad["chance_error_distance"]
     return out

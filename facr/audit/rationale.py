@@ -234,7 +234,7 @@ def audit_verbalizer(request: AuditRequest) -> AuditResult:
         raise FacrError(folder, f"the verbalizer's AUs / classes do not match the reasoner {reasoner}")
     device = next(v.lm.parameters()).device
     own = graph_signs(run.own_graph, cfg.aus, cfg.classes)
-    head = run.model.head.to("cpu").eval()
+    head = run.model.to("cpu").eval().latent_head()
     rows = intervention_rows(head, torch.from_numpy(ev.z), list(cfg.classes), own)
     graph = resolve_audit_graph(request.graph, run.own_graph, request.data)
     signs = graph_signs(graph, cfg.aus, cfg.classes).numpy()

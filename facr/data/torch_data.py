@@ -87,7 +87,9 @@ class FaceTorchDataset(Dataset):
     """Records with a label for ``task`` as training items (dicts of tensors)."""
 
     def __init__(self, records: Sequence[FaceRecord], aus: Sequence[str], task: Task, image_size: int = 112,
-                 augment: bool = False, seed: int = 0):
+                 augment: bool = False, seed: int = 0, rois: bool = False):
+        """``rois``: also serve each AU's ground-truth region (``roi`` [B, K, S/4, S/4], ``roi_mask``
+        [B, K]; :mod:`facr.explain.truth`), augmented with the image — what AGCM's map loss needs."""
         self.records = [r for r in records if task.label(r) is not None]
         self.aus = list(aus)
         self.task = task
@@ -105,6 +107,15 @@ class FaceTorchDataset(Dataset):
                 if v is not None:
                     self.au_targets[i, k] = v
                     self.au_mask[i, k] = 1.0
+
+        self.roi = self.roi_mask = None
+        if rois:
+            from facr.explain.truth import region_masks
+
+            pairs = [region_masks(r, self.aus, image_size) for r in self.records]
+            m = image_size // 4
+            self.roi = np.stack([p[0] for p in pairs]) if pairs else np.zeros((0, K, m, m), dtype=bool)
+            self.roi_mask = np.stack([p[1] for p in pairs]).astype(np.float32) if pairs else np.zeros((0, K), np.float32)
 
         self._in_memory = all(isinstance(r.image, np.ndarray) for r in self.records)
         self._bank: torch.Tensor | None = None
@@ -171,13 +182,33 @@ class FaceTorchDataset(Dataset):
         normalises the batch (``facr.models.reasoner.normalize_images``)."""
         idx = np.asarray(indices, dtype=np.int64)
         t = torch.as_tensor(idx)
-        return {
+        out = {
             "pixel_values": self.images(idx),
             "labels": torch.from_numpy(self.labels[idx]),
             "au_targets": torch.from_numpy(self.au_targets[idx]),
             "au_mask": torch.from_numpy(self.au_mask[idx]),
             "index": t,
         }
+        if self.roi is not None:
+            out["roi"] = self.rois(idx)
+            out["roi_mask"] = torch.from_numpy(self.roi_mask[idx])
+        return out
+
+    def rois(self, indices) -> torch.Tensor:
+        """bool ``[B, K, S/4, S/4]`` regions of ``indices``, flipped and shifted with their images
+        (the shift rounded to whole mask cells of 4 pixels)."""
+        x = torch.from_numpy(self.roi[np.asarray(indices, dtype=np.int64)])
+        if not self.augment or len(indices) == 0:
+            return x
+        flip, dy, dx = self.augmentation(indices)
+        m = x.shape[-1]
+        cy, cx = np.rint(dy / 4).astype(np.int64), np.rint(dx / 4).astype(np.int64)
+        rows = (torch.arange(m)[None, :] - torch.from_numpy(cy)[:, None]) % m
+        cols = (torch.arange(m)[None, :] - torch.from_numpy(cx)[:, None]) % m
+        cols = torch.where(torch.from_numpy(flip)[:, None], m - 1 - cols, cols)
+        b = torch.arange(len(indices))[:, None, None, None]
+        k = torch.arange(x.shape[1])[None, :, None, None]
+        return x[b, k, rows[:, None, :, None], cols[:, None, None, :]]
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {k: v[0] for k, v in self.__getitems__([i]).items()}

@@ -87,3 +87,91 @@ class Encoder(nn.Module):
             return self.backbone(pixel_values=pixel_values).pooler_output.flatten(1)
         out = self.backbone(pixel_values=pixel_values, interpolate_pos_encoding=True)
         return out.last_hidden_state[:, 0]
+
+    # ------------------------------------------------------------ for region maps
+    @property
+    def n_layers(self) -> int:
+        """How many layers :meth:`trace` returns (ResNet stages, ViT blocks)."""
+        if self.kind == "resnet":
+            return len(self.backbone.encoder.stages)
+        return len(self.backbone.layers)
+
+    def trace(self, pixel_values: torch.Tensor, attentions: bool = False) -> "EncoderTrace":
+        """The forward pass layer by layer, numerically the same as :meth:`forward`.
+
+        ``layers[l]`` is the output of ResNet stage l (``A^l``, [B, C, h, w]) or of ViT block l
+        ([B, 1 + N, D], before the final norm); ``pooled`` is what the AU layer reads. With
+        ``attentions`` (ViT) the softmax attention of every block ([B, heads, T, T]) is kept in the
+        autograd graph, for (gradient-weighted) attention rollout.
+        """
+        if self.kind == "resnet":
+            h = self.backbone.embedder(pixel_values)
+            layers = []
+            for stage in self.backbone.encoder.stages:
+                h = stage(h)
+                layers.append(h)
+            return EncoderTrace(layers, self.backbone.pooler(h).flatten(1), None)
+        h = self.backbone.embeddings(pixel_values, interpolate_pos_encoding=True)
+        layers, attn = [], []
+        for layer in self.backbone.layers:
+            h, w = _vit_block(layer, h)
+            layers.append(h)
+            attn.append(w)
+        return EncoderTrace(layers, self.backbone.layernorm(h)[:, 0], attn if attentions else None)
+
+    def resume(self, layer: int, hidden: torch.Tensor) -> "EncoderTrace":
+        """The rest of the network from layer ``layer``'s output ``hidden`` on (what CE-FAM's channel
+        masking needs): a trace whose ``layers`` are ``hidden`` and the later layers' outputs."""
+        layers = [hidden]
+        if self.kind == "resnet":
+            for stage in self.backbone.encoder.stages[layer + 1:]:
+                hidden = stage(hidden)
+                layers.append(hidden)
+            return EncoderTrace(layers, self.backbone.pooler(hidden).flatten(1), None)
+        for block in self.backbone.layers[layer + 1:]:
+            hidden, _ = _vit_block(block, hidden)
+            layers.append(hidden)
+        return EncoderTrace(layers, self.backbone.layernorm(hidden)[:, 0], None)
+
+    def grid(self, hidden: torch.Tensor) -> torch.Tensor:
+        """A layer's output as a spatial map [B, C, h, w] (ViT: the patch tokens, CLS dropped)."""
+        if self.kind == "resnet":
+            return hidden
+        B, T, D = hidden.shape
+        n = T - 1
+        side = int(round(n ** 0.5))
+        if side * side != n:
+            raise ValueError(f"cannot lay {n} patch tokens out on a square grid")
+        return hidden[:, 1:].transpose(1, 2).reshape(B, D, side, side)
+
+    def feature_grid(self, trace: "EncoderTrace") -> torch.Tensor:
+        """The last layer as a spatial map (ViT: after the final norm), for spatial concept heads."""
+        last = trace.layers[-1]
+        if self.kind == "resnet":
+            return last
+        return self.grid(self.backbone.layernorm(last))
+
+
+@dataclass
+class EncoderTrace:
+    layers: list[torch.Tensor]
+    pooled: torch.Tensor
+    attentions: list[torch.Tensor] | None
+
+
+def _vit_block(layer, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One ``ViTLayer`` written out so that its softmax attention is returned (whatever attention
+    implementation the config picks); the arithmetic is the layer's own."""
+    from transformers.models.vit.modeling_vit import eager_attention_forward
+
+    x = layer.layernorm_before(h)
+    att = layer.attention
+    shape = (*x.shape[:-1], -1, att.head_dim)
+    q = att.q_proj(x).view(shape).transpose(1, 2)
+    k = att.k_proj(x).view(shape).transpose(1, 2)
+    v = att.v_proj(x).view(shape).transpose(1, 2)
+    out, weights = eager_attention_forward(att, q, k, v, None, scaling=att.scaling,
+                                           dropout=att.attention_dropout if att.training else 0.0)
+    h = layer.dropout(att.o_proj(out.reshape(*x.shape[:-1], -1))) + h
+    h = layer.dropout(layer.mlp(layer.layernorm_after(h))) + h
+    return h, weights

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -24,6 +25,9 @@ from facr.graph import validate as graph_rules
 from facr.models.encoder import Encoder, EncoderConfig
 
 
+HEADS = ("mlp", "linear", "agcm")
+
+
 @dataclass
 class ReasonerConfig:
     """Architecture of a reasoner: encoder, AU latent order (K), class order (C), head."""
@@ -31,9 +35,10 @@ class ReasonerConfig:
     aus: list[str]
     classes: list[str]
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    head: str = "mlp"
+    head: str = "mlp"  # mlp | linear | agcm (AGCM's attention-guided concept head, facr.models.agcm)
     head_hidden: int = 64
     dropout: float = 0.0
+    concept_embedding: int = 16  # head agcm: size of each AU's activated / inactivated embedding
 
     def __post_init__(self):
         if isinstance(self.encoder, dict):
@@ -49,8 +54,10 @@ class ReasonerConfig:
             problem = graph_rules.problem_class_id(c)
             if problem:
                 raise ValueError(f"classes: {problem}")
-        if self.head not in ("mlp", "linear"):
-            raise ValueError(f"head must be 'mlp' or 'linear', got {self.head!r}")
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        if self.concept_embedding < 1:
+            raise ValueError(f"concept_embedding must be >= 1, got {self.concept_embedding}")
         if self.head_hidden < 1:
             raise ValueError(f"head_hidden must be >= 1, got {self.head_hidden}")
         if not 0.0 <= self.dropout < 1.0:
@@ -63,6 +70,23 @@ class ReasonerOutput:
     z: torch.Tensor  # σ(f_enc(x)), [B, K]
     logits: torch.Tensor  # ŷ = head(z), [B, C]
     effects: Effects | None = None  # ŷ under every do(z_k = 0), when asked for
+    attention: torch.Tensor | None = None  # head agcm: the spatial concept attention â, [B, K, h, w]
+
+
+@dataclass
+class Latent:
+    """One batch's AU latent and the z → logits function ``facr.causal`` intervenes on.
+
+    For the plain heads ``head`` is the head module itself (a function of z alone); for ``agcm`` it
+    is bound to the batch's concept embeddings (see :mod:`facr.models.agcm`)."""
+
+    z_logits: torch.Tensor
+    head: Callable[[torch.Tensor], torch.Tensor]
+    attention: torch.Tensor | None = None
+
+    @property
+    def z(self) -> torch.Tensor:
+        return torch.sigmoid(self.z_logits)
 
 
 class Reasoner(nn.Module):
@@ -72,8 +96,14 @@ class Reasoner(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = Encoder(config.encoder)
-        self.to_au = nn.Linear(self.encoder.dim, len(config.aus))
         K, C = len(config.aus), len(config.classes)
+        if config.head == "agcm":
+            from facr.models.agcm import AGCMConcepts, AGCMHead
+
+            self.concepts = AGCMConcepts(self.encoder.dim, K, config.concept_embedding)
+            self.head = AGCMHead(K, C, config.concept_embedding)
+            return
+        self.to_au = nn.Linear(self.encoder.dim, K)
         if config.head == "linear":
             self.head = nn.Linear(K, C)
         else:
@@ -82,25 +112,57 @@ class Reasoner(nn.Module):
                 nn.Linear(config.head_hidden, C),
             )
 
+    @property
+    def z_only(self) -> bool:
+        """Whether ŷ is a function of z alone (mlp, linear), so a stored z can be intervened on
+        without the image."""
+        return self.config.head != "agcm"
+
+    def latent_head(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The z → logits head for callers that hold z without the image (the rationale audit,
+        the verbalizer's evaluation). ``agcm`` has none: its logits also read the image's concept
+        embeddings."""
+        if not self.z_only:
+            raise FacrError(None, "head agcm: its logits read the image's concept embeddings as well as z, so an "
+                                  "intervention needs the image (use Reasoner.latent(pixels).head); train the "
+                                  "verbalizer and its audits on an mlp or linear reasoner")
+        return self.head
+
+    def _pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return normalize_images(pixel_values) if pixel_values.dtype == torch.uint8 else pixel_values
+
+    def latent(self, pixel_values: torch.Tensor) -> Latent:
+        """z's logits and the bound head for a batch (uint8 or normalised pixels)."""
+        pixel_values = self._pixels(pixel_values)
+        if self.z_only:
+            return Latent(self.to_au(self.encoder(pixel_values)), self.head)
+        return self.latent_from_trace(self.encoder.trace(pixel_values))
+
+    def latent_from_trace(self, trace) -> Latent:
+        """:meth:`latent` from an :class:`~facr.models.encoder.EncoderTrace` (region maps need the
+        layers' activations in the autograd graph)."""
+        if self.z_only:
+            return Latent(self.to_au(trace.pooled), self.head)
+        c = self.concepts(self.encoder.feature_grid(trace))
+        return Latent(c.z_logits, self.head.bind(c.positive, c.negative), c.attention)
+
     def encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """f_enc(x): the AU logits, [B, K]. ``pixel_values``: normalised float [B, 3, H, W], or uint8
         [B, H, W, 3] images (normalised here, see :func:`normalize_images`)."""
-        if pixel_values.dtype == torch.uint8:
-            pixel_values = normalize_images(pixel_values)
-        return self.to_au(self.encoder(pixel_values))
+        return self.latent(pixel_values).z_logits
 
     def forward(self, pixel_values: torch.Tensor, effects: str | None = None) -> ReasonerOutput:
         """``effects='batched'`` also returns every do(z_k = 0) through one head call (the logits are
         then its factual row); ``'loop'`` does the same with one call per AU (benchmarks only)."""
-        z_logits = self.encode(pixel_values)
-        z = torch.sigmoid(z_logits)
+        lat = self.latent(pixel_values)
+        z = lat.z
         if effects is None:
-            return ReasonerOutput(z_logits=z_logits, z=z, logits=self.head(z))
+            return ReasonerOutput(z_logits=lat.z_logits, z=z, logits=lat.head(z), attention=lat.attention)
         if effects not in ("batched", "loop"):
             raise ValueError(f"effects must be None, 'batched' or 'loop', got {effects!r}")
         fn = intervention_effects if effects == "batched" else intervention_effects_loop
-        eff = fn(self.head, z)
-        return ReasonerOutput(z_logits=z_logits, z=z, logits=eff.logits, effects=eff)
+        eff = fn(lat.head, z)
+        return ReasonerOutput(z_logits=lat.z_logits, z=z, logits=eff.logits, effects=eff, attention=lat.attention)
 
 
 def normalize_images(images: torch.Tensor) -> torch.Tensor:
