@@ -414,6 +414,7 @@ def cmd_audit(args) -> int:
                                margin=args.margin, batch_size=args.batch_size, oracle=not args.no_oracle,
                                seed=args.seed, progress=not (args.json or args.no_progress),
                                options={"rationale": args.rationale, "modes": args.mode, "reasoner": args.reasoner,
+                                        "maps": args.maps, "map_methods": args.map_method,
                                         "generate_batch_size": args.generate_batch_size,
                                         "generations": args.generations, "evidence": args.evidence, "llm": args.llm,
                                         "llm_url": args.llm_url, "llm_model": args.llm_model,
@@ -442,8 +443,56 @@ def cmd_audit(args) -> int:
             print(f"  {label:<24} {fmt(m[key]):>7}" + (f"   95% CI [{c[0]:.3f}, {c[1]:.3f}]" if c else ""))
     for key, value in (m.get("oracle") or {}).items():
         print(f"  oracle {key.replace('_', ' '):<34} {fmt(value)}")
+    if m.get("maps"):
+        mp = m["maps"]
+        print(f"  where AUs are seen ({mp['ground_truth']}, {mp['n_images']} faces):")
+        for name, sc in mp["methods"].items():
+            print(f"    {name:<8} NRA {fmt(sc.get('nra'))}  EPG {fmt(sc.get('epg'))}  hit rate {fmt(sc.get('hit_rate'))}"
+                  f"  ({sc.get('n')} AU instances)")
+        agree = mp.get("contribution_agreement")
+        if agree:
+            print(f"    CE-FAM contributions vs do() effects: Spearman rho {fmt(agree['mean_rho_mean_vectors'])} "
+                  f"(class means), {fmt(agree['mean_rho_per_face'])} (per face)")
     if args.out:
         print(f"wrote {args.out}/report.md")
+    return 0
+
+
+# ------------------------------------------------------------- facr explain
+def cmd_explain_maps(args) -> int:
+    from facr.audit.auditors import reasoner_folder
+    from facr.chat.face import prepare_face
+    from facr.explain import maps as M
+    from facr.explain.overlay import explain_face, render
+    from facr.graph import resolve_graph
+    from facr.models.reasoner import load_reasoner
+    from facr.utils import atomic_path
+
+    folder = reasoner_folder(args.model)
+    if folder is None:
+        raise FacrError(args.model, "not a facr reasoner checkpoint (no model.safetensors + graph.json here or in model/)")
+    model, graph = load_reasoner(folder)
+    if args.method is not None:
+        problem = M.available(model, args.method)
+        if problem:
+            raise FacrError(args.model, problem)
+    if args.graph:
+        graph = resolve_graph(args.graph)
+    face = prepare_face(args.image, model.config.encoder.image_size, detect=not args.crop)
+    fm = explain_face(model, graph, face.pixels, args.method, args.au)
+    png = render(fm)
+    with atomic_path(args.out) as tmp:
+        tmp.write_bytes(png)
+    summary = {**fm.summary(), "image": str(args.image), "face": face.note, "out": str(args.out), "graph": graph.name}
+    if args.json:
+        _print_json(summary)
+        return 0
+    print(f"{args.image}: {face.note}")
+    print(f"predicted {fm.predicted} (p {fm.probability:.2f}); maps ({fm.method}) of "
+          + (", ".join(fm.aus) if fm.aus else "no AU") + f" -> {args.out}")
+    for a, info in summary["aus"].items():
+        print(f"  {a:<5} {info['name']:<22} z {info['z']:.2f}  Δ {info['delta']:+.2f}  peak at "
+              f"{100 * info['peak'][0]:.0f}% down, {100 * info['peak'][1]:.0f}% across")
     return 0
 
 
@@ -621,7 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  facr graph show graphs/emfacs.json\n  facr au parse 'AU04_r' 'Lip Corner Puller'",
     )
     parser.add_argument("--version", action="version", version=f"facr {__version__}")
-    nouns = parser.add_subparsers(dest="noun", metavar="{au,graph,data,train,audit,experiment,models,emola,llm}", required=True)
+    nouns = parser.add_subparsers(dest="noun", metavar="{au,graph,data,train,audit,explain,experiment,models,emola,llm,chat}", required=True)
 
     # facr au ...
     au_p = nouns.add_parser("au", help="the action-unit vocabulary")
@@ -756,7 +805,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  facr audit --model demo-out/experiment/cells/facr/seed0/fixed --data demo-out/synth --out demo-out/audit/facr\n"
                "  facr audit --model runs/r/model --data demo-out/synth --graph truth --limit 200 --json\n"
                "  facr audit --model runs/unbc/model --data /data/UNBC --format unbc --split all --subject 042-ll042\n"
-               "  facr audit --model runs/verbalizer/smollm2 --data demo-out/synth --rationale --limit 32\n\n"
+               "  facr audit --model runs/verbalizer/smollm2 --data demo-out/synth --rationale --limit 32\n"
+               "  facr audit --model runs/r/model --data demo-out/synth --maps --limit 64 --json\n\n"
                "models: a reasoner checkpoint folder or run folder; a verbalizer checkpoint or run folder (its\n"
                "reasoner's latent audit, or with --rationale the audit of its generated text); more auditors\n"
                "are registered by name",
@@ -780,6 +830,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write report.md, metrics.json and plots into this folder")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    mp = p.add_argument_group("region maps (reasoner checkpoints)")
+    mp.add_argument("--maps", action="store_true",
+                    help="also score where each AU is seen: NRA, EPG and hit rate of every map method against the "
+                         "benchmark's AU masks (or landmark ROI maps), with a random-map baseline, and CE-FAM's "
+                         "contributions against do() effects")
+    mp.add_argument("--map-method", action="append", choices=("gradcam", "cefam", "rollout", "agcm", "random"),
+                    default=None, help="map method(s) to score (repeatable; default: every one that applies)")
     r = p.add_argument_group("verbalizer checkpoints")
     r.add_argument("--rationale", action="store_true",
                    help="audit the generated text: regenerate under every do(z_k = 0) and read the named AUs "
@@ -921,6 +978,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=96, help="default tokens per answer (default 96)")
     p.add_argument("--verbose", action="store_true", help="log every request")
     p.set_defaults(func=cmd_llm_serve)
+
+    # facr explain maps
+    x_p = nouns.add_parser("explain", help="where each AU is seen: region maps on a face")
+    x_v = x_p.add_subparsers(dest="verb", required=True)
+    p = x_v.add_parser(
+        "maps", help="one overlay per invoked AU on a face (Grad-CAM, CE-FAM, rollout, AGCM attention)",
+        description="Read a face with a reasoner and draw, for each AU it invokes for its prediction (the "
+                    "top-|Pa(c)| by |do(z_k=0) effect|) or for the AUs you name, where on the face that AU unit "
+                    "looks: gradcam (ResNet last stage), cefam (CE-FAM: gradient-fused activation maps, the layer "
+                    "chosen by channel masking), rollout (ViT, gradient-weighted attention rollout), agcm (a "
+                    "head: agcm model's own concept attention).",
+        epilog="examples:\n  facr explain maps --model demo-out/experiment/cells/facr/seed0/fixed --image face.jpg --out overlay.png\n"
+               "  facr explain maps --model runs/agcm --image crop.png --crop --method agcm --au AU12 --au AU6 --out au12.png --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="a reasoner checkpoint or run folder")
+    p.add_argument("--image", required=True, help="a picture with a face (or a face crop with --crop)")
+    p.add_argument("--out", required=True, help="the overlay PNG to write")
+    p.add_argument("--method", choices=("gradcam", "cefam", "rollout", "agcm", "random"), default=None,
+                   help="map method (default: agcm for an agcm head, rollout for a ViT, else gradcam)")
+    p.add_argument("--au", action="append", default=None, help="show this AU (repeatable; default: the invoked AUs)")
+    p.add_argument("--graph", default=None, help="the graph whose Pa(c) sizes the invoked set (default: the model's)")
+    p.add_argument("--crop", action="store_true", help="the picture is already a face crop: no detection")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_explain_maps)
 
     # facr chat
     from facr.chat import ui as chat_ui

@@ -243,6 +243,15 @@ def audit_reasoner(request: AuditRequest) -> AuditResult:
             m["per_subject"][subject].update(extra)
         m["oracle"] = oracle
         m["true_parent_agreement"] = oracle["true_parent_agreement"]
+    if request.options.get("maps"):
+        from facr.explain.audit import maps_audit
+
+        maps = maps_audit(model, ds, request.options.get("map_methods"), seed=request.seed, progress=request.progress)
+        m["maps"] = maps
+        primary = maps["methods"].get(maps["primary"]) or next(iter(maps["methods"].values()))
+        # the model's own map method at the top level: nra, epg, hit_rate overall and per AU
+        m.update({"nra": primary["nra"], "epg": primary["epg"], "hit_rate": primary["hit_rate"],
+                  "maps_per_au": primary["per_au"]})
     return AuditResult("reasoner", _json_safe(m), ev)
 
 

@@ -31,13 +31,15 @@ class Reading:
     """The reasoner's view of one face, as seen or under interventions.
 
     ``z``: [K] the AU latent; ``effects``: ŷ and ŷ^{do(z_k = 0)} for this one face (batch of 1);
-    ``settings``: the do() applied to get here (empty for the face as seen)."""
+    ``settings``: the do() applied to get here (empty for the face as seen); ``head``: the z → ŷ
+    function of this face (for ``head: agcm`` it holds the face's concept embeddings)."""
 
     z: torch.Tensor
     effects: Effects
     classes: list[str]
     aus: list[str]
     settings: dict[str, float] = field(default_factory=dict)
+    head: object = field(default=None, repr=False, compare=False)
 
     @property
     def logits(self) -> torch.Tensor:
@@ -166,17 +168,20 @@ class Explainer:
         device = next(self.model.parameters()).device
         x = torch.from_numpy(np.array(pixels, dtype=np.uint8, copy=True)).unsqueeze(0).to(device)
         with self._lock:
-            z = torch.sigmoid(self.model.encode(x))[0]
-        return self.read_latent(z)
+            latent = self.model.latent(x)
+        return self.read_latent(latent.z[0], head=latent.head)
 
     @torch.no_grad()
-    def read_latent(self, z: torch.Tensor, settings: dict[str, float] | None = None) -> Reading:
-        """ŷ = head(z) and Δ under every do(z_k = 0), in one batched head call (:mod:`facr.causal`)."""
+    def read_latent(self, z: torch.Tensor, settings: dict[str, float] | None = None, head=None) -> Reading:
+        """ŷ = head(z) and Δ under every do(z_k = 0), in one batched head call (:mod:`facr.causal`).
+        ``head``: the face's z → ŷ (default: the model's z-only head)."""
+        head = head or self.model.latent_head()
+        device = next(self.model.parameters()).device
         with self._lock:
-            eff = intervention_effects(self.model.head, z.reshape(1, -1).float())
+            eff = intervention_effects(head, z.reshape(1, -1).float().to(device))
         eff = Effects(eff.logits.cpu(), eff.cf_logits.cpu(), eff.value)
         return Reading(z=z.detach().cpu().float(), effects=eff, classes=self.classes, aus=self.aus,
-                       settings=dict(settings or {}))
+                       settings=dict(settings or {}), head=head)
 
     def what_if(self, base: Reading, settings: dict[str, float]) -> Reading:
         """``base`` under do(z_k = v) for every (k, v) in ``settings`` (AU names; v in [0, 1]), on top of the
@@ -190,7 +195,22 @@ class Explainer:
                 raise FacrError(None, f"do({a} = {v}): z_k must be in [0, 1]")
             z = do(z, self.aus.index(au_vocab.canonical(a)), float(v))
         merged = {**base.settings, **{au_vocab.canonical(a): float(v) for a, v in settings.items()}}
-        return self.read_latent(z[0], merged)
+        return self.read_latent(z[0], merged, head=base.head)
+
+    # ------------------------------------------------------------------ where
+    def where(self, pixels: np.ndarray, aus: list[str] | None = None, graph=None, method: str | None = None):
+        """Region maps of ``aus`` (default: the AUs invoked for the prediction under ``graph``) on one
+        face: a :class:`facr.explain.overlay.FaceMaps` with ``image`` (the rendered overlays, RGB)."""
+        import io
+
+        from PIL import Image
+
+        from facr.explain.overlay import explain_face, render
+
+        with self._lock:
+            fm = explain_face(self.model, graph or self.graph, pixels, method, aus)
+        fm.image = np.asarray(Image.open(io.BytesIO(render(fm))).convert("RGB"))
+        return fm
 
     # ------------------------------------------------------------------ against G
     def parents(self, cls: str, graph=None) -> list[tuple[str, int, float, str]]:

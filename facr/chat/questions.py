@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from facr import au as au_vocab
 
-KINDS = ("why", "what_if", "matters", "au", "reset", "help")
+KINDS = ("why", "what_if", "matters", "au", "where", "reset", "help")
 
 # Adjectives and common spellings → the lowercase class word used in files.
 CLASS_WORDS = {
@@ -31,6 +31,7 @@ _PRESENT = r"present|on|active|fully|maximal|max|at full|strong|switched on|turn
 _WHAT_IF = re.compile(r"\b(what if|what would|what happens|suppose|imagine|if|without|remove|set|turn|switch|were|was|at|to)\b")
 _MATTERS = re.compile(r"\b(matters?|important|cause[sd]?|causal|drives?|responsible|parents?|needed|count)\b")
 _WHY = re.compile(r"\b(why|explain|rationale|reason|how come|justify)\b")
+_WHERE = re.compile(r"\b(where|locate[ds]?|location|which part|show me|look(?:s|ing)? at)\b")
 _RESET = re.compile(r"^\s*(reset|undo|back|original|start over|go back)\b")
 _AU_MENTION = re.compile(r"\bau\s*\d+\b|<au\d+>", re.IGNORECASE)
 _NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?|\.\d+)\s*(%?)")
@@ -90,6 +91,7 @@ def parse_question(text: str, aus: list[str], classes: list[str]) -> Question:
       "AU6 and AU12 at 90%"); an AU with no stated value is set to 0 (absent).
     * ``matters``: "which AUs matter for sadness?" (``cls`` = the class named, else the prediction).
     * ``why``: "why?", "explain".   ``au``: an AU named with no intent ("AU12?").
+    * ``where``: "where is AU12?", "where does it look?" (no AU: the AUs invoked for the prediction).
     * ``reset``: back to the face as seen.   ``help``: anything else.
     """
     raw = text or ""
@@ -103,6 +105,9 @@ def parse_question(text: str, aus: list[str], classes: list[str]) -> Question:
         return q
     if _RESET.search(low):
         q.kind = "reset"
+        return q
+    if _WHERE.search(low):
+        q.kind = "where"
         return q
     if _MATTERS.search(low) and not known:
         q.kind = "matters"

@@ -14,7 +14,7 @@ from facr import au as au_vocab
 from facr.chat.explainer import THRESHOLD, Explainer, FaceCheck, Reading
 from facr.chat.questions import Question, parse_question
 
-EXAMPLES = ["why?", "what if AU12 were absent?", "what if AU4 were at 0.9?", "which AUs matter for sadness?",
+EXAMPLES = ["why?", "what if AU12 were absent?", "what if AU4 were at 0.9?", "which AUs matter for sadness?", "where is AU12?",
             "reset"]
 
 
@@ -24,6 +24,18 @@ def _au(a: str) -> str:
 
 def _sign(s: int) -> str:
     return "+" if s > 0 else ("−" if s < 0 else "·")
+
+
+METHOD_WORDS = {"gradcam": "Grad-CAM", "cefam": "the CE-FAM concept map", "rollout": "gradient-weighted attention rollout",
+                "agcm": "the AGCM head's concept attention"}
+
+
+def _place(down: float, across: float) -> str:
+    """A face region in words for a map peak (fractions of the face crop; across is the image's left→right)."""
+    row = "forehead / brows" if down < 0.38 else "eyes / cheeks" if down < 0.58 else "nose / upper lip" \
+        if down < 0.7 else "mouth" if down < 0.86 else "chin"
+    side = "left of the picture" if across < 0.4 else "right of the picture" if across > 0.6 else "centre"
+    return f"{row}, {side}"
 
 
 @dataclass
@@ -38,6 +50,8 @@ class ChatSession:
     current_rationale: str | None = None
     note: str = ""
     history: list[dict] = field(default_factory=list)
+    pixels: object = None  # the face the model sees, [S, S, 3] uint8
+    overlay: object = None  # the last "where is AU k?" answer's overlay (RGB array), for the UI
 
     def __post_init__(self):
         if self.graph is None:
@@ -47,6 +61,7 @@ class ChatSession:
     def see(self, pixels, note: str = "") -> Reading:
         """A new face: read it, forget the what-ifs and rationales of the last one."""
         self.face = self.current = self.explainer.read(pixels)
+        self.pixels, self.overlay = pixels, None
         self.rationale = self.current_rationale = None
         self.note = note
         return self.face
@@ -66,7 +81,7 @@ class ChatSession:
             return
         q = parse_question(text, self.explainer.aus, self.explainer.classes)
         handler = {"why": self._why, "what_if": self._what_if, "matters": self._matters, "au": self._about_au,
-                   "reset": self._reset}.get(q.kind, self._help)
+                   "where": self._where, "reset": self._reset}.get(q.kind, self._help)
         yield from handler(q)
 
     def stream_rationale(self, reading: Reading, prefix: str = "") -> Iterator[tuple[str, str]]:
@@ -201,6 +216,25 @@ class ChatSession:
             lead = "I did not understand that.\n\n"
         yield lead + self._help_text()
 
+    def _where(self, q: Question) -> Iterator[str]:
+        fm = self.explainer.where(self.pixels, q.aus or None, self.graph)
+        self.overlay = fm.image
+        if not fm.aus:
+            yield "No AU is invoked for this prediction and none is active, so there is nothing to locate."
+            return
+        which = "" if q.aus else f" (the AUs invoked for {fm.predicted})"
+        lines = [f"**Where each AU is seen**{which}: {METHOD_WORDS.get(fm.method, fm.method)} of the AU's latent unit "
+                 "on the face as seen (what-ifs do not move pixels). The overlays are in the *Where the AU is seen* "
+                 "panel.", "", "| AU | z | Δ on " + fm.predicted + " | map peaks |", "|---|---|---|---|"]
+        for a in fm.aus:
+            info = fm.summary()["aus"][a]
+            down, across = info["peak"]
+            lines.append(f"| {a} {au_vocab.info(a).name.lower()} | {info['z']:.2f} | {info['delta']:+.2f} | "
+                         f"{_place(down, across)} ({100 * down:.0f}% down, {100 * across:.0f}% across) |")
+        if q.unknown:
+            lines.append(f"\n{', '.join(q.unknown)} is not in this model's latent.")
+        yield "\n".join(lines)
+
     def _help_text(self) -> str:
         return ("I can answer:\n"
                 "- **why?** — the rationale and the per-AU intervention effects behind it\n"
@@ -209,4 +243,5 @@ class ChatSession:
                 f"- **which AUs matter for sadness?** — the parents in G and the effects on this face "
                 f"(classes: {', '.join(self.explainer.classes)})\n"
                 "- **AU12?** — one AU: its activation, its effect, its role in G\n"
+                "- **where is AU12?** — where on the face the model sees it (a region map over the face)\n"
                 "- **reset** — back to the face as seen")

@@ -93,24 +93,24 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
         intro = (f"I see **{r.predicted}** (p = {r.prob(r.predicted):.2f}); active AUs: "
                  f"{', '.join(r.active) or 'none'}. {note}.\n\n**Rationale** (the verbalizer, gated by z):\n\n")
         chat = [{"role": "assistant", "content": intro + "> ▌"}]
-        yield session, shown, label, bars, parents, f"**Face:** {note}", chat
+        yield session, shown, label, bars, parents, f"**Face:** {note}", chat, None
         text = ""
         for md, text in session.stream_rationale(r, intro):
             chat = [{"role": "assistant", "content": md}]
-            yield session, gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), chat
+            yield session, gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), chat, gr.update()
         session.rationale = session.current_rationale = text
         chat = [{"role": "assistant", "content": intro + f"> {text}\n\nAsk me *why?*, *what if AU12 were absent?*, "
                                                          "*which AUs matter for sadness?*"}]
-        yield session, shown, label, bars, parents, f"**Face:** {note}", chat  # the whole state once more, for API callers
+        yield session, shown, label, bars, parents, f"**Face:** {note}", chat, None  # the whole state once more, for API callers
 
     def on_image(image, as_crop, state):
         if image is None:
-            yield state, gr.update(), *empty, gr.update(), gr.update()
+            yield state, gr.update(), *empty, gr.update(), gr.update(), gr.update()
             return
         try:
             face = prepare_face(image, explainer.image_size, detect=not as_crop, name="your picture")
         except FaceError as exc:
-            yield state, None, *empty, f"**Error:** facr: {exc}", gr.update()
+            yield state, None, *empty, f"**Error:** facr: {exc}", gr.update(), gr.update()
             return
         yield from show_face(face.pixels, face.note, state)
 
@@ -123,16 +123,18 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
         history = list(history or [])
         message = (message or "").strip()
         if not message:
-            yield state, history, "", *empty
+            yield state, history, "", *empty, gr.update()
             return
         session = new_session(state)
         history.append({"role": "user", "content": message})
         history.append({"role": "assistant", "content": "…"})
+        before = session.overlay
         for md in session.ask(message):
             history[-1] = {"role": "assistant", "content": md}
-            yield session, history, "", *empty
+            yield session, history, "", *empty, gr.update()
         if session.current is not None:
-            yield session, history, "", *_panels(session)
+            shown = session.overlay if session.overlay is not before else gr.update()
+            yield session, history, "", *_panels(session), shown
 
     def on_graph(file, state):
         session = new_session(state)
@@ -186,6 +188,8 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
                 bars = gr.Image(label="AU latent z (active at z ≥ ½)", interactive=False, height=330, elem_id="au-bars")
                 parents = gr.Image(label="Parents of the predicted class in G (signed)", interactive=False,
                                    height=260, elem_id="parents")
+                where = gr.Image(label="Where the AU is seen (ask: where is AU12?)", interactive=False,
+                                 height=260, elem_id="where")
             with gr.Column(scale=2, min_width=360):
                 chat = gr.Chatbot(label="Ask why and what if", height=520, elem_id="chat")
                 ask = gr.Textbox(placeholder="why? · what if AU12 were absent? · which AUs matter for sadness?",
@@ -199,10 +203,10 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
                         emfacs = gr.Button("EMFACS graph", elem_id="use-emfacs")
                         own = gr.Button("The model's own graph", elem_id="use-own")
 
-        face_out = [state, seen, probs, bars, parents, status, chat]
+        face_out = [state, seen, probs, bars, parents, status, chat, where]
         image.input(on_image, [image, as_crop, state], face_out, api_name="see")  # upload, webcam, paste
         pick.select(on_gallery, [state], face_out, api_name="gallery")
-        ask.submit(on_ask, [ask, chat, state], [state, chat, ask, probs, bars, parents], api_name="ask")
+        ask.submit(on_ask, [ask, chat, state], [state, chat, ask, probs, bars, parents, where], api_name="ask")
         graph_out = [state, graph_status, probs, bars, parents]
         graph_file.upload(on_graph, [graph_file, state], graph_out, api_name="graph")
         emfacs.click(on_builtin("emfacs"), [state], graph_out, api_name="emfacs")

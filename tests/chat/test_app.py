@@ -25,7 +25,8 @@ def test_upload_a_photo_then_ask_a_what_if_that_changes_the_prediction(served, e
 
     url, _ = served
     client = Client(url, verbose=False)
-    seen, label, bars, parents, status, chat = client.predict(handle_file(str(astronaut)), False, api_name="/see")
+    seen, label, bars, parents, status, chat, where = client.predict(handle_file(str(astronaut)), False, api_name="/see")
+    assert where is None  # a new face clears the last overlay
     expected = explainer.read(prepare_face(astronaut, explainer.image_size).pixels)
     assert label["label"] == expected.predicted
     probs = {c["label"]: c["confidence"] for c in label["confidences"]}
@@ -39,7 +40,7 @@ def test_upload_a_photo_then_ask_a_what_if_that_changes_the_prediction(served, e
     path = tmp_path / "flip.png"
     Image.fromarray(pixels).save(path)
     before = explainer.read(pixels)
-    _, label, _, _, status, _ = client.predict(handle_file(str(path)), True, api_name="/see")
+    _, label, _, _, status, _, _ = client.predict(handle_file(str(path)), True, api_name="/see")
     assert label["label"] == before.predicted, status
     chat, box, label, *_ = client.predict(f"what if {au} were at {value}?", [], api_name="/ask")
     after = explainer.what_if(before, {au: value})
@@ -47,6 +48,11 @@ def test_upload_a_photo_then_ask_a_what_if_that_changes_the_prediction(served, e
     answer = text_of(chat[-1])
     assert f"The prediction **changes**: {before.predicted} → **{after.predicted}**" in answer
     assert explainer.rationale(after) in answer and box == ""
+    # "where is AU12?": the answer locates it and the overlay panel shows the maps
+    chat, box, label, bars, parents, where = client.predict("where is AU12?", [], api_name="/ask")
+    answer = text_of(chat[-1])
+    assert "Where each AU is seen" in answer and "| AU12 lip corner puller |" in answer
+    assert Image.open(where).size[0] > 200
 
 
 def test_a_bad_graph_file_is_refused_with_its_one_line_error_and_emfacs_is_one_click(served, tmp_path, repo):
@@ -76,7 +82,7 @@ def test_a_picture_without_a_face_gets_a_message_and_the_app_stays_up(served, as
     client = Client(url, verbose=False)
     grey = tmp_path / "wall.png"
     Image.new("RGB", (300, 200), (128, 128, 128)).save(grey)
-    seen, _, _, _, status, _ = client.predict(handle_file(str(grey)), False, api_name="/see")
+    seen, _, _, _, status, _, _ = client.predict(handle_file(str(grey)), False, api_name="/see")
     assert status.startswith("**Error:** facr: your picture: no face found (300x200 picture") and seen is None
-    _, label, _, _, status, _ = client.predict(handle_file(str(astronaut)), False, api_name="/see")
+    _, label, _, _, status, _, _ = client.predict(handle_file(str(astronaut)), False, api_name="/see")
     assert status.startswith("**Face:** face found") and label["label"]

@@ -142,3 +142,24 @@ def test_what_it_cannot_map_gets_the_list_of_what_it_can_do(explainer, faces):
     assert answer.startswith("I did not understand that") and "what if AU12 were absent?" in answer
     *_, answer = s.ask("what if AU27 were absent?")
     assert answer.startswith("AU27 is not in this model's AU latent")
+
+
+def test_where_answers_with_the_maps_of_the_named_au_or_the_invoked_ones(explainer, faces):
+    import numpy as np
+
+    from facr.chat.session import ChatSession
+    from facr.explain import maps as M
+
+    session = ChatSession(explainer)
+    session.see(faces[0])
+    answer = list(session.ask("where is AU12?"))[-1]
+    assert "Where each AU is seen" in answer and "| AU12 lip corner puller |" in answer and "Grad-CAM" in answer
+    assert session.overlay.ndim == 3 and session.overlay.shape[2] == 3
+    fm = explainer.where(faces[0], ["AU12"])
+    k = explainer.aus.index("AU12")
+    heat = M.to_image(M.au_maps(explainer.model, torch.from_numpy(np.array(faces[0]))[None], "gradcam").maps,
+                      faces[0].shape[0])[0, k]
+    np.testing.assert_allclose(fm.heat["AU12"], heat, atol=1e-6)
+    answer = list(session.ask("where does the model look?"))[-1]
+    invoked = explainer.where(faces[0]).aus
+    assert all(f"| {a} " in answer for a in invoked) and f"invoked for {session.face.predicted}" in answer

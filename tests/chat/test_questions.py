@@ -56,7 +56,8 @@ def test_matters_names_the_class_asked_about(text, cls):
 @pytest.mark.parametrize("text, kind", [
     ("why?", "why"), ("Explain", "why"), ("why does it say anger?", "why"), ("AU12?", "au"),
     ("tell me about the cheek raiser", "au"), ("reset", "reset"), ("undo that", "reset"),
-    ("hello there", "help"), ("", "help"),
+    ("hello there", "help"), ("", "help"), ("where is AU12?", "where"), ("where does it look?", "where"),
+    ("show me the lip corner puller", "where"),
 ])
 def test_other_intents(text, kind):
     assert ask(text).kind == kind
