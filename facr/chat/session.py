@@ -226,8 +226,9 @@ class ChatSession:
         lines = [f"**Where each AU is seen**{which}: {METHOD_WORDS.get(fm.method, fm.method)} of the AU's latent unit "
                  "on the face as seen (what-ifs do not move pixels). The overlays are in the *Where the AU is seen* "
                  "panel.", "", "| AU | z | Δ on " + fm.predicted + " | map peaks |", "|---|---|---|---|"]
+        per_au = fm.summary()["aus"]
         for a in fm.aus:
-            info = fm.summary()["aus"][a]
+            info = per_au[a]
             down, across = info["peak"]
             lines.append(f"| {a} {au_vocab.info(a).name.lower()} | {info['z']:.2f} | {info['delta']:+.2f} | "
                          f"{_place(down, across)} ({100 * down:.0f}% down, {100 * across:.0f}% across) |")

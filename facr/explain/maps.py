@@ -78,10 +78,10 @@ def au_maps(model, pixel_values: torch.Tensor, method: str = "gradcam", *, seed:
         B, H = x.shape[0], x.shape[-1]
         g = torch.Generator().manual_seed(seed)
         return AUMaps(torch.rand(B, len(aus), H // 4, H // 4, generator=g), method, aus)
+    if method == "agcm":
+        with torch.no_grad():
+            return AUMaps(model.latent(x).attention.cpu(), method, aus)
     with torch.enable_grad():
-        if method == "agcm":
-            with torch.no_grad():
-                return AUMaps(model.latent(x).attention.detach().cpu(), method, aus)
         if method == "rollout":
             return AUMaps(_rollout(model, x), method, aus)
         trace = model.encoder.trace(x)
