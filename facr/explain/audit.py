@@ -64,8 +64,9 @@ def maps_audit(model, dataset, methods: list[str] | None = None, *, batch_size: 
         with torch.no_grad():
             out = model(x, effects="batched")
         z = out.z.cpu().numpy()
-        for r in records:
-            sources.add("benchmark masks" if (r.meta or {}).get("au_masks") is not None else "landmark ROI")
+        for r, (_, defined) in zip(records, truth):
+            if defined.any():  # a face with no true region (no masks, no landmarks) names no source
+                sources.add("benchmark masks" if (r.meta or {}).get("au_masks") is not None else "landmark ROI")
         instances = []
         for b, r in enumerate(records):
             present = drawn(r, aus)
