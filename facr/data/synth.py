@@ -947,11 +947,6 @@ class Scene:
         """Per image, the index (in ``config.shortcut_classes``) of the class the cue should track."""
         return self.emotion if self.config.shortcut_target == "emotion" else (self.pspi > 0).astype(np.int64)
 
-    def nuisance_of(self, i: int) -> Nuisance:
-        r = self.nuisance[i]
-        return Nuisance(float(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5]), float(r[6]),
-                        int(r[7]), float(r[8]), float(r[9]))
-
 
 def _subject_splits(k: int, fractions, rng: np.random.Generator) -> list[str]:
     n_val = max(1, int(round(k * fractions[1])))

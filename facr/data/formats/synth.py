@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -103,8 +102,3 @@ def _decode(png: bytes) -> np.ndarray:
 
     with Image.open(io.BytesIO(png)) as im:
         return np.asarray(im.convert("RGB"))
-
-
-def true_graph_path(root: str | os.PathLike) -> Path:
-    """Where a synth folder keeps its true graph."""
-    return Path(root) / "graph.json"
