@@ -269,6 +269,9 @@ def _emotion_prior(text: str | None) -> dict[str, float] | None:
     return prior
 
 
+MAX_SYNTH_WORKERS = 256  # rendering processes; more than the machine's cores only costs memory
+
+
 def cmd_data_synth(args) -> int:
     from facr.data.synth import SynthConfig, write_synth
 
@@ -278,6 +281,7 @@ def cmd_data_synth(args) -> int:
                           pain=not args.no_pain, emotion_prior=_emotion_prior(args.emotion_prior))
     except ValueError as exc:
         raise FacrError("facr data synth", str(exc)) from None
+    _check_flag("--workers", args.workers, 1, MAX_SYNTH_WORKERS)
     summary = write_synth(args.out, cfg, overwrite=args.overwrite, workers=args.workers,
                           progress=not args.json and sys.stderr.isatty())
     if args.json:
@@ -564,6 +568,9 @@ def _add_generation_io(p) -> None:
 
 
 def cmd_emola_generate(args) -> int:
+    from facr.utils import file_target
+
+    file_target(args.out)  # a folder named by --out is refused now, not after hours of generation
     tasks = ("au", "emotion") if args.task == "both" else (args.task,)
     if args.model == "hf-vlm":
         from facr.external.vlm import generate_vlm, load_vlm
@@ -1081,11 +1088,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_flag(flag: str, value: int | None, low: int, high: int) -> None:
+    """One line naming ``flag`` and its allowed range when an integer flag is out of it."""
+    if value is not None and not low <= value <= high:
+        raise FacrError(flag, f"must be in [{low}, {high}], got {value}")
+
+
+def _check_seed(args) -> None:
+    """``--seed`` of every command, checked once here: numpy refuses a negative seed deep inside a run."""
+    from facr.config import MAX_SEED
+
+    if isinstance(getattr(args, "seed", None), int):
+        _check_flag("--seed", args.seed, 0, MAX_SEED)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``facr`` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _check_seed(args)
         return int(args.func(args) or 0)
     except FacrError as exc:
         print(f"facr: {exc}", file=sys.stderr)

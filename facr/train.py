@@ -22,14 +22,14 @@ from typing import Any
 
 import torch
 
-from facr.config import apply_overrides, from_dict, load_yaml, save_config
+from facr.config import MAX_SEED, apply_overrides, check_range, from_dict, load_yaml, save_config
 from facr.data.records import EMOTIONS, FaceRecord, au_order
 from facr.data.torch_data import FaceTorchDataset, Task, inverse_frequency_weights, make_loader
 from facr.errors import FacrError
 from facr.graph import AUGraph, permute, resolve_graph
 from facr.losses import LossWeights, facr_loss
-from facr.models.encoder import EncoderConfig
-from facr.models.reasoner import Reasoner, ReasonerConfig, save_reasoner
+from facr.models.encoder import MAX_IMAGE_SIZE, EncoderConfig
+from facr.models.reasoner import MAX_HEAD_HIDDEN, Reasoner, ReasonerConfig, save_reasoner
 from facr.utils import write_json
 
 @dataclass
@@ -58,6 +58,7 @@ class DataConfig:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        check_range("image_size", self.image_size, 16, MAX_IMAGE_SIZE)
 
 
 @dataclass
@@ -113,6 +114,11 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.epsilon < 0:
             raise ValueError(f"epsilon must be >= 0, got {self.epsilon}")
+        check_range("head_hidden", self.head_hidden, 1, MAX_HEAD_HIDDEN)
+        for name in ("seed", "graph_seed"):
+            check_range(name, getattr(self, name), 0, MAX_SEED)
+        for name in ("weight_decay", "early_stopping", "save_every"):
+            check_range(name, getattr(self, name), 0)
 
     @property
     def weights(self) -> LossWeights:

@@ -12,6 +12,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from facr.errors import FacrError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -21,9 +23,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     extension (matplotlib, PIL) behave. On any exception the temporary file is removed
     and ``path`` is left as it was: nothing half-written is ever visible.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{path.suffix}.tmp{path.suffix}", dir=path.parent)
+    path = file_target(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{path.suffix}.tmp{path.suffix}", dir=path.parent)
+    except OSError as exc:  # a parent that is a file, no permission, a full disk
+        raise FacrError(path, f"cannot write: {exc.strerror or exc}") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -60,6 +65,15 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def file_target(path: str | os.PathLike) -> Path:
+    """``path`` as a file to write; an existing folder there is refused (:class:`FacrError`), not
+    replaced. Commands that write one file call it before their work, :func:`atomic_path` again."""
+    path = Path(path)
+    if path.is_dir():
+        raise FacrError(path, "is a directory, expected a file path")
+    return path
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
     with atomic_path(path) as tmp:
@@ -69,6 +83,38 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def dumps_json(obj: Any) -> str:
     """Canonical JSON text: ``indent=2, sort_keys=True``, a final newline, no NaN."""
     return json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+MAX_JSON_DEPTH = 64  # facr's own documents nest 5 levels at most; user metadata gets room, recursion does not
+
+
+def loads_json(text: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse JSON text strictly; every problem is a ``ValueError`` with a one-line message.
+
+    ``NaN`` / ``Infinity`` literals are refused (canonical JSON has none), and so is nesting deeper
+    than ``max_depth`` (a file of ``[[[[...`` would otherwise raise ``RecursionError`` here or in
+    whatever walks the document later).
+    """
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise ValueError(f"not valid JSON: nested deeper than {max_depth} levels") from None
+    stack = [(doc, 1)]
+    while stack:  # iterative: the depth check itself must not recurse
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > max_depth:
+                    raise ValueError(f"not valid JSON: nested deeper than {max_depth} levels")
+                stack.append((child, depth + 1))
+    return doc
+
+
+def _reject_constant(token: str):
+    raise ValueError(f"not valid JSON: {token} is not a JSON number")
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -31,6 +31,7 @@ from typing import Any, Iterable
 
 from facr import au as au_vocab
 from facr.errors import FacrError, UnknownAUError
+from facr.utils import loads_json
 
 # EmoLA's two questions, verbatim (emollava/eval/eval_FABA.py).
 PROMPTS = {"au": "What AUs are conveyed by this face?", "emotion": "What emotions are conveyed by this face?"}
@@ -101,12 +102,14 @@ def read_generations(path: str | os.PathLike) -> list[Generation]:
     except (OSError, UnicodeDecodeError) as exc:
         raise FacrError(path, f"cannot read: {exc}") from None
     out = []
-    for n, raw in enumerate(text.splitlines(), 1):
+    # Lines end at "\n" only: str.splitlines would also cut at U+2028 and other separators that a
+    # model's text may hold unescaped (write_generations keeps non-ASCII as is).
+    for n, raw in enumerate(text.split("\n"), 1):
         if not raw.strip():
             continue
         where = f"{path}:{n}"
         try:
-            obj = json.loads(raw)
+            obj = loads_json(raw)
         except ValueError as exc:
             raise FacrError(where, f"not a JSON object: {exc}") from None
         if not isinstance(obj, dict):

@@ -125,6 +125,8 @@ def read_au_table(path: str | os.PathLike, label_column: str, presence_threshold
             raise DataFormatError(path, "empty file (expected a header row)") from None
         except csv.Error as exc:
             raise DataFormatError(path, f"line 1: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise _not_utf8(path, exc) from None
         header = [h.strip() for h in header]
         if label_column not in header:
             raise DataFormatError(path, f"no label column {label_column!r} (columns: {', '.join(header)})")
@@ -185,6 +187,8 @@ def read_au_table(path: str | os.PathLike, label_column: str, presence_threshold
                 labels.append(cls)
         except csv.Error as exc:
             raise DataFormatError(path, f"line {reader.line_num}: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise _not_utf8(path, exc) from None
     if not rows:
         raise DataFormatError(path, f"no usable rows ({dropped} dropped for missing values)")
     values = np.vstack(rows)
@@ -192,6 +196,12 @@ def read_au_table(path: str | os.PathLike, label_column: str, presence_threshold
         presence_threshold = 1.0 if values.max() > 1 else 0.5
     presence = (values >= presence_threshold).astype(np.float64)
     return AUTable([f"AU{n}" for n in order], presence, labels, str(path), dropped)
+
+
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> DataFormatError:
+    # The decoder reads in blocks, so exc.start is an offset in a block, not in the file: name the byte.
+    byte = exc.object[exc.start:exc.start + 1].hex()
+    return DataFormatError(path, f"not UTF-8 text (byte 0x{byte}: {exc.reason}); save the table as UTF-8 CSV")
 
 
 # ----------------------------------------------------------------------------- fitting

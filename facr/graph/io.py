@@ -7,7 +7,6 @@ raises :class:`~facr.errors.GraphFormatError` naming the file and the first prob
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 from facr.errors import GraphFormatError
 from facr.graph import validate as rules
 from facr.graph.core import AUGraph
-from facr.utils import dumps_json, write_json
+from facr.utils import dumps_json, loads_json, write_json
 
 BUILTIN_GRAPHS = ("emfacs", "pspi")
 
@@ -53,14 +52,21 @@ def dumps_graph(graph: AUGraph) -> str:
     return dumps_json(graph_to_dict(graph))
 
 
-def _reject_constant(token: str):
-    raise ValueError(f"{token} is not valid JSON")
+MAX_GRAPH_BYTES = 16 * 2**20  # a graph of every FACS AU and a thousand classes is under 2 MB
 
 
 def load_graph(path: str | os.PathLike) -> AUGraph:
-    """Read a facr-graph file. Raises :class:`GraphFormatError` (file: first problem)."""
+    """Read a facr-graph file. Raises :class:`GraphFormatError` (file: first problem).
+
+    Files over :data:`MAX_GRAPH_BYTES` and JSON nested deeper than :data:`facr.utils.MAX_JSON_DEPTH`
+    are refused before they can exhaust memory or the interpreter's stack (the chat reads uploads
+    through here too).
+    """
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if path.is_file() and size > MAX_GRAPH_BYTES:
+            raise GraphFormatError(path, f"{size:,} bytes, more than a facr-graph file may hold ({MAX_GRAPH_BYTES:,})")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise GraphFormatError(path, "no such file") from None
@@ -71,11 +77,9 @@ def load_graph(path: str | os.PathLike) -> AUGraph:
     except OSError as exc:
         raise GraphFormatError(path, f"cannot read: {exc.strerror}") from None
     try:
-        doc = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise GraphFormatError(path, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except ValueError as exc:  # NaN / Infinity literals
-        raise GraphFormatError(path, f"not valid JSON: {exc}") from None
+        doc = loads_json(text)
+    except ValueError as exc:  # syntax, NaN / Infinity literals, nesting
+        raise GraphFormatError(path, str(exc)) from None
     return graph_from_dict(doc, str(path))
 
 

@@ -7,10 +7,13 @@ folder or hub id the user gives (e.g. ``microsoft/resnet-18`` on a machine that 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from facr.config import check_range
 
 ARCHS = {
     "resnet-18": dict(kind="resnet", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512], layer_type="basic"),
@@ -25,6 +28,13 @@ ARCHS = {
     # A few-thousand-parameter ResNet for tests and docs (facr.testing), not for results.
     "resnet-tiny": dict(kind="resnet", depths=[1, 1], hidden_sizes=[8, 16], layer_type="basic", embedding_size=8),
 }
+
+
+# Bounds a config (a YAML file, a checkpoint's config.json) must keep to, so that a typo or a hostile
+# file is refused before anything is allocated. Generous: faces are 112–448 px in practice, and a
+# ViT's attention grows with the square of its token count.
+MAX_IMAGE_SIZE = 1024
+MAX_PATCH_GRID = 64  # ViT patches per side (1024 px / 16 px patches)
 
 
 @dataclass
@@ -42,10 +52,13 @@ class EncoderConfig:
     def __post_init__(self):
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
-        if self.image_size < 16:
-            raise ValueError(f"image_size must be >= 16, got {self.image_size}")
-        if ARCHS[self.arch]["kind"] == "vit" and self.image_size % self.patch_size:
-            raise ValueError(f"image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})")
+        check_range("image_size", self.image_size, 16, MAX_IMAGE_SIZE)
+        check_range("patch_size", self.patch_size, 1, self.image_size)
+        if ARCHS[self.arch]["kind"] == "vit":
+            if self.image_size % self.patch_size:
+                raise ValueError(f"image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})")
+            check_range("image_size / patch_size (ViT patches per side)", self.image_size // self.patch_size,
+                        1, MAX_PATCH_GRID)
 
 
 class Encoder(nn.Module):
@@ -62,7 +75,7 @@ class Encoder(nn.Module):
             if config.backbone_config:
                 self.backbone = ResNetModel(ResNetConfig.from_dict(config.backbone_config))
             elif config.pretrained:
-                self.backbone = ResNetModel.from_pretrained(config.pretrained)
+                self.backbone = _from_pretrained(ResNetModel, config.pretrained, self.kind, config.arch)
                 config.backbone_config = self.backbone.config.to_dict()
             else:
                 self.backbone = ResNetModel(ResNetConfig(downsample_in_first_stage=False, **spec))
@@ -73,7 +86,7 @@ class Encoder(nn.Module):
             if config.backbone_config:
                 self.backbone = ViTModel(ViTConfig.from_dict(config.backbone_config), add_pooling_layer=False)
             elif config.pretrained:
-                self.backbone = ViTModel.from_pretrained(config.pretrained, add_pooling_layer=False)
+                self.backbone = _from_pretrained(ViTModel, config.pretrained, self.kind, config.arch, add_pooling_layer=False)
                 config.backbone_config = self.backbone.config.to_dict()
             else:
                 self.backbone = ViTModel(
@@ -150,6 +163,30 @@ class Encoder(nn.Module):
         if self.kind == "resnet":
             return last
         return self.grid(self.backbone.layernorm(last))
+
+
+def _from_pretrained(model_cls, name: str, kind: str, arch: str, **kwargs) -> nn.Module:
+    """``model_cls.from_pretrained(name)`` for a local folder or hub id; one line naming ``name`` when
+    it cannot be read, cannot be downloaded (offline), or holds another kind of network (transformers
+    would load a ViT folder into a ResNet with random weights and only a warning)."""
+    from huggingface_hub.constants import HF_HUB_OFFLINE
+    from transformers import AutoConfig
+
+    from facr.errors import FacrError
+
+    try:
+        model_type = AutoConfig.from_pretrained(name).model_type
+        if model_type != kind:
+            raise FacrError(name, f"is a {model_type} model; arch {arch} needs a {kind} model")
+        return model_cls.from_pretrained(name, **kwargs)
+    except (OSError, ValueError) as exc:
+        if not os.path.exists(name):
+            why = ("and hub downloads are off (HF_HUB_OFFLINE)" if HF_HUB_OFFLINE
+                   else "and no hub model of that id could be downloaded")
+            raise FacrError(name, f"could not be loaded: not a local folder, {why}; "
+                                  "give the path of a downloaded model folder") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FacrError(name, f"could not be loaded as a {kind} model: {first}") from None
 
 
 @dataclass

@@ -9,7 +9,7 @@ A checkpoint is a folder: ``model.safetensors`` + ``config.json`` + ``graph.json
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -18,7 +18,7 @@ from torch import nn
 
 from facr import au as au_vocab
 from facr.causal import Effects, intervention_effects, intervention_effects_loop
-from facr.config import from_dict, save_config
+from facr.config import check_range, from_dict, save_config
 from facr.errors import FacrError
 from facr.graph import AUGraph, load_graph, save_graph
 from facr.graph import validate as graph_rules
@@ -26,6 +26,12 @@ from facr.models.encoder import Encoder, EncoderConfig
 
 
 HEADS = ("mlp", "linear", "agcm")
+# Bounds a reasoner config (and so a checkpoint's config.json) must keep to, checked before anything
+# is allocated: a hand-edited or hostile ``head_hidden: 3000000000`` is one line, not an out-of-memory.
+MAX_HEAD_HIDDEN = 65536
+MAX_CONCEPT_EMBEDDING = 4096
+MAX_CLASSES = 1000
+MAX_PARAMETERS = 1_000_000_000  # the whole network (4 GB of float32); ViT-Huge has 632 M
 
 
 @dataclass
@@ -48,18 +54,18 @@ class ReasonerConfig:
         self.aus = [au_vocab.canonical(a) for a in self.aus]
         if len(set(self.aus)) != len(self.aus):
             raise ValueError(f"aus: duplicates in {self.aus}")
-        if len(self.classes) < 2:
-            raise ValueError(f"classes: need at least two classes, got {self.classes}")
+        if not 2 <= len(self.classes) <= MAX_CLASSES:
+            raise ValueError(f"classes: need 2 to {MAX_CLASSES} classes, got {len(self.classes)}")
         for c in self.classes:
             problem = graph_rules.problem_class_id(c)
             if problem:
                 raise ValueError(f"classes: {problem}")
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes: duplicates in {self.classes}")
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
-        if self.concept_embedding < 1:
-            raise ValueError(f"concept_embedding must be >= 1, got {self.concept_embedding}")
-        if self.head_hidden < 1:
-            raise ValueError(f"head_hidden must be >= 1, got {self.head_hidden}")
+        check_range("concept_embedding", self.concept_embedding, 1, MAX_CONCEPT_EMBEDDING)
+        check_range("head_hidden", self.head_hidden, 1, MAX_HEAD_HIDDEN)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -203,44 +209,126 @@ def save_reasoner(model: Reasoner, graph: AUGraph, path: str | os.PathLike) -> P
     path = Path(path)
     with atomic_dir(path) as tmp:
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt", "facr": "reasoner"})
+        save_file(state, str(tmp / "model.safetensors"), metadata=checkpoint_metadata(model.config))
         save_config(model.config, tmp / "config.json")
         save_graph(graph, tmp / "graph.json")
     return path
 
 
-def load_reasoner(path: str | os.PathLike, map_location: str = "cpu") -> tuple[Reasoner, AUGraph]:
-    """Load a reasoner folder written by :func:`save_reasoner`; returns (model in eval mode, graph)."""
+def checkpoint_metadata(config: ReasonerConfig) -> dict[str, str]:
+    """The safetensors metadata of a reasoner's weights: the AU and class order they were trained
+    with, so that :func:`load_reasoner` refuses a ``config.json`` edited afterwards (a reordered
+    ``classes`` list fits every tensor shape and would relabel each prediction silently)."""
     import json
 
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    return {"format": "pt", "facr": "reasoner", "aus": json.dumps(config.aus), "classes": json.dumps(config.classes)}
 
+
+def read_json_file(path: Path) -> dict:
+    """A checkpoint's JSON mapping (``config.json``); every problem is a :class:`CheckpointError`."""
+    from facr.utils import loads_json
+
+    try:
+        doc = loads_json(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(path, f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    except ValueError as exc:
+        raise CheckpointError(path, str(exc)) from None
+    if not isinstance(doc, dict):
+        raise CheckpointError(path, f"expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def read_weights(path: Path, device: str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata of a safetensors file, every floating tensor checked finite.
+
+    A NaN or infinite weight makes every prediction NaN (argmax then picks class 0); it is refused
+    here, naming the tensor, rather than discovered as nonsense downstream.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device=device) as f:
+            metadata = dict(f.metadata() or {})
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(path, f"cannot read weights: {exc}") from None
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(path, f"tensor {name} has {bad} NaN or infinite value(s) of {tensor.numel()}")
+    return state, metadata
+
+
+def parameter_count(config: ReasonerConfig) -> int:
+    """How many numbers the network ``config`` describes, counted on the meta device (nothing is
+    allocated). Raises ``ValueError`` when the config does not build a network."""
+    if config.encoder.pretrained and not config.encoder.backbone_config:
+        config = replace(config, encoder=replace(config.encoder, pretrained=None))  # count the arch's own size
+    try:
+        with torch.device("meta"):
+            model = Reasoner(config)
+    except Exception as exc:  # noqa: BLE001 - an untrusted dict into transformers: its validation errors derive
+        # from Exception itself (huggingface_hub's StrictDataclassError), others are Type/Value/RuntimeError
+        why = " ".join(str(exc).split())
+        raise ValueError(f"encoder.backbone_config does not build a {config.encoder.arch} network: "
+                         f"{why[:200] or type(exc).__name__}") from None
+    return sum(t.numel() for t in [*model.parameters(), *model.buffers()])
+
+
+def _check_order(metadata: dict[str, str], config: ReasonerConfig, path: Path) -> None:
+    """The AU and class order of ``config.json`` must be the one the weights were saved with
+    (checkpoints written before the order was recorded carry none and are not checked)."""
+    import json
+
+    for name in ("aus", "classes"):
+        if name not in metadata:
+            continue
+        try:
+            saved = json.loads(metadata[name])
+        except ValueError:
+            raise CheckpointError(path / "model.safetensors", f"metadata {name!r} is not a JSON list") from None
+        if saved != getattr(config, name):
+            raise CheckpointError(path / "config.json",
+                                  f"{name} {getattr(config, name)} differ from the {name} the weights were saved with "
+                                  f"{saved} (a reordered list would relabel every prediction)")
+
+
+def load_reasoner(path: str | os.PathLike, map_location: str = "cpu") -> tuple[Reasoner, AUGraph]:
+    """Load a reasoner folder written by :func:`save_reasoner`; returns (model in eval mode, graph).
+
+    Before anything is allocated, ``config.json`` is checked field by field (types and bounds, see
+    :class:`ReasonerConfig`) and the network it describes must stay under :data:`MAX_PARAMETERS`;
+    the weights must be finite, fit the config's shapes, and carry the config's AU and class order.
+    """
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(path, "no such checkpoint folder")
     missing = [f for f in CHECKPOINT_FILES if not (path / f).exists()]
     if missing:
         raise CheckpointError(path, f"not a facr reasoner checkpoint: missing {', '.join(missing)}")
-    try:
-        raw = json.loads((path / "config.json").read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(path / "config.json", f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
-    config = from_dict(ReasonerConfig, raw, str(path / "config.json"))
+    config = from_dict(ReasonerConfig, read_json_file(path / "config.json"), str(path / "config.json"))
     graph = load_graph(path / "graph.json")
-    model = Reasoner(config)
     try:
-        state = load_file(str(path / "model.safetensors"), device=map_location)
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(path / "model.safetensors", f"cannot read weights: {exc}") from None
+        n = parameter_count(config)
+    except ValueError as exc:
+        raise CheckpointError(path / "config.json", str(exc)) from None
+    if n > MAX_PARAMETERS:
+        raise CheckpointError(path / "config.json", f"describes a network of {n:,} parameters, more than facr loads "
+                                                    f"({MAX_PARAMETERS:,})")
+    state, metadata = read_weights(path / "model.safetensors", map_location)
+    _check_order(metadata, config, path)
+    model = Reasoner(config)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     misshapen = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
     if missing or unexpected or misshapen:
         first = (misshapen or missing or unexpected)[0]
+        example = (f"{first} is {list(state[first].shape)} in the file, {list(expected[first].shape)} by config.json"
+                   if misshapen else first)
         raise CheckpointError(path / "model.safetensors",
                               f"weights do not fit config.json ({len(missing)} missing, {len(unexpected)} unexpected, "
-                              f"{len(misshapen)} misshapen tensors, e.g. {first})")
+                              f"{len(misshapen)} misshapen tensors, e.g. {example})")
     model.load_state_dict(state)
     return model.eval(), graph

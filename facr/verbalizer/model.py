@@ -23,9 +23,15 @@ import torch
 from torch import nn
 
 from facr import au as au_vocab
+from facr.config import check_range
 from facr.verbalizer.gating import AUGateLogitsProcessor, NameGuardLogitsProcessor
 
 MODES = ("gated", "constrained", "ungated")
+# Bounds of a verbalizer config (a checkpoint's config.json too), checked before anything is built:
+# the soft prompt holds prompt_hidden × n_prompt × d_model weights.
+MAX_PROMPT = 64
+MAX_PROMPT_HIDDEN = 4096
+MAX_NEW_TOKENS = 4096
 _AU_TOKEN = re.compile(r"<AU(\d+)>")
 
 
@@ -53,9 +59,12 @@ class VerbalizerConfig:
             raise ValueError(f"aus: duplicates in {self.aus}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        for name in ("n_prompt", "prompt_hidden", "max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name, high in (("n_prompt", MAX_PROMPT), ("prompt_hidden", MAX_PROMPT_HIDDEN),
+                           ("max_new_tokens", MAX_NEW_TOKENS)):
+            check_range(name, getattr(self, name), 1, high)
+        check_range("no_repeat_ngram_size", self.no_repeat_ngram_size, 0, 64)
+        if not 0.0 < self.repetition_penalty <= 10.0:
+            raise ValueError(f"repetition_penalty must be in (0, 10], got {self.repetition_penalty}")
         if self.beta is not None and not (self.beta > 0 and math.isfinite(self.beta)):
             raise ValueError(f"beta must be a finite number > 0, or null for the hard gate; got {self.beta}")
         if "{emotion}" not in self.instruction:
@@ -253,37 +262,39 @@ def load_verbalizer(path: str | os.PathLike, *, backbone: str | None = None, cac
                     device: str | None = None) -> Verbalizer:
     """A verbalizer folder written by :func:`save_verbalizer`, on its backbone (or ``backbone``), on
     ``device`` (default: CUDA when there is one; a 4-bit backbone stays where bitsandbytes put it)."""
-    import json
-
-    from safetensors.torch import load_file
-
     from facr.config import from_dict
     from facr.errors import FacrError
+    from facr.models.reasoner import CheckpointError, read_json_file, read_weights
     from facr.verbalizer.backbones import load_backbone
 
     path = Path(path)
     missing = [f for f in VERBALIZER_FILES if not (path / f).exists()]
     if missing:
         raise FacrError(path, f"not a facr verbalizer checkpoint: missing {', '.join(missing)}")
-    try:
-        raw = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise FacrError(path / "config.json", f"not JSON: {exc}") from None
-    config = from_dict(VerbalizerConfig, raw, str(path / "config.json"))
+    config = from_dict(VerbalizerConfig, read_json_file(path / "config.json"), str(path / "config.json"))
     if backbone is not None:
         config.backbone = backbone
+    state, _ = read_weights(path / "verbalizer.safetensors")
     lm, tok = load_backbone(config.backbone, load_in_4bit=config.load_in_4bit, cache=cache)
     v = Verbalizer(config, lm, tok)
-    state = load_file(str(path / "verbalizer.safetensors"))
-    v.prompt.load_state_dict({k[len("prompt."):]: t for k, t in state.items() if k.startswith("prompt.")})
+    weights = path / "verbalizer.safetensors"
+    prompt = {k[len("prompt."):]: t for k, t in state.items() if k.startswith("prompt.")}
+    expected = {k: tuple(t.shape) for k, t in v.prompt.state_dict().items()}
+    if {k: tuple(t.shape) for k, t in prompt.items()} != expected:
+        raise CheckpointError(weights, f"soft prompt tensors do not fit config.json on backbone {config.backbone}")
+    v.prompt.load_state_dict(prompt)
     ids = torch.as_tensor(v.au_token_ids)
-    rows = state["au_input_rows"]
-    if rows.shape != (len(ids), v.lm.get_input_embeddings().weight.shape[1]):
-        raise FacrError(path / "verbalizer.safetensors", f"AU rows {tuple(rows.shape)} do not fit backbone {config.backbone}")
+    rows = state.get("au_input_rows")
+    if rows is None or rows.shape != (len(ids), v.lm.get_input_embeddings().weight.shape[1]):
+        raise CheckpointError(weights, f"AU rows {None if rows is None else tuple(rows.shape)} do not fit backbone "
+                                       f"{config.backbone}")
+    out_rows = state.get("au_output_rows")
+    if out_rows is not None and (v.lm.get_output_embeddings() is None or out_rows.shape != rows.shape):
+        raise CheckpointError(weights, f"AU output rows {tuple(out_rows.shape)} do not fit backbone {config.backbone}")
     with torch.no_grad():
         v.lm.get_input_embeddings().weight[ids] = rows.to(v.lm.get_input_embeddings().weight.dtype)
-        if "au_output_rows" in state:
-            v.lm.get_output_embeddings().weight[ids] = state["au_output_rows"]
+        if out_rows is not None:
+            v.lm.get_output_embeddings().weight[ids] = out_rows
     if config.load_in_4bit:
         v.prompt.to(next(v.lm.parameters()).device)
     else:

@@ -151,8 +151,10 @@ def test_config_errors_name_the_field():
         S.SynthConfig(style="c")
     with pytest.raises(ValueError, match="emotion_prior: unknown emotion"):
         S.SynthConfig(emotion_prior={"joy": 1})
-    with pytest.raises(ValueError, match="unknown SynthConfig field"):
+    with pytest.raises(ValueError, match=r"unknown config field\(s\): nn "):
         S.SynthConfig.from_dict({"nn": 3})
+    with pytest.raises(ValueError, match="size: expected an integer, got 'big'"):
+        S.SynthConfig.from_dict({"size": "big"})
 
 
 # ------------------------------------------------------------------ on disk
