@@ -12,17 +12,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from facr.audit.metrics import SetScores, invoked_aus, mean_defined, pair_hits, recognition, set_scores
+from facr.audit.metrics import (SET_KEYS, Explanation, SetScores, invoked_aus, pair_hits, parents_from_signs,
+                                recognition, score_explanations)
 from facr.causal import Effects
 from facr.data.torch_data import make_loader
 
 # The figures every summary holds (the keys of `facr audit --json` besides per_class / per_subject).
-SUMMARY_KEYS = ("n_samples", "accuracy", "macro_f1", "auc", "cf_sensitivity", "cf_invariance",
-                "graph_causal_agreement", "pspi_agreement", "active_au_precision", "active_au_recall",
+SUMMARY_KEYS = ("n_samples", "accuracy", "macro_f1", "auc", "cf_sensitivity", "cf_invariance", *SET_KEYS,
                 "aus_per_frame")
 # Ratio-of-sums figures that get a subject-level (cluster) bootstrap CI.
-CI_KEYS = ("accuracy", "cf_sensitivity", "cf_invariance", "graph_causal_agreement", "pspi_agreement",
-           "active_au_precision", "active_au_recall")
+CI_KEYS = ("accuracy", "cf_sensitivity", "cf_invariance", *SET_KEYS)
 
 
 @dataclass
@@ -34,9 +33,7 @@ class SampleScores:
     inv_hits: np.ndarray
     inv_pairs: np.ndarray
     invoked: list[list[str]]
-    sets: SetScores
-    chance_agreement: np.ndarray  # |Pa(ĉ)| / K: graph-causal agreement of |Pa(ĉ)| AUs drawn at random (NaN: no parents)
-    chance_precision: np.ndarray  # |active| / |coded|: precision of AUs drawn at random (NaN: nothing coded)
+    sets: SetScores  # the invoked AUs scored by the one yardstick (facr.audit.metrics.score_explanations)
 
     def ratio_parts(self, key: str, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Numerator and denominator per sample whose sums give the pooled figure ``key``."""
@@ -46,20 +43,12 @@ class SampleScores:
             return self.sens_hits.astype(float), self.sens_pairs.astype(float)
         if key == "cf_invariance":
             return self.inv_hits.astype(float), self.inv_pairs.astype(float)
-        values = {"graph_causal_agreement": self.sets.graph_agreement, "pspi_agreement": self.sets.pspi_agreement,
-                  "active_au_precision": self.sets.active_precision, "active_au_recall": self.sets.active_recall}[key]
-        defined = np.array([v is not None for v in values])
-        return np.array([v if v is not None else 0.0 for v in values], dtype=float), defined.astype(float)
+        return self.sets.ratio_parts(key)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> float | None:
     d = den.sum()
     return float(num.sum() / d) if d else None
-
-
-def _nanmean(x: np.ndarray) -> float | None:
-    x = x[np.isfinite(x)]
-    return float(x.mean()) if len(x) else None
 
 
 @dataclass
@@ -96,10 +85,14 @@ class Evaluation:
 
     @property
     def delta_pred(self) -> np.ndarray:
-        """Δ on each sample's predicted class, ``[N, K]`` (gathered first: no [N, K, C] array is built)."""
-        pred = self.predicted
-        factual = np.take_along_axis(self.logits, pred[:, None], axis=1)  # [N, 1]
-        return factual - np.take_along_axis(self.cf_logits, pred[:, None, None], axis=2)[:, :, 0]
+        """Δ on each sample's predicted class, ``[N, K]``."""
+        return self.delta_on(self.predicted)
+
+    def delta_on(self, cls: np.ndarray) -> np.ndarray:
+        """Δ on class ``cls[n]`` of each sample n, ``[N, K]`` (gathered first: no [N, K, C] array is built)."""
+        cls = np.asarray(cls, dtype=np.int64)
+        factual = np.take_along_axis(self.logits, cls[:, None], axis=1)  # [N, 1]
+        return factual - np.take_along_axis(self.cf_logits, cls[:, None, None], axis=2)[:, :, 0]
 
     @property
     def mean_delta(self) -> np.ndarray:
@@ -111,64 +104,56 @@ class Evaluation:
     def effects(self) -> Effects:
         return Effects(torch.from_numpy(self.logits), torch.from_numpy(self.cf_logits), 0.0)
 
-    def labelled_active(self) -> list[set[str] | None]:
-        """Per sample, the AUs labelled present (None where the frame codes no AU)."""
-        coded = self.au_mask > 0
-        return [{self.aus[k] for k in np.flatnonzero(coded[i] & (self.au_targets[i] > 0))} if coded[i].any() else None
-                for i in range(len(self.labels))]
-
     def seen(self, i: int, aus: list[str]) -> list[str]:
         """Those of ``aus`` that sample ``i``'s latent shows (z_k ≥ ½, what the verbalizer's gate lets
         through), in order: the AUs a rationale of sample ``i`` may name."""
         return [a for a in aus if self.z[i, self.aus.index(a)] >= 0.5]
 
-    def parent_sets(self, signs: np.ndarray) -> list[set[str]]:
-        return [{self.aus[k] for k in np.flatnonzero(signs[:, c])} for c in range(len(self.classes))]
+    def explanations(self, named: list | None = None) -> list[Explanation]:
+        """Per sample, what the yardstick scores ``named[n]`` (default: nothing named) against: the
+        predicted class as the stated emotion, the label, the AUs coded and labelled present, and Δ
+        of every do(z_k = 0) on the predicted and the labelled class (for the signed figures)."""
+        pred, labels = self.predicted, self.labels.astype(np.int64)
+        on_pred, on_label = self.delta_on(pred), self.delta_on(labels)
+        coded = self.au_mask > 0
+        present = coded & (self.au_targets > 0)
+        out = []
+        for n in range(len(labels)):
+            c, y = self.classes[pred[n]], self.classes[labels[n]]
+            codes = {self.aus[k] for k in np.flatnonzero(coded[n])} or None
+            out.append(Explanation(
+                named=set(named[n]) if named is not None else set(), stated=c, label=y,
+                active={self.aus[k] for k in np.flatnonzero(present[n])} if codes else None, coded=codes,
+                effect={c: dict(zip(self.aus, on_pred[n].tolist())), y: dict(zip(self.aus, on_label[n].tolist()))}))
+        return out
 
     def score(self, signs: np.ndarray | torch.Tensor | None = None) -> SampleScores:
         """Per-sample faithfulness against ``signs`` ([K, C]; default: the evaluation's own graph).
 
-        Sensitivity and invariance are about the labelled class (as the training objective);
-        invoked AUs and the set metrics about the predicted class (the decision the model made),
-        top-|Pa(ĉ)| of the graph scored against.
+        Sensitivity and invariance are about the labelled class (as the training objective). The
+        invoked AUs (top-|Pa(ĉ)| of the graph scored against, for the predicted class ĉ: the decision
+        the model made) are scored by the one yardstick, :func:`~facr.audit.metrics.score_explanations`,
+        as every other reasoner's named AUs are.
         """
         s = np.asarray(self.signs if signs is None else signs)
         s_t = torch.as_tensor(s, dtype=torch.int8)
         eff = self.effects()
         hits = pair_hits(eff, s_t, torch.from_numpy(self.labels), torch.from_numpy(self.z), self.epsilon,
                          self.margin, self.scope)
-        pred = self.predicted
-        invoked = [[self.aus[k] for k in idx] for idx in invoked_aus(eff, s_t, torch.from_numpy(pred))]
-        parents = self.parent_sets(s)
-        coded = self.au_mask > 0
-        active = self.labelled_active()
-        has_pain = self.pain_class in self.classes
-        sets = set_scores([set(n) for n in invoked], [parents[p] for p in pred], active,
-                          [has_pain and self.classes[p] == self.pain_class for p in pred])
-        n_par = (s != 0).sum(axis=0)[pred].astype(float)
-        K = len(self.aus)
-        chance_agree = np.where(n_par > 0, n_par / K, np.nan)
-        n_coded = coded.sum(axis=1)
-        n_act = (coded & (self.au_targets > 0)).sum(axis=1)
-        chance_prec = np.where(n_coded > 0, n_act / np.maximum(n_coded, 1), np.nan)
-        return SampleScores(hits["sens_hits"], hits["sens_pairs"], hits["inv_hits"], hits["inv_pairs"], invoked, sets,
-                            chance_agree, chance_prec)
+        invoked = [[self.aus[k] for k in idx] for idx in invoked_aus(eff, s_t, torch.from_numpy(self.predicted))]
+        sets = score_explanations(self.explanations(invoked), parents_from_signs(s, self.aus, self.classes),
+                                  n_universe=len(self.aus), pain_class=self.pain_class)
+        return SampleScores(hits["sens_hits"], hits["sens_pairs"], hits["inv_hits"], hits["inv_pairs"], invoked, sets)
 
     def _summary(self, sc: SampleScores, idx: np.ndarray) -> dict:
         y, logits = self.labels[idx], self.logits[idx]
         out = recognition(y, logits, self.classes)
-        pick = lambda values: [values[i] for i in idx]  # noqa: E731
-        has_pain = self.pain_class in self.classes
         out.update({
             "n_samples": int(len(idx)),
             "au_f1": au_f1(self.z[idx], self.au_targets[idx], self.au_mask[idx]),
             "cf_sensitivity": _ratio(sc.sens_hits[idx], sc.sens_pairs[idx]),
             "cf_invariance": _ratio(sc.inv_hits[idx], sc.inv_pairs[idx]),
-            "graph_causal_agreement": mean_defined(pick(sc.sets.graph_agreement)),
-            "pspi_agreement": mean_defined(pick(sc.sets.pspi_agreement)) if has_pain else None,
-            "active_au_precision": mean_defined(pick(sc.sets.active_precision)),
-            "active_au_recall": mean_defined(pick(sc.sets.active_recall)),
-            "aus_per_frame": float(np.mean(pick(sc.sets.n_named))) if len(idx) else None,
+            **sc.sets.summary(idx),
         })
         return out
 
@@ -181,31 +166,25 @@ class Evaluation:
         paper's statistics pair on. ``ci95`` (optional): 95% percentile bootstrap intervals that
         resample *subjects* (frames of one person are not independent draws).
         ``chance``: what a model naming |Pa(ĉ)| AUs at random would score — the floor to read the
-        agreement and precision against.
+        agreement (against Pa(ĉ) and Pa(y)) and precision against.
         """
         sc = self.score(signs)
         N = len(self.labels)
         everything = np.arange(N)
         out = self._summary(sc, everything)
-        out["chance"] = {"graph_causal_agreement": _nanmean(sc.chance_agreement),
-                         "active_au_precision": _nanmean(sc.chance_precision)}
+        out["chance"] = sc.sets.chance_summary()
         pred = self.predicted
         mean_delta = self.mean_delta
         per_class = {}
         for c, name in enumerate(self.classes):
             lab, sel = np.flatnonzero(self.labels == c), np.flatnonzero(pred == c)
-            pick = lambda values: [values[i] for i in sel]  # noqa: E731
             per_class[name] = {
                 "n_labelled": int(len(lab)),
                 "n_predicted": int(len(sel)),
                 "recall": float((pred[lab] == c).mean()) if len(lab) else None,
                 "cf_sensitivity": _ratio(sc.sens_hits[lab], sc.sens_pairs[lab]),
                 "cf_invariance": _ratio(sc.inv_hits[lab], sc.inv_pairs[lab]),
-                "graph_causal_agreement": mean_defined(pick(sc.sets.graph_agreement)),
-                "pspi_agreement": mean_defined(pick(sc.sets.pspi_agreement)) if name == self.pain_class else None,
-                "active_au_precision": mean_defined(pick(sc.sets.active_precision)),
-                "active_au_recall": mean_defined(pick(sc.sets.active_recall)),
-                "aus_per_frame": float(np.mean(pick(sc.sets.n_named))) if len(sel) else None,
+                **sc.sets.summary(sel),  # the named-AU figures of the decisions for c
                 "mean_effect": {a: float(v) for a, v in zip(self.aus, mean_delta[:, c])} if N else {},
             }
         out["per_class"] = per_class

@@ -1,23 +1,27 @@
 """Auditing other reasoners with facr's yardstick: EmoLA (or any model) from its generations, and a
 frozen instruct LLM handed the AU evidence as text.
 
-Both are scored exactly as facr's invoked AUs (:func:`facr.audit.metrics.set_scores`): the AUs a
-text names (read by the one parser, :func:`facr.au.extract`, each AU once) against Pa(c) of the
-graph (c = the labelled emotion, else the stated one: **graph-causal agreement**) and against the
-AUs labelled present (**active-AU precision / recall**), with AUs named per frame, the outputs that
-name none, emotion accuracy where the emotion question was answered, per class and per subject,
-and subject-level bootstrap CIs.
+Both are scored by the one yardstick facr's invoked AUs are scored by
+(:func:`facr.audit.metrics.score_explanations`): the AUs a text names (read by the one parser,
+:func:`facr.au.extract`, each AU once) against Pa(stated emotion) and Pa(label) of the graph
+(**graph-causal agreement**, ``graph_causal_agreement`` / ``graph_causal_agreement_label``) and
+against the AUs labelled present, over the AUs the labels code (**active-AU precision / recall**),
+with AUs named per frame, the outputs that name none, emotion accuracy where the emotion question
+was answered, per class (the stated emotion, else the label) and per subject, and subject-level
+bootstrap CIs. The **signed** agreement needs a do() effect on a class score; neither reasoner has
+one, so it is ``null`` with the reason (``signed_agreement_note``), never a number.
 
 * ``emola`` (``--generations FILE.jsonl``; :mod:`facr.external.generations`): there is no handle
   on EmoLA's internals to intervene on, so its counterfactual figures are reported as undefined
   (``null``) with the reason, never as a number.
 * ``frozen-llm``: the **simulatability** test. The LLM sees the active AUs (the reasoner's z ≥ ½,
-  or the labels), states an emotion and names AUs. Remove a *named* AU from the evidence and ask
-  again: does the answer drop it (**simulatability sensitivity**)? Remove an *unnamed* AU: does the
-  stated emotion stay (**simulatability invariance**; *strict*: the named set too)? Against G:
-  removing a parent of the stated emotion should change it, removing a non-parent should not
-  (**graph simulatability sensitivity / invariance**). Every query of a round goes through one
-  batched call of the backend.
+  or the labels), states an emotion and names AUs; one AU is removed from the evidence and the LLM
+  asked again. The paper's figures, against G: removing a parent of the stated emotion changes it
+  (**simulatability sensitivity**), removing a non-parent does not (**simulatability invariance**).
+  Against its own answer (**self-simulatability**): a removed *named* AU is no longer named
+  (sensitivity; 1 by construction for a model that names only AUs of its evidence), removing an
+  *unnamed* AU leaves the stated emotion (invariance; *strict*: the named set too). Every query of
+  a round goes through one batched call of the backend.
 """
 
 from __future__ import annotations
@@ -29,35 +33,39 @@ import numpy as np
 
 from facr import au as au_vocab
 from facr.audit.auditors import AuditRequest, AuditResult, _json_safe, load_audit_records, register_auditor
-from facr.audit.metrics import mean_defined, set_scores
+from facr.audit.metrics import SET_KEYS, Explanation, mean_defined, parents_from_graph, score_explanations
 from facr.data.records import EMOTIONS
 from facr.errors import FacrError
 
-NAMED_KEYS = ("n_samples", "n_no_au_named", "aus_per_frame", "active_au_precision", "active_au_recall",
-              "graph_causal_agreement", "emotion_accuracy")
-NAMED_CI_KEYS = ("graph_causal_agreement", "active_au_precision", "active_au_recall", "emotion_accuracy")
+NAMED_KEYS = ("n_samples", "n_no_au_named", *SET_KEYS, "aus_per_frame", "emotion_accuracy")
+NAMED_CI_KEYS = (*SET_KEYS, "emotion_accuracy")
 NO_INTERVENTION = ("EmoLA exposes no handle on an AU latent to intervene on: counterfactual sensitivity and "
                    "invariance are undefined for it (null), not zero")
+SIGNED_NOTE = {
+    "emola": "a named parent counts in the signed agreement only if its do(z_k = 0) moved the class score the way "
+             "its edge says; EmoLA has no latent to intervene on, so the signed figures are undefined (null), not zero",
+    "frozen-llm": "a named parent counts in the signed agreement only if its do(z_k = 0) moved the class score the "
+                  "way its edge says; a frozen LLM states an emotion, not a score, so removing an AU from its "
+                  "evidence (the simulatability test) gives no signed effect: the signed figures are undefined "
+                  "(null), not zero",
+}
 
 
 @dataclass
-class NamedSample:
-    """What one reasoner said about one face, with the face's labels."""
+class NamedSample(Explanation):
+    """What a text-only reasoner said about one face (``named``: the AUs the text names, in order of
+    mention; ``stated``: None when it states no emotion or was not asked), with the face's labels
+    and where it came from. ``effect`` stays None: there is nothing to intervene on."""
 
-    key: str
-    subject: str
-    named: list[str]  # canonical AU ids the text names, in order of mention
-    stated: str | None  # the emotion it states (None: states none, or was not asked)
-    label: str | None  # the labelled emotion
-    active: set[str] | None  # AUs labelled present (None: no AU coded)
-    coded: set[str] | None  # AUs the labels code (None: unknown)
+    key: str = ""
+    subject: str = ""
     asked_emotion: bool = True
     text: str = ""
 
     @property
-    def about(self) -> str | None:
-        """The class the explanation is scored against: the label, else the stated emotion."""
-        return self.label or self.stated
+    def group(self) -> str | None:
+        """The per-class row it counts in: the stated emotion (as FACR's predicted class), else the label."""
+        return self.stated or self.label
 
 
 def read_named(text: str | None) -> list[str]:
@@ -72,31 +80,21 @@ def _labels_of(record) -> tuple[str | None, set[str] | None, set[str] | None]:
 
 def summarize_named(samples: list[NamedSample], graph, *, ci: bool = True, seed: int = 0,
                     n_resamples: int = 2000) -> dict:
-    """The set figures of named AUs (overall, per class, per subject, bootstrap CIs over subjects)."""
+    """The figures of named AUs (overall, per class, per subject, bootstrap CIs over subjects),
+    scored by the one yardstick (:func:`facr.audit.metrics.score_explanations`)."""
     if not samples:
         raise FacrError(None, "nothing to audit: no sample")
-    parents = {c: set(graph.parents(c)) for c in graph.classes}
-    universe = set(graph.aus)
-    # Precision is over the AUs the labels code: naming an AU a dataset does not code is not an error.
-    named_sets = [set(s.named) & s.coded if s.coded is not None else set(s.named) for s in samples]
-    sets = set_scores(named_sets, [parents.get(s.about, set()) for s in samples], [s.active for s in samples])
-    # graph_agreement is recall of Pa(c); set_scores gives None for a class without parents or unknown.
+    # a random pick draws from every AU the graph or the labels know
+    universe = set(graph.aus).union(*(s.coded for s in samples if s.coded))
+    sets = score_explanations(samples, parents_from_graph(graph), n_universe=len(universe))
     correct = [None if not (s.asked_emotion and s.label) else float(s.stated == s.label) for s in samples]
-    n_named = np.array([len(s.named) for s in samples], dtype=float)
-    chance_agree = [len(s.named) / max(len((s.coded or universe) | universe), 1)
-                    if parents.get(s.about) else None for s in samples]
-    chance_prec = [len(s.active) / len(s.coded) if s.active is not None and s.coded else None for s in samples]
 
     def summary(idx) -> dict:
-        pick = lambda values: [values[i] for i in idx]  # noqa: E731
         return {
             "n_samples": len(idx),
-            "n_no_au_named": int(sum(n_named[i] == 0 for i in idx)),
-            "aus_per_frame": float(np.mean(n_named[idx])) if len(idx) else None,
-            "graph_causal_agreement": mean_defined(pick(sets.graph_agreement)),
-            "active_au_precision": mean_defined(pick(sets.active_precision)),
-            "active_au_recall": mean_defined(pick(sets.active_recall)),
-            "emotion_accuracy": mean_defined(pick(correct)),
+            "n_no_au_named": int(sum(sets.n_named[i] == 0 for i in idx)),
+            **sets.summary(idx),
+            "emotion_accuracy": mean_defined([correct[i] for i in idx]),
         }
 
     everything = list(range(len(samples)))
@@ -106,19 +104,20 @@ def summarize_named(samples: list[NamedSample], graph, *, ci: bool = True, seed:
     out["emotion_answered_rate"] = (sum(s.stated is not None for s in asked) / len(asked)) if asked else None
     out["named_outside_coded_per_frame"] = float(np.mean([len(set(s.named) - s.coded) if s.coded is not None else 0
                                                           for s in samples]))
-    out["chance"] = {"graph_causal_agreement": mean_defined(chance_agree), "active_au_precision": mean_defined(chance_prec)}
+    out["chance"] = sets.chance_summary()
     counts: dict[str, int] = {}
     for s in samples:
         for a in s.named:
             counts[a] = counts.get(a, 0) + 1
     out["named_frequency"] = {a: counts[a] / len(samples) for a in au_vocab.sort_aus(counts)}
-    classes = [c for c in graph.classes] + sorted({s.about for s in samples if s.about and s.about not in graph.classes})
+    classes = [c for c in graph.classes] + sorted({s.group for s in samples if s.group and s.group not in graph.classes})
     per_class = {}
     for c in classes:
-        idx = [i for i, s in enumerate(samples) if s.about == c]
+        idx = [i for i, s in enumerate(samples) if s.group == c]
         if not idx:
             continue
         row = summary(idx)
+        row["n_stated"] = sum(samples[i].stated == c for i in idx)
         row["n_labelled"] = sum(samples[i].label == c for i in idx)
         row["in_graph"] = c in graph.classes
         per_class[c] = row
@@ -130,8 +129,7 @@ def summarize_named(samples: list[NamedSample], graph, *, ci: bool = True, seed:
     if ci:
         from facr.audit.stats import cluster_bootstrap_ratio
 
-        values = {"graph_causal_agreement": sets.graph_agreement, "active_au_precision": sets.active_precision,
-                  "active_au_recall": sets.active_recall, "emotion_accuracy": correct}
+        values = {**sets.values, "emotion_accuracy": correct}
         out["ci95"] = {}
         for key in NAMED_CI_KEYS:
             v = values[key]
@@ -208,8 +206,9 @@ def audit_emola(request: AuditRequest) -> AuditResult:
             active = set(g.aus)
         stated = extract_emotion(g.emotion_output, candidates) if g.emotion_output is not None else None
         key = g.image
-        samples.append(NamedSample(key, str(r.subject) if r is not None else key, read_named(g.output), stated, label,
-                                   active, coded, asked_emotion=g.emotion_output is not None, text=g.output or ""))
+        samples.append(NamedSample(read_named(g.output), stated, label, active, coded, key=key,
+                                   subject=str(r.subject) if r is not None else key,
+                                   asked_emotion=g.emotion_output is not None, text=g.output or ""))
     m = summarize_named(samples, graph, ci=request.ci, seed=request.seed)
     sources = sorted({str(g.extra.get("source")) for g, _ in pairs if g.extra.get("source")})
     m.update({
@@ -218,7 +217,7 @@ def audit_emola(request: AuditRequest) -> AuditResult:
         "n_lines": len(gens), "n_unmatched_lines": unmatched,
         "n_au_answers": sum(g.output is not None for g, _ in pairs),
         "cf_sensitivity": None, "cf_invariance": None, "intervention": None, "intervention_note": NO_INTERVENTION,
-        "examples": _examples(samples),
+        "signed_agreement_note": SIGNED_NOTE["emola"], "examples": _examples(samples),
     })
     if unmatched:
         print(f"facr audit: {unmatched} line(s) of {path} match no selected record of {request.data} "
@@ -333,41 +332,43 @@ def audit_frozen_llm(request: AuditRequest) -> AuditResult:
             removals.append((b, a, a in named, ask([x for x in e if x != a])))
     answer_new()
     N = len(faces.keys)
-    sens_hits, sens_pairs, inv_hits, inv_pairs, strict_hits, moved = (np.zeros(N) for _ in range(6))
-    g_sens_hits, g_sens_pairs, g_inv_hits, g_inv_pairs = (np.zeros(N) for _ in range(4))
-    parents = {c: set(graph.parents(c)) for c in graph.classes}
+    # counts[key] = (hits, pairs) per face. Against G (the paper's simulatability): removing a parent of
+    # the stated emotion should change the answer, removing a non-parent should not. Against its own
+    # answer (self-simulatability): a removed named AU should no longer be named, removing an unnamed
+    # one should leave the emotion (strict: and the named set).
+    keys = ("simulatability_sensitivity", "simulatability_invariance", "self_simulatability_sensitivity",
+            "self_simulatability_invariance", "self_simulatability_invariance_strict", "emotion_change_on_named_removal")
+    counts = {k: (np.zeros(N), np.zeros(N)) for k in keys}
+
+    def count(key: str, b: int, hit: bool) -> None:
+        counts[key][0][b] += hit
+        counts[key][1][b] += 1
+
+    parents = parents_from_graph(graph)
     for b, a, was_named, q in removals:
         stated0, named0 = parsed[factual[b]]
         stated1, named1 = parsed[q]
-        # Against G (the paper's reading): removing a parent of the stated emotion should change the
-        # answer; removing a non-parent should not.
-        if stated0 in parents and parents[stated0]:
+        if parents.get(stated0):
             if a in parents[stated0]:
-                g_sens_pairs[b] += 1
-                g_sens_hits[b] += stated1 != stated0
+                count("simulatability_sensitivity", b, stated1 != stated0)
             else:
-                g_inv_pairs[b] += 1
-                g_inv_hits[b] += stated1 == stated0
+                count("simulatability_invariance", b, stated1 == stated0)
         if was_named:
-            sens_pairs[b] += 1
-            sens_hits[b] += a not in named1
-            moved[b] += stated1 != stated0
+            count("self_simulatability_sensitivity", b, a not in named1)
+            count("emotion_change_on_named_removal", b, stated1 != stated0)
         else:
-            inv_pairs[b] += 1
-            inv_hits[b] += stated1 == stated0
-            strict_hits[b] += stated1 == stated0 and set(named1) == set(named0)
-    samples = [NamedSample(faces.keys[b], faces.subjects[b], parsed[factual[b]][1], parsed[factual[b]][0],
-                           *faces.labels[b], asked_emotion=True, text=answers[factual[b]]) for b in range(N)]
+            count("self_simulatability_invariance", b, stated1 == stated0)
+            count("self_simulatability_invariance_strict", b, stated1 == stated0 and set(named1) == set(named0))
+    samples = [NamedSample(parsed[factual[b]][1], parsed[factual[b]][0], *faces.labels[b], key=faces.keys[b],
+                           subject=faces.subjects[b], asked_emotion=True, text=answers[factual[b]]) for b in range(N)]
     m = summarize_named(samples, graph, ci=request.ci, seed=request.seed)
     ratio = lambda num, den: float(num.sum() / den.sum()) if den.sum() else None  # noqa: E731
+    m.update({key: ratio(*counts[key]) for key in keys})
     m.update({
-        "simulatability_sensitivity": ratio(sens_hits, sens_pairs),
-        "simulatability_invariance": ratio(inv_hits, inv_pairs),
-        "simulatability_invariance_strict": ratio(strict_hits, inv_pairs),
-        "emotion_change_on_named_removal": ratio(moved, sens_pairs),
-        "graph_simulatability_sensitivity": ratio(g_sens_hits, g_sens_pairs),
-        "graph_simulatability_invariance": ratio(g_inv_hits, g_inv_pairs),
-        "n_sensitivity_pairs": int(sens_pairs.sum()), "n_invariance_pairs": int(inv_pairs.sum()),
+        "n_sensitivity_pairs": int(counts["simulatability_sensitivity"][1].sum()),
+        "n_invariance_pairs": int(counts["simulatability_invariance"][1].sum()),
+        "n_self_sensitivity_pairs": int(counts["self_simulatability_sensitivity"][1].sum()),
+        "n_self_invariance_pairs": int(counts["self_simulatability_invariance"][1].sum()),
         "named_outside_evidence_per_frame": float(np.mean([len(set(s.named) - set(e))
                                                            for s, e in zip(samples, faces.evidence)])),
         "evidence_per_frame": float(np.mean([len(e) for e in faces.evidence])),
@@ -375,14 +376,14 @@ def audit_frozen_llm(request: AuditRequest) -> AuditResult:
     })
     subjects = np.array(faces.subjects, dtype=object)
     unit_of = {u: subjects == u for u in m["per_subject"]}  # the units summarize_named reported
+    with_ci = keys[:4]
     for u, sel in unit_of.items():
-        m["per_subject"][u].update({"simulatability_sensitivity": ratio(sens_hits[sel], sens_pairs[sel]),
-                                    "simulatability_invariance": ratio(inv_hits[sel], inv_pairs[sel])})
+        m["per_subject"][u].update({key: ratio(counts[key][0][sel], counts[key][1][sel]) for key in with_ci})
     if request.ci:
         from facr.audit.stats import cluster_bootstrap_ratio
 
-        for key, (num, den) in {"simulatability_sensitivity": (sens_hits, sens_pairs),
-                                "simulatability_invariance": (inv_hits, inv_pairs)}.items():
+        for key in with_ci:
+            num, den = counts[key]
             m["ci95"][key] = cluster_bootstrap_ratio([num[i].sum() for i in unit_of.values()],
                                                      [den[i].sum() for i in unit_of.values()],
                                                      seed=request.seed) if m[key] is not None else None
@@ -392,7 +393,7 @@ def audit_frozen_llm(request: AuditRequest) -> AuditResult:
         "prompt": frozen_prompt(["AU6", "AU12"], faces.classes),
         "cf_sensitivity": None, "cf_invariance": None,
         "intervention": "remove one AU from the evidence text and ask again (simulatability)",
-        "examples": _examples(samples),
+        "signed_agreement_note": SIGNED_NOTE["frozen-llm"], "examples": _examples(samples),
     })
     return AuditResult("frozen-llm", _json_safe(m))
 

@@ -6,16 +6,24 @@ For a class c of sample b (the label by default, as in the training objective):
   ŷ_c in the polarity-implied direction by more than ``margin``: s_kc·Δ_kc > margin;
 * **counterfactual invariance** — the fraction of pairs (b, k ∉ Pa(c)) with |Δ_kc| ≤ ε;
 * **invoked AUs** — the top-|Pa(ĉ)| AUs by |Δ_kĉ| on the *predicted* class ĉ (what the model
-  relies on for the decision it made), and from them the set metrics: **graph-causal agreement**
-  (recall of Pa(ĉ)), **PSPI agreement** (of the six PSPI AUs, for pain predictions), **active-AU
-  precision / recall** (against the AUs labelled present), AUs named per frame.
+  relies on for the decision it made).
 
 The pair selection is :func:`facr.causal.pair_masks` — the same as the loss — so a test can show
 that the loss and the audit look at the same pairs and the same Δ.
+
+**One yardstick for named AUs** (:func:`score_explanations`): FACR's invoked AUs, a verbalizer's
+rationale, EmoLA's text and a frozen LLM's answer are each an :class:`Explanation` (the AUs it
+names, the emotion it states, the face's labels, and Δ where the reasoner has a latent to
+intervene on) and are scored by the same code: **graph-causal agreement** (recall of Pa(c)) against
+the stated emotion and against the label, each unsigned (the paper's) and **signed** (a named
+parent counts only if its do() moved ŷ_c the way its edge says; undefined without an intervention),
+**PSPI agreement** for pain statements, and **active-AU precision / recall** over the AUs the labels
+code.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,35 +97,142 @@ def invoked_aus(effects: Effects, signs: torch.Tensor, predicted: torch.Tensor |
     return [order[b, : int(n_parents[b])].tolist() for b in range(order.shape[0])]
 
 
+# ------------------------------------------------------------------ the one yardstick for named AUs
+# Pa(c) with its edge signs s_kc, per class: ``{"happiness": {"AU6": 1, "AU12": 1}, ...}``.
+Parents = dict[str, dict[str, int]]
+
+# The per-explanation figures every reasoner is scored on, in report order.
+SET_KEYS = ("graph_causal_agreement", "graph_causal_agreement_signed", "graph_causal_agreement_label",
+            "graph_causal_agreement_label_signed", "pspi_agreement", "pspi_agreement_signed",
+            "active_au_precision", "active_au_recall")
+# The figures with a chance level (what naming as many AUs at random would score).
+CHANCE_KEYS = ("graph_causal_agreement", "graph_causal_agreement_label", "active_au_precision")
+# PSPI is a sum of the six AUs' intensities: each of them raises pain (sign +1).
+PSPI = {f"AU{n}": 1 for n in au_vocab.PSPI_AUS}
+
+
+def parents_from_signs(signs, aus: list[str], classes: list[str]) -> Parents:
+    """Pa(c) with signs from a ``[K, C]`` sign matrix in the order of ``aus`` / ``classes``."""
+    s = np.asarray(signs)
+    return {c: {aus[k]: int(s[k, j]) for k in np.flatnonzero(s[:, j])} for j, c in enumerate(classes)}
+
+
+def parents_from_graph(graph) -> Parents:
+    """Pa(c) with signs of every class of an :class:`~facr.graph.AUGraph`."""
+    return {c: dict(graph.parents(c)) for c in graph.classes}
+
+
+@dataclass
+class Explanation:
+    """What one reasoner's explanation of one face names, and what it is scored against.
+
+    The one unit of the yardstick: FACR's invoked AUs, a verbalizer's rationale, EmoLA's text and a
+    frozen LLM's answer all become an ``Explanation`` and go through :func:`score_explanations`.
+    """
+
+    named: Iterable[str]  # canonical AU ids the explanation names (invoked, or read from its text)
+    stated: str | None  # the emotion the reasoner states (FACR: its prediction ĉ); None: states none
+    label: str | None  # the labelled emotion y
+    active: set[str] | None = None  # AUs labelled present (None: the face codes no AU)
+    coded: set[str] | None = None  # AUs the labels code (None: unknown, precision reads every named AU)
+    # Δ_kc = ŷ_c − ŷ_c^{do(z_k = 0)} per class c (at least ĉ and y) and AU k; None: the reasoner has no
+    # latent to intervene on, so no signed figure exists for it.
+    effect: dict[str, dict[str, float]] | None = None
+
+
+def agreement(named: set[str], parents: dict[str, int] | None,
+              effect: dict[str, float] | None) -> tuple[float | None, float | None]:
+    """Graph-causal agreement of a named set with Pa(c) (``parents``: AU → s_kc): the unsigned recall
+    |named ∩ Pa(c)| / |Pa(c)| (the paper's), and the **signed** one, where a named parent counts only
+    if its do(z_k = 0) moved ŷ_c the way its edge says (s_kc·Δ_kc > 0). None where Pa(c) is empty or
+    unknown; the signed one also where there is no effect to read (``effect`` None)."""
+    if not parents:
+        return None, None
+    hit = named & parents.keys()
+    unsigned = len(hit) / len(parents)
+    if effect is None:
+        return unsigned, None
+    return unsigned, sum(parents[a] * effect.get(a, 0.0) > 0 for a in hit) / len(parents)
+
+
+def precision_recall(named: set[str], active: set[str] | None,
+                     coded: set[str] | None) -> tuple[float | None, float | None]:
+    """Active-AU precision |named ∩ active| / |named ∩ coded| and recall |named ∩ active| / |active|.
+    Precision reads only the AUs the labels code (naming an AU the dataset does not code is not an
+    error); ``coded`` None reads every named AU. None where undefined (nothing coded, nothing named
+    among the coded AUs, nothing active)."""
+    if active is None:
+        return None, None
+    judged = named & coded if coded is not None else named
+    hit = len(named & active)
+    return (hit / len(judged) if judged else None), (hit / len(active) if active else None)
+
+
 @dataclass
 class SetScores:
-    """Per-sample set metrics of named (invoked) AUs against reference sets; None = undefined."""
+    """Per-explanation figures of :func:`score_explanations` (None = undefined for that explanation)."""
 
-    graph_agreement: list[float | None]
-    pspi_agreement: list[float | None]
-    active_precision: list[float | None]
-    active_recall: list[float | None]
+    values: dict[str, list[float | None]]  # per key of SET_KEYS, one value per explanation
     n_named: list[int]
+    chance: dict[str, list[float | None]]  # per key of CHANCE_KEYS
+
+    def summary(self, idx=None) -> dict:
+        """The mean of each figure over the explanations ``idx`` (default: all) where it is defined,
+        and ``aus_per_frame``."""
+        idx = range(len(self.n_named)) if idx is None else idx
+        out = {key: mean_defined([v[i] for i in idx]) for key, v in self.values.items()}
+        named = [self.n_named[i] for i in idx]
+        out["aus_per_frame"] = float(np.mean(named)) if named else None
+        return out
+
+    def chance_summary(self, idx=None) -> dict:
+        idx = range(len(self.n_named)) if idx is None else idx
+        return {key: mean_defined([v[i] for i in idx]) for key, v in self.chance.items()}
+
+    def ratio_parts(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """Numerator and denominator per explanation whose sums give the mean of ``key`` over the
+        explanations where it is defined (what a subject-level bootstrap resamples)."""
+        v = self.values[key]
+        return (np.array([x if x is not None else 0.0 for x in v], dtype=float),
+                np.array([x is not None for x in v], dtype=float))
 
 
-def set_scores(named: list[set[str]], parents: list[set[str]], active: list[set[str] | None],
-               is_pain: list[bool] | None = None) -> SetScores:
-    """Set metrics for named AU sets (canonical ids).
+def score_explanations(explanations: list[Explanation], parents: Parents, *, n_universe: int,
+                       pain_class: str = "pain") -> SetScores:
+    """The one scoring function for every reasoner's named or invoked AUs.
 
-    ``parents[b]``: Pa(c_b) of the class the explanation is about. ``active[b]``: AUs labelled
-    present (None where the frame codes no AU). ``is_pain[b]``: whether PSPI agreement applies.
+    Per explanation: graph-causal agreement against Pa(stated emotion) and against Pa(label), each
+    unsigned and signed (:func:`agreement`); PSPI agreement (the six PSPI AUs, where the stated
+    emotion is ``pain_class``), unsigned and signed; active-AU precision / recall over the coded AUs
+    (:func:`precision_recall`); the number named; and the chance levels: n / ``n_universe`` for the
+    agreement of n AUs drawn at random from ``n_universe`` (where Pa(c) is non-empty), |active| /
+    |coded| for precision.
     """
-    pspi = {f"AU{n}" for n in au_vocab.PSPI_AUS}
-    out = SetScores([], [], [], [], [])
-    for b, got in enumerate(named):
-        out.n_named.append(len(got))
-        pa = parents[b]
-        out.graph_agreement.append(len(got & pa) / len(pa) if pa else None)
-        out.pspi_agreement.append(len(got & pspi) / len(pspi) if is_pain and is_pain[b] else None)
-        act = active[b]
-        out.active_precision.append(len(got & act) / len(got) if act is not None and got else None)
-        out.active_recall.append(len(got & act) / len(act) if act else None)
-    return out
+    values = {key: [] for key in SET_KEYS}
+    chance = {key: [] for key in CHANCE_KEYS}
+    n_named = []
+    for e in explanations:
+        named = set(e.named)
+        effect = e.effect or {}
+        scored = (("", e.stated), ("_label", e.label))
+        for suffix, cls in scored:
+            pa = parents.get(cls) if cls is not None else None
+            unsigned, signed = agreement(named, pa, effect.get(cls) if e.effect is not None else None)
+            values[f"graph_causal_agreement{suffix}"].append(unsigned)
+            values[f"graph_causal_agreement{suffix}_signed"].append(signed)
+            chance[f"graph_causal_agreement{suffix}"].append(min(len(named), n_universe) / n_universe
+                                                             if pa and n_universe else None)
+        pspi = agreement(named, PSPI, effect.get(pain_class) if e.effect is not None else None) \
+            if e.stated == pain_class else (None, None)
+        values["pspi_agreement"].append(pspi[0])
+        values["pspi_agreement_signed"].append(pspi[1])
+        precision, recall = precision_recall(named, e.active, e.coded)
+        values["active_au_precision"].append(precision)
+        values["active_au_recall"].append(recall)
+        chance["active_au_precision"].append(len(e.active) / len(e.coded) if e.active is not None and e.coded
+                                             else None)
+        n_named.append(len(named))
+    return SetScores(values, n_named, chance)
 
 
 def mean_defined(values) -> float | None:

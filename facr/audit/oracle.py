@@ -87,6 +87,7 @@ def oracle_figures(model, dataset: FaceTorchDataset, ev: Evaluation, root: str |
                         for s, row in vs_truth["per_subject"].items()},
         "true_graph": truth.name,
         "true_parent_agreement": vs_truth["graph_causal_agreement"],
+        "true_parent_agreement_signed": vs_truth["graph_causal_agreement_signed"],
         "true_parent_agreement_chance": vs_truth["chance"]["graph_causal_agreement"],
         "true_graph_sensitivity": vs_truth["cf_sensitivity"],
         "true_graph_invariance": vs_truth["cf_invariance"],

@@ -18,8 +18,10 @@ one parser, :func:`facr.au.extract`. Against a graph G (the reasoner's own by de
 * **named inactive** — how many named AUs had z_k < ½ in the latent the text was written from
   (every rationale, factual and counterfactual): 0 whenever the hard gate is on;
 * coverage (rationales naming no AU), AUs per rationale, the share naming exactly the training
-  target (invoked ∩ active), and the set metrics of the factual named set (graph-causal
-  agreement, active-AU precision / recall against the AU labels).
+  target (invoked ∩ active), and the factual named set scored by the one yardstick every reasoner
+  is scored by (:func:`facr.audit.metrics.score_explanations`): graph-causal agreement against
+  Pa(ĉ) and Pa(y), unsigned and signed (the signed one reads the reasoner's own do() effects on the
+  face), PSPI agreement, active-AU precision / recall over the coded AUs.
 
 Each mode (``gated``, ``constrained``, ``ungated``) is a separate pass over the same rows.
 """
@@ -35,14 +37,14 @@ import torch
 
 from facr.audit import RATIONALE_DEFAULT_LIMIT
 from facr.audit.auditors import AuditRequest, AuditResult, _json_safe, register_auditor, run_reasoner_pass
-from facr.audit.metrics import invoked_aus, mean_defined, set_scores
+from facr.audit.metrics import SET_KEYS, Explanation, invoked_aus, parents_from_signs, score_explanations
 from facr.audit.stats import cluster_bootstrap_ratio
 from facr.causal import intervene_all, intervention_effects
 from facr.errors import FacrError
 
 RATIONALE_KEYS = ("n_samples", "rationale_sensitivity", "rationale_invariance", "rationale_invariance_strict",
                   "ablated_au_drop_rate", "named_inactive", "empty_rationale_rate", "aus_per_rationale",
-                  "named_equals_target", "graph_causal_agreement", "active_au_precision", "active_au_recall")
+                  "named_equals_target", *SET_KEYS, "aus_per_frame")
 
 
 @dataclass
@@ -96,10 +98,12 @@ def generate_rows(verbalizer, rows: RationaleRows, mode: str, batch_size: int = 
 
 
 def score_rationales(texts: list[str], rows: RationaleRows, aus: list[str], classes: list[str], signs: np.ndarray,
-                     targets: list[set[str]], active: list[set[str] | None], subjects: np.ndarray,
+                     targets: list[set[str]], faces: list[Explanation], subjects: np.ndarray,
                      ci: bool = True, seed: int = 0) -> dict:
     """The rationale figures (module docstring) of one mode's texts; ``signs`` [K, C] is the graph
-    scored against, ``targets[n]`` the AUs face n's training target names (invoked ∩ active)."""
+    scored against, ``targets[n]`` the AUs face n's training target names (invoked ∩ active),
+    ``faces[n]`` face n's label, coded and active AUs and the reasoner's do() effects
+    (:meth:`facr.audit.evaluate.Evaluation.explanations`; what it names is read from the text)."""
     from facr.verbalizer.model import Verbalizer
 
     K = len(aus)
@@ -110,7 +114,8 @@ def score_rationales(texts: list[str], rows: RationaleRows, aus: list[str], clas
     named_inactive = sum(1 for r, s in enumerate(named) for a in s if a in known and z[r, aus.index(a)] < 0.5)
     named_unknown = sum(len(s - known) for s in named)
     classes_of = rows.emotions
-    parents_of = {c: {aus[k] for k in np.flatnonzero(signs[:, i])} for i, c in enumerate(classes)}
+    signed_parents = parents_from_signs(signs, aus, classes)
+    parents_of = {c: set(pa) for c, pa in signed_parents.items()}
     sens = np.zeros((N, 2))
     inv = np.zeros((N, 2))
     inv_strict = np.zeros((N, 2))
@@ -138,8 +143,10 @@ def score_rationales(texts: list[str], rows: RationaleRows, aus: list[str], clas
                                  "intervention": f"do({aus[dropped]} = 0)", "emotion_after": classes_of[r],
                                  "rationale_after": texts[r], "named_after": sorted(named[r])})
     base_named = [named[r] for r in factual_rows]
-    parent_sets = [parents_of[classes_of[r]] for r in factual_rows]
-    sets = set_scores([s & known for s in base_named], parent_sets, active)
+    # the factual text, stating the head's emotion ĉ, scored as every reasoner's named AUs are
+    sets = score_explanations([replace(face, named=base_named[n], stated=classes_of[r])
+                               for n, (face, r) in enumerate(zip(faces, factual_rows))],
+                              signed_parents, n_universe=K)
     ratio = lambda a: float(a[:, 0].sum() / a[:, 1].sum()) if a[:, 1].sum() else None  # noqa: E731
     out = {
         "n_samples": N,
@@ -155,18 +162,18 @@ def score_rationales(texts: list[str], rows: RationaleRows, aus: list[str], clas
         "empty_rationale_rate": float(np.mean([not s for s in base_named])) if N else None,
         "aus_per_rationale": float(np.mean([len(s) for s in base_named])) if N else None,
         "named_equals_target": float(np.mean([s == t for s, t in zip(base_named, targets)])) if N else None,
-        "graph_causal_agreement": mean_defined(sets.graph_agreement),
-        "active_au_precision": mean_defined(sets.active_precision),
-        "active_au_recall": mean_defined(sets.active_recall),
+        **sets.summary(),
+        "chance": sets.chance_summary(),
         "examples": examples,
     }
     if ci:
         units = sorted(set(subjects.tolist()))
         by = {u: np.flatnonzero(subjects == u) for u in units}
+        parts = {key: np.stack(sets.ratio_parts(key), axis=1) for key in SET_KEYS}
+        parts.update({"rationale_sensitivity": sens, "rationale_invariance": inv, "ablated_au_drop_rate": drop})
         out["ci95"] = {key: cluster_bootstrap_ratio([arr[by[u], 0].sum() for u in units],
                                                     [arr[by[u], 1].sum() for u in units], seed=seed)
-                       for key, arr in (("rationale_sensitivity", sens), ("rationale_invariance", inv),
-                                        ("ablated_au_drop_rate", drop))}
+                       if out[key] is not None else None for key, arr in parts.items()}
     return out
 
 
@@ -240,13 +247,13 @@ def audit_verbalizer(request: AuditRequest) -> AuditResult:
     signs = graph_signs(graph, cfg.aus, cfg.classes).numpy()
     sc = ev.score()  # the training targets: invoked (own graph) ∩ active
     targets = [set(ev.seen(i, sc.invoked[i])) for i in range(len(ev.labels))]
-    active = ev.labelled_active()
+    faces = ev.explanations()
     batch = int(request.options.get("generate_batch_size") or 64)
     modes = _modes(request, v.config.mode)
     by_mode = {}
     for mode in modes:
         texts = generate_rows(v, rows, mode, batch_size=batch, progress=request.progress)
-        by_mode[mode] = score_rationales(texts, rows, list(cfg.aus), list(cfg.classes), signs, targets, active, ev.subjects,
+        by_mode[mode] = score_rationales(texts, rows, list(cfg.aus), list(cfg.classes), signs, targets, faces, ev.subjects,
                                          ci=request.ci, seed=request.seed)
     primary = by_mode[modes[0]]
     m = {k: v_ for k, v_ in primary.items() if k != "examples"}
@@ -263,6 +270,7 @@ def audit_verbalizer(request: AuditRequest) -> AuditResult:
         "graph": graph.name,
         "data": str(request.data),
         "split": request.split or "all",
+        "skipped_images": run.skipped.to_dict(),
         "classes": list(cfg.classes),
         "aus": list(cfg.aus),
         "device": str(device),
@@ -271,5 +279,6 @@ def audit_verbalizer(request: AuditRequest) -> AuditResult:
     })
     latent = ev.summarize(signs)
     m["latent"] = {k: latent.get(k) for k in ("accuracy", "macro_f1", "cf_sensitivity", "cf_invariance",
-                                              "graph_causal_agreement")}
+                                              "graph_causal_agreement", "graph_causal_agreement_signed",
+                                              "graph_causal_agreement_label")}
     return AuditResult("verbalizer-rationale", _json_safe(m), ev)

@@ -16,34 +16,38 @@ import numpy as np
 from facr.utils import atomic_dir, write_json
 
 PER_CLASS_BARS = (("recall", "recall"), ("cf_sensitivity", "CF sensitivity"), ("cf_invariance", "CF invariance"),
-                  ("graph_causal_agreement", "graph-causal agr."), ("active_au_precision", "active-AU precision"))
+                  ("graph_causal_agreement", "graph-causal agr."), ("graph_causal_agreement_signed", "agr., signed"),
+                  ("active_au_precision", "active-AU precision"))
+
+# The named-AU figures of the one yardstick (facr.audit.metrics.SET_KEYS), in every report alike.
+SET_ROWS = (("graph_causal_agreement", "graph-causal agreement"), ("graph_causal_agreement_signed", "agreement, signed"),
+            ("graph_causal_agreement_label", "agreement vs label"),
+            ("graph_causal_agreement_label_signed", "agr. vs label, signed"),
+            ("pspi_agreement", "PSPI agreement"), ("pspi_agreement_signed", "PSPI agreement, signed"),
+            ("active_au_precision", "active-AU precision"), ("active_au_recall", "active-AU recall"))
 
 ROWS = (("n_samples", "samples"), ("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("auc", "AUC"),
         ("f1_positive", "pain F1"), ("au_f1", "AU F1 (z > ½)"), ("cf_sensitivity", "CF sensitivity"),
-        ("cf_invariance", "CF invariance"), ("graph_causal_agreement", "graph-causal agreement"),
-        ("pspi_agreement", "PSPI agreement"), ("active_au_precision", "active-AU precision"),
-        ("active_au_recall", "active-AU recall"), ("aus_per_frame", "AUs named per frame"))
+        ("cf_invariance", "CF invariance"), *SET_ROWS, ("aus_per_frame", "AUs named per frame"))
 
 # The rationale audit's figures (facr.audit.rationale), one column per decoding mode.
 RATIONALE_ROWS = (("rationale_sensitivity", "rationale sensitivity"), ("rationale_invariance", "rationale invariance"),
                   ("rationale_invariance_strict", "invariance (whole named set)"),
                   ("ablated_au_drop_rate", "ablated-AU drop rate"), ("named_inactive", "named inactive AUs"),
                   ("empty_rationale_rate", "empty rationales"), ("aus_per_rationale", "AUs per rationale"),
-                  ("named_equals_target", "names exactly the target"),
-                  ("graph_causal_agreement", "graph-causal agreement"), ("active_au_precision", "active-AU precision"),
-                  ("active_au_recall", "active-AU recall"))
+                  ("named_equals_target", "names exactly the target"), *SET_ROWS)
 
-# Other reasoners (facr.audit.external): the named-AU figures, and the frozen LLM's simulatability.
+# Other reasoners (facr.audit.external): the named-AU figures, and the frozen LLM's simulatability (the
+# paper's figures, against G, first; then those against its own answer).
 NAMED_ROWS = (("n_samples", "samples"), ("n_no_au_named", "outputs naming no AU"), ("aus_per_frame", "AUs named per frame"),
-              ("graph_causal_agreement", "graph-causal agreement"), ("active_au_precision", "active-AU precision"),
-              ("active_au_recall", "active-AU recall"), ("emotion_accuracy", "emotion accuracy"),
+              *SET_ROWS, ("emotion_accuracy", "emotion accuracy"),
               ("emotion_answered_rate", "answers stating an emotion"),
-              ("simulatability_sensitivity", "simulatability sensitivity"),
-              ("simulatability_invariance", "simulatability invariance"),
-              ("simulatability_invariance_strict", "invariance (whole named set)"),
+              ("simulatability_sensitivity", "simulatability sensitivity (parent removed)"),
+              ("simulatability_invariance", "simulatability invariance (non-parent)"),
+              ("self_simulatability_sensitivity", "self-simulatability sensitivity"),
+              ("self_simulatability_invariance", "self-simulatability invariance"),
+              ("self_simulatability_invariance_strict", "self-simulatability inv. (named set)"),
               ("emotion_change_on_named_removal", "emotion changes when a named AU is removed"),
-              ("graph_simulatability_sensitivity", "emotion changes when a parent in G is removed"),
-              ("graph_simulatability_invariance", "emotion stays when a non-parent is removed"),
               ("named_outside_evidence_per_frame", "AUs named outside the evidence, per frame"),
               ("cf_sensitivity", "CF sensitivity"), ("cf_invariance", "CF invariance"))
 NAMED_KINDS = ("generations", "frozen-llm")
@@ -144,7 +148,8 @@ def render_markdown(metrics: dict, plots: list[str]) -> str:
         o = metrics["oracle"]
         lines += ["", "## Oracle (synthetic benchmark: the true causes are known)", "",
                   "| figure | value |", "|---|---|"]
-        for key in ("true_parent_agreement", "true_parent_agreement_chance", "true_graph_sensitivity",
+        for key in ("true_parent_agreement", "true_parent_agreement_signed", "true_parent_agreement_chance",
+                    "true_graph_sensitivity",
                     "true_graph_invariance", "shortcut_reliance", "cue_effect_mean_abs", "max_au_effect_mean",
                     "prediction_follows_cue", "prediction_follows_cue_chance", "shortcut_rate_train"):
             if key in o:
@@ -152,7 +157,7 @@ def render_markdown(metrics: dict, plots: list[str]) -> str:
         lines += ["", "Shortcut reliance: the share of predictions whose logit moves more under do(background hue) "
                   "than under the largest single-AU do(z_k = 0)."]
     if metrics.get("per_class"):
-        keys = [k for k, _ in PER_CLASS_BARS] + ["active_au_recall", "aus_per_frame"]
+        keys = [k for k, _ in PER_CLASS_BARS] + ["graph_causal_agreement_label", "active_au_recall", "aus_per_frame"]
         lines += ["", "## Per class", "",
                   "| class | n labelled | n predicted | " + " | ".join(k.replace("_", " ") for k in keys) + " |",
                   "|---|---|---|" + "---|" * len(keys)]
@@ -161,11 +166,12 @@ def render_markdown(metrics: dict, plots: list[str]) -> str:
                          + " | ".join(fmt(row.get(k)) for k in keys) + " |")
     if metrics.get("per_subject"):
         lines += ["", "## Per subject", "", "| subject | n | accuracy | AUC | CF sensitivity | CF invariance | "
-                  "graph-causal agr. | active-AU precision |", "|---|---|---|---|---|---|---|---|"]
+                  "graph-causal agr. | agr., signed | active-AU precision |", "|---|---|---|---|---|---|---|---|---|"]
         for s, row in metrics["per_subject"].items():
             lines.append(f"| {s} | {row['n_samples']} | {fmt(row.get('accuracy'))} | {fmt(row.get('auc'))} | "
                          f"{fmt(row.get('cf_sensitivity'))} | {fmt(row.get('cf_invariance'))} | "
-                         f"{fmt(row.get('graph_causal_agreement'))} | {fmt(row.get('active_au_precision'))} |")
+                         f"{fmt(row.get('graph_causal_agreement'))} | {fmt(row.get('graph_causal_agreement_signed'))} | "
+                         f"{fmt(row.get('active_au_precision'))} |")
     for p in plots:
         lines += ["", f"![{p}]({p})"]
     return "\n".join(lines) + "\n"
@@ -216,11 +222,14 @@ def render_named_markdown(metrics: dict, plots: list[str]) -> str:
               f"- intervention: {metrics.get('intervention') or 'none'}", ""]
     if metrics.get("intervention_note"):
         lines += [f"**No intervention figures.** {metrics['intervention_note']}.", ""]
+    if metrics.get("signed_agreement_note"):
+        lines += [f"**No signed agreement.** {metrics['signed_agreement_note'][0].upper()}"
+                  f"{metrics['signed_agreement_note'][1:]}.", ""]
     lines += _figure_table(metrics, NAMED_ROWS)
-    keys = ("n_samples", "n_no_au_named", "aus_per_frame", "graph_causal_agreement", "active_au_precision",
-            "active_au_recall", "emotion_accuracy")
+    keys = ("n_samples", "n_no_au_named", "aus_per_frame", "graph_causal_agreement", "graph_causal_agreement_label",
+            "active_au_precision", "active_au_recall", "emotion_accuracy")
     if metrics.get("per_class"):
-        lines += ["", "## Per class (the labelled emotion, else the stated one)", "",
+        lines += ["", "## Per class (the stated emotion, else the labelled one)", "",
                   "| class | " + " | ".join(k.replace("_", " ") for k in keys) + " |", "|---|" + "---|" * len(keys)]
         for c, row in metrics["per_class"].items():
             lines.append(f"| {c} | " + " | ".join(fmt(row.get(k)) for k in keys) + " |")

@@ -17,7 +17,9 @@ from facr.external.generations import record_key
 from facr.graph import load_graph, resolve_graph
 
 EMOLA_CONTRACT = ("n_samples", "n_no_au_named", "aus_per_frame", "active_au_precision", "active_au_recall",
-                  "graph_causal_agreement", "per_class", "emotion_accuracy", "per_subject", "ci95")
+                  "graph_causal_agreement", "graph_causal_agreement_label", "graph_causal_agreement_signed",
+                  "graph_causal_agreement_label_signed", "pspi_agreement", "pspi_agreement_signed", "per_class",
+                  "emotion_accuracy", "per_subject", "ci95")
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,12 @@ def test_emola_audit_matches_a_hand_count(data, test_records, tmp_path, run_cli)
     pa = {r.emotion: set(graph.parents(r.emotion)) for r in (r0, r1, r2)}
     expect = [len(set(a0) & pa[r0.emotion]) / len(pa[r0.emotion]), 0.0,
               len({active2, inactive} & pa[r2.emotion]) / len(pa[r2.emotion])]
-    assert m["graph_causal_agreement"] == pytest.approx(sum(expect) / 3)
+    # against the label's parents: every line; against the stated emotion's: only line 0 states one
+    assert m["graph_causal_agreement_label"] == pytest.approx(sum(expect) / 3)
+    assert m["graph_causal_agreement"] == pytest.approx(expect[0])
+    # no do() to read a sign from: undefined, with the reason
+    assert m["graph_causal_agreement_signed"] is None and m["graph_causal_agreement_label_signed"] is None
+    assert "no latent to intervene on" in m["signed_agreement_note"]
     # the emotion question was answered on two lines; the one that says "unclear" counts as wrong
     assert m["emotion_accuracy"] == pytest.approx(0.5) and m["emotion_answered_rate"] == pytest.approx(0.5)
     # no intervention handle: said, not invented
@@ -173,7 +180,7 @@ def test_frozen_llm_simulatability_matches_a_hand_count(data, test_records, monk
     assert code == 0, err
     m = json.loads(out)
     classes = m["classes"]
-    hits = {"sens": [0, 0], "inv": [0, 0], "g_sens": [0, 0], "g_inv": [0, 0]}
+    hits = {"self_sens": [0, 0], "self_inv": [0, 0], "sens": [0, 0], "inv": [0, 0]}
     queries = set()
     for r in test_records[:10]:
         ev = set(r.active_aus())
@@ -183,23 +190,26 @@ def test_frozen_llm_simulatability_matches_a_hand_count(data, test_records, monk
             queries.add(frozenset(ev - {a}))
             s1, n1 = llm.answer(ev - {a}, classes)
             pa = set(llm.graph.parents(stated)) if stated in llm.graph.classes else set()
-            if pa:
-                key = "g_sens" if a in pa else "g_inv"
+            if pa:  # the paper's figures, against G
+                key = "sens" if a in pa else "inv"
                 hits[key][0] += (s1 != stated) if a in pa else (s1 == stated)
                 hits[key][1] += 1
-            if a in named:
-                hits["sens"][0] += a not in n1
-                hits["sens"][1] += 1
+            if a in named:  # against its own answer
+                hits["self_sens"][0] += a not in n1
+                hits["self_sens"][1] += 1
             else:
-                hits["inv"][0] += s1 == stated
-                hits["inv"][1] += 1
+                hits["self_inv"][0] += s1 == stated
+                hits["self_inv"][1] += 1
     assert m["n_sensitivity_pairs"] == hits["sens"][1] and m["n_invariance_pairs"] == hits["inv"][1]
+    assert m["n_self_sensitivity_pairs"] == hits["self_sens"][1]
+    assert m["n_self_invariance_pairs"] == hits["self_inv"][1]
     assert m["simulatability_sensitivity"] == pytest.approx(hits["sens"][0] / hits["sens"][1])
     assert m["simulatability_invariance"] == pytest.approx(hits["inv"][0] / hits["inv"][1])
-    assert m["graph_simulatability_sensitivity"] == pytest.approx(hits["g_sens"][0] / hits["g_sens"][1])
-    assert m["graph_simulatability_invariance"] == pytest.approx(hits["g_inv"][0] / hits["g_inv"][1])
+    assert m["self_simulatability_sensitivity"] == pytest.approx(hits["self_sens"][0] / hits["self_sens"][1])
+    assert m["self_simulatability_invariance"] == pytest.approx(hits["self_inv"][0] / hits["self_inv"][1])
+    assert "graph_simulatability_sensitivity" not in m  # renamed: the paper's figure is the headline now
     # a stereotype names its prototype whatever the evidence: removing a named AU rarely drops it
-    assert m["simulatability_sensitivity"] < 0.5
+    assert m["self_simulatability_sensitivity"] < 0.5
     # identical evidence is asked once; the two rounds are two backend calls
     assert m["n_queries"] == len(queries) and len(llm.calls) == 2
     assert m["named_outside_evidence_per_frame"] > 0
@@ -254,6 +264,7 @@ def test_frozen_smollm2_is_audited_with_its_own_answers(data, test_records, run_
     """The real offline instruct model: the audit's sensitivity pairs are exactly what the model says
     when asked again without the named AU."""
     from facr.audit.external import frozen_prompt, read_named
+    from facr.external.generations import extract_emotion
     from facr.external.llm import LocalChat
 
     code, out, err = run_cli("audit", "--model", "frozen-llm", "--data", data, "--limit", "3", "--max-new-tokens", "40",
@@ -262,17 +273,19 @@ def test_frozen_smollm2_is_audited_with_its_own_answers(data, test_records, run_
     m = json.loads(out)
     assert m["n_samples"] == 3 and m["llm"] == "local transformers model smollm2-135m"
     chat = LocalChat("smollm2-135m", max_new_tokens=40)
-    hits = pairs = 0
+    hits = pairs = answered = 0
     for r in test_records[:3]:
         ev = r.active_aus()
-        named = set(read_named(chat([frozen_prompt(ev, m["classes"])])[0])) & set(ev)
+        answer = chat([frozen_prompt(ev, m["classes"])])[0]
+        answered += extract_emotion(answer, m["classes"]) is not None
+        named = set(read_named(answer)) & set(ev)
         for a in named:
             after = read_named(chat([frozen_prompt([x for x in ev if x != a], m["classes"])])[0])
             hits += a not in after
             pairs += 1
-    assert m["n_sensitivity_pairs"] == pairs
-    assert m["simulatability_sensitivity"] == (pytest.approx(hits / pairs) if pairs else None)
-    assert 0 < m["emotion_answered_rate"] <= 1
+    assert m["n_self_sensitivity_pairs"] == pairs
+    assert m["self_simulatability_sensitivity"] == (pytest.approx(hits / pairs) if pairs else None)
+    assert m["emotion_answered_rate"] == pytest.approx(answered / 3)
 
 
 def test_other_reasoners_are_experiment_arms(data, tmp_path, monkeypatch, run_cli):

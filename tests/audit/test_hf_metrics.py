@@ -1,4 +1,4 @@
-"""The 🤗 evaluate modules load offline from the package and give set_scores' numbers."""
+"""The 🤗 evaluate modules load offline from the package and give the audit yardstick's numbers."""
 
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import pytest
 
 from facr.au import canonical
 from facr.audit.hf_metrics import METRICS, metric_path
-from facr.audit.metrics import mean_defined, set_scores
+from facr.audit.metrics import Explanation, score_explanations
 from facr.errors import UnknownAUError
 
 NAMED = [["AU06", "au 12"], ["AU4"], []]
@@ -41,13 +41,16 @@ def test_metric_path_points_at_a_loadable_script_and_rejects_unknown_names():
         metric_path("accuracy")
 
 
-def test_graph_causal_agreement_equals_set_scores_on_mixed_spellings(load):
+def test_graph_causal_agreement_equals_the_audit_yardstick_on_mixed_spellings(load):
     result = load("graph_causal_agreement").compute(predictions=NAMED, references=PARENTS)
     # sample 0: {6, 12} of {6, 12, 25} = 2/3; sample 1: {4} of {4, 7} = 1/2; sample 2: 0/1
     assert result["graph_causal_agreement"] == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
     assert result["n_defined"] == 3
-    scores = set_scores(_sets(NAMED), _sets(PARENTS), [None] * 3)
-    assert result["graph_causal_agreement"] == pytest.approx(mean_defined(scores.graph_agreement))
+    # the audit's scorer, each sample's reference as Pa of a class of its own
+    parents = {str(i): dict.fromkeys(pa, 1) for i, pa in enumerate(_sets(PARENTS))}
+    scores = score_explanations([Explanation(named, str(i), None) for i, named in enumerate(_sets(NAMED))], parents,
+                                n_universe=30)
+    assert result["graph_causal_agreement"] == pytest.approx(scores.summary()["graph_causal_agreement"])
 
 
 def test_graph_causal_agreement_skips_empty_parents_and_is_none_without_any(load):
@@ -57,16 +60,17 @@ def test_graph_causal_agreement_skips_empty_parents_and_is_none_without_any(load
     assert metric.compute(predictions=[["AU6"]], references=[[]]) == {"graph_causal_agreement": None, "n_defined": 0}
 
 
-def test_named_au_precision_recall_equals_set_scores_on_mixed_spellings(load):
+def test_named_au_precision_recall_equals_the_audit_yardstick_on_mixed_spellings(load):
     result = load("named_au_precision_recall").compute(predictions=NAMED, references=ACTIVE)
     # precision: 1/2, 1/1, undefined (names nothing); recall: 1/2, 1/2, undefined (none active)
     assert result["active_au_precision"] == pytest.approx((1 / 2 + 1) / 2)
     assert result["active_au_recall"] == pytest.approx((1 / 2 + 1 / 2) / 2)
     assert result["aus_per_frame"] == pytest.approx(1.0)
     assert result["n_samples"] == 3
-    scores = set_scores(_sets(NAMED), [set()] * 3, _sets(ACTIVE))
-    assert result["active_au_precision"] == pytest.approx(mean_defined(scores.active_precision))
-    assert result["active_au_recall"] == pytest.approx(mean_defined(scores.active_recall))
+    scores = score_explanations([Explanation(named, None, None, active=active) for named, active in
+                                 zip(_sets(NAMED), _sets(ACTIVE))], {}, n_universe=30).summary()
+    assert result["active_au_precision"] == pytest.approx(scores["active_au_precision"])
+    assert result["active_au_recall"] == pytest.approx(scores["active_au_recall"])
 
 
 def test_named_au_precision_is_none_when_no_sample_names_an_au(load):

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from facr.audit.metrics import counterfactual_pairs, invoked_aus, mean_defined, recognition, set_scores
+from facr.audit.metrics import (Explanation, counterfactual_pairs, invoked_aus, mean_defined, recognition,
+                                score_explanations)
 from facr.causal import intervention_effects, pair_masks
 from facr.losses import LossWeights, facr_loss
 
@@ -61,19 +62,29 @@ def test_invoked_aus_are_the_top_parent_count_by_effect_on_the_predicted_class()
     assert invoked_aus(intervention_effects(head, z), SIGNS, torch.tensor([0, 0]))[0] == [0, 2]
 
 
-def test_set_scores_by_hand():
-    s = set_scores(
-        named=[{"AU6", "AU12"}, {"AU4", "AU7", "AU9"}, set()],
-        parents=[{"AU6", "AU12"}, {"AU4", "AU6", "AU7", "AU9", "AU10", "AU43"}, set()],
-        active=[{"AU12", "AU25"}, {"AU4"}, None],
-        is_pain=[False, True, False],
-    )
-    assert s.graph_agreement == [1.0, 0.5, None]
-    assert s.pspi_agreement == [None, 0.5, None]
-    assert s.active_precision == [0.5, pytest.approx(1 / 3), None]
-    assert s.active_recall == [0.5, 1.0, None]
+def test_score_explanations_by_hand():
+    parents = {"happiness": {"AU6": 1, "AU12": 1}, "pain": {"AU4": 1, "AU6": 1, "AU7": 1, "AU9": 1, "AU10": 1, "AU43": 1},
+               "neutral": {}}
+    s = score_explanations([
+        Explanation({"AU6", "AU12"}, "happiness", "happiness", active={"AU12", "AU25"}),
+        Explanation({"AU4", "AU7", "AU9"}, "pain", "happiness", active={"AU4"}),
+        Explanation(set(), "neutral", None),
+    ], parents, n_universe=10)
+    v = s.values
+    assert v["graph_causal_agreement"] == [1.0, 0.5, None]  # 2/2, 3/6, no parents
+    assert v["graph_causal_agreement_label"] == [1.0, 0.0, None]  # sample 1 names neither AU6 nor AU12
+    assert v["pspi_agreement"] == [None, 0.5, None]  # only the pain statement: {4, 7, 9} of the six
+    assert v["active_au_precision"] == [0.5, pytest.approx(1 / 3), None]
+    assert v["active_au_recall"] == [0.5, 1.0, None]
     assert s.n_named == [2, 3, 0]
-    assert mean_defined(s.graph_agreement) == 0.75 and mean_defined([None]) is None
+    # no effects given: no signed figure anywhere
+    assert all(x is None for k in ("graph_causal_agreement_signed", "pspi_agreement_signed") for x in v[k])
+    # chance of naming n of 10 AUs at random: n / 10 where Pa is non-empty; precision |active| / |coded| (unknown)
+    assert s.chance["graph_causal_agreement"] == [0.2, 0.3, None]
+    assert s.chance["active_au_precision"] == [None, None, None]
+    summary = s.summary()
+    assert summary["graph_causal_agreement"] == 0.75 and summary["aus_per_frame"] == pytest.approx(5 / 3)
+    assert mean_defined([None]) is None
 
 
 def test_recognition_auc_is_undefined_for_a_single_class_subject():

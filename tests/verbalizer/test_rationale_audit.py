@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
+from facr.audit.metrics import Explanation
 from facr.audit.rationale import RationaleRows, generate_rows, intervention_rows, score_rationales
 from facr.testing import tiny_backbone
 from facr.verbalizer.model import Verbalizer, VerbalizerConfig, load_verbalizer
@@ -32,7 +33,7 @@ def test_scores_match_a_hand_count():
              "the face shows AU12; happiness.",  # do(AU6): dropped — a sensitivity hit
              "the face shows AU6 and AU12; happiness."]  # do(AU12): still named although z = 0
     m = score_rationales(texts, _rows(zs, ["happiness"] * 4), AUS, CLASSES, SIGNS, [{"AU6", "AU12"}],
-                         [{"AU6", "AU12"}], np.array(["s1"]), ci=False)
+                         [Explanation(set(), None, "happiness", active={"AU6", "AU12"})], np.array(["s1"]), ci=False)
     assert m["rationale_sensitivity"] == 0.5 and m["pairs"]["causal"] == 2
     assert m["rationale_invariance"] == 1.0 and m["pairs"]["irrelevant"] == 1
     assert m["ablated_au_drop_rate"] == 0.5
@@ -47,14 +48,14 @@ def test_invariance_reads_the_causal_aus_and_strict_reads_the_whole_set():
     zs = [base, [0.0, 0.9, 0.8], [0.9, 0.0, 0.8], [0.9, 0.9, 0.0]]
     texts = ["AU4, AU6 and AU12", "AU6", "AU4 and AU12", "the brow lowerer and AU6"]  # FACS names count too
     m = score_rationales(texts, _rows(zs, ["happiness"] * 4), AUS, CLASSES, SIGNS, [{"AU6", "AU12"}],
-                         [None], np.array(["s1"]), ci=False)
+                         [Explanation(set(), None, None)], np.array(["s1"]), ci=False)
     # the one irrelevant do (AU4) drops AU4 itself and AU12: causal AUs changed -> invariance 0
     assert m["rationale_invariance"] == 0.0 and m["rationale_invariance_strict"] == 0.0
     assert m["rationale_sensitivity"] == 1.0  # AU6 and AU12 both dropped when ablated
     assert m["active_au_precision"] is None  # no AU labels coded
     texts[1] = "AU6 and AU12"  # now only the ablated AU4 itself left the text
-    m = score_rationales(texts, _rows(zs, ["happiness"] * 4), AUS, CLASSES, SIGNS, [set()], [None],
-                         np.array(["s1"]), ci=False)
+    m = score_rationales(texts, _rows(zs, ["happiness"] * 4), AUS, CLASSES, SIGNS, [set()],
+                         [Explanation(set(), None, None)], np.array(["s1"]), ci=False)
     assert m["rationale_invariance"] == 1.0 and m["rationale_invariance_strict"] == 1.0
     assert m["named_equals_target"] == 0.0
 

@@ -4,7 +4,8 @@
 >>> from facr.audit.hf_metrics import metric_path
 >>> metric = evaluate.load(metric_path("graph_causal_agreement"))  # doctest: +SKIP
 
-The numbers come from :func:`facr.audit.metrics.set_scores`, the same code ``facr audit`` uses.
+The numbers come from :func:`facr.audit.metrics.agreement` and :func:`~facr.audit.metrics.precision_recall`,
+the per-sample yardstick ``facr audit`` scores every reasoner with.
 """
 
 from __future__ import annotations

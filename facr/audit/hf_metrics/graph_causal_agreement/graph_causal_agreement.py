@@ -3,7 +3,7 @@
 import evaluate
 
 from facr.audit.hf_metrics import au_sets, metric_info
-from facr.audit.metrics import mean_defined, set_scores
+from facr.audit.metrics import agreement, mean_defined
 
 _DESCRIPTION = """\
 Graph-causal agreement: for each sample, |named ∩ Pa(c)| / |Pa(c)|, the share of the causal
@@ -36,8 +36,9 @@ class GraphCausalAgreement(evaluate.Metric):
     def _compute(self, predictions, references):
         named = au_sets(predictions)
         parents = au_sets(references)
-        scores = set_scores(named, parents, active=[None] * len(named))
+        # the yardstick's own per-sample agreement (unsigned: a reference list carries no edge signs)
+        values = [agreement(got, dict.fromkeys(pa, 1), None)[0] for got, pa in zip(named, parents)]
         return {
-            "graph_causal_agreement": mean_defined(scores.graph_agreement),
-            "n_defined": sum(v is not None for v in scores.graph_agreement),
+            "graph_causal_agreement": mean_defined(values),
+            "n_defined": sum(v is not None for v in values),
         }
