@@ -166,9 +166,10 @@ def cmd_graph_induce(args) -> int:
     return 0
 
 
-def _load_labels(root: str, fmt: str | None, strict: bool):
+def _load_labels(root: str, fmt: str | None, strict: bool, verify: bool = False):
     """The records of the dataset folder ``root`` (format ``fmt`` or recognised from its layout),
-    labels only: a synth folder's images are not decoded (summaries and induction need no pixels)."""
+    labels only: a synth folder's images are not decoded (summaries and induction need no pixels)
+    unless ``verify`` asks to decode every image once, as a check."""
     from facr.data.formats import FORMATS, detect_format, load
 
     if not os.path.isdir(root):
@@ -176,7 +177,7 @@ def _load_labels(root: str, fmt: str | None, strict: bool):
     fmt = fmt or detect_format(root)
     if fmt is None:
         raise FacrError(root, f"cannot tell the dataset format from its layout; pass --format ({', '.join(FORMATS)})")
-    return load(fmt, root, strict=strict, **({"decode": False} if fmt == "synth" else {}))
+    return load(fmt, root, strict=strict, verify_images=verify, **({"decode": False} if fmt == "synth" else {}))
 
 
 def _records_table(args):
@@ -245,11 +246,18 @@ def cmd_graph_export(args) -> int:
 def cmd_data_inspect(args) -> int:
     from facr.data.summary import format_summary, summarize
 
-    summary = summarize(_load_labels(args.root, args.format, strict=args.strict))
+    summary = summarize(_load_labels(args.root, args.format, strict=args.strict, verify=args.verify),
+                        verified=args.verify)
     if args.json:
         _print_json(summary)
     else:
         print(format_summary(summary))
+    if args.verify and summary["n_errors"]:
+        # --verify is a check: a dataset with skipped rows fails it (exit 1), as diff --exit-code does
+        n, bad = summary["n_errors"], summary["image_errors"]["count"]
+        print(f"facr: {summary['root']}: {n} row{'s' * (n != 1)} skipped, {bad} for the image (missing, outside the "
+              f"data root or not decodable)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -408,15 +416,26 @@ def _print_named_audit(m: dict, out: str | None) -> int:
     return 0
 
 
+def _warn_skipped(skipped: dict | None, data) -> None:
+    """One stderr line when a run left images out (the count and the files are in its JSON)."""
+    if skipped and skipped["count"]:
+        print(f"facr: warning: {data}: skipped {skipped['count']} of {skipped['of']} images (missing, not decodable "
+              f"or outside the data root; listed under skipped_images); first: {skipped['files'][0]}", file=sys.stderr)
+
+
 def cmd_audit(args) -> int:
+    import contextlib
+
     from facr.audit.auditors import AuditRequest, audit
-    from facr.audit.report import fmt, write_report
+    from facr.audit.report import fmt, render_report
+    from facr.outputs import output_dir
 
     try:
         request = AuditRequest(model=args.model, data=args.data, format=args.format, graph=args.graph,
                                split=args.split, subjects=args.subject, limit=args.limit, epsilon=args.epsilon,
                                margin=args.margin, batch_size=args.batch_size, oracle=not args.no_oracle,
                                seed=args.seed, progress=not (args.json or args.no_progress),
+                               max_bad_images=args.max_bad_images,
                                options={"rationale": args.rationale, "modes": args.mode, "reasoner": args.reasoner,
                                         "maps": args.maps, "map_methods": args.map_method,
                                         "generate_batch_size": args.generate_batch_size,
@@ -425,10 +444,14 @@ def cmd_audit(args) -> int:
                                         "max_new_tokens": args.max_new_tokens, "workers": args.workers})
     except ValueError as exc:
         raise FacrError(args.model, str(exc)) from None
-    result = audit(request)
-    m = result.metrics
-    if args.out:
-        write_report(m, args.out)
+    # --out is claimed (checked and locked) before the audit runs, and written when it is done
+    inputs = (args.model, args.data, args.reasoner, args.generations, args.graph)
+    with (output_dir(args.out, "audit", overwrite=args.overwrite, inputs=inputs) if args.out
+          else contextlib.nullcontext()) as folder:
+        m = audit(request).metrics
+        if folder is not None:
+            render_report(m, folder)
+    _warn_skipped(m.get("skipped_images"), args.data)
     if args.json:
         _print_json(m)
         return 0
@@ -616,16 +639,20 @@ def cmd_emola_standin(args) -> int:
 # ------------------------------------------------------------------ facr llm
 def cmd_llm_serve(args) -> int:
     from facr.external.llm import LocalChat
-    from facr.external.openai_server import make_server
+    from facr.external.openai_server import API_KEY_ENV, OpenAIServer, ServeConfig
 
-    chat = LocalChat(args.model, max_new_tokens=args.max_new_tokens, batch_size=1)
+    config = ServeConfig(host=args.host, port=args.port, api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
+                         allow_remote=args.allow_remote, workers=args.workers, queue=args.queue, timeout=args.timeout,
+                         max_request_bytes=args.max_request_bytes, max_new_tokens=args.max_new_tokens,
+                         verbose=args.verbose)
+    server = OpenAIServer(config)  # bound before the model loads: a bad or busy port costs nothing
     try:
-        server = make_server(chat, args.model, args.host, args.port, verbose=args.verbose)
-    except OSError as exc:
-        raise FacrError(f"{args.host}:{args.port}", f"cannot listen: {exc.strerror or exc}") from None
-    host, port = server.server_address[:2]
-    print(f"serving {args.model} at http://{host}:{port}/v1 (OpenAI-compatible chat; Ctrl-C stops)", flush=True)
-    try:
+        server.attach(LocalChat(args.model, max_new_tokens=args.max_new_tokens, batch_size=1), args.model)
+        if config.remote:
+            print(f"facr: warning: serving {args.host} over plain HTTP: the API key and the conversations cross the "
+                  "network unencrypted (put a TLS proxy in front outside a trusted network)", file=sys.stderr)
+        print(f"serving {args.model} at {server.url} (OpenAI-compatible chat, context {server.context_length} "
+              f"tokens{', API key required' if config.api_key else ''}; Ctrl-C stops)", flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         pass
@@ -828,6 +855,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="which split (default test; 'all' for every record)")
     p.add_argument("--subject", action="append", default=None, help="only this subject (repeatable)")
     p.add_argument("--limit", type=int, default=None, help="audit the first N samples of the split")
+    p.add_argument("--max-bad-images", type=float, default=0.05,
+                   help="the share of the split's images that may be skipped as missing, not decodable or outside "
+                        "the data root (counted in skipped_images) before the audit stops (default 0.05)")
     p.add_argument("--epsilon", type=float, default=None,
                    help="invariance tolerance ε (default: the run's training value, else 0.1)")
     p.add_argument("--margin", type=float, default=None, help="sensitivity margin (default ε)")
@@ -835,6 +865,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--no-oracle", action="store_true", help="skip the synthetic benchmark's oracle figures")
     p.add_argument("--out", default=None, help="write report.md, metrics.json and plots into this folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier audit report in --out")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     mp = p.add_argument_group("region maps (reasoner checkpoints)")
@@ -973,16 +1004,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = l_v.add_parser(
         "serve", help="an OpenAI-compatible /v1/chat/completions endpoint for a local model (greedy)",
         description="Serve a local model (a backbone registry name such as smollm2-135m, or a folder) at "
-                    "http://HOST:PORT/v1 with GET /v1/models and POST /v1/chat/completions (greedy decoding, one "
-                    "request at a time), for facr audit --model frozen-llm --llm-url on machines without llama.cpp "
-                    "or vLLM. Binds 127.0.0.1 by default.",
+                    "http://HOST:PORT/v1 with GET /v1/models and POST /v1/chat/completions (greedy unless a "
+                    "temperature is asked, one generation at a time, usage in every reply, stream: true as "
+                    "server-sent events), for facr audit --model frozen-llm --llm-url or any OpenAI client on "
+                    "machines without llama.cpp or vLLM. Binds 127.0.0.1 by default; bad requests get OpenAI-style "
+                    "JSON errors (400, 401, 413, ...).",
         epilog="example:\n  facr llm serve --model smollm2-135m --port 8080 &\n"
-               "  facr audit --model frozen-llm --llm-url http://127.0.0.1:8080/v1 --data demo-out/synth --limit 16",
+               "  facr audit --model frozen-llm --llm-url http://127.0.0.1:8080/v1 --data demo-out/synth --limit 16\n"
+               "  FACR_LLM_API_KEY=$(openssl rand -hex 16) facr llm serve --host 0.0.0.0 --allow-remote",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="smollm2-135m", help="registry name or folder (default smollm2-135m)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
-    p.add_argument("--max-new-tokens", type=int, default=96, help="default tokens per answer (default 96)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need --allow-remote)")
+    p.add_argument("--port", type=int, default=8080, help="port, 0..65535 (default 8080; 0 picks a free one)")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow a --host other machines can reach (needs an API key; the traffic is plain HTTP)")
+    p.add_argument("--api-key", default=None,
+                   help="require Authorization: Bearer KEY (default: $FACR_LLM_API_KEY, which stays out of ps)")
+    p.add_argument("--workers", type=int, default=4, help="connections handled at once (default 4)")
+    p.add_argument("--queue", type=int, default=8, help="connections waiting for a worker; more get 503 (default 8)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds a connection may stay silent (default 30)")
+    p.add_argument("--max-request-bytes", type=int, default=1 << 20, help="largest request body (default 1 MiB)")
+    p.add_argument("--max-new-tokens", type=int, default=96, help="tokens per answer when a request names no max_tokens (96)")
     p.add_argument("--verbose", action="store_true", help="log every request")
     p.set_defaults(func=cmd_llm_serve)
 
@@ -1030,12 +1072,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "AU prevalence, PSPI, and the malformed rows that were skipped.",
         epilog="examples:\n  facr data inspect --format unbc /data/UNBC-McMaster\n"
                "  facr data inspect --format affwild2 /data/Aff-Wild2 --json\n"
-               "  facr data inspect my-synth-data/        (a facr synth dataset folder: no --format needed)",
+               "  facr data inspect my-synth-data/        (a facr synth dataset folder: no --format needed)\n"
+               "  facr data inspect --verify /data/AffectNet   (decode every image; exit 1 if a row is skipped)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", help="the dataset folder")
     p.add_argument("--format", choices=FORMATS, default=None,
                    help="dataset format (default: guessed from the folder's layout)")
     p.add_argument("--strict", action="store_true", help="stop at the first malformed row instead of skipping it")
+    p.add_argument("--verify", action="store_true",
+                   help="decode every image (bounded) and list those that do not; exit 1 when any row was skipped")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_data_inspect)
 
