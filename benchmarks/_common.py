@@ -1,4 +1,5 @@
-"""Shared by the benchmark scripts: machine description and appending a section to BENCHMARKS.md."""
+"""Shared by the benchmark scripts: machine description, appending a section to BENCHMARKS.md, and the
+floor check that makes a script exit 1 when a figure misses its floor."""
 
 from __future__ import annotations
 
@@ -29,3 +30,14 @@ def append_section(title: str, table: str, notes: str = "") -> None:
         body += f"\n{notes}\n"
     with path.open("a", encoding="utf-8") as handle:
         handle.write(head + body)
+
+
+def check_floor(what: str, value: float | None, floor: float, *, at_most: bool = False) -> int:
+    """Print the floor beside the measured value and return the script's exit status: 0 when ``value``
+    meets the floor (``value >= floor``; ``value <= floor`` with ``at_most``), 1 when it does not or
+    was not measured. Printed to stderr, so a ``--json`` run still prints one JSON object on stdout."""
+    met = value is not None and (value <= floor if at_most else value >= floor)
+    shown = "not measured" if value is None else f"{value:.4g}"
+    print(f"floor: {what} {'<=' if at_most else '>='} {floor:g}; measured {shown}: "
+          f"{'met' if met else 'NOT MET (exit 1)'}", file=sys.stderr)
+    return 0 if met else 1

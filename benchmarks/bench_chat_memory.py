@@ -3,9 +3,10 @@
 Starts ``facr chat`` as its own process (the demo's checkpoints by default), drives it as a person
 would through gradio_client — a gallery-size benchmark face and a real photo uploaded, "why?", three
 what-ifs, "which AUs matter" — and reads the process's peak resident memory (VmHWM, from /proc) at the
-end, with the resident memory after start-up. Floor: peak < 4 GB.
+end, with the resident memory after start-up. Floor: peak < 4 GB; the script exits 1 above it.
 
     python benchmarks/bench_chat_memory.py [--verbalizer demo-out/verbalizer] [--data demo-out/synth] [--json]
+                                           [--no-append]
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import append_section  # noqa: E402
+from benchmarks._common import append_section, check_floor  # noqa: E402
 
 FLOOR_GB = 4.0
 
@@ -44,6 +45,7 @@ def main(argv=None) -> int:
     p.add_argument("--verbalizer", default="demo-out/verbalizer")
     p.add_argument("--data", default="demo-out/synth")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--no-append", action="store_true", help="do not append to BENCHMARKS.md")
     args = p.parse_args(argv)
 
     port = free_port()
@@ -97,10 +99,11 @@ def main(argv=None) -> int:
              + "\n".join(f"| {k} | {v:.2f} |" for k, v in seconds.items())
              + f"\n\nResident memory: {rss_idle / 2**20:.2f} GB after start-up, {rss:.2f} GB at the end, "
                f"**peak {peak:.2f} GB** (floor: < {FLOOR_GB:g} GB).")
-    append_section(f"Chat app memory and answer times (verbalizer {args.verbalizer})", table,
-                   "One `facr chat` process driven through gradio_client; peak = VmHWM of that process.")
+    if not args.no_append:
+        append_section(f"Chat app memory and answer times (verbalizer {args.verbalizer})", table,
+                       "One `facr chat` process driven through gradio_client; peak = VmHWM of that process.")
     print(json.dumps(result, indent=2) if args.json else table)
-    return 0 if peak < FLOOR_GB else 1
+    return check_floor("peak resident memory, GB", peak, FLOOR_GB, at_most=True)
 
 
 if __name__ == "__main__":
