@@ -89,7 +89,7 @@ def tiny_llava(path: str | os.PathLike, seed: int = 0) -> Path:
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    from facr.utils import atomic_dir
+    from facr.outputs import output_dir
     from facr.verbalizer.backbones import quiet_loading
 
     image_size, patch_size = 32, 8
@@ -111,7 +111,7 @@ def tiny_llava(path: str | os.PathLike, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config).eval()
     path = Path(path)
-    with atomic_dir(path) as tmp, quiet_loading():
+    with output_dir(path, "tiny-llava") as tmp, quiet_loading():
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
     return path

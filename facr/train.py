@@ -9,12 +9,11 @@ needs: weights, optimizer moments and the loop position, all as safetensors + JS
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,6 +29,7 @@ from facr.graph import AUGraph, permute, resolve_graph
 from facr.losses import LossWeights, facr_loss
 from facr.models.encoder import MAX_IMAGE_SIZE, EncoderConfig
 from facr.models.reasoner import MAX_HEAD_HIDDEN, Reasoner, ReasonerConfig, save_reasoner
+from facr.outputs import output_dir, run_dir
 from facr.utils import write_json
 
 @dataclass
@@ -244,9 +244,7 @@ def _save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optim
     """Weights, optimizer moments (safetensors) and the loop position (JSON), swapped in atomically."""
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".state.", dir=path.parent))
-    try:
+    with output_dir(path, "state", overwrite=True) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
         opt = optimizer.state_dict()
         tensors = {"torch_rng": torch.get_rng_state()}
@@ -255,28 +253,69 @@ def _save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optim
                 tensors[f"opt.{pid}.{name}"] = torch.as_tensor(value).detach().contiguous().cpu()
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         write_json(tmp / "position.json", {**position, "param_groups": opt["param_groups"]})
-        old = path.with_name(f".state.old-{os.getpid()}")
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# the loop position a resume needs, and the type of each entry
+POSITION = {"epoch": int, "batch_in_epoch": int, "global_step": int, "bad_epochs": int, "history": list,
+            "param_groups": list}
+
+
+def _read_position(file: Path) -> dict:
+    try:
+        position = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise FacrError(file, f"cannot resume from it: not readable JSON ({str(exc).splitlines()[0]})") from None
+    if not isinstance(position, dict):
+        raise FacrError(file, "cannot resume from it: not a JSON object")
+    for key, typ in POSITION.items():
+        value = position.get(key)
+        if not isinstance(value, typ) or isinstance(value, bool) or (typ is int and value < 0):
+            raise FacrError(file, f"cannot resume from it: {key} must be a{' non-negative' if typ is int else ''} "
+                                  f"{typ.__name__}, got {value!r}"[:200])
+    if position.get("best") is not None and not isinstance(position["best"], (int, float)):
+        raise FacrError(file, f"cannot resume from it: best must be a number or null, got {position['best']!r}"[:200])
+    return position
 
 
 def _load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """Restore weights, optimizer moments and RNG from ``path`` (``state/``); returns the loop position.
+    A damaged file is a :class:`FacrError` naming it."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    model.load_state_dict(load_file(str(path / "model.safetensors")))
-    tensors = load_file(str(path / "optimizer.safetensors"))
-    position = json.loads((path / "position.json").read_text())
+    def tensors_of(file: Path) -> dict[str, torch.Tensor]:
+        try:
+            return load_file(str(file))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise FacrError(file, f"cannot resume from it: not readable safetensors ({str(exc).splitlines()[0]})") \
+                from None
+
+    position = _read_position(path / "position.json")
+    weights_file, optimizer_file = path / "model.safetensors", path / "optimizer.safetensors"
+    weights, tensors = tensors_of(weights_file), tensors_of(optimizer_file)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise FacrError(weights_file, f"cannot resume from it: the weights do not fit this run's model "
+                                      f"({str(exc).splitlines()[0]})") from None
+    params = [p for group in optimizer.param_groups for p in group["params"]]  # state_dict's ids, in order
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("opt."):
-            _, pid, name = key.split(".", 2)
+            _, pid, name = (key.split(".", 2) + ["", ""])[:3]
+            if not pid.isdigit() or int(pid) >= len(params) or not name or \
+                    (value.dim() and value.shape != params[int(pid)].shape):
+                raise FacrError(optimizer_file, f"cannot resume from it: tensor {key!r} does not fit this run's model")
             state.setdefault(int(pid), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": position.pop("param_groups")})
-    torch.set_rng_state(tensors["torch_rng"])
+    rng = tensors.get("torch_rng")
+    if rng is None or rng.dtype != torch.uint8:
+        raise FacrError(optimizer_file, "cannot resume from it: no torch_rng (uint8) tensor")
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": position.pop("param_groups")})
+        torch.set_rng_state(rng)
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise FacrError(optimizer_file, f"cannot resume from it: the optimizer state does not fit this run "
+                                        f"({str(exc).splitlines()[0]})") from None
     return position
 
 
@@ -305,15 +344,21 @@ def _fresh_accelerator_state() -> None:
         AcceleratorState._reset_state(reset_partial_state=False)
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> RunResult:
-    """Train a reasoner as ``cfg`` says; ``resume=True`` continues from ``<out>/state``."""
-    from accelerate import Accelerator, DataLoaderConfiguration
-    from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
+def training_inputs(cfg: TrainConfig) -> list[str | None]:
+    """What a run reads from disk (the data, a graph file, local encoder weights): never its output."""
+    return [cfg.data.path, cfg.graph, cfg.graph_base, cfg.encoder.pretrained]
 
-    from facr.audit.evaluate import evaluate_reasoner
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False) -> RunResult:
+    """Train a reasoner as ``cfg`` says into the run folder ``cfg.out``; ``resume=True`` continues the
+    run there from its ``state/``. A run folder holds one run: an existing one is replaced (whole)
+    only with ``overwrite=True``, and a folder facr did not write never (:func:`facr.outputs.run_dir`,
+    claimed by the main process for the whole run)."""
+    from accelerate import Accelerator, DataLoaderConfiguration
 
     out = Path(cfg.out)
+    if resume and not (out / "state" / "position.json").exists():
+        raise FacrError(out, "nothing to resume: no state/ in this run folder")
     _fresh_accelerator_state()
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
@@ -321,6 +366,21 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> RunR
         gradient_accumulation_steps=cfg.grad_accum,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
+    with contextlib.ExitStack() as claim:
+        if accelerator.is_main_process:  # the one writer of the run folder
+            claim.enter_context(run_dir(out, "reasoner-run", overwrite=overwrite, resume=resume,
+                                        inputs=training_inputs(cfg)))
+        return _train(cfg, resume, progress, accelerator)
+
+
+def _train(cfg: TrainConfig, resume: bool, progress: bool, accelerator) -> RunResult:
+    """The run of :func:`train`, in its claimed run folder: data, model, loop, final evaluation."""
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    from facr.audit.evaluate import evaluate_reasoner
+
+    out = Path(cfg.out)
     set_seed(cfg.seed)
     splits = load_splits(cfg.data)
     task = choose_task(cfg.data, _graph_classes_hint(cfg, splits), splits.train)
@@ -365,11 +425,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> RunR
     position = {"epoch": 0, "batch_in_epoch": 0, "global_step": 0, "best": None, "bad_epochs": 0, "history": []}
     state_dir = out / "state"
     if resume:
-        if not (state_dir / "position.json").exists():
-            raise FacrError(out, "nothing to resume: no state/ in this run folder")
         position = _load_state(state_dir, unwrapped, optimizer)
-    elif accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
+    if accelerator.is_main_process:  # on resume: the same settings, with out where the run is now
         save_config(cfg, out / "config.json")
     history: list[dict] = position["history"]
 
@@ -430,7 +487,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> RunR
             if position["best"] is None or score > position["best"]:
                 position["best"], position["bad_epochs"] = score, 0
                 if cfg.early_stopping:
-                    save_reasoner(unwrapped, graph, out / "best")
+                    save_reasoner(unwrapped, graph, out / "best", overwrite=True)
             else:
                 position["bad_epochs"] += 1
         if finished_epoch:
@@ -450,7 +507,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> RunR
             from facr.models.reasoner import load_reasoner
 
             final, _ = load_reasoner(out / "best")
-        save_reasoner(final, graph, out / "model")
+        save_reasoner(final, graph, out / "model", overwrite=True)
         held_out = test_ds if test_ds is not None and len(test_ds) else val_ds
         if held_out is not None and len(held_out):
             ev = evaluate_reasoner(final, held_out, signs, epsilon=cfg.epsilon, batch_size=cfg.batch_size * 2)
@@ -472,12 +529,22 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> RunR
 
 # ------------------------------------------------------------------------------ cli
 def run_from_args(args) -> RunResult:
-    """Train (or resume) as the parsed flags say; returns the run result."""
+    """Train (or resume) as the parsed flags say; returns the run result.
+
+    ``--resume`` continues the run in the folder given (``--out``, else the config's ``out``) with the
+    settings saved there, except ``out``: a copied or moved run resumes where it is now, never in the
+    folder it was copied from."""
     from facr.train_args import overrides_from_args
 
     cfg = load_train_config(args.config, overrides_from_args(args))
     if args.resume:
         saved = Path(cfg.out) / "config.json"
         if saved.exists():
-            cfg = from_dict(TrainConfig, json.loads(saved.read_text()), str(saved))
-    return train(cfg, resume=args.resume, progress=not args.no_progress)
+            try:
+                raw = json.loads(saved.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise FacrError(saved, f"cannot resume from it: not readable JSON ({str(exc).splitlines()[0]})") from None
+            if not isinstance(raw, dict):
+                raise FacrError(saved, "cannot resume from it: not a JSON object")
+            cfg = from_dict(TrainConfig, {**raw, "out": cfg.out}, str(saved))
+    return train(cfg, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)

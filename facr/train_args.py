@@ -36,6 +36,8 @@ def add_train_arguments(parser) -> None:
     for flag, (_, typ, help_text) in OVERRIDES.items():
         parser.add_argument(flag, type=typ, default=None, help=help_text)
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its state/")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the earlier run in --out (a run folder holds one run)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic writes, canonical JSON, seeding."""
+"""Small shared helpers: atomic file writes (folders: :mod:`facr.outputs`), canonical JSON, seeding."""
 
 from __future__ import annotations
 
@@ -37,32 +37,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
-
-
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder beside ``path``; on success it takes ``path``'s place.
-
-    An existing ``path`` is moved aside first and deleted only after the new folder is in place,
-    so a reader never sees a mix of old and new files and a failure leaves the old folder intact.
-    """
-    import shutil
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        yield tmp
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def file_target(path: str | os.PathLike) -> Path:

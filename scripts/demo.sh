@@ -34,18 +34,18 @@ step "FACR vs its controls on the test split (no shortcut there), audited agains
 "$FACR" train table "${RUNS[@]}" | tee "$OUT/table.md"
 
 step "The audit report of the FACR model: $OUT/audit/facr/report.md"
-"$FACR" audit --model "${RUNS[0]}" --data "$OUT/synth" --out "$OUT/audit/facr" --no-progress
+"$FACR" audit --model "${RUNS[0]}" --data "$OUT/synth" --out "$OUT/audit/facr" --overwrite --no-progress
 
 step "FACR against its controls, with paired statistics across the test subjects"
 cat "$OUT/experiment.md"
 
 step "Stage 2: train the gated verbalizer on the frozen FACR reasoner (SmolLM2-135M, offline)"
 "$FACR" train verbalizer --config recipes/configs/verbalizer_synth.yaml --reasoner "${RUNS[0]}" \
-  --data "$OUT/synth" --out "$OUT/verbalizer" --no-progress
+  --data "$OUT/synth" --out "$OUT/verbalizer" --overwrite --no-progress
 
 step "The rationale audit: regenerate under every do(z_k = 0), gated vs free (ungated): $OUT/audit/rationale/report.md"
 "$FACR" audit --model "$OUT/verbalizer" --data "$OUT/synth" --rationale --limit 8 --out "$OUT/audit/rationale" \
-  --no-progress
+  --overwrite --no-progress
 
 step "Done: outputs in $OUT/"
 ls -1 "$OUT"

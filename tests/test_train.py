@@ -39,7 +39,8 @@ def test_training_end_to_end_writes_a_loadable_model_and_metrics(tiny_data, tmp_
 
     result = train(_cfg(tiny_data, tmp_path / "run"), progress=False)
     run = tmp_path / "run"
-    assert {p.name for p in (run / "model").iterdir()} == {"model.safetensors", "config.json", "graph.json"}
+    assert {p.name for p in (run / "model").iterdir()} == {"model.safetensors", "config.json", "graph.json",
+                                                          ".facr-output.json"}
     model, graph = load_reasoner(run / "model")
     assert graph == load_graph(tiny_data / "graph.json")  # graph: truth = the dataset's own graph
     assert model.config.classes == ["neutral", "happiness", "sadness", "surprise", "fear", "anger", "disgust"]
@@ -115,7 +116,7 @@ def test_cli_train_reasoner_json_and_errors(tiny_data, tmp_path, run_cli):
     assert code == 0 and json.loads(stdout)["runs"][0]["accuracy"] == metrics["accuracy"]
     code, _, err = run_cli("train", "table", tmp_path / "nope")
     assert code == 2 and "metrics.json" in err
-    code, _, err = run_cli("train", "reasoner", "--data", tmp_path / "nope", "--out", out)
+    code, _, err = run_cli("train", "reasoner", "--data", tmp_path / "nope", "--out", tmp_path / "y")
     assert code == 2 and "no such dataset" in err
     code, _, err = run_cli("train", "reasoner", "--data", tiny_data, "--out", tmp_path / "x", "--faith", "maybe")
     assert code == 2 and "faith" in err

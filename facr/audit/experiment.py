@@ -256,8 +256,10 @@ class Experiment:
     def train_cell(self, cell: Cell, progress: bool) -> None:
         from facr.train import train
 
+        # a cell with a training state resumes; one without (killed before its first save) starts over,
+        # replacing only a run folder facr wrote (check_cell has confirmed its settings are today's)
         resume = (cell.path / "state" / "position.json").exists()
-        train(self.train_config(cell), resume=resume, progress=progress)
+        train(self.train_config(cell), resume=resume, overwrite=not resume, progress=progress)
 
     def audit_cell(self, cell: Cell) -> dict:
         from facr.audit.auditors import audit
@@ -272,25 +274,34 @@ class Experiment:
         return m
 
     def run(self, progress: bool = True) -> dict:
-        """Train and audit every unfinished cell, then aggregate; returns the results object."""
-        self.ensure_data(self.spec.data, progress)
-        if self.spec.audit.data is not None:
-            self.ensure_data(self.spec.audit.data, progress)
-        cells = self.cells()
-        for cell in cells:
-            self.check_cell(cell)
-        todo = [c for c in cells if not (c.done and self.audit_is_current(c))]
-        print(f"experiment {self.spec.name}: {len(cells)} cells ({len(cells) - len(todo)} done, {len(todo)} to run) "
-              f"-> {self.out}", file=sys.stderr)
-        t0 = time.perf_counter()
-        for i, cell in enumerate(todo, 1):
-            print(f"[{i}/{len(todo)}] {cell.arm.name} · seed {cell.seed} · {cell.fold}", file=sys.stderr)
-            if cell.arm.trained and not (cell.path / "metrics.json").exists():
-                self.train_cell(cell, progress)
-            self.audit_cell(cell)
-        results = self.aggregate(cells)
-        results["seconds_this_run"] = round(time.perf_counter() - t0, 1)
-        self.write(results)
+        """Train and audit every unfinished cell, then aggregate; returns the results object.
+
+        The experiment folder is claimed for the whole run (:func:`facr.outputs.run_dir`, kind
+        ``experiment``): it continues an experiment facr wrote there, and refuses any other folder and
+        one that is, holds or lies inside the data."""
+        from facr.outputs import run_dir
+
+        audit_data = self.spec.audit.data
+        inputs = [self.spec.data.path, audit_data.path if audit_data else None]
+        with run_dir(self.out, "experiment", resume=True, inputs=inputs):
+            self.ensure_data(self.spec.data, progress)
+            if audit_data is not None:
+                self.ensure_data(audit_data, progress)
+            cells = self.cells()
+            for cell in cells:
+                self.check_cell(cell)
+            todo = [c for c in cells if not (c.done and self.audit_is_current(c))]
+            print(f"experiment {self.spec.name}: {len(cells)} cells ({len(cells) - len(todo)} done, "
+                  f"{len(todo)} to run) -> {self.out}", file=sys.stderr)
+            t0 = time.perf_counter()
+            for i, cell in enumerate(todo, 1):
+                print(f"[{i}/{len(todo)}] {cell.arm.name} · seed {cell.seed} · {cell.fold}", file=sys.stderr)
+                if cell.arm.trained and not (cell.path / "metrics.json").exists():
+                    self.train_cell(cell, progress)
+                self.audit_cell(cell)
+            results = self.aggregate(cells)
+            results["seconds_this_run"] = round(time.perf_counter() - t0, 1)
+            self.write(results)
         return results
 
     # -------------------------------------------------------------- aggregation
@@ -359,7 +370,6 @@ class Experiment:
                 "rows": rows}
 
     def write(self, results: dict) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
         write_json(self.out / "results.json", results)
         from facr.utils import atomic_write_text
 

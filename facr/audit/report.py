@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
-from facr.utils import atomic_dir, write_json
+from facr.outputs import output_dir
+from facr.utils import write_json
 
 PER_CLASS_BARS = (("recall", "recall"), ("cf_sensitivity", "CF sensitivity"), ("cf_invariance", "CF invariance"),
                   ("graph_causal_agreement", "graph-causal agr."), ("graph_causal_agreement_signed", "agr., signed"),
@@ -276,25 +278,33 @@ def plot_rationale(metrics: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(metrics: dict, out: str | os.PathLike) -> Path:
-    """Write ``metrics.json``, the plots and ``report.md`` into folder ``out`` (built beside it, then
-    swapped in, so a half-written report never replaces a whole one)."""
+def render_report(metrics: dict, folder: str | os.PathLike) -> None:
+    """Write ``metrics.json``, the plots and ``report.md`` of an audit into ``folder``."""
+    folder = Path(folder)
+    write_json(folder / "metrics.json", metrics)
+    if metrics.get("model_kind") == "verbalizer-rationale":
+        plot_rationale(metrics, folder / "rationale.png")
+        (folder / "report.md").write_text(render_rationale_markdown(metrics, ["rationale.png"]), encoding="utf-8")
+        return
+    if metrics.get("model_kind") in NAMED_KINDS:
+        (folder / "report.md").write_text(render_named_markdown(metrics, []), encoding="utf-8")
+        return
+    plots = []
+    if metrics.get("per_class"):
+        plot_per_class(metrics, folder / "per_class.png")
+        plots.append("per_class.png")
+    if metrics.get("mean_effect") and metrics.get("graph_signs"):
+        plot_effects(metrics, folder / "effects.png")
+        plots.append("effects.png")
+    (folder / "report.md").write_text(render_markdown(metrics, plots), encoding="utf-8")
+
+
+def write_report(metrics: dict, out: str | os.PathLike, *, overwrite: bool = False,
+                 inputs: Sequence[str | os.PathLike | None] = ()) -> Path:
+    """Write the report of :func:`render_report` into folder ``out``, built beside it and swapped in
+    (:func:`facr.outputs.output_dir`, kind ``audit``): an existing ``out`` is replaced only when it is an
+    earlier facr audit and ``overwrite`` is set, never when it is, holds or lies inside one of ``inputs``."""
     out = Path(out)
-    with atomic_dir(out) as tmp:
-        write_json(tmp / "metrics.json", metrics)
-        if metrics.get("model_kind") == "verbalizer-rationale":
-            plot_rationale(metrics, tmp / "rationale.png")
-            (tmp / "report.md").write_text(render_rationale_markdown(metrics, ["rationale.png"]), encoding="utf-8")
-            return out
-        plots = []
-        if metrics.get("model_kind") in NAMED_KINDS:
-            (tmp / "report.md").write_text(render_named_markdown(metrics, []), encoding="utf-8")
-            return out
-        if metrics.get("per_class"):
-            plot_per_class(metrics, tmp / "per_class.png")
-            plots.append("per_class.png")
-        if metrics.get("mean_effect") and metrics.get("graph_signs"):
-            plot_effects(metrics, tmp / "effects.png")
-            plots.append("effects.png")
-        (tmp / "report.md").write_text(render_markdown(metrics, plots), encoding="utf-8")
+    with output_dir(out, "audit", overwrite=overwrite, inputs=inputs) as tmp:
+        render_report(metrics, tmp)
     return out

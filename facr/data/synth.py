@@ -115,9 +115,7 @@ from __future__ import annotations
 import io
 import math
 import os
-import shutil
 import struct
-import tempfile
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -127,7 +125,6 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from facr import au as au_vocab
-from facr.errors import FacrError
 
 __all__ = [
     "CO_ACTIVATION",
@@ -1377,20 +1374,14 @@ def _empty_table(features):
     return pa.Table.from_batches([], schema=features.arrow_schema)
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise FacrError(out, "exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FacrError(out, "folder exists and is not empty (pass --overwrite to replace it)")
-
-
 def write_synth(out: str | os.PathLike, config: SynthConfig, *, overwrite: bool = False, workers: int | None = None,
                 progress: bool = False) -> dict[str, Any]:
     """Generate the benchmark of ``config`` into the folder ``out`` (see the module docstring).
 
     Everything is written to a temporary folder beside ``out`` and renamed into place at the end,
-    so a failure leaves nothing half-written. Refuses a non-empty ``out`` unless ``overwrite``
-    (:class:`~facr.errors.FacrError`). Returns a summary: counts, graph size and timings
+    so a failure leaves nothing half-written (:func:`facr.outputs.output_dir`, kind ``synth``). An
+    existing ``out`` must be empty, or an earlier synth folder and ``overwrite`` set; any other folder
+    is refused (:class:`~facr.outputs.OutputError`). Returns a summary: counts, graph size and timings
     (``render_s``: sampling + rendering + PNG encoding; ``write_s``: building and saving the
     Arrow files).
     """
@@ -1398,63 +1389,52 @@ def write_synth(out: str | os.PathLike, config: SynthConfig, *, overwrite: bool 
     import pyarrow as pa
 
     from facr.graph import save_graph
+    from facr.outputs import output_dir
     from facr.utils import write_json
 
     out = Path(out)
-    _check_out(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     bars_were_on = datasets.utils.logging.is_progress_bar_enabled()
     try:
-        if not progress:
-            datasets.utils.logging.disable_progress_bar()
-        t0 = time.perf_counter()
-        scene = sample_scene(config)
-        split = scene.split
-        features = _features(config)
-        info = datasets.DatasetInfo(description="aus=" + ",".join(SYNTH_AUS), features=features)
-        order = np.concatenate([np.flatnonzero(split == sp) for sp in ("train", "val", "test")])
-        parts: dict[str, list] = {"train": [], "val": [], "test": []}
-        render_s, write_s, start = 0.0, 0.0, 0
-        t_render = time.perf_counter()
-        for pngs, masks in _run(scene, order, True, workers, progress):
-            idx = order[start:start + len(pngs)]
-            start += len(pngs)
-            t1 = time.perf_counter()
-            render_s += t1 - t_render
-            rows = _rows(scene, idx, pngs, masks)
-            chunk_split = split[idx]
-            for sp in ("train", "val", "test"):
-                keep = np.flatnonzero(chunk_split == sp)
-                if len(keep):
-                    parts[sp].append(pa.table({k: v.take(pa.array(keep)) for k, v in rows.items()}))
+        with output_dir(out, "synth", overwrite=overwrite) as tmp:
+            if not progress:
+                datasets.utils.logging.disable_progress_bar()
+            t0 = time.perf_counter()
+            scene = sample_scene(config)
+            split = scene.split
+            features = _features(config)
+            info = datasets.DatasetInfo(description="aus=" + ",".join(SYNTH_AUS), features=features)
+            order = np.concatenate([np.flatnonzero(split == sp) for sp in ("train", "val", "test")])
+            parts: dict[str, list] = {"train": [], "val": [], "test": []}
+            render_s, write_s, start = 0.0, 0.0, 0
             t_render = time.perf_counter()
-            write_s += t_render - t1
-        t1 = time.perf_counter()
-        dd = datasets.DatasetDict()
-        for sp, tables in parts.items():
-            table = pa.concat_tables(tables) if tables else _empty_table(features)
-            dd[sp] = datasets.Dataset.from_dict({c: table.column(c) for c in table.column_names}, features=features,
-                                                info=info.copy(), split=datasets.NamedSplit(sp))
-        dd.save_to_disk(str(tmp))
-        graph = true_graph(config)
-        save_graph(graph, tmp / "graph.json")
-        write_json(tmp / "config.json", dataset_config(scene))
-        write_s += time.perf_counter() - t1
-        if out.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, trash / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-        total = time.perf_counter() - t0
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            for pngs, masks in _run(scene, order, True, workers, progress):
+                idx = order[start:start + len(pngs)]
+                start += len(pngs)
+                t1 = time.perf_counter()
+                render_s += t1 - t_render
+                rows = _rows(scene, idx, pngs, masks)
+                chunk_split = split[idx]
+                for sp in ("train", "val", "test"):
+                    keep = np.flatnonzero(chunk_split == sp)
+                    if len(keep):
+                        parts[sp].append(pa.table({k: v.take(pa.array(keep)) for k, v in rows.items()}))
+                t_render = time.perf_counter()
+                write_s += t_render - t1
+            t1 = time.perf_counter()
+            dd = datasets.DatasetDict()
+            for sp, tables in parts.items():
+                table = pa.concat_tables(tables) if tables else _empty_table(features)
+                dd[sp] = datasets.Dataset.from_dict({c: table.column(c) for c in table.column_names}, features=features,
+                                                    info=info.copy(), split=datasets.NamedSplit(sp))
+            dd.save_to_disk(str(tmp))
+            graph = true_graph(config)
+            save_graph(graph, tmp / "graph.json")
+            write_json(tmp / "config.json", dataset_config(scene))
+            write_s += time.perf_counter() - t1
     finally:
         if bars_were_on:
             datasets.utils.logging.enable_progress_bar()
+    total = time.perf_counter() - t0
     return {
         "out": str(out),
         "n": config.n,

@@ -196,18 +196,20 @@ class CheckpointError(FacrError):
     """A checkpoint folder that is missing files or does not load."""
 
 
-def save_reasoner(model: Reasoner, graph: AUGraph, path: str | os.PathLike) -> Path:
+def save_reasoner(model: Reasoner, graph: AUGraph, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write ``model.safetensors`` + ``config.json`` + ``graph.json`` into folder ``path``.
 
     The folder is written beside ``path`` and renamed into place, so a reader never sees a mix
-    of old and new files and an interrupted save leaves the previous checkpoint intact.
+    of old and new files and an interrupted save leaves the previous checkpoint intact. An existing
+    ``path`` is replaced only when it is a reasoner checkpoint facr wrote and ``overwrite`` is set
+    (:func:`facr.outputs.output_dir`).
     """
     from safetensors.torch import save_file
 
-    from facr.utils import atomic_dir
+    from facr.outputs import output_dir
 
     path = Path(path)
-    with atomic_dir(path) as tmp:
+    with output_dir(path, "reasoner", overwrite=overwrite) as tmp:
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / "model.safetensors"), metadata=checkpoint_metadata(model.config))
         save_config(model.config, tmp / "config.json")

@@ -140,7 +140,9 @@ def load_gguf(file: str | os.PathLike):
 def import_gguf(source: str, out: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write ``source`` (a registered GGUF backbone name, or a .gguf file) to ``out`` as a plain
     transformers folder (config, float32 safetensors, tokenizer) plus ``facr_backbone.json``
-    (where it came from, the GGUF's SHA-256). Written beside ``out`` and renamed into place."""
+    (where it came from, the GGUF's SHA-256). Written beside ``out`` and renamed into place; an
+    existing ``out`` is replaced only when it is a backbone facr imported and ``overwrite`` is set
+    (:func:`facr.outputs.output_dir`)."""
     spec = BACKBONES.get(source)
     if spec is not None and spec.kind != "gguf-package":
         raise BackboneError(source, f"a {spec.kind} backbone, not a GGUF one: load it by name or path")
@@ -148,13 +150,11 @@ def import_gguf(source: str, out: str | os.PathLike, *, overwrite: bool = False)
     if spec is None and not file.exists():
         names = ", ".join(n for n, s in BACKBONES.items() if s.kind == "gguf-package")
         raise BackboneError(source, f"no such GGUF file or GGUF backbone (registered: {names})")
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise BackboneError(out, "exists and is not empty (pass --overwrite to replace it)")
-    model, tokenizer = load_gguf(file)
-    from facr.utils import atomic_dir
+    from facr.outputs import output_dir
 
-    with atomic_dir(out) as tmp:
+    out = Path(out)
+    with output_dir(out, "backbone", overwrite=overwrite, inputs=[file]) as tmp:
+        model, tokenizer = load_gguf(file)
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / "facr_backbone.json").write_text(json.dumps({
@@ -200,8 +200,15 @@ def load_backbone(name_or_path: str, *, load_in_4bit: bool = False, cache: str |
     if spec is not None and spec.kind == "gguf-package":
         folder = Path(cache or default_cache()) / "models" / spec.name
         if not (folder / "config.json").exists():
-            with quiet_loading():
-                import_gguf(spec.name, folder, overwrite=True)
+            from facr.outputs import OutputBusy, wait_released
+
+            try:
+                with quiet_loading():
+                    import_gguf(spec.name, folder, overwrite=True)
+            except OutputBusy:  # another process is importing it into the shared cache: use its folder
+                wait_released(folder)
+                if not (folder / "config.json").exists():
+                    raise
         path = str(folder)
     else:
         path = spec.source if spec is not None else str(name_or_path)

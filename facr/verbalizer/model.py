@@ -237,17 +237,17 @@ class Verbalizer(nn.Module):
 VERBALIZER_FILES = ("verbalizer.safetensors", "config.json")
 
 
-def save_verbalizer(v: Verbalizer, path: str | os.PathLike) -> Path:
+def save_verbalizer(v: Verbalizer, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write what training changed — the soft-prompt network and the AU-token rows — as safetensors,
-    plus ``config.json`` naming the backbone; the folder is built beside ``path`` and renamed in."""
+    plus ``config.json`` naming the backbone; the folder is built beside ``path`` and renamed in
+    (an existing ``path``: only a verbalizer checkpoint facr wrote, with ``overwrite``)."""
     from safetensors.torch import save_file
 
     from facr.config import save_config
-
-    from facr.utils import atomic_dir
+    from facr.outputs import output_dir
 
     path = Path(path)
-    with atomic_dir(path) as tmp:
+    with output_dir(path, "verbalizer", overwrite=overwrite) as tmp:
         state = {f"prompt.{k}": t.detach().contiguous().cpu() for k, t in v.prompt.state_dict().items()}
         state["au_input_rows"] = v.au_embedding_rows().contiguous().cpu()
         out = v.lm.get_output_embeddings()

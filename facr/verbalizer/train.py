@@ -8,6 +8,7 @@ definition) give a rationale target, written with varied templates. Only AUs the
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -89,18 +90,32 @@ def build_examples(cfg: VerbalizerTrainConfig) -> tuple[dict, list[dict]]:
     return info, examples
 
 
-def train_verbalizer(cfg: VerbalizerTrainConfig, progress: bool = True) -> dict:
+def train_verbalizer(cfg: VerbalizerTrainConfig, progress: bool = True, overwrite: bool = False) -> dict:
     """Train the verbalizer as ``cfg`` says; writes ``<out>/verbalizer`` (the checkpoint),
-    ``config.json``, ``examples.json`` (a few generations) and ``metrics.json``."""
+    ``config.json``, ``examples.json`` (a few generations) and ``metrics.json``. The run folder ``out``
+    holds one run: an earlier one is replaced whole only with ``overwrite=True``, a folder facr did not
+    write never (:func:`facr.outputs.run_dir`, claimed by the main process)."""
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
 
+    from facr.outputs import run_dir
     from facr.train import _fresh_accelerator_state
-    from facr.verbalizer.backbones import load_backbone
 
     _fresh_accelerator_state()
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision)
+    with contextlib.ExitStack() as claim:
+        if accelerator.is_main_process:  # the one writer of the run folder
+            claim.enter_context(run_dir(cfg.out, "verbalizer-run", overwrite=overwrite,
+                                        inputs=[cfg.reasoner, cfg.data, cfg.verbalizer.backbone]))
+        return _train_verbalizer(cfg, progress, accelerator)
+
+
+def _train_verbalizer(cfg: VerbalizerTrainConfig, progress: bool, accelerator) -> dict:
+    """The run of :func:`train_verbalizer`, in its claimed run folder."""
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    from facr.verbalizer.backbones import load_backbone
+
     set_seed(cfg.seed)
     info, examples = build_examples(cfg)
     if not examples:
@@ -115,7 +130,6 @@ def train_verbalizer(cfg: VerbalizerTrainConfig, progress: bool = True) -> dict:
     inner = accelerator.unwrap_model(model)
     out = Path(cfg.out)
     if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.json")
     order = list(range(len(examples)))
     losses, t0 = [], time.perf_counter()
@@ -145,7 +159,7 @@ def train_verbalizer(cfg: VerbalizerTrainConfig, progress: bool = True) -> dict:
     accelerator.wait_for_everyone()
     metrics: dict = {}
     if accelerator.is_main_process:
-        save_verbalizer(inner, out / "verbalizer")
+        save_verbalizer(inner, out / "verbalizer", overwrite=True)
         inner.eval()
         sample = examples[: min(8, len(examples))]
         for b in sample:  # what examples.json stores (and a reload reproduces)
@@ -172,6 +186,7 @@ def add_verbalizer_arguments(parser) -> None:
     parser.add_argument("--data", default=None, help="dataset folder")
     parser.add_argument("--backbone", default=None, help="registry name (facr models list) or a local folder")
     parser.add_argument("--out", default=None, help="run folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace the earlier run in --out")
     parser.add_argument("--max-steps", type=int, default=None, help="optimizer steps")
     parser.add_argument("--load-in-4bit", action="store_true", default=None,
                         help="the backbone in 4-bit NF4 (bitsandbytes; CUDA GPU, pip install 'facr[quant]')")
@@ -185,4 +200,4 @@ def run_from_args(args) -> dict:
             "max_steps": args.max_steps, "limit": args.limit, "seed": args.seed,
             "verbalizer.load_in_4bit": args.load_in_4bit}
     cfg = load_verbalizer_train_config(args.config, over)
-    return train_verbalizer(cfg, progress=not args.no_progress)
+    return train_verbalizer(cfg, progress=not args.no_progress, overwrite=args.overwrite)

@@ -113,7 +113,8 @@ def test_audit_out_writes_a_report_with_plots(trained, run_cli, tmp_path):
     out_dir = tmp_path / "report"
     code, out, err = run_cli("audit", "--model", run, "--data", data, "--out", out_dir, "--no-progress")
     assert code == 0, err
-    assert {p.name for p in out_dir.iterdir()} == {"report.md", "metrics.json", "per_class.png", "effects.png"}
+    assert {p.name for p in out_dir.iterdir()} == {"report.md", "metrics.json", "per_class.png", "effects.png",
+                                                   ".facr-output.json"}
     md = (out_dir / "report.md").read_text()
     m = json.loads((out_dir / "metrics.json").read_text())
     assert f"| CF invariance | {m['cf_invariance']:.3f} |" in md and "## Oracle" in md and "![effects.png]" in md
@@ -121,8 +122,9 @@ def test_audit_out_writes_a_report_with_plots(trained, run_cli, tmp_path):
         w, h = Image.open(out_dir / png).size
         assert w > 300 and h > 300
     assert "graph-causal agreement" in out and "oracle shortcut reliance" in out
-    # a second audit replaces the folder whole (no temp folders left beside it)
-    assert run_cli("audit", "--model", run, "--data", data, "--out", out_dir, "--limit", 5, "--no-oracle")[0] == 0
+    # a second audit replaces the folder whole with --overwrite (no temp folders left beside it)
+    assert run_cli("audit", "--model", run, "--data", data, "--out", out_dir, "--limit", 5, "--no-oracle",
+                   "--overwrite")[0] == 0
     assert json.loads((out_dir / "metrics.json").read_text())["n_samples"] == 5
     assert [p.name for p in tmp_path.iterdir()] == ["report"]
 

@@ -183,9 +183,13 @@ def test_write_refuses_a_non_empty_folder_and_leaves_nothing_on_failure(tmp_path
     out = tmp_path / "ds"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(FacrError, match="not empty"):
-        S.write_synth(out, S.SynthConfig(n=12, subjects=3), workers=1)
+    for overwrite in (False, True):  # a folder facr did not write is never replaced
+        with pytest.raises(FacrError, match="not empty and facr did not write it"):
+            S.write_synth(out, S.SynthConfig(n=12, subjects=3), workers=1, overwrite=overwrite)
     assert (out / "keep.txt").read_text() == "mine"
+    out = tmp_path / "ds2"  # an earlier synth folder: replaced with overwrite, but only by a whole new one
+    S.write_synth(out, S.SynthConfig(n=12, subjects=3), workers=1)
+    old = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     def boom(*a, **k):
         raise OSError("disk full")
@@ -193,8 +197,8 @@ def test_write_refuses_a_non_empty_folder_and_leaves_nothing_on_failure(tmp_path
     monkeypatch.setattr("facr.graph.save_graph", boom)
     with pytest.raises(OSError, match="disk full"):
         S.write_synth(out, S.SynthConfig(n=12, subjects=3), workers=1, overwrite=True)
-    assert [p.name for p in tmp_path.iterdir()] == ["ds"]  # no temp folder left behind
-    assert (out / "keep.txt").read_text() == "mine"  # the old content is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "ds2"]  # no temp folder left behind
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == old  # the old content is untouched
 
 
 def test_loader_reads_records_with_images_masks_and_extras(small_ds):
@@ -238,7 +242,7 @@ def test_cli_synth_preview_inspect(tmp_path, run_cli):
     code, stdout, _ = run_cli("data", "preview", out, "--out", tmp_path / "g.png", "--n", 4)
     assert code == 0 and (tmp_path / "g.png").stat().st_size > 1000
     code, _, err = run_cli("data", "synth", "--out", out, "--n", 40)
-    assert code == 2 and "not empty" in err and err.count("\n") == 1
+    assert code == 2 and "already holds a facr synth output" in err and err.count("\n") == 1
     code, _, err = run_cli("data", "synth", "--out", tmp_path / "x", "--n", 40, "--shortcut", 2)
     assert code == 2 and "shortcut" in err
     code, stdout, _ = run_cli("data", "synth", "--out", tmp_path / "neutral", "--n", 12, "--subjects", 3,

@@ -35,12 +35,12 @@ def test_checkpoint_round_trip_is_exact_and_overwrites_atomically(tmp_path):
     torch.manual_seed(0)
     model, graph = Reasoner(tiny_config()).eval(), emfacs_graph()
     path = save_reasoner(model, graph, tmp_path / "ckpt")
-    assert sorted(p.name for p in path.iterdir()) == ["config.json", "graph.json", "model.safetensors"]
+    assert sorted(p.name for p in path.iterdir()) == [".facr-output.json", "config.json", "graph.json", "model.safetensors"]
     loaded, g2 = load_reasoner(path)
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(loaded(x).logits, model(x).logits)
     assert g2 == graph and loaded.config == model.config
-    save_reasoner(Reasoner(tiny_config(head="linear")), graph, path)  # overwrite
+    save_reasoner(Reasoner(tiny_config(head="linear")), graph, path, overwrite=True)
     assert load_reasoner(path)[0].config.head == "linear"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temp folders left
 

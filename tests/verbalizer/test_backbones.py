@@ -67,7 +67,8 @@ def test_registry_loads_gemma_270m_from_its_chunk_packages(tmp_path):
     (["models", "import-gguf", "{tmp}/none.gguf", "--out", "{tmp}/o"], "no such GGUF file or GGUF backbone"),
     (["models", "import-gguf", "{tmp}/fake.gguf", "--out", "{tmp}/o"], "not a GGUF file"),
     (["models", "import-gguf", "qwen3.5-0.8b", "--out", "{tmp}/o"], "a hub backbone, not a GGUF one"),
-    (["models", "import-gguf", "smollm2-135m", "--out", "{tmp}/full"], "exists and is not empty"),
+    (["models", "import-gguf", "smollm2-135m", "--out", "{tmp}/full"], "is not empty and facr did not write it"),
+    (["models", "import-gguf", "smollm2-135m", "--out", "{tmp}/full", "--overwrite"], "facr did not write it"),
 ])
 def test_import_gguf_bad_input_is_one_line(run_cli, tmp_path, argv, needle):
     (tmp_path / "fake.gguf").write_bytes(b"PK\x03\x04 not a gguf")

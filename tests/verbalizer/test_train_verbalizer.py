@@ -37,7 +37,7 @@ def test_training_lowers_the_loss_and_the_checkpoint_reloads_to_the_same_rationa
     # its 130 words costs ln 130 = 4.87 nats): the loss still falls by more than 0.4 nats (4.85 -> 4.19)
     assert m["steps"] == 60 and m["loss_last"] < m["loss_first"] - 0.4, m
     ckpt = out / "verbalizer"
-    assert {p.name for p in ckpt.iterdir()} == {"verbalizer.safetensors", "config.json"}
+    assert {p.name for p in ckpt.iterdir()} == {"verbalizer.safetensors", "config.json", ".facr-output.json"}
     examples = json.loads((out / "examples.json").read_text())
     v = load_verbalizer(ckpt)
     z = torch.tensor([e["z"] for e in examples])
