@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from facr.config import MAX_SEED, apply_overrides, check_range, from_dict, load_yaml, save_config
+from facr.data.images import SkippedImages, drop_unusable
 from facr.data.records import EMOTIONS, FaceRecord, au_order
 from facr.data.torch_data import FaceTorchDataset, Task, inverse_frequency_weights, make_loader
 from facr.errors import FacrError
@@ -48,6 +49,8 @@ class DataConfig:
     image_size: int = 112
     augment: bool = True
     num_workers: int = 0
+    # the share of the images read that may be skipped (missing, undecodable, outside the data root)
+    max_bad_images: float = 0.05
 
     def __post_init__(self):
         if self.task not in ("auto", "emotion", "pain"):
@@ -58,6 +61,8 @@ class DataConfig:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if not 0 <= self.max_bad_images <= 1:
+            raise ValueError(f"max_bad_images must be a share in [0, 1], got {self.max_bad_images}")
         check_range("image_size", self.image_size, 16, MAX_IMAGE_SIZE)
 
 
@@ -139,10 +144,12 @@ class Splits:
     val: list[FaceRecord]
     test: list[FaceRecord]
     dataset_graph: Path | None = None
+    skipped: SkippedImages | None = None  # the images left out: missing, undecodable, outside the data root
 
 
 def load_splits(cfg: DataConfig) -> Splits:
-    """Read the records and cut them into train / val / test as ``cfg`` says."""
+    """Read the records and cut them into train / val / test as ``cfg`` says, without the images
+    that cannot be used (counted in ``skipped``; more than ``cfg.max_bad_images`` of them is an error)."""
     from facr.data import formats
     from facr.data.splits import stride as stride_records
 
@@ -171,8 +178,11 @@ def load_splits(cfg: DataConfig) -> Splits:
         train = [train[i] for i in stride_records(train, cfg.stride)]
     if cfg.limit is not None:
         train = train[: cfg.limit]
+    # every image decoded once, up front: the ones that do not are skipped and counted, not met mid-run
+    read = None if cfg.loso_subject is not None else {cfg.train_split, cfg.val_split, cfg.test_split} - {None}
+    (train, val, test), skipped = drop_unusable(result, [train, val, test], splits=read, max_bad=cfg.max_bad_images)
     graph_file = root / "graph.json"
-    return Splits(train, val, test, graph_file if graph_file.exists() else None)
+    return Splits(train, val, test, graph_file if graph_file.exists() else None, skipped)
 
 
 def choose_task(cfg: DataConfig, graph_classes: list[str], train: list[FaceRecord]) -> Task:
@@ -383,6 +393,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, accelerator) -> RunRe
     out = Path(cfg.out)
     set_seed(cfg.seed)
     splits = load_splits(cfg.data)
+    if splits.skipped.count and accelerator.is_main_process:
+        print(f"facr: warning: {cfg.data.path}: {splits.skipped.summary()}", file=sys.stderr)
     task = choose_task(cfg.data, _graph_classes_hint(cfg, splits), splits.train)
     graph = resolve_training_graph(cfg.graph, cfg.graph_base, cfg.graph_seed, splits, task, cfg.induce_au_edges)
 
@@ -520,7 +532,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, accelerator) -> RunRe
                           "faith": cfg.faith, "num_processes": accelerator.num_processes,
                           "global_step": position["global_step"],
                           "train_images_per_s": seen * accelerator.num_processes / loop_s if loop_s else None,
-                          **metrics})
+                          "skipped_images": splits.skipped.to_dict(), **metrics})
         write_json(out / "metrics.json", metrics)
         write_json(out / "history.json", history)
     accelerator.wait_for_everyone()

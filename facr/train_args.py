@@ -27,6 +27,8 @@ OVERRIDES = {
     "--pretrained": ("encoder.pretrained", str, "encoder weights: a local folder or hub id (e.g. microsoft/resnet-18)"),
     "--mixed-precision": ("mixed_precision", str, "no, fp16 or bf16"),
     "--num-workers": ("data.num_workers", int, "DataLoader workers"),
+    "--max-bad-images": ("data.max_bad_images", float, "share of the images read that may be skipped as missing, "
+                         "not decodable or outside the data root before training stops (default 0.05)"),
 }
 
 

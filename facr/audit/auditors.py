@@ -40,11 +40,15 @@ class AuditRequest:
     ci: bool = True
     seed: int = 0
     progress: bool = False
+    # the share of the images read that may be skipped (missing, undecodable, outside the data root)
+    max_bad_images: float = 0.05
     options: dict[str, Any] = field(default_factory=dict)  # auditor-specific settings
 
     def __post_init__(self):
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if not 0 <= self.max_bad_images <= 1:
+            raise ValueError(f"max_bad_images must be a share in [0, 1], got {self.max_bad_images}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
@@ -96,6 +100,12 @@ def audit(request: AuditRequest) -> AuditResult:
 # ------------------------------------------------------------------ data
 def load_audit_records(request: AuditRequest) -> list:
     """The records ``request`` selects: split, then subjects, then the first ``limit``."""
+    return select_audit_records(request)[1]
+
+
+def select_audit_records(request: AuditRequest):
+    """``(load result, selected records)``: :func:`load_audit_records` with what the loader
+    reported, for the audits that read pixels and count the images they skip."""
     from facr.data import formats
 
     if request.data is None:
@@ -106,7 +116,8 @@ def load_audit_records(request: AuditRequest) -> list:
     fmt = request.format or formats.detect_format(root)
     if fmt is None:
         raise FacrError(root, f"cannot tell the dataset format: pass --format (one of {', '.join(formats.FORMATS)})")
-    records = formats.load(fmt, root).records
+    result = formats.load(fmt, root)
+    records = result.records
     if request.split not in (None, "all"):
         available = sorted({str(r.split) for r in records})
         records = [r for r in records if r.split == request.split]
@@ -121,7 +132,7 @@ def load_audit_records(request: AuditRequest) -> list:
         records = [r for r in records if r.subject in wanted]
     if request.limit is not None:
         records = records[: request.limit]
-    return records
+    return result, records
 
 
 # ------------------------------------------------------------ the facr reasoner
@@ -172,6 +183,7 @@ class ReasonerPass:
     dataset: Any
     evaluation: Any
     epsilon: float
+    skipped: Any = None  # facr.data.images.SkippedImages: the selected images left out
 
 
 def run_reasoner_pass(request: AuditRequest) -> ReasonerPass:
@@ -180,6 +192,7 @@ def run_reasoner_pass(request: AuditRequest) -> ReasonerPass:
     import torch
 
     from facr.audit.evaluate import run_reasoner
+    from facr.data.images import drop_unusable
     from facr.data.torch_data import FaceTorchDataset, Task
     from facr.models.reasoner import load_reasoner
     from facr.train import graph_signs
@@ -192,14 +205,17 @@ def run_reasoner_pass(request: AuditRequest) -> ReasonerPass:
     model = model.to(device)
     cfg = model.config
     task = Task("pain", list(cfg.classes)) if list(cfg.classes) == ["no_pain", "pain"] else Task("emotion", list(cfg.classes))
-    records = load_audit_records(request)
+    loaded, records = select_audit_records(request)
+    # every selected image decoded once, up front: the ones that do not are skipped and counted
+    (records,), skipped = drop_unusable(loaded, [records], max_bad=request.max_bad_images,
+                                        splits=None if request.split in (None, "all") else {request.split})
     ds = FaceTorchDataset(records, cfg.aus, task, cfg.encoder.image_size)
     if len(ds) == 0:
         raise FacrError(request.data, f"no selected record has a {task.kind} label in the model's classes ({', '.join(task.classes)})")
     epsilon = request.epsilon if request.epsilon is not None else (training_epsilon(folder) or 0.1)
     ev = run_reasoner(model, ds, graph_signs(own_graph, cfg.aus, task.classes), epsilon=epsilon,
                       margin=request.margin, batch_size=request.batch_size, progress=request.progress)
-    return ReasonerPass(model, own_graph, folder, ds, ev, epsilon)
+    return ReasonerPass(model, own_graph, folder, ds, ev, epsilon, skipped)
 
 
 @register_auditor("reasoner", help="a facr reasoner checkpoint (the model/ folder of a run, or the run folder)",
@@ -234,6 +250,7 @@ def audit_reasoner(request: AuditRequest) -> AuditResult:
         "mean_effect": ev.mean_delta.tolist() if len(ds) else [],
         "aus": list(cfg.aus),
         "graph_signs": signs.astype(int).tolist(),
+        "skipped_images": run.skipped.to_dict(),
     })
     from facr.audit.oracle import is_synth, oracle_figures
 

@@ -132,6 +132,16 @@ def _figure_table(metrics: dict, rows) -> list[str]:
     return lines
 
 
+def _skipped_lines(metrics: dict) -> list[str]:
+    """The report's line on the images the audit left out (missing, undecodable, outside the data root)."""
+    skipped = metrics.get("skipped_images")
+    if not skipped or not skipped["count"]:
+        return []
+    files = "; ".join(f"`{f}`" for f in skipped["files"][:5]) + (" ..." if skipped["count"] > 5 else "")
+    return [f"- skipped images: {skipped['count']} of {skipped['of']} (missing, not decodable or outside the data "
+            f"root; all in metrics.json): {files}"]
+
+
 def render_markdown(metrics: dict, plots: list[str]) -> str:
     lines = [f"# facr audit: {metrics.get('model')}", ""]
     lines += [f"- model kind: {metrics.get('model_kind')}; trained against graph `{metrics.get('model_graph', 'n/a')}`",
@@ -139,7 +149,8 @@ def render_markdown(metrics: dict, plots: list[str]) -> str:
               f"task {metrics.get('task')}",
               f"- intervention: {metrics.get('intervention', 'n/a')}; ε = {fmt(metrics.get('epsilon'))}, "
               f"margin = {fmt(metrics.get('margin'))}",
-              f"- subjects: {metrics.get('n_subjects', 'n/a')} (95% CIs resample subjects, not frames)", ""]
+              f"- subjects: {metrics.get('n_subjects', 'n/a')} (95% CIs resample subjects, not frames)",
+              *_skipped_lines(metrics), ""]
     if metrics.get("graph_classes_without_parents"):
         lines += [f"Classes the graph gives no parents (no sensitivity pairs, agreement undefined): "
                   f"{', '.join(metrics['graph_classes_without_parents'])}", ""]

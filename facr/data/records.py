@@ -126,11 +126,18 @@ def records_to_dataset(records: Sequence[FaceRecord], aus: Sequence[str] | None 
 
 @dataclass
 class LoadIssue:
-    """A malformed row or unreadable file met while loading: where, and what is wrong."""
+    """A malformed row or unreadable file met while loading: where, and what is wrong.
+
+    ``image`` is the image the problem is about, when it is one (missing, not decodable, outside
+    the data root): training and audits count those rows as skipped images. ``split`` is the
+    split the row would have been in, where the layout says.
+    """
 
     file: str
     line: int | None
     message: str
+    image: str | None = None
+    split: str | None = None
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file

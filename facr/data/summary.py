@@ -19,8 +19,8 @@ MAX_LISTED_ERRORS = 20
 """How many issues :func:`summarize` lists by text (``n_errors`` counts them all)."""
 
 
-def summarize(result: LoadResult) -> dict[str, Any]:
-    """A JSON-ready summary of a :class:`LoadResult`.
+def summarize(result: LoadResult, verified: bool = False) -> dict[str, Any]:
+    """A JSON-ready summary of a :class:`LoadResult` (``verified``: the loader decoded every image).
 
     Keys: ``format``, ``root``, ``n_records``, ``n_subjects``, ``splits`` (records per split,
     ``none`` for records without one), ``emotions`` (records per emotion; unlabelled records
@@ -28,7 +28,10 @@ def summarize(result: LoadResult) -> dict[str, Any]:
     which it is present; AUs no frame codes are left out), ``pspi`` (``{"n_positive": frames
     with PSPI > 0, "max": largest PSPI}``, or None when no record has a PSPI), ``n_errors``
     (issues met while loading), ``errors`` (the first :data:`MAX_LISTED_ERRORS` of them as
-    ``file:line: problem``) and ``dropped`` (rows left out on purpose, by reason).
+    ``file:line: problem``), ``dropped`` (rows left out on purpose, by reason), ``image_errors``
+    (``{"count", "files"}``: the rows skipped because of their image, missing, outside the data
+    root or, when verified, not decodable; every one listed), ``n_images`` (records with an
+    image) and ``images_verified``.
     """
     records = result.records
     coded: Counter[str] = Counter()
@@ -39,6 +42,7 @@ def summarize(result: LoadResult) -> dict[str, Any]:
                 coded[a] += 1
                 present[a] += v
     pspis = [r.pspi for r in records if r.pspi is not None]
+    bad_images = [str(i) for i in result.issues if i.image is not None]
     return {
         "format": result.format,
         "root": result.root,
@@ -52,6 +56,9 @@ def summarize(result: LoadResult) -> dict[str, Any]:
         "errors": [str(i) for i in result.issues[:MAX_LISTED_ERRORS]],
         # Only the real-dataset loaders count deliberate drops (FormatResult.dropped).
         "dropped": dict(getattr(result, "dropped", {}) or {}),
+        "n_images": sum(r.image is not None or "png" in r.meta for r in records),
+        "image_errors": {"count": len(bad_images), "files": bad_images},
+        "images_verified": verified,
     }
 
 
@@ -71,8 +78,21 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"PSPI: {summary['pspi']['n_positive']} frames > 0, max {summary['pspi']['max']:g}")
     if summary["dropped"]:
         lines.append(f"dropped on purpose: {counts(summary['dropped'])}")
+    lines.append(_images_line(summary))
     lines.append(f"errors: {summary['n_errors']}" + (" (those rows were skipped)" if summary["n_errors"] else ""))
     lines.extend(f"  {e}" for e in summary["errors"])
     if summary["n_errors"] > len(summary["errors"]):
         lines.append(f"  ... and {summary['n_errors'] - len(summary['errors'])} more")
     return "\n".join(lines)
+
+
+def _images_line(summary: dict[str, Any]) -> str:
+    """``images: ...``: how many decode (when verified) and how many rows were skipped for their image."""
+    n, bad = summary["n_images"], summary["image_errors"]["count"]
+    if not n and not bad:
+        return "images: none (annotations only)"
+    skipped = (f"; {bad} row{'s' * (bad != 1)} skipped for the image (missing, outside the data root, not decodable)"
+               if bad else "")
+    if summary["images_verified"]:
+        return f"images: all {n} decode{skipped}"
+    return f"images: {n} found, not decoded (--verify decodes every one){skipped}"

@@ -44,16 +44,19 @@ class Task:
 
 
 def load_image(image, size: int) -> np.ndarray:
-    """``HxWx3`` uint8 at ``size``×``size`` from an array, a PIL image or a path."""
+    """``HxWx3`` uint8 at ``size``×``size`` from an array, a PIL image or a path (decoded bounded,
+    :func:`facr.data.images.open_image`: a file that does not decode is an ``ImageReadError``
+    naming it; runs drop those up front, :func:`facr.data.images.drop_unusable`)."""
     from PIL import Image
+
+    from facr.data.images import open_image
 
     if isinstance(image, np.ndarray):
         arr = image
         if arr.shape[0] != size or arr.shape[1] != size:
             arr = np.asarray(Image.fromarray(arr).resize((size, size), Image.BILINEAR))
         return arr
-    img = image if isinstance(image, Image.Image) else Image.open(image)
-    img = img.convert("RGB")
+    img = image.convert("RGB") if isinstance(image, Image.Image) else open_image(image)
     if img.size != (size, size):
         img = img.resize((size, size), Image.BILINEAR)
     return np.asarray(img)

@@ -1,9 +1,11 @@
 """Loaders for datasets in their released layouts; each returns a :class:`~facr.data.records.LoadResult`.
 
-Every loader module defines ``load(root, *, strict=False) -> LoadResult``. With
-``strict=False`` malformed rows and unreadable files are recorded in ``LoadResult.issues``
+Every loader module defines ``load(root, *, strict=False, verify_images=False) -> LoadResult``.
+With ``strict=False`` malformed rows and unreadable files are recorded in ``LoadResult.issues``
 (file, line, problem) and skipped; with ``strict=True`` the first one raises
-:class:`~facr.errors.DataFormatError`.
+:class:`~facr.errors.DataFormatError`. An image path that leads outside the dataset (absolute,
+``..``, a symlink pointing out) is refused unread (``_common.Loading.check_image``);
+``verify_images`` also decodes every image (:func:`facr.data.images.open_image`).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ def get_loader(fmt: str):
 
 
 def load(fmt: str, root: str | os.PathLike, *, strict: bool = False, **options):
-    """Load ``root`` in format ``fmt``; ``options`` go to that format's loader (e.g. ``decode=False``
-    for ``synth``, ``threshold=`` for ``disfa``, ``images="original"`` for ``rafdb``)."""
+    """Load ``root`` in format ``fmt``; ``options`` go to that format's loader (e.g. ``verify_images=True``
+    for any, ``decode=False`` for ``synth``, ``threshold=`` for ``disfa``, ``images="original"`` for ``rafdb``)."""
     return get_loader(fmt)(root, strict=strict, **options)
 
 

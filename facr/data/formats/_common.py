@@ -5,6 +5,10 @@ malformed row or unreadable file and the loader skips it; with ``strict=True`` t
 raises :class:`~facr.errors.DataFormatError` instead, naming the file and line. Rows left out
 on purpose (AffectNet's "No-Face", Aff-Wild2's "Other" with no AU label, ...) are not errors:
 ``loading.drop(reason)`` counts them in :attr:`LoadResult.dropped`.
+
+Every image path a loader reads from an annotation file (or finds by listing a folder) goes
+through :meth:`Loading.check_image`: a path that leaves the data root (absolute, ``..``, or a
+symlink pointing out) is refused before anything opens it, and reported like a missing image.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from facr.data.images import image_problem
 from facr.data.records import EMOTIONS, FaceRecord, LoadIssue, LoadResult
 from facr.errors import DataFormatError
 
@@ -53,11 +58,14 @@ class Loading:
         self.issues: list[LoadIssue] = []
         self.dropped: Counter[str] = Counter()
 
-    def issue(self, file: str | os.PathLike, line: int | None, message: str) -> None:
-        """Record a malformed row / unreadable file; with ``strict`` raise it instead."""
+    def issue(self, file: str | os.PathLike, line: int | None, message: str, *,
+              image: str | os.PathLike | None = None, split: str | None = None) -> None:
+        """Record a malformed row / unreadable file; with ``strict`` raise it instead. ``image``: the
+        image the problem is about, if it is one; ``split``: the row's split, where known."""
         if self.strict:
             raise DataFormatError(file, message if line is None else f"line {line}: {message}")
-        self.issues.append(LoadIssue(os.fspath(file), line, message))
+        self.issues.append(LoadIssue(os.fspath(file), line, message,
+                                     None if image is None else os.fspath(image), split))
 
     def drop(self, reason: str, n: int = 1) -> None:
         """Count ``n`` rows left out on purpose (not an error)."""
@@ -88,29 +96,44 @@ class Loading:
             self.issue(path, None, f"cannot read: {exc.strerror or exc}")
         return None
 
-    def check_image(self, path: Path, file: str | os.PathLike, line: int | None, verify: bool) -> bool:
-        """True when the image at ``path`` is there (and, with ``verify``, decodes); else report it."""
+    def check_image(self, path: Path, file: str | os.PathLike, line: int | None, verify: bool, *,
+                    split: str | None = None, base: Path | None = None) -> bool:
+        """True when the image at ``path`` lies inside the data root (``base``, default the folder the
+        loader was given), is a file, and, with ``verify``, decodes; else report it and return False.
+
+        The root check comes first, so a path outside it is never opened.
+        """
+        if not inside(path, base or self.root):
+            self.issue(file, line, f"image {path} leads outside {base or self.root}"
+                                   f"{_resolved_note(path)}: refused, not read", image=path, split=split)
+            return False
         if not path.is_file():
-            self.issue(file, line, f"image not found: {path}")
+            self.issue(file, line, f"image not found: {path}", image=path, split=split)
             return False
         if verify:
             problem = image_problem(path)
             if problem:
-                self.issue(file, line, f"unreadable image {path}: {problem}")
+                self.issue(file, line, f"unreadable image {path}: {problem}", image=path, split=split)
                 return False
         return True
 
 
-def image_problem(path: Path) -> str | None:
-    """Why PIL cannot read the image at ``path`` (header and data checked), or None."""
-    from PIL import Image, UnidentifiedImageError
-
+def inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:
+    """True when ``path``, with ``..`` and symlinks resolved, is ``root`` or lies under it: the one
+    check that keeps a dataset's annotation files from pointing facr at files outside the dataset."""
     try:
-        with Image.open(path) as im:
-            im.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        return str(exc) or type(exc).__name__
-    return None
+        return Path(path).resolve().is_relative_to(Path(root).resolve())
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+        return False
+
+
+def _resolved_note(path: Path) -> str:
+    """`` (resolves to X)`` when ``..`` or a symlink hides where ``path`` leads."""
+    try:
+        real = Path(path).resolve()
+    except (OSError, RuntimeError):
+        return " (a symlink loop)"
+    return "" if real == Path(os.path.abspath(path)) else f" (resolves to {real})"
 
 
 def frames_in(folder: Path) -> dict[int, Path]:

@@ -30,6 +30,7 @@ import numpy as np
 
 from facr.data.formats import faba as faba_format
 from facr.data.formats._common import Loading
+from facr.data.images import open_image
 from facr.data.records import FaceRecord, LoadResult
 from facr.errors import DataFormatError
 
@@ -48,8 +49,9 @@ NOT_RATED = -2.0  # AffectNet's valence/arousal for faces it did not rate
 def load(root: str | os.PathLike, *, strict: bool = False, verify_images: bool = False) -> LoadResult:
     """Read AffectNet's manually annotated images at ``root`` (see the module docstring).
 
-    A malformed CSV row or a missing image (or, with ``verify_images``, one that does not
-    decode) is reported with its file and line and skipped; ``strict`` raises instead.
+    A malformed CSV row, a missing image, a path that leaves ``root`` (``/etc/passwd``,
+    ``../../x.png``) or, with ``verify_images``, an image that does not decode is reported with its
+    file and line and skipped; ``strict`` raises instead.
     """
     loading = Loading(FORMAT, root, strict)
     return loading.result(_read(loading, verify_images))
@@ -117,7 +119,7 @@ def _row(loading: Loading, path: Path, line: int, row: list[str], split: str, im
         loading.issue(path, line, str(exc))
         return None
     image = images / rel
-    if not loading.check_image(image, path, line, verify):
+    if not loading.check_image(image, path, line, verify, split=split, base=images):
         return None
     return FaceRecord(
         image=str(image), dataset=FORMAT, subject=os.path.splitext(rel)[0], split=split,
@@ -164,8 +166,6 @@ def crop_face(record: FaceRecord, margin: float = 0.0):
     ``margin`` is a fraction of the box size added on every side (0.1 = 10 %); the box is
     clipped to the image. Raises ``ValueError`` for a record without a face box.
     """
-    from PIL import Image
-
     box = record.meta.get("face_box")
     if box is None:
         raise ValueError(f"record {record.subject!r} has no meta['face_box']")
@@ -173,11 +173,10 @@ def crop_face(record: FaceRecord, margin: float = 0.0):
         raise ValueError(f"margin must be >= 0, got {margin}")
     x, y, w, h = box
     dx, dy = round(w * margin), round(h * margin)
-    with Image.open(record.image) as im:
-        im = im.convert("RGB")
-        left, top = max(0, x - dx), max(0, y - dy)
-        right, bottom = min(im.width, x + w + dx), min(im.height, y + h + dy)
-        return im.crop((left, top, right, bottom))
+    im = open_image(record.image)
+    left, top = max(0, x - dx), max(0, y - dy)
+    right, bottom = min(im.width, x + w + dx), min(im.height, y + h + dy)
+    return im.crop((left, top, right, bottom))
 
 
 def load_with_faba(root: str | os.PathLike, *, strict: bool = False, verify_images: bool = False,

@@ -36,7 +36,7 @@ import os
 from pathlib import Path
 
 from facr import au as au_vocab
-from facr.data.formats._common import Loading, canonical_emotion, frames_in, image_problem
+from facr.data.formats._common import Loading, canonical_emotion, frames_in
 from facr.data.records import FaceRecord, LoadResult
 from facr.errors import DataFormatError, UnknownAUError
 
@@ -94,8 +94,7 @@ def load(root: str | os.PathLike, *, strict: bool = False, verify_images: bool =
                 if image is None:
                     loading.drop("no face image")
                     continue
-                if verify_images and (problem := image_problem(image)):
-                    loading.issue(image, None, f"unreadable image: {problem}")
+                if not loading.check_image(image, image, None, verify_images, split=split, base=crops):
                     continue
             meta = {"expression": label["expression"]} if "expression" in label else {}
             records.append(FaceRecord(

@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 
 from facr import au as au_vocab
-from facr.data.formats._common import Loading, frames_in, image_problem
+from facr.data.formats._common import Loading, frames_in
 from facr.data.records import FaceRecord, LoadResult
 from facr.errors import UnknownAUError
 
@@ -57,10 +57,9 @@ def load(root: str | os.PathLike, *, strict: bool = False, verify_images: bool =
             if images is not None:
                 image = images.get(frame)
                 if image is None:
-                    loading.issue(path, line, f"no image for frame {frame} in {folder}")
+                    loading.issue(path, line, f"no image for frame {frame} in {folder}", image=folder / str(frame))
                     continue
-                if verify_images and (problem := image_problem(image)):
-                    loading.issue(image, None, f"unreadable image: {problem}")
+                if not loading.check_image(image, image, None, verify_images, base=frames_root):
                     continue
             records.append(FaceRecord(
                 image=None if image is None else str(image), dataset=FORMAT, subject=subject,

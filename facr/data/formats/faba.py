@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from facr import au as au_vocab
-from facr.data.formats._common import Loading, canonical_emotion, image_problem
+from facr.data.formats._common import Loading, canonical_emotion, inside
 from facr.data.records import FaceRecord, LoadResult
 from facr.errors import DataFormatError, UnknownAUError
 
@@ -177,12 +177,12 @@ def _emotion_label(label) -> str:
     return canonical_emotion(label)
 
 
-def resolve_image(root: Path, image: str) -> Path | None:
-    """The file an item's ``image`` names: relative to the folder holding FABAInstruct/, or to it."""
-    for base in (root.parent, root):
-        if (base / image).is_file():
-            return base / image
-    return None
+def resolve_image(root: Path, image: str) -> Path:
+    """The file an item's ``image`` names: relative to the folder holding FABAInstruct/, or to it,
+    whichever exists inside FABAInstruct/; else the first reading, for
+    :meth:`Loading.check_image` to report as missing or outside the folder."""
+    candidates = [root.parent / image, root / image]
+    return next((c for c in candidates if inside(c, root) and c.is_file()), candidates[0])
 
 
 def load(root: str | os.PathLike, *, strict: bool = False, verify_images: bool = False) -> LoadResult:
@@ -192,11 +192,7 @@ def load(root: str | os.PathLike, *, strict: bool = False, verify_images: bool =
     records: list[FaceRecord] = []
     for (split, item_id), item in sorted(read_items(loading, faba_root).items()):
         image = resolve_image(faba_root, item.image)
-        if image is None:
-            loading.issue(item.file, None, f"item {item_id}: image not found: {item.image}")
-            continue
-        if verify_images and (problem := image_problem(image)):
-            loading.issue(image, None, f"unreadable image: {problem}")
+        if not loading.check_image(image, item.file, None, verify_images, split=split, base=faba_root):
             continue
         meta = {"id": item_id, "source": item.source, "landmark": item.landmark, **item.meta}
         if item.au_source:

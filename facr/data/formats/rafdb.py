@@ -105,7 +105,7 @@ def _row(loading: Loading, path: Path, line: int, row: str, image_dir: Path, ima
     seen[name] = line
     stem, suffix = os.path.splitext(name)
     image = image_dir / (f"{stem}_aligned{suffix}" if images == "aligned" else name)
-    if not loading.check_image(image, path, line, verify):
+    if not loading.check_image(image, path, line, verify, split=split, base=image_dir):
         return None
     return FaceRecord(image=str(image), dataset=FORMAT, subject=stem, split=split, emotion=LABELS[code],
                       meta={"file": name, "label_code": code})

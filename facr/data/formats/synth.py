@@ -9,7 +9,9 @@
 Every record has all benchmark AUs coded (presence and 0-5 intensity), the emotion, the PSPI
 computed from the rendered intensities, the subject and its subject-disjoint split. ``image`` is
 the decoded ``HxWx3`` uint8 array (``decode=False`` keeps the PNG bytes in
-``meta["png"]`` and sets ``image=None``, for summaries that need no pixels). ``meta`` holds
+``meta["png"]`` and sets ``image=None``, for summaries that need no pixels; add
+``verify_images=True`` to decode them once anyway, as a check). A PNG that does not decode is
+reported with its split and row and the row skipped. ``meta`` holds
 the benchmark's extras: ``index`` (the image's index in the generator), ``cue``/``cue_agrees``
 (the background shortcut), ``pain_level`` (the latent pain process), ``pose``, ``unilateral``,
 and the AU region masks (``au_masks``, ``mask_aus``, ``size``; unpack with
@@ -18,13 +20,14 @@ and the AU region masks (``au_masks``, ``mask_aus``, ``size``; unpack with
 
 from __future__ import annotations
 
-import io
 import os
+from pathlib import Path
 
 import numpy as np
 
-from facr.data.formats._common import Loading
-from facr.data.records import FaceRecord, LoadResult
+from facr.data.formats._common import Loading, inside
+from facr.data.images import ImageReadError, open_image
+from facr.data.records import SPLITS, FaceRecord, LoadResult
 from facr.errors import DataFormatError
 
 FORMAT = "synth"
@@ -34,11 +37,13 @@ _COLUMNS = ("image", "index", "subject", "frame", "split", "emotion", "au_presen
 
 
 def load(root: str | os.PathLike, *, strict: bool = False, splits: tuple[str, ...] | None = None,
-         decode: bool = True) -> LoadResult:
+         decode: bool = True, verify_images: bool = False) -> LoadResult:
     """Read a synth folder written by :func:`facr.data.synth.write_synth`.
 
-    ``splits`` restricts to some of train / val / test. A row whose image does not decode is
-    reported (file = the split's folder, line = the row) and skipped, or fatal with ``strict``.
+    ``splits`` restricts to some of train / val / test. A row whose image does not decode (checked
+    when ``decode`` or ``verify_images``) is reported (file = the split's folder, line = the row)
+    and skipped, or fatal with ``strict``. Split and data-file names that would lead outside
+    ``root`` are refused before 🤗 datasets opens anything.
     """
     import datasets
 
@@ -51,6 +56,7 @@ def load(root: str | os.PathLike, *, strict: bool = False, splits: tuple[str, ..
     doc = read_config(root_path)
     aus = list(doc["aus"])
     size = int(doc["config"]["size"])
+    _check_layout(root_path)
     try:
         dd = datasets.load_from_disk(str(root_path))
     except (FileNotFoundError, ValueError, OSError) as exc:
@@ -74,12 +80,15 @@ def load(root: str | os.PathLike, *, strict: bool = False, splits: tuple[str, ..
         for i in range(len(ds)):
             png = cols["image"][i]["bytes"]
             image = None
-            if decode:
-                try:
-                    image = _decode(png)
-                except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad row
-                    loading.issue(root_path / split, i + 1, f"image does not decode: {exc}")
-                    continue
+            try:
+                if decode:
+                    image = np.asarray(open_image(png))
+                elif verify_images:
+                    open_image(png)
+            except ImageReadError as exc:
+                loading.issue(root_path / split, i + 1, f"image {exc.message}",
+                              image=f"{root_path / split}:{i + 1}", split=split)
+                continue
             meta = {
                 "index": cols["index"][i], "cue": cols["cue"][i], "cue_agrees": bool(cols["cue_agrees"][i]),
                 "pain_level": float(cols["pain_level"][i]), "pose": list(cols["pose"][i]),
@@ -97,8 +106,29 @@ def load(root: str | os.PathLike, *, strict: bool = False, splits: tuple[str, ..
     return loading.result(records)
 
 
-def _decode(png: bytes) -> np.ndarray:
-    from PIL import Image
+def _check_layout(root: Path) -> None:
+    """Refuse a ``dataset_dict.json`` naming splits other than train / val / test, or a split's
+    ``state.json`` naming data files outside its folder: 🤗 datasets would follow either path."""
+    import json
 
-    with Image.open(io.BytesIO(png)) as im:
-        return np.asarray(im.convert("RGB"))
+    def read(path: Path):
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise DataFormatError(path, f"cannot read: {exc}") from None
+
+    listed = read(root / "dataset_dict.json")
+    names = listed.get("splits") if isinstance(listed, dict) else None
+    if not isinstance(names, list) or not all(n in SPLITS for n in names):
+        raise DataFormatError(root / "dataset_dict.json", f"'splits' must list some of {', '.join(SPLITS)}, "
+                                                          f"got {names!r}")
+    for name in names:
+        state = read(root / name / "state.json")
+        files = state.get("_data_files", []) if isinstance(state, dict) else []
+        for entry in files if isinstance(files, list) else [files]:
+            filename = entry.get("filename") if isinstance(entry, dict) else entry
+            if not isinstance(filename, str) or not inside(root / name / filename, root / name):
+                raise DataFormatError(root / name / "state.json",
+                                      f"data file {filename!r} is not a file of the {name}/ folder (refused)")

@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 
 from facr import au as au_vocab
-from facr.data.formats._common import Loading, image_problem
+from facr.data.formats._common import Loading
 from facr.data.records import FaceRecord, LoadResult
 from facr.errors import UnknownAUError
 
@@ -60,7 +60,7 @@ def load(root: str | os.PathLike, *, strict: bool = False, verify_images: bool =
         key = (subject, sequence, name)
         labelled.add(key)
         record = _frame(loading, key, pspi_file, facs_dir / subject / sequence / pspi_file.name,
-                        images.get(key), verify_images)
+                        images.get(key), verify_images, image_dir)
         if record is not None:
             records.append(record)
     for key in sorted(set(images) - labelled):
@@ -68,7 +68,7 @@ def load(root: str | os.PathLike, *, strict: bool = False, verify_images: bool =
     return loading.result(records)
 
 
-def _frame(loading: Loading, key, pspi_file: Path, facs_file: Path, image: Path | None, verify: bool):
+def _frame(loading: Loading, key, pspi_file: Path, facs_file: Path, image: Path | None, verify: bool, image_dir: Path):
     subject, sequence, name = key
     text = loading.read_text(pspi_file)
     if text is None:
@@ -89,10 +89,10 @@ def _frame(loading: Loading, key, pspi_file: Path, facs_file: Path, image: Path 
         return None
     intensities, other_codes = facs
     if image is None:
-        loading.issue(pspi_file, None, f"no image Images/{subject}/{sequence}/{name}.png")
+        loading.issue(pspi_file, None, f"no image Images/{subject}/{sequence}/{name}.png",
+                      image=image_dir / subject / sequence / f"{name}.png")
         return None
-    if verify and (problem := image_problem(image)):
-        loading.issue(image, None, f"unreadable image: {problem}")
+    if not loading.check_image(image, image, None, verify, base=image_dir):
         return None
     presence = {f"AU{n}": 0 for n in CODED_AUS}
     intensity = {f"AU{n}": 0.0 for n in CODED_AUS}
