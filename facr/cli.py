@@ -935,7 +935,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", help="a registered GGUF backbone (smollm2-135m, gemma-3-270m) or a .gguf file")
     p.add_argument("--out", required=True, help="the folder to write")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--overwrite", action="store_true", help="replace a backbone facr imported into --out before")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_models_import_gguf)
 
@@ -1097,7 +1097,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  facr data synth --out data/synth-b --n 2000 --style b                (the second domain)\n"
                "  facr data synth --out data/pain --n 3000 --emotion-prior neutral=1 --shortcut 0.8 "
                "--shortcut-target pain")
-    p.add_argument("--out", required=True, help="output folder (must not exist or be empty, unless --overwrite)")
+    p.add_argument("--out", required=True, help="output folder (missing or empty; an earlier synth folder with --overwrite)")
     p.add_argument("--n", type=int, default=2000, help="number of images (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--size", type=int, default=112, help="image side in pixels, a multiple of 4 (default 112)")
@@ -1113,7 +1113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--emotion-prior", default=None, metavar="NAME=W,...",
                    help="class weights, e.g. neutral=1 for a UNBC-like pain set (default uniform)")
     p.add_argument("--workers", type=int, default=None, help="rendering processes (default: 2 for 1000+ images)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
+    p.add_argument("--overwrite", action="store_true", help="replace a synth folder facr wrote into OUT before")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=cmd_data_synth)
 
