@@ -118,7 +118,8 @@ def check_target(path: str | os.PathLike, kind: str, *, overwrite: bool = False,
         return
     marker = read_marker(path)
     if marker is None:
-        if resume and all((path / f).exists() for f in UNMARKED.get(kind, ("\0",))):
+        legacy = UNMARKED.get(kind)
+        if resume and legacy and all((path / f).exists() for f in legacy):
             return
         raise OutputError(path, f"is not empty and facr did not write it (no {MARKER}): facr never replaces such a "
                                 "folder, not even with --overwrite; choose another --out")
@@ -191,7 +192,8 @@ def _locked(path: Path) -> Iterator[None]:
         except FileExistsError:
             if not _is_stale(lock):
                 pid, _ = _lock_owner(lock)
-                who = "this process" if pid == os.getpid() else f"another facr process (pid {pid})"
+                who = ("this process" if pid == os.getpid() else
+                       f"another facr process{'' if pid is None else f' (pid {pid})'}")
                 raise OutputBusy(path, f"{who} is writing it right now (lock {lock.name}); wait for it to finish") \
                     from None
             # a killed writer's lock; a race with another taker is settled by O_EXCL on the next try
@@ -227,7 +229,8 @@ def _remove_stale_temps(path: Path) -> None:
     """Remove the temp folders a killed writer of ``path`` left beside it (called under the lock)."""
     for p in path.parent.glob(f".{glob.escape(path.name)}.facr-*-*-*"):
         what, pid = p.name[len(path.name) + 7:].split("-", 2)[:2]
-        if what in ("tmp", "old") and pid.isdigit() and (int(pid) != os.getpid() and not _alive(int(pid))):
+        # under the lock no live writer of ``path`` is left; our own pid here is a killed process's reused one
+        if what in ("tmp", "old") and pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
             _remove(p)
             print(f"facr: removed {p}, left by an interrupted facr run (pid {pid})", file=sys.stderr)
 
