@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from facr.errors import FacrError
-from facr.utils import write_json
+from facr.utils import MAX_JSON_DEPTH, write_json
 
 T = TypeVar("T")
 
@@ -218,24 +218,64 @@ def _plain(value):
     return value
 
 
+MAX_CONFIG_BYTES = 2**20  # the shipped configs are a few kB
+MAX_CONFIG_VALUES = 100_000  # every value a config holds, a YAML alias counted each time it is used
+
+
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """A YAML mapping from ``path`` (errors name the file)."""
+    """A YAML mapping from ``path``; every problem is one :class:`ConfigError` line naming the file.
+
+    Besides syntax, a file over :data:`MAX_CONFIG_BYTES`, nesting deeper than
+    :data:`facr.utils.MAX_JSON_DEPTH` (PyYAML recurses per level) and more than
+    :data:`MAX_CONFIG_VALUES` values once aliases are expanded (the "billion laughs" file) are refused.
+    """
     import yaml
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if path.is_file() and path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(path, f"{path.stat().st_size:,} bytes, more than a config file may hold ({MAX_CONFIG_BYTES:,})")
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(path, "no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(path, "is a directory, not a YAML file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, f"not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ConfigError(path, f"{where}not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        why = " ".join(str(getattr(exc, "problem", None) or exc).split())  # PyYAML's own text spans lines
+        raise ConfigError(path, f"{where}not valid YAML ({why})") from None
+    except RecursionError:
+        raise ConfigError(path, f"not valid YAML: nested deeper than {MAX_JSON_DEPTH} levels") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(path, f"top level must be a mapping, got {type(data).__name__}")
+    _check_size(data, path)
     return data
+
+
+def _check_size(data: Any, path: Path) -> None:
+    """Refuse a document nested deeper than MAX_JSON_DEPTH or holding more than MAX_CONFIG_VALUES values
+    (iteratively: the walk itself must neither recurse nor follow an alias bomb to the end)."""
+    stack, seen = [(data, 1)], 0
+    while stack:
+        node, depth = stack.pop()
+        seen += 1
+        if seen > MAX_CONFIG_VALUES:
+            raise ConfigError(path, f"holds more than {MAX_CONFIG_VALUES:,} values (YAML aliases count each time used)")
+        if depth > MAX_JSON_DEPTH:
+            raise ConfigError(path, f"nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend((v, depth + 1) for v in node)
 
 
 def save_config(config: Any, path: str | os.PathLike) -> None:

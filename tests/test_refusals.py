@@ -239,6 +239,27 @@ def test_wrong_type_or_range_in_a_training_yaml_is_one_line(yaml_text, message, 
     assert not (tmp_path / "run").exists()
 
 
+def _alias_bomb() -> str:
+    """Nine levels of ten aliases each: a few hundred bytes that expand to 10⁹ values."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\x00abc", "not valid YAML (unacceptable character #x0000"),
+    (b"\xff\xfe epochs: 2", "not UTF-8 text"),
+    (("a: " + "[" * 5000).encode(), "nested deeper than 64 levels"),
+    (("a: " + "[" * 100 + "]" * 100).encode(), "nested deeper than 64 levels"),
+    (_alias_bomb().encode(), "holds more than 100,000 values"),
+])
+def test_hostile_yaml_files_are_one_line(content, message, tmp_path, run_cli):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_bytes(content)
+    code, _, err = run_cli("train", "reasoner", "--config", cfg, "--out", tmp_path / "run")
+    refused(code, err, str(cfg), message)
+
+
 def test_yaml_reads_1e_minus_3_as_a_string_and_a_float_field_still_takes_it():
     from facr.train import TrainConfig
 
