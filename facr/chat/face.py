@@ -9,16 +9,18 @@ margin that frames it as the training crops are framed.
 from __future__ import annotations
 
 import io
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from facr.data.images import UNDECODABLE, bounded_pil
 from facr.errors import FacrError
 
 MAX_SIDE = 8192  # pixels: a larger picture is refused, not resized (a decompression bomb is cheap to send)
-MAX_BYTES = 30 * 1024 * 1024
+MAX_BYTES = 30 * 1024 * 1024  # also Gradio's upload limit in the chat (facr.chat.ui.launch)
 MARGIN = 1.3  # crop side / detected box side: the benchmark's faces fill ~0.76 of their frame
 ALIGNED_FRACTION = 0.30  # a detected box covering this much of the picture means it is already a face crop
 MIN_FACE = 24  # pixels: the cascade's window
@@ -40,47 +42,72 @@ class Face:
     note: str
 
 
-def read_image(source, name: str | None = None) -> np.ndarray:
-    """``H×W×3`` uint8 RGB from a path, bytes, a PIL image or an array. Refuses what is not an image, and
-    pictures over ``MAX_SIDE`` pixels a side or ``MAX_BYTES`` bytes, with a :class:`FaceError`."""
-    from PIL import Image, UnidentifiedImageError
+def _label(source, name: str | None) -> str:
+    return name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "image")
 
-    label = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "image")
+
+def _check_side(width: int, height: int, label: str) -> None:
+    if max(width, height) > MAX_SIDE:
+        raise FaceError(label, f"too large ({width}x{height}; at most {MAX_SIDE} pixels a side)")
+
+
+def _check_bytes(n: int, label: str) -> None:
+    if n > MAX_BYTES:
+        # rounded up: a file one byte over the limit must not read "30.0 MB; at most 30 MB"
+        raise FaceError(label, f"too large ({math.ceil(n / 2**20 * 10) / 10:.1f} MB; at most {MAX_BYTES // 2**20} MB)")
+
+
+def _from_array(arr: np.ndarray, label: str) -> np.ndarray:
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise FaceError(label, f"not an RGB image array (shape {arr.shape})")
+    _check_side(arr.shape[1], arr.shape[0], label)
+    if arr.dtype != np.uint8:
+        arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(arr[:, :, :3])
+
+
+def _decode(fp, label: str) -> np.ndarray:
+    """Open ``fp`` (a path or a binary file), check its size from the header, and only then decode it (upright, as
+    its EXIF orientation says, as a browser shows it). Every way it can fail is a :class:`FaceError`."""
+    from PIL import ImageOps, UnidentifiedImageError
+
+    Image = bounded_pil()  # PIL itself refuses a header over twice MAX_PIXELS (= MAX_SIDE²) in Image.open
+    try:
+        with Image.open(fp) as img:  # reads the header only
+            _check_side(*img.size, label)
+            return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+    except Image.DecompressionBombError:
+        raise FaceError(label, f"too large (over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} million pixels, refused "
+                               f"from its header; at most {MAX_SIDE} pixels a side)") from None
+    except UnidentifiedImageError:
+        raise FaceError(label, "not an image (no picture format PIL can read)") from None
+    except UNDECODABLE as exc:
+        detail = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise FaceError(label, f"cannot be decoded: truncated or corrupt ({detail})") from None
+
+
+def read_image(source, name: str | None = None) -> np.ndarray:
+    """``H×W×3`` uint8 RGB from a path, bytes, a PIL image or an array. Refuses, with a :class:`FaceError`, what is
+    not an image or cannot be decoded, and pictures over ``MAX_BYTES`` bytes or ``MAX_SIDE`` pixels a side, the
+    size read from the file's header before anything is decoded (a 140 KB PNG can hold 12000×12000 pixels)."""
+    label = _label(source, name)
     if isinstance(source, np.ndarray):
-        arr = source
-        if arr.ndim == 2:
-            arr = np.repeat(arr[:, :, None], 3, axis=2)
-        if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-            raise FaceError(label, f"not an RGB image array (shape {arr.shape})")
-        if max(arr.shape[:2]) > MAX_SIDE:
-            raise FaceError(label, f"too large ({arr.shape[1]}x{arr.shape[0]}; at most {MAX_SIDE} pixels a side)")
-        if arr.dtype != np.uint8:
-            arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(arr[:, :, :3])
+        return _from_array(source, label)
+    Image = bounded_pil()
     if isinstance(source, Image.Image):
-        img = source
-    else:
-        if isinstance(source, (str, os.PathLike)):
-            path = Path(source)
-            if not path.is_file():
-                raise FaceError(label, "no such file")
-            if path.stat().st_size > MAX_BYTES:
-                raise FaceError(label, f"too large ({path.stat().st_size / 2**20:.0f} MB; at most {MAX_BYTES // 2**20} MB)")
-            data = path.read_bytes()
-        else:
-            data = bytes(source)
-            if len(data) > MAX_BYTES:
-                raise FaceError(label, f"too large ({len(data) / 2**20:.0f} MB; at most {MAX_BYTES // 2**20} MB)")
-        try:
-            img = Image.open(io.BytesIO(data))
-            if max(img.size) > MAX_SIDE:
-                raise FaceError(label, f"too large ({img.size[0]}x{img.size[1]}; at most {MAX_SIDE} pixels a side)")
-            img.load()
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as exc:
-            raise FaceError(label, f"not an image ({type(exc).__name__})") from None
-    if max(img.size) > MAX_SIDE:
-        raise FaceError(label, f"too large ({img.size[0]}x{img.size[1]}; at most {MAX_SIDE} pixels a side)")
-    return np.asarray(img.convert("RGB"))
+        _check_side(*source.size, label)
+        return np.asarray(source.convert("RGB"))
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise FaceError(label, "no such file")
+        _check_bytes(path.stat().st_size, label)
+        return _decode(path, label)
+    data = bytes(source)
+    _check_bytes(len(data), label)
+    return _decode(io.BytesIO(data), label)
 
 
 _CASCADES: dict[str, object] = {}
@@ -138,7 +165,7 @@ def prepare_face(source, size: int, *, detect: bool = True, name: str | None = N
     from facr.data.torch_data import load_image
 
     rgb = read_image(source, name)
-    label = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "image")
+    label = _label(source, name)
     H, W = rgb.shape[:2]
     if not detect:
         return Face(load_image(_center_square(rgb), size), None, 0, f"used as an aligned face crop ({W}x{H})")

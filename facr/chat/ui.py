@@ -5,6 +5,7 @@ launch it on a free loopback port. Every answer comes from :class:`facr.chat.Cha
 """
 
 import argparse
+import contextlib
 import os
 from pathlib import Path
 from typing import Sequence
@@ -12,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from facr.chat.explainer import DEMO_DATA, Explainer
-from facr.chat.face import FaceError, prepare_face
+from facr.chat.face import MAX_BYTES, FaceError, prepare_face
 from facr.chat.plots import au_bars, parents_figure
 from facr.chat.session import EXAMPLES, ChatSession
 from facr.errors import FacrError
@@ -20,6 +21,9 @@ from facr.utils import free_port
 
 DEFAULT_PORT = 7860
 HOST = "127.0.0.1"
+# (every, age) in seconds: Gradio sweeps this app's cached files (uploads, drawn panels) older than an hour every
+# ten minutes, and all of them when the server stops; a refused upload is removed at once (_discard).
+DELETE_CACHE = (600, 3600)
 
 
 def gallery_samples(data: str | os.PathLike | None, classes: list[str], split: str = "test",
@@ -67,6 +71,25 @@ def _enlarged(pixels: np.ndarray, side: int = 160) -> np.ndarray:
     return np.repeat(np.repeat(pixels, f, axis=0), f, axis=1)
 
 
+def _upload_path(upload) -> str | None:
+    """The cached file of an upload as the face input hands it over unprocessed (Gradio's FileData as a dict)."""
+    return upload.get("path") if isinstance(upload, dict) else upload
+
+
+def _discard(path: str | None, cache: str) -> None:
+    """Delete a refused upload (and its folder, when empty) from Gradio's upload cache at once; never a file
+    outside ``cache``."""
+    if not path:
+        return
+    file, root = Path(path).resolve(), Path(cache).resolve()
+    if not file.is_relative_to(root) or file == root:
+        return
+    file.unlink(missing_ok=True)
+    if file.parent != root:
+        with contextlib.suppress(OSError):  # not empty: the same bytes uploaded under another name live there
+            file.parent.rmdir()
+
+
 def _graph_line(session: ChatSession) -> str:
     g = session.graph
     return (f"Graph G: `{g.name}` — {len(g.class_edges())} AU→class and {len(g.au_edges())} AU→AU edges over "
@@ -103,16 +126,26 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
                                                          "*which AUs matter for sadness?*"}]
         yield session, shown, label, bars, parents, f"**Face:** {note}", chat, None  # the whole state once more, for API callers
 
-    def on_image(image, as_crop, state):
-        if image is None:
+    def on_image(upload, as_crop, state):
+        # ``upload`` is the uploaded file, not pixels: the event skips Gradio's preprocessing, which would decode
+        # the whole picture (a 140 KB PNG can hold 12000x12000 pixels) before facr reads its size from the header
+        if upload is None:
             yield state, gr.update(), *empty, gr.update(), gr.update(), gr.update()
             return
+        path = _upload_path(upload)
         try:
-            face = prepare_face(image, explainer.image_size, detect=not as_crop, name="your picture")
+            if not path:
+                raise FaceError("your picture", "not an image (no file came with it)")
+            face = prepare_face(path, explainer.image_size, detect=not as_crop, name="your picture")
         except FaceError as exc:
+            _discard(path, image.GRADIO_CACHE)
             yield state, None, *empty, f"**Error:** facr: {exc}", gr.update(), gr.update()
             return
         yield from show_face(face.pixels, face.note, state)
+
+    def clear_refused(shown):
+        """Empty the face input after a refusal (its file is gone), so the next picture can be dropped in."""
+        return None if str(shown).startswith("**Error:**") else gr.update()
 
     def on_gallery(state, evt: gr.SelectData):
         pixels, caption = gallery[evt.index]
@@ -167,7 +200,7 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
         extra = f" (no parents for {', '.join(missing)})" if missing else ""
         return session, _graph_line(session) + extra, *(_panels(session) if session.current else empty)
 
-    with gr.Blocks(title=title) as app:
+    with gr.Blocks(title=title, delete_cache=DELETE_CACHE) as app:
         state = gr.State(None)
         who = f"reasoner `{explainer.model_path}`" + (f", verbalizer `{explainer.verbalizer_path}`"
                                                        if explainer.verbalizer_path else ", no verbalizer")
@@ -176,7 +209,7 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
         with gr.Row():
             with gr.Column(scale=1, min_width=280):
                 image = gr.Image(label="Face (upload, webcam or paste)", sources=["upload", "webcam", "clipboard"],
-                                 type="numpy", height=260, elem_id="face-input")
+                                 type="filepath", height=260, elem_id="face-input")
                 as_crop = gr.Checkbox(label="already a face crop (skip detection)", value=False)
                 status = gr.Markdown("Give a face, or pick one below.", elem_id="face-status")
                 pick = gr.Gallery(value=gallery or None, label="Benchmark faces (click one)", columns=4, height=200,
@@ -204,7 +237,9 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
                         own = gr.Button("The model's own graph", elem_id="use-own")
 
         face_out = [state, seen, probs, bars, parents, status, chat, where]
-        image.input(on_image, [image, as_crop, state], face_out, api_name="see")  # upload, webcam, paste
+        # upload, webcam, paste: facr reads the file itself (preprocess=False), then clears a refused one
+        image.input(on_image, [image, as_crop, state], face_out, api_name="see", preprocess=False).then(
+            clear_refused, [status], [image], api_visibility="private")
         pick.select(on_gallery, [state], face_out, api_name="gallery")
         ask.submit(on_ask, [ask, chat, state], [state, chat, ask, probs, bars, parents, where], api_name="ask")
         graph_out = [state, graph_status, probs, bars, parents]
@@ -220,6 +255,14 @@ DESCRIPTION = ("Give a face (upload, webcam, gallery), see the emotion, the AU l
                "graph file. With no flags it loads what `make demo` wrote in demo-out/.")
 EPILOG = ("example:\n  facr chat                       # the checkpoints `make demo` wrote under demo-out/\n"
           "  facr chat --model runs/reasoner --verbalizer runs/verbalizer --graph emfacs --port 7861")
+
+
+def launch(app, host: str = HOST, port: int = 0, *, share: bool = False, block: bool = True) -> None:
+    """Serve ``app`` on ``host``:``port`` (0: a free one) with facr's limits: Gradio refuses an upload over
+    ``MAX_BYTES`` before it reaches the cache (413; the browser refuses it before sending). ``block=False``
+    returns once it serves (tests)."""
+    app.queue().launch(server_name=host, server_port=port or free_port(host), share=share, inbrowser=False,
+                       quiet=True, show_error=True, max_file_size=MAX_BYTES, prevent_thread_lock=not block)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,8 +314,7 @@ def run(args) -> int:
     print(f"facr chat: reasoner {explainer.model_path}, verbalizer {explainer.verbalizer_path or '-'}, "
           f"graph {explainer.graph.name}, {len(gallery)} gallery faces", flush=True)
     print(f"facr chat: open http://{args.host}:{port} (Ctrl-C stops it)", flush=True)
-    app.queue().launch(server_name=args.host, server_port=port, share=args.share, inbrowser=False, quiet=True,
-                       show_error=True)
+    launch(app, args.host, port, share=args.share)
     return 0
 
 

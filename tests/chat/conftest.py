@@ -72,14 +72,14 @@ def flip(explainer, faces):
 @pytest.fixture(scope="session")
 def served(explainer, reasoner):
     """The app on a free loopback port: (URL, gallery)."""
-    from facr.chat.ui import build_app, gallery_samples
+    from facr.chat.ui import build_app, gallery_samples, launch
     from facr.utils import free_port
 
     data = "demo-out/synth" if os.environ.get("FACR_CHAT_DEMO") else reasoner[0]
     gallery = gallery_samples(data, explainer.classes)
     app = build_app(explainer, gallery)
     port = free_port()
-    app.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    launch(app, "127.0.0.1", port, block=False)  # as `facr chat` serves it: its upload limit included
     try:
         yield f"http://127.0.0.1:{port}/", gallery
     finally:
