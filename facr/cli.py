@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 from facr import __version__
 from facr.audit import RATIONALE_DEFAULT_LIMIT
 from facr.errors import FacrError, GraphError
+from facr.utils import loads_json
 
 
 def _print_json(obj: Any) -> None:
@@ -26,6 +27,10 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        """A usage error is one line too (argparse prints the whole usage first), exit 2."""
+        self.exit(2, f"facr: {message} (see: {self.prog} --help)\n")
 
 
 def _with_source(source: str, fn: Callable[[], Any]) -> Any:
@@ -353,7 +358,7 @@ def cmd_train_table(args) -> int:
     for run in args.runs:
         path = Path(run) / "metrics.json"
         try:
-            m = json.loads(path.read_text(encoding="utf-8"))
+            m = loads_json(path.read_text(encoding="utf-8"))
         except OSError:
             raise FacrError(path, "no metrics.json (is this a finished run folder?)") from None
         except ValueError as exc:

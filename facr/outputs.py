@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import json
 import os
 import shlex
 import shutil
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from facr.errors import FacrError
+from facr.utils import loads_json
 
 MARKER = ".facr-output.json"
 
@@ -68,7 +68,7 @@ def read_marker(folder: str | os.PathLike) -> dict | None:
     """The marker of ``folder`` (``{"kind", "facr_version", "created", "command"}``), or None when
     it has none or an unreadable one."""
     try:
-        marker = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
+        marker = loads_json((Path(folder) / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return marker if isinstance(marker, dict) and isinstance(marker.get("kind"), str) else None

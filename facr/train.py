@@ -31,7 +31,7 @@ from facr.losses import LossWeights, facr_loss
 from facr.models.encoder import MAX_IMAGE_SIZE, EncoderConfig
 from facr.models.reasoner import MAX_HEAD_HIDDEN, Reasoner, ReasonerConfig, save_reasoner
 from facr.outputs import output_dir, run_dir
-from facr.utils import write_json
+from facr.utils import loads_json, write_json
 
 @dataclass
 class DataConfig:
@@ -553,7 +553,7 @@ def run_from_args(args) -> RunResult:
         saved = Path(cfg.out) / "config.json"
         if saved.exists():
             try:
-                raw = json.loads(saved.read_text(encoding="utf-8"))
+                raw = loads_json(saved.read_text(encoding="utf-8"))
             except (UnicodeDecodeError, ValueError) as exc:
                 raise FacrError(saved, f"cannot resume from it: not readable JSON ({str(exc).splitlines()[0]})") from None
             if not isinstance(raw, dict):

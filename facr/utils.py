@@ -62,8 +62,17 @@ def dumps_json(obj: Any) -> str:
 MAX_JSON_DEPTH = 64  # facr's own documents nest 5 levels at most; user metadata gets room, recursion does not
 
 
+class JSONTextError(ValueError):
+    """JSON text :func:`loads_json` refuses; ``line`` is where the parser stopped (None: the whole text)."""
+
+    def __init__(self, message: str, line: int | None = None):
+        super().__init__(message)
+        self.line = line
+
+
 def loads_json(text: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """Parse JSON text strictly; every problem is a ``ValueError`` with a one-line message.
+    """Parse JSON text strictly; every problem is a :class:`JSONTextError` (a ``ValueError``) with a
+    one-line message.
 
     ``NaN`` / ``Infinity`` literals are refused (canonical JSON has none), and so is nesting deeper
     than ``max_depth`` (a file of ``[[[[...`` would otherwise raise ``RecursionError`` here or in
@@ -72,9 +81,9 @@ def loads_json(text: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     try:
         doc = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise JSONTextError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", exc.lineno) from None
     except RecursionError:
-        raise ValueError(f"not valid JSON: nested deeper than {max_depth} levels") from None
+        raise JSONTextError(f"not valid JSON: nested deeper than {max_depth} levels") from None
     stack = [(doc, 1)]
     while stack:  # iterative: the depth check itself must not recurse
         node, depth = stack.pop()
@@ -82,13 +91,13 @@ def loads_json(text: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
         for child in children:
             if isinstance(child, (dict, list)):
                 if depth + 1 > max_depth:
-                    raise ValueError(f"not valid JSON: nested deeper than {max_depth} levels")
+                    raise JSONTextError(f"not valid JSON: nested deeper than {max_depth} levels")
                 stack.append((child, depth + 1))
     return doc
 
 
 def _reject_constant(token: str):
-    raise ValueError(f"not valid JSON: {token} is not a JSON number")
+    raise JSONTextError(f"not valid JSON: {token} is not a JSON number")
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -148,11 +148,11 @@ def reasoner_folder(path: str) -> Path | None:
 
 def training_epsilon(folder: Path) -> float | None:
     """The ε the reasoner in ``folder`` was trained with (its run's config.json), or None."""
-    import json
+    from facr.utils import loads_json
 
     cfg = folder.parent / "config.json"
     try:
-        value = json.loads(cfg.read_text(encoding="utf-8")).get("epsilon")
+        value = loads_json(cfg.read_text(encoding="utf-8")).get("epsilon")
     except (OSError, ValueError, AttributeError):
         return None
     return float(value) if isinstance(value, (int, float)) else None

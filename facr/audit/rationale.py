@@ -28,7 +28,6 @@ Each mode (``gated``, ``constrained``, ``ungated``) is a separate pass over the 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from facr.audit.metrics import SET_KEYS, Explanation, invoked_aus, parents_from_
 from facr.audit.stats import cluster_bootstrap_ratio
 from facr.causal import intervene_all, intervention_effects
 from facr.errors import FacrError
+from facr.utils import loads_json
 
 RATIONALE_KEYS = ("n_samples", "rationale_sensitivity", "rationale_invariance", "rationale_invariance_strict",
                   "ablated_au_drop_rate", "named_inactive", "empty_rationale_rate", "aus_per_rationale",
@@ -195,7 +195,7 @@ def verbalizer_reasoner(folder: Path, override: str | None = None) -> str:
     if override:
         return override
     try:
-        recorded = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("reasoner")
+        recorded = loads_json((folder / "config.json").read_text(encoding="utf-8")).get("reasoner")
     except (OSError, ValueError, AttributeError):
         recorded = None
     if not recorded:

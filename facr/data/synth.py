@@ -112,13 +112,12 @@ Example::
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import struct
 import time
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -1458,13 +1457,12 @@ def write_synth(out: str | os.PathLike, config: SynthConfig, *, overwrite: bool 
 
 def read_config(root: str | os.PathLike) -> dict[str, Any]:
     """``config.json`` of a synth folder (raises :class:`~facr.errors.DataFormatError` when unreadable)."""
-    import json
-
     from facr.errors import DataFormatError
+    from facr.utils import loads_json
 
     path = Path(root) / "config.json"
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = loads_json(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise DataFormatError(path, f"cannot read: {exc.strerror or exc}") from None
     except ValueError as exc:

@@ -14,13 +14,13 @@ must first be converted to the transformers layout (transformers' ``convert_llav
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from facr.errors import FacrError
 from facr.external.generations import PROMPTS, generation_row, image_of, record_key
+from facr.utils import loads_json
 
 # LLaVA-1.5's conversation format, for a processor that carries no chat template.
 LLAVA_PROMPT = "USER: <image>\n{prompt} ASSISTANT:"
@@ -34,7 +34,7 @@ def _first_line(exc: BaseException) -> str:
 def _model_type(folder: Path) -> str | None:
     """``model_type`` of a local folder's config.json, read without transformers (None if unreadable)."""
     try:
-        value = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+        value = loads_json((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
     except (OSError, ValueError, AttributeError):
         return None
     return value if isinstance(value, str) else None

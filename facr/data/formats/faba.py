@@ -31,7 +31,6 @@ labels, so the subject is the item ``id``.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from facr import au as au_vocab
 from facr.data.formats._common import Loading, canonical_emotion, inside
 from facr.data.records import FaceRecord, LoadResult
 from facr.errors import DataFormatError, UnknownAUError
+from facr.utils import JSONTextError, loads_json
 
 FORMAT = "faba"
 
@@ -97,9 +97,9 @@ def read_items(loading: Loading, root: Path) -> dict[tuple[str, str], FabaItem]:
         if text is None:
             continue
         try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            loading.issue(path, exc.lineno, f"not valid JSON: {exc.msg}")
+            doc = loads_json(text)
+        except JSONTextError as exc:
+            loading.issue(path, exc.line or 1, str(exc))
             continue
         if not isinstance(doc, list):
             loading.issue(path, 1, f"expected a JSON list of items, got {type(doc).__name__}")

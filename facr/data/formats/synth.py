@@ -109,11 +109,11 @@ def load(root: str | os.PathLike, *, strict: bool = False, splits: tuple[str, ..
 def _check_layout(root: Path) -> None:
     """Refuse a ``dataset_dict.json`` naming splits other than train / val / test, or a split's
     ``state.json`` naming data files outside its folder: 🤗 datasets would follow either path."""
-    import json
+    from facr.utils import loads_json
 
     def read(path: Path):
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            return loads_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
