@@ -318,8 +318,10 @@ class Experiment:
         done = [(c, json.loads((c.path / "audit.json").read_text(encoding="utf-8"))) for c in cells if c.done]
         rows = self.rows(done)
         audits: dict[str, list[dict]] = {}
+        by_seed: dict[str, dict[int, list[dict]]] = {}  # arm -> seed -> that seed's cells (its folds)
         for cell, m in done:
             audits.setdefault(cell.arm.name, []).append(m)
+            by_seed.setdefault(cell.arm.name, {}).setdefault(cell.seed, []).append(m)
         arms: dict[str, dict] = {}
         by_unit: dict[str, dict[str, dict]] = {}
         for arm in spec.arms:
@@ -343,6 +345,7 @@ class Experiment:
                     "seed_sd_mean": float(np.mean(seed_sd)) if seed_sd else None,
                     "pooled_mean": float(np.mean(pooled)) if pooled else None,
                     "pooled_std_seeds": float(np.std(pooled, ddof=1)) if len(pooled) > 1 else None,
+                    "per_seed": _per_seed(by_seed.get(arm.name, {}), lambda a, k=metric: a.get(k)),
                 }
             arms[arm.name] = table
             by_unit[arm.name] = units
@@ -357,16 +360,19 @@ class Experiment:
         per_class = {}
         for arm in spec.per_class:
             per_class[arm] = _per_class_mean(audits.get(arm, []), spec.per_class_metrics)
-        oracle = {}
+        oracle, oracle_per_seed = {}, {}
         for arm in spec.arms:
             vals = [a.get("oracle") for a in audits.get(arm.name, []) if a.get("oracle")]
             if vals:
                 oracle[arm.name] = {k: mean_defined([v.get(k) for v in vals])
                                     for k in vals[0] if isinstance(vals[0][k], (int, float)) and not isinstance(vals[0][k], bool)}
+                oracle_per_seed[arm.name] = {k: _per_seed(by_seed[arm.name], lambda a, k=k: (a.get("oracle") or {}).get(k))
+                                             for k in oracle[arm.name]}
         return {"experiment": spec.name, "source": str(self.source), "description": spec.description,
                 "folds": spec.folds.kind, "seeds": spec.seeds, "n_cells": len(cells),
                 "n_cells_done": sum(c.done for c in cells), "metrics": spec.metrics, "arms": arms,
-                "comparisons": comparisons, "per_class": per_class, "oracle": oracle, "paper": spec.paper,
+                "comparisons": comparisons, "per_class": per_class, "oracle": oracle, "oracle_per_seed": oracle_per_seed,
+                "paper": spec.paper,
                 "rows": rows}
 
     def write(self, results: dict) -> None:
@@ -390,12 +396,80 @@ def _per_class_mean(audits: list[dict], metrics: list[str]) -> dict:
     return {cls: {"n": v["n"], **{m: mean_defined(v[m]) for m in metrics}} for cls, v in out.items()}
 
 
+def _per_seed(seeds: dict[int, list[dict]], value) -> dict[str, float | None]:
+    """One figure per training seed: ``value(audit)`` of each of that seed's cells (pooled over the
+    audited split), averaged over its folds. Keys are the seeds as strings (JSON object keys)."""
+    return {str(seed): mean_defined([value(a) for a in cells]) for seed, cells in sorted(seeds.items())}
+
+
 def _f(v, digits=3) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 
 def _p(v) -> str:
     return "n/a" if v is None else (f"{v:.1e}" if v < 1e-3 else f"{v:.3f}")
+
+
+# the oracle figures rendered (per cell, and per seed)
+ORACLE_KEYS = ["true_parent_agreement", "true_parent_agreement_signed", "true_parent_agreement_chance",
+               "shortcut_reliance", "prediction_follows_cue"]
+
+
+def _spread(values: list[float]) -> str:
+    """``mean ± s.d. [min, max]`` of one figure across seeds."""
+    v = np.array(values, dtype=float)
+    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f} [{v.min():.3f}, {v.max():.3f}]"
+
+
+def _sign(diffs: list[float]) -> str:
+    """Whether A − B keeps one sign in every seed: a claim "A > B" is written only where it does."""
+    up, down = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+    if up == len(diffs):
+        return f"higher in {up}/{len(diffs)}"
+    if down == len(diffs):
+        return f"lower in {down}/{len(diffs)}"
+    return f"**mixed** (higher in {up}/{len(diffs)})"
+
+
+def _seed_lines(results: dict) -> list[str]:
+    """The across-seed section: each arm's figure per training seed (pooled over the audited split,
+    the figure one run of `facr train table` / `facr audit` prints) as mean ± s.d. [min, max], and each
+    comparison's A − B seed by seed with whether its sign holds in every seed. Empty for one seed."""
+    seeds = [str(s) for s in results.get("seeds", [])]
+    per_seed = {arm: {m: t.get("per_seed") or {} for m, t in table.items()} for arm, table in results["arms"].items()}
+    per_seed_oracle = results.get("oracle_per_seed") or {}
+    if len(seeds) < 2 or not any(v for table in per_seed.values() for v in table.values()):
+        return []
+    figures = [(m, per_seed) for m in results["metrics"]]
+    figures += [(k, per_seed_oracle) for k in ORACLE_KEYS
+                if k not in results["metrics"] and any(k in o for o in per_seed_oracle.values())]
+
+    def values(source, arm, key):
+        return [v for v in (source.get(arm, {}).get(key) or {}).values() if v is not None]
+
+    lines = ["", f"## Across training seeds ({len(seeds)})", "",
+             "Each seed's figure pooled over the audited split (what one run's `facr audit` prints): "
+             "mean ± s.d. across seeds [min, max]. Oracle figures are the synthetic benchmark's.", "",
+             "| figure | " + " | ".join(results["arms"]) + " |", "|---|" + "---|" * len(results["arms"])]
+    for key, source in figures:
+        cells = [_spread(vals) if len(vals) > 1 else _f(vals[0] if vals else None)
+                 for vals in (values(source, arm, key) for arm in results["arms"])]
+        if any(c != "n/a" for c in cells):
+            lines.append(f"| {key.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    if results.get("comparisons"):
+        lines += ["", "### A − B seed by seed (same training seed paired)", "",
+                  "| A vs B | figure | " + " | ".join(f"seed {s}" for s in seeds) + " | A − B across seeds |",
+                  "|---|---|" + "---|" * (len(seeds) + 1)]
+        for comp in results["comparisons"]:
+            a, b = comp["a"], comp["b"]
+            for key, source in figures:
+                va, vb = source.get(a, {}).get(key) or {}, source.get(b, {}).get(key) or {}
+                diffs = {s: va[s] - vb[s] for s in seeds if va.get(s) is not None and vb.get(s) is not None}
+                if len(diffs) > 1:
+                    lines.append(f"| {a} vs {b} | {key.replace('_', ' ')} | "
+                                 + " | ".join("n/a" if s not in diffs else f"{diffs[s]:+.3f}" for s in seeds)
+                                 + f" | {_sign(list(diffs.values()))} |")
+    return lines
 
 
 def render_results(results: dict) -> str:
@@ -420,6 +494,7 @@ def render_results(results: dict) -> str:
     seed_sd = [t["seed_sd_mean"] for table in results["arms"].values() for t in table.values() if t["seed_sd_mean"] is not None]
     if seed_sd:
         lines += ["", f"Largest across-seed deviation of any arm and metric: {max(seed_sd):.3f}."]
+    lines += _seed_lines(results)
     if results.get("paper"):
         lines += ["", "## The paper's figures (same arms)", "",
                   "| arm | " + " | ".join(m.replace("_", " ") for m in metrics) + " |", "|---|" + "---|" * len(metrics)]
@@ -454,7 +529,7 @@ def render_results(results: dict) -> str:
         for cls, row in table.items():
             lines.append(f"| {cls} | {row['n']} | " + " | ".join(_f(row[m]) for m in mets) + " |")
     if results.get("oracle"):
-        keys = ["true_parent_agreement", "true_parent_agreement_chance", "shortcut_reliance", "prediction_follows_cue"]
+        keys = [k for k in ORACLE_KEYS if k != "true_parent_agreement_signed"]
         lines += ["", "## Oracle figures (synthetic benchmark; pooled per cell, averaged)", "",
                   "| arm | " + " | ".join(k.replace("_", " ") for k in keys) + " |", "|---|" + "---|" * len(keys)]
         for arm, o in results["oracle"].items():

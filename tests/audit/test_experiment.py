@@ -66,6 +66,13 @@ def test_loso_experiment_trains_every_cell_pairs_subjects_and_resumes_without_re
     md = (tmp_path / "exp-out" / "results.md").read_text()
     assert "| FACR |" in md and "## The paper's figures" in md and "## Per class: FACR" in md
     assert "# tiny" in out
+    # each seed's figure is that seed's cells' pooled figure (read from their audit.json), averaged over folds
+    cells = tmp_path / "exp-out" / "cells" / "facr"
+    for seed in (0, 1):
+        pooled = [json.loads(f.read_text())["accuracy"] for f in sorted((cells / f"seed{seed}").glob("*/audit.json"))]
+        assert len(pooled) == 3
+        assert res["arms"]["FACR"]["accuracy"]["per_seed"][str(seed)] == pytest.approx(sum(pooled) / 3)
+    assert "## Across training seeds (2)" in md and "| FACR vs no-faith | accuracy |" in md
     # a second run reuses every cell: nothing is trained or audited again
     model_file = tmp_path / "exp-out" / "cells" / "facr" / "seed0" / "loso-s1" / "model" / "model.safetensors"
     before = model_file.stat().st_mtime_ns
@@ -134,3 +141,27 @@ def test_shipped_experiment_files_load_and_name_their_paper_rows(repo):
         arm_names = {a.name for a in spec.arms}
         assert set(spec.paper) <= arm_names, f
         assert (repo / spec.train_config).exists(), f
+
+
+def test_across_seed_section_gives_each_seeds_spread_and_whether_a_difference_keeps_its_sign():
+    from facr.audit.experiment import render_results
+
+    def arm(per_seed):
+        return {"accuracy": {"mean": 0.5, "std_subjects": None, "n_subjects": 4, "seed_sd_mean": None,
+                             "pooled_mean": None, "pooled_std_seeds": None, "per_seed": per_seed}}
+
+    results = {"experiment": "demo", "folds": "fixed", "seeds": [0, 1, 2], "n_cells_done": 6, "n_cells": 6,
+               "metrics": ["accuracy"], "comparisons": [{"a": "FACR", "b": "off", "metrics": {}}],
+               "arms": {"FACR": arm({"0": 0.40, "1": 0.30, "2": 0.35}), "off": arm({"0": 0.30, "1": 0.40, "2": 0.25})},
+               "oracle_per_seed": {"FACR": {"shortcut_reliance": {"0": 0.5, "1": 0.6, "2": 0.7}},
+                                   "off": {"shortcut_reliance": {"0": 0.6, "1": 0.7, "2": 0.8}}}}
+    md = render_results(results)
+    assert "## Across training seeds (3)" in md
+    # FACR accuracy 0.40, 0.30, 0.35: mean 0.35, s.d. 0.05 (by hand), range [0.30, 0.40]
+    assert "| accuracy | 0.350 ± 0.050 [0.300, 0.400] | 0.317 ± 0.076 [0.250, 0.400] |" in md
+    # accuracy: +0.10, -0.10, +0.10 -> the sign does not hold; shortcut reliance: -0.1 in every seed
+    assert "| FACR vs off | accuracy | +0.100 | -0.100 | +0.100 | **mixed** (higher in 2/3) |" in md
+    assert "| FACR vs off | shortcut reliance | -0.100 | -0.100 | -0.100 | lower in 3/3 |" in md
+    # one seed: no across-seed section
+    results["seeds"] = [0]
+    assert "Across training seeds" not in render_results(results)
