@@ -140,6 +140,7 @@ def cmd_graph_induce(args) -> int:
         cfg = InductionConfig(
             reference=args.reference, n_bootstrap=args.bootstrap, stability_threshold=args.threshold,
             au_stability_threshold=args.threshold, au_edges=not args.no_au_edges, fill=args.fill, seed=args.seed,
+            selection=args.selection,
         )
     except ValueError as exc:
         raise FacrError(None, str(exc)) from None
@@ -768,6 +769,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="contrast: 'auto' (neutral if present), 'rest' (one-vs-rest), or a class name")
     p.add_argument("--bootstrap", type=int, default=50, help="bootstrap resamples for edge stability (default 50)")
     p.add_argument("--threshold", type=float, default=0.9, help="minimum edge stability to keep an edge (default 0.9)")
+    p.add_argument("--selection", choices=("stability", "nonzero"), default="stability",
+                   help="stability: keep edges selected in >= --threshold of the resamples (default); nonzero: every "
+                        "non-zero coefficient is an edge (the paper; with --reference rest: its one-vs-rest graph)")
     p.add_argument("--presence-threshold", type=float, default=None,
                    help="intensity at which an AU counts as present (default 1 for 0-5 scales, else 0.5)")
     p.add_argument("--no-au-edges", action="store_true", help="skip AU->AU neighbourhood selection")

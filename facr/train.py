@@ -75,8 +75,9 @@ class TrainConfig:
     head: str = "mlp"  # mlp | linear | agcm (AGCM's concept head, supervised by AU regions: loss.lambda_m)
     head_hidden: int = 64
     # graph: a facr-graph file, a built-in name (emfacs, pspi), "truth" (the dataset's own graph.json),
-    # "induced" (L1 induction on the training split) or "permuted" (graph_base with its class rows
-    # permuted by graph_seed: the corrupted-graph control).
+    # "induced" (L1 induction on the training split: one-vs-neutral, stability-selected edges),
+    # "induced-ovr" (the paper's §3.2: one-vs-rest, every non-zero coefficient an edge) or "permuted"
+    # (graph_base with its class rows permuted by graph_seed: the corrupted-graph control).
     graph: str = "induced"
     graph_base: str = "induced"
     graph_seed: int = 0
@@ -199,8 +200,13 @@ def choose_task(cfg: DataConfig, graph_classes: list[str], train: list[FaceRecor
     return Task("emotion", classes)
 
 
-def induce_from_records(records: list[FaceRecord], task: Task, seed: int, au_edges: bool = True) -> AUGraph:
-    """The paper's learned graph from the training records (L1 induction, PSPI fixed for pain)."""
+def induce_from_records(records: list[FaceRecord], task: Task, seed: int, au_edges: bool = True,
+                        settings: dict[str, Any] | None = None, name: str = "induced-train") -> AUGraph:
+    """The learned graph from the training records (L1 induction, PSPI fixed for pain).
+
+    ``settings``: :class:`~facr.graph.induce.InductionConfig` fields over facr's default (one-vs-neutral,
+    stability selection), e.g. :data:`~facr.graph.induce.PAPER_INDUCTION`.
+    """
     from facr.graph.induce import InductionConfig, induce_graph, table_from_records
 
     try:
@@ -209,7 +215,8 @@ def induce_from_records(records: list[FaceRecord], task: Task, seed: int, au_edg
         raise FacrError(None, f"graph: induced needs AU labels in training ({exc}); use --graph emfacs or a graph file") from None
     if len(table.labels) < 20:
         raise FacrError(None, f"graph: induced needs AU-coded training records; only {len(table.labels)} have every AU coded")
-    return induce_graph(table, InductionConfig(n_bootstrap=20, seed=seed, au_edges=au_edges), name="induced-train")
+    cfg = InductionConfig(**{"n_bootstrap": 20, "seed": seed, "au_edges": au_edges, **(settings or {})})
+    return induce_graph(table, cfg, name=name)
 
 
 def resolve_training_graph(spec: str, base: str, seed: int, splits: Splits, task: Task,
@@ -221,6 +228,10 @@ def resolve_training_graph(spec: str, base: str, seed: int, splits: Splits, task
         return permute(resolve_training_graph(base, base, seed, splits, task, au_edges), seed)
     if spec == "induced":
         return induce_from_records(splits.train, task, seed, au_edges)
+    if spec == "induced-ovr":
+        from facr.graph.induce import PAPER_INDUCTION
+
+        return induce_from_records(splits.train, task, seed, au_edges, PAPER_INDUCTION, name="induced-ovr-train")
     if spec == "truth":
         if splits.dataset_graph is None:
             raise FacrError(None, "graph: truth needs a dataset with its own graph.json (facr data synth makes one)")
@@ -231,7 +242,7 @@ def resolve_training_graph(spec: str, base: str, seed: int, splits: Splits, task
 def _graph_classes_hint(cfg: TrainConfig, splits: Splits) -> list[str]:
     """The classes of a graph given as a file, built-in or the dataset's truth (to tell pain from emotion)."""
     spec = cfg.graph_base if cfg.graph == "permuted" else cfg.graph
-    if spec == "induced":
+    if spec in ("induced", "induced-ovr"):
         return []
     if spec == "truth":
         return resolve_graph(splits.dataset_graph).classes if splits.dataset_graph else []

@@ -147,3 +147,99 @@ def test_read_au_table_errors_name_the_file_and_line(tmp_path, text, message):
     with pytest.raises(DataFormatError) as exc:
         read_au_table(path, "label")
     assert str(exc.value).startswith(f"{path}: ") and message in str(exc.value)
+
+
+def hand_table() -> AUTable:
+    """300 rows built by hand: happiness shows AU12 (80 of 100), disgust AU9 (80 of 100), neutral
+    neither; AU4 is on in exactly half of every (class, AU12, AU9) cell, so it tells nothing.
+
+    Against the neutral face, happiness differs only in AU12 and disgust only in AU9. Against the
+    rest, each class's absence of the other's AU is evidence too (AU9 only ever appears on disgust,
+    so it speaks against happiness and against neutral), so one-vs-rest adds inhibitory edges.
+    """
+    rows, labels = [], []
+    for cls, au12, au9 in (("neutral", 0, 0), ("happiness", 1, 0), ("disgust", 0, 1)):
+        for i in range(100):
+            on = i < 80 or cls == "neutral"  # 20 happy / disgusted faces do not show their AU
+            a12, a9 = (au12 if on else 0), (au9 if on else 0)
+            rows.append([i % 2, a9, a12])  # AU4 alternates inside every cell
+            labels.append(cls)
+    return AUTable(["AU4", "AU9", "AU12"], np.asarray(rows, dtype=float), labels, "hand.csv")
+
+
+def class_edges(graph) -> set[tuple[str, str, int]]:
+    return {(e.source, e.target, e.sign) for e in graph.class_edges()}
+
+
+NEUTRAL_EDGES = {("AU12", "happiness", 1), ("AU9", "disgust", 1)}
+REST_EDGES = NEUTRAL_EDGES | {("AU9", "happiness", -1), ("AU12", "disgust", -1),
+                              ("AU12", "neutral", -1), ("AU9", "neutral", -1)}
+
+
+def test_paper_one_vs_rest_and_one_vs_neutral_give_the_hand_predicted_edges():
+    from facr.graph.induce import PAPER_INDUCTION
+
+    table = hand_table()
+    neutral = induce_graph(table, InductionConfig(n_bootstrap=20, au_edges=False))
+    paper = induce_graph(table, InductionConfig(**PAPER_INDUCTION, au_edges=False))
+    assert class_edges(neutral) == NEUTRAL_EDGES
+    assert class_edges(paper) == REST_EDGES
+    assert neutral.meta["contrast"] == "one-vs-neutral" and neutral.meta["selection"] == "stability"
+    assert paper.meta["contrast"] == "one-vs-rest" and paper.meta["selection"] == "nonzero"
+    # non-zero selection draws no resamples, so its edges carry no stability
+    assert all(e.stability is None for e in paper.class_edges())
+    assert all(e.stability is not None and e.stability >= 0.9 for e in neutral.class_edges())
+
+
+def test_selection_is_independent_of_the_contrast():
+    table = hand_table()
+    rest_stable = induce_graph(table, InductionConfig(reference="rest", n_bootstrap=20, au_edges=False))
+    neutral_nonzero = induce_graph(table, InductionConfig(selection="nonzero", au_edges=False))
+    assert class_edges(rest_stable) == REST_EDGES  # every edge of this table is strong enough to be stable
+    assert class_edges(neutral_nonzero) == NEUTRAL_EDGES
+
+
+def test_selection_is_validated():
+    with pytest.raises(ValueError, match="selection must be one of stability, nonzero, got 'all'"):
+        InductionConfig(selection="all")
+
+
+def test_graph_induce_cli_selection_flag_gives_the_papers_graph(tmp_path, capsys):
+    from facr.cli import main
+    from facr.graph import load_graph
+
+    table = hand_table()
+    path = tmp_path / "hand.csv"
+    path.write_text("AU4,AU9,AU12,emotion\n" + "".join(
+        f"{int(r[0])},{int(r[1])},{int(r[2])},{lab}\n" for r, lab in zip(table.presence, table.labels)))
+    out = tmp_path / "paper.json"
+    code = main(["graph", "induce", str(path), "--label-column", "emotion", "--reference", "rest",
+                 "--selection", "nonzero", "--no-au-edges", "--out", str(out)])
+    assert code == 0
+    assert "contrast one-vs-rest" in capsys.readouterr().out
+    assert class_edges(load_graph(out)) == REST_EDGES
+    with pytest.raises(SystemExit) as exc:
+        main(["graph", "induce", str(path), "--label-column", "emotion", "--selection", "some", "--out", str(out)])
+    assert exc.value.code == 2
+
+
+def test_training_graph_spec_induced_ovr_is_the_papers_induction_and_induced_stays_facrs():
+    from facr.data.records import FaceRecord
+    from facr.data.torch_data import Task
+    from facr.graph.controls import permute
+    from facr.train import Splits, resolve_training_graph
+
+    table = hand_table()
+    records = [FaceRecord(image=f"{i}.png", dataset="hand", subject=f"s{i % 5}", emotion=lab,
+                          au_presence={au: int(v) for au, v in zip(table.aus, row)})
+               for i, (row, lab) in enumerate(zip(table.presence, table.labels))]
+    splits, task = Splits(records, [], []), Task("emotion", ["neutral", "happiness", "disgust"])
+    paper = resolve_training_graph("induced-ovr", "induced", 0, splits, task, au_edges=False)
+    facr_default = resolve_training_graph("induced", "induced", 0, splits, task, au_edges=False)
+    assert class_edges(paper) == REST_EDGES and paper.meta["contrast"] == "one-vs-rest"
+    assert class_edges(facr_default) == NEUTRAL_EDGES and facr_default.meta["contrast"] == "one-vs-neutral"
+    # the corrupted-graph control can permute the paper's graph too
+    corrupted = resolve_training_graph("permuted", "induced-ovr", 3, splits, task, au_edges=False)
+    assert class_edges(corrupted) == class_edges(permute(resolve_training_graph(
+        "induced-ovr", "induced", 3, splits, task, au_edges=False), 3))
+    assert class_edges(corrupted) != REST_EDGES
