@@ -293,8 +293,10 @@ def cmd_data_synth(args) -> int:
         cfg = SynthConfig(n=args.n, seed=args.seed, size=args.size, style=args.style, shortcut=args.shortcut,
                           shortcut_target=args.shortcut_target, subjects=args.subjects, contempt=args.contempt,
                           pain=not args.no_pain, emotion_prior=_emotion_prior(args.emotion_prior))
-    except ValueError as exc:
-        raise FacrError("facr data synth", str(exc)) from None
+    except ValueError as exc:  # "size must be ..." names a field: report it as the flag that set it
+        field, _, rest = str(exc).partition(" ")
+        flag = f"--{field.replace('_', '-')}" if field in vars(args) and rest else "facr data synth"
+        raise FacrError(flag, rest if flag != "facr data synth" else str(exc)) from None
     _check_flag("--workers", args.workers, 1, MAX_SYNTH_WORKERS)
     summary = write_synth(args.out, cfg, overwrite=args.overwrite, workers=args.workers,
                           progress=not args.json and sys.stderr.isatty())

@@ -341,8 +341,8 @@ def test_out_naming_a_folder_is_refused_and_the_folder_kept(command, synth, chec
 @pytest.mark.parametrize("argv, message", [
     (["data", "synth", "--n", "30", "--subjects", "3", "--workers", "0"], "facr: --workers: must be in [1, 256], got 0"),
     (["data", "synth", "--n", "30", "--subjects", "3", "--size", "40000"],
-     "size must be a multiple of 4 in [32, 1024], got 40000"),
-    (["data", "synth", "--n", "2000000"], "n must be in [1, 1000000], got 2000000"),
+     "facr: --size: must be a multiple of 4 in [32, 1024], got 40000"),
+    (["data", "synth", "--n", "2000000"], "facr: --n: must be in [1, 1000000], got 2000000"),
     (["graph", "permute", "emfacs", "--seed", "-1"], "facr: --seed: must be in [0, 4294967295], got -1"),
     (["graph", "induce", "--data", "x", "--seed", "-5"], "facr: --seed: must be in [0, 4294967295], got -5"),
 ])
