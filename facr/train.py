@@ -200,6 +200,30 @@ def choose_task(cfg: DataConfig, graph_classes: list[str], train: list[FaceRecor
     return Task("emotion", classes)
 
 
+def unscored_emotions(records: list[FaceRecord], task: Task) -> dict[str, int]:
+    """How many of ``records`` (a held-out split) carry each emotion the head has no class for: the
+    task's classes are the emotions of the *training* split, so a face of any other emotion cannot
+    be scored (the dataset leaves it out) and is counted here instead of vanishing silently."""
+    if task.kind != "emotion":
+        return {}
+    counts: dict[str, int] = {}
+    for r in records:
+        if r.emotion is not None and r.emotion not in task.classes:
+            counts[r.emotion] = counts.get(r.emotion, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def epoch_line(epoch: int, metrics: dict) -> str:
+    """The per-epoch validation line. A figure validation cannot give (no record of a training class,
+    no parent pair) reads n/a, never 0: an undefined figure is not a bad one."""
+    from facr.audit.report import fmt
+
+    return (f"epoch {epoch}: val n {metrics.get('n_samples', 0)}  acc {fmt(metrics.get('accuracy'))}  "
+            f"macro-F1 {fmt(metrics.get('macro_f1'))}  sens {fmt(metrics.get('cf_sensitivity'))}  "
+            f"inv {fmt(metrics.get('cf_invariance'))}  agree {fmt(metrics.get('graph_causal_agreement'))}  "
+            f"AU-F1 {fmt(metrics.get('au_f1'))}")
+
+
 def induce_from_records(records: list[FaceRecord], task: Task, seed: int, au_edges: bool = True,
                         settings: dict[str, Any] | None = None, name: str = "induced-train") -> AUGraph:
     """The learned graph from the training records (L1 induction, PSPI fixed for pain).
@@ -428,6 +452,14 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, accelerator) -> RunRe
                                 rois=cfg.head == "agcm" and cfg.loss.lambda_m > 0)
     val_ds = FaceTorchDataset(splits.val, aus, task, cfg.data.image_size) if splits.val else None
     test_ds = FaceTorchDataset(splits.test, aus, task, cfg.data.image_size) if splits.test else None
+    unscored = {"val": unscored_emotions(splits.val, task), "test": unscored_emotions(splits.test, task)}
+    if accelerator.is_main_process:
+        for name, counts in unscored.items():
+            if counts:
+                print(f"facr: warning: {cfg.data.path}: {sum(counts.values())} of {len(getattr(splits, name))} "
+                      f"{name} records have an emotion training lacks "
+                      f"({', '.join(f'{e} {n}' for e, n in counts.items())}): not scored "
+                      f"(unscored_emotions in metrics.json)", file=sys.stderr)
     if len(train_ds) == 0:
         raise FacrError(cfg.data.path, f"no training record has a {task.kind} label")
     class_weight = inverse_frequency_weights(train_ds.class_counts()) if cfg.class_weights == "balanced" else None
@@ -503,16 +535,15 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, accelerator) -> RunRe
         if val_ds is not None and finished_epoch and accelerator.is_main_process:
             ev = evaluate_reasoner(unwrapped, val_ds, signs, epsilon=cfg.epsilon, batch_size=cfg.batch_size * 2)
             record.update({k: v for k, v in ev.metrics.items() if k != "per_class"})
-            bar.write(file=sys.stderr, s=f"epoch {epoch}: val acc {ev.metrics['accuracy']:.3f}  macro-F1 {ev.metrics['macro_f1']:.3f}  "
-                      f"sens {ev.metrics['cf_sensitivity'] or 0:.3f}  inv {ev.metrics['cf_invariance'] or 0:.3f}  "
-                      f"agree {ev.metrics['graph_causal_agreement'] or 0:.3f}  AU-F1 {ev.metrics['au_f1'] or 0:.3f}")
+            bar.write(file=sys.stderr, s=epoch_line(epoch, ev.metrics))
             score = ev.metrics["macro_f1"]
-            if position["best"] is None or score > position["best"]:
-                position["best"], position["bad_epochs"] = score, 0
-                if cfg.early_stopping:
-                    save_reasoner(unwrapped, graph, out / "best", overwrite=True)
-            else:
-                position["bad_epochs"] += 1
+            if score is not None:  # None: no validation record of a training class, nothing to watch
+                if position["best"] is None or score > position["best"]:
+                    position["best"], position["bad_epochs"] = score, 0
+                    if cfg.early_stopping:
+                        save_reasoner(unwrapped, graph, out / "best", overwrite=True)
+                else:
+                    position["bad_epochs"] += 1
         if finished_epoch:
             history.append(record)
             position["history"] = history
@@ -532,7 +563,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, accelerator) -> RunRe
             final, _ = load_reasoner(out / "best")
         save_reasoner(final, graph, out / "model", overwrite=True)
         held_out = test_ds if test_ds is not None and len(test_ds) else val_ds
-        if held_out is not None and len(held_out):
+        if held_out is not None:  # an empty one (no record of a training class) still says n_samples 0
             ev = evaluate_reasoner(final, held_out, signs, epsilon=cfg.epsilon, batch_size=cfg.batch_size * 2)
             metrics = ev.metrics
             if splits.dataset_graph is not None:
@@ -543,7 +574,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, accelerator) -> RunRe
                           "faith": cfg.faith, "num_processes": accelerator.num_processes,
                           "global_step": position["global_step"],
                           "train_images_per_s": seen * accelerator.num_processes / loop_s if loop_s else None,
-                          "skipped_images": splits.skipped.to_dict(), **metrics})
+                          "skipped_images": splits.skipped.to_dict(), "unscored_emotions": unscored, **metrics})
         write_json(out / "metrics.json", metrics)
         write_json(out / "history.json", history)
     accelerator.wait_for_everyone()

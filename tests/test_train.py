@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from facr.data.formats import load
 from facr.data.synth import SynthConfig, write_synth
 from facr.graph import load_graph
 from facr.train import load_train_config, train
@@ -49,7 +51,15 @@ def test_training_end_to_end_writes_a_loadable_model_and_metrics(tiny_data, tmp_
                 "true_graph_agreement", "au_f1"):
         assert key in metrics, key
     assert metrics == result.metrics and metrics["split"] == "test" and metrics["num_processes"] == 1
-    assert 0.0 <= metrics["accuracy"] <= 1.0
+    # accuracy and n_samples recomputed apart from facr's evaluation: the test records read from the
+    # dataset, one forward pass, argmax against the label's index in the model's class order
+    test = [r for r in load("synth", tiny_data).records if r.split == "test"]
+    with torch.no_grad():
+        logits = model.eval()(torch.from_numpy(np.stack([r.image for r in test]))).logits
+    labels = torch.tensor([model.config.classes.index(r.emotion) for r in test])
+    assert metrics["n_samples"] == len(test) == 20  # 120 images over 6 subjects: the test subject's 20
+    assert metrics["accuracy"] == pytest.approx((logits.argmax(1) == labels).float().mean().item(), abs=1e-6)
+    assert metrics["unscored_emotions"] == {"test": {}, "val": {}}  # every emotion of the benchmark is trained on
     history = json.loads((run / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1] and "macro_f1" in history[0]  # per-epoch validation
     assert json.loads((run / "config.json").read_text())["graph"] == "truth"
@@ -141,8 +151,6 @@ def test_two_process_accelerate_launch_on_cpu(tiny_data, tmp_path):
 
 
 def test_loso_fold_and_early_stopping(tiny_data, tmp_path):
-    from facr.data.formats import load
-
     subject = load("synth", tiny_data, decode=False).records[0].subject
     res = train(_cfg(tiny_data, tmp_path / "loso", **{"data.loso_subject": subject, "max_steps": 2}), progress=False)
     assert res.metrics["split"] == "test"
@@ -151,6 +159,47 @@ def test_loso_fold_and_early_stopping(tiny_data, tmp_path):
     # lr ~0: validation never improves after the first epoch, so patience 1 stops after epoch 1
     assert [h["epoch"] for h in res.history] == [0, 1]
     assert (tmp_path / "early" / "best" / "model.safetensors").exists()
+
+
+AFFECTNET = REPO / "tests" / "data" / "fixtures" / "affectnet"
+
+
+def test_validation_with_no_training_emotion_is_counted_and_reads_n_a(tmp_path, run_cli):
+    """The committed AffectNet fixture's two validation faces are anger (expression 6) and surprise (3),
+    emotions no training face shows: the head has no class for them. The run used to crash formatting
+    the epoch line; now it says they were not scored, and what it cannot measure reads n/a / null."""
+    config = tmp_path / "small.yaml"
+    config.write_text("data: {image_size: 32}\nearly_stopping: 1\n")
+    out = tmp_path / "run"
+    code, stdout, err = run_cli("train", "reasoner", "--config", config, "--data", AFFECTNET, "--graph", "emfacs",
+                                "--arch", "resnet-tiny", "--epochs", 2, "--out", out, "--no-progress", "--json")
+    assert code == 0, err
+    assert (f"facr: warning: {AFFECTNET}: 2 of 2 val records have an emotion training lacks (anger 1, surprise 1): "
+            "not scored (unscored_emotions in metrics.json)") in err
+    assert "epoch 1: val n 0  acc n/a  macro-F1 n/a  sens n/a  inv n/a  agree n/a  AU-F1 n/a" in err
+    metrics = json.loads(stdout)
+    assert metrics["unscored_emotions"] == {"val": {"anger": 1, "surprise": 1}, "test": {}}
+    assert (metrics["split"], metrics["n_samples"], metrics["accuracy"], metrics["macro_f1"]) == ("val", 0, None, None)
+    history = json.loads((out / "history.json").read_text())
+    # early stopping (patience 1) had no figure to watch: both epochs ran and no best/ was kept
+    assert [(h["epoch"], h["n_samples"], h["macro_f1"]) for h in history] == [(0, 0, None), (1, 0, None)]
+    assert not (out / "best").exists()
+
+
+def test_unscored_emotions_counts_held_out_emotions_training_lacks_and_epoch_line_reads_n_a():
+    from facr.data.records import FaceRecord
+    from facr.data.torch_data import Task
+    from facr.train import epoch_line, unscored_emotions
+
+    task = Task("emotion", ["neutral", "happiness"])
+    held_out = [FaceRecord(np.zeros((4, 4, 3), np.uint8), "x", "s", emotion=e)
+                for e in ("happiness", "fear", None, "anger", "fear", "neutral")]
+    assert unscored_emotions(held_out, task) == {"anger": 1, "fear": 2}  # None is unlabelled, not unscored
+    assert unscored_emotions(held_out, Task("pain", ["no_pain", "pain"])) == {}  # pain: every face has a class
+    line = epoch_line(3, {"n_samples": 4, "accuracy": 0.5, "macro_f1": 0.25, "cf_sensitivity": None,
+                          "cf_invariance": 0.875, "graph_causal_agreement": None, "au_f1": 1.0})
+    # an undefined figure (no parent pair) is n/a, not the 0.000 the line used to print
+    assert line == "epoch 3: val n 4  acc 0.500  macro-F1 0.250  sens n/a  inv 0.875  agree n/a  AU-F1 1.000"
 
 
 def test_bf16_autocast_and_gradient_accumulation_on_cpu(tiny_data, tmp_path):
