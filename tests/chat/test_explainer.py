@@ -86,7 +86,15 @@ def test_a_verbalizer_alone_brings_its_reasoner(chat_models):
     run, verbalizer = chat_models
     e = Explainer.load(verbalizer=str(verbalizer))
     assert e.model_path == str(run / "model")
-    assert e.verbalizer is not None
+    assert e.verbalizer_path == str(verbalizer / "verbalizer")
+    # the verbalizer in use is the one trained: what training changed, read straight from its file
+    from safetensors.torch import load_file
+
+    saved = load_file(str(verbalizer / "verbalizer" / "verbalizer.safetensors"))
+    prompt = {f"prompt.{k}": t for k, t in e.verbalizer.prompt.state_dict().items()}
+    assert prompt and all(torch.equal(t.cpu(), saved[k]) for k, t in prompt.items())
+    assert torch.equal(e.verbalizer.au_embedding_rows().cpu(), saved["au_input_rows"])
+    assert e.verbalizer.config.aus == e.aus
 
 
 # ------------------------------------------------------------------ the conversation

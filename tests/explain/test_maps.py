@@ -90,4 +90,18 @@ def test_gradient_weighted_rollout_on_a_vit_gives_one_patch_map_per_au():
     assert float(out.maps.sum()) > 0
     # a different AU unit gets a different map (gradient-weighted, not the class-agnostic rollout)
     assert not torch.allclose(out.maps[:, 0], out.maps[:, 1])
+    # recomputed from transformers' own attention outputs (eager attention returns the softmax weights in
+    # the autograd graph), not facr's layer-by-layer trace: R <- R + mean_heads((dz_k/dA * A)+) R from I,
+    # the CLS row over the 2 x 2 patches
+    model.encoder.backbone.set_attn_implementation("eager")
+    hf = model.encoder.backbone(pixel_values=model._pixels(x), output_attentions=True, interpolate_pos_encoding=True)
+    s = model.to_au(hf.last_hidden_state[:, 0])
+    expected = []
+    for k in range(2):
+        grads = torch.autograd.grad(s[:, k].sum(), hf.attentions, retain_graph=True)
+        R = torch.eye(5).repeat(2, 1, 1)
+        for A, G in zip(hf.attentions, grads):
+            R = R + (G * A).clamp(min=0).mean(dim=1) @ R
+        expected.append(R[:, 0, 1:].reshape(2, 2, 2))
+    torch.testing.assert_close(out.maps, torch.stack(expected, dim=1).detach(), atol=1e-6, rtol=1e-4)
     assert M.au_maps(model, x, "gradcam").maps.shape == (2, 2, 2, 2)  # ViT Grad-CAM on the patch tokens

@@ -15,11 +15,26 @@ def tiny_config(**kw) -> ReasonerConfig:
                           encoder=EncoderConfig(arch="resnet-tiny", image_size=32), **kw)
 
 
-@pytest.mark.parametrize("arch, dim", [("resnet-18", 512), ("resnet-50", 2048), ("vit-tiny", 192)])
-def test_encoders_built_from_transformers_configs_give_features(arch, dim):
-    enc = Encoder(EncoderConfig(arch=arch, image_size=64))
+# Parameter counts from the published architectures, without the classifier: torchvision's resnet18 has
+# 11,689,512 with its 512x1000 fc (513,000), resnet50 25,557,032 with its 2048x1000 fc (2,049,000); DeiT-tiny
+# 5,717,416 with its 192x1000 head (193,000) and 197 position embeddings at 224 px (37,824), of which a 64 px
+# ViT keeps 17 (3,264).
+@pytest.mark.parametrize("arch, dim, n_params", [("resnet-18", 512, 11_689_512 - 513_000),
+                                                 ("resnet-50", 2048, 25_557_032 - 2_049_000),
+                                                 ("vit-tiny", 192, 5_717_416 - 193_000 - 37_824 + 3_264)])
+def test_encoders_built_from_transformers_configs_give_features(arch, dim, n_params):
+    torch.manual_seed(0)
+    enc = Encoder(EncoderConfig(arch=arch, image_size=64)).eval()
     assert enc.dim == dim
-    assert enc(torch.randn(2, 3, 64, 64)).shape == (2, dim)
+    assert sum(p.numel() for p in enc.parameters()) == n_params  # the architecture named, not another
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        features = enc(x)
+        alone = enc(x[1:])
+    assert features.shape == (2, dim)
+    # one feature vector per image, of that image only: the same alone as in a batch, another for another image
+    torch.testing.assert_close(alone[0], features[1], atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(features[0], features[1], atol=1e-3)
 
 
 def test_reasoner_latent_is_a_probability_per_au_and_head_gives_class_logits():
