@@ -175,6 +175,8 @@ def test_written_dataset_loads_with_datasets_and_holds_its_truth(small_ds):
     # images on disk are the generator's, pixel for pixel
     batch = S.generate(S.SynthConfig(**SMALL, shortcut=0.9), workers=1, indices=[row["index"]])
     assert np.array_equal(np.asarray(row["image"]), batch.images[0])
+    # and so are the masks: the generator's packed bytes unpacked here with numpy (packbits along the AU axis)
+    assert np.array_equal(masks, np.unpackbits(batch.masks[0], axis=0, count=len(S.SYNTH_AUS)).astype(bool))
 
 
 def test_write_refuses_a_non_empty_folder_and_leaves_nothing_on_failure(tmp_path, monkeypatch):
