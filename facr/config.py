@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from facr.errors import FacrError
-from facr.utils import MAX_JSON_DEPTH, write_json
+from facr.utils import MAX_JSON_DEPTH, read_user_text, write_json
 
 T = TypeVar("T")
 
@@ -232,18 +232,7 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     import yaml
 
     path = Path(path)
-    try:
-        if path.is_file() and path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(path, f"{path.stat().st_size:,} bytes, more than a config file may hold ({MAX_CONFIG_BYTES:,})")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(path, "no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(path, "is a directory, not a YAML file") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(path, f"not UTF-8 text ({exc.reason})") from None
-    except OSError as exc:
-        raise ConfigError(path, f"cannot read: {exc.strerror or exc}") from None
+    text = read_user_text(path, ConfigError, "a YAML config file", MAX_CONFIG_BYTES)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

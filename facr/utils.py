@@ -62,6 +62,27 @@ def dumps_json(obj: Any) -> str:
 MAX_JSON_DEPTH = 64  # facr's own documents nest 5 levels at most; user metadata gets room, recursion does not
 
 
+def read_user_text(path: Path, error: type, what: str, max_bytes: int) -> str:
+    """The UTF-8 text of a file a user handed facr (``what``: "a YAML file", "a facr-graph file").
+
+    Every problem is ``error(path, one line)``: no such file, a folder, over ``max_bytes`` (checked
+    before anything is read), not UTF-8, unreadable.
+    """
+    try:
+        size = path.stat().st_size
+        if path.is_file() and size > max_bytes:
+            raise error(path, f"{size:,} bytes, more than {what} may hold ({max_bytes:,})")
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(path, "no such file") from None
+    except IsADirectoryError:
+        raise error(path, f"is a directory, not {what}") from None
+    except UnicodeDecodeError as exc:
+        raise error(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise error(path, f"cannot read: {exc.strerror or exc}") from None
+
+
 class JSONTextError(ValueError):
     """JSON text :func:`loads_json` refuses; ``line`` is where the parser stopped (None: the whole text)."""
 

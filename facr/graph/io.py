@@ -15,7 +15,7 @@ from typing import Any
 from facr.errors import GraphFormatError
 from facr.graph import validate as rules
 from facr.graph.core import AUGraph
-from facr.utils import dumps_json, loads_json, write_json
+from facr.utils import dumps_json, loads_json, read_user_text, write_json
 
 BUILTIN_GRAPHS = ("emfacs", "pspi")
 
@@ -63,19 +63,7 @@ def load_graph(path: str | os.PathLike) -> AUGraph:
     through here too).
     """
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        if path.is_file() and size > MAX_GRAPH_BYTES:
-            raise GraphFormatError(path, f"{size:,} bytes, more than a facr-graph file may hold ({MAX_GRAPH_BYTES:,})")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise GraphFormatError(path, "no such file") from None
-    except IsADirectoryError:
-        raise GraphFormatError(path, "is a directory, not a facr-graph file") from None
-    except UnicodeDecodeError as exc:
-        raise GraphFormatError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise GraphFormatError(path, f"cannot read: {exc.strerror}") from None
+    text = read_user_text(path, GraphFormatError, "a facr-graph file", MAX_GRAPH_BYTES)
     try:
         doc = loads_json(text)
     except ValueError as exc:  # syntax, NaN / Infinity literals, nesting
