@@ -372,7 +372,7 @@ class Experiment:
                 "folds": spec.folds.kind, "seeds": spec.seeds, "n_cells": len(cells),
                 "n_cells_done": sum(c.done for c in cells), "metrics": spec.metrics, "arms": arms,
                 "comparisons": comparisons, "per_class": per_class, "oracle": oracle, "oracle_per_seed": oracle_per_seed,
-                "paper": spec.paper,
+                "audited_only": [a.name for a in spec.arms if not a.trained], "paper": spec.paper,
                 "rows": rows}
 
     def write(self, results: dict) -> None:
@@ -444,6 +444,14 @@ def _seed_lines(results: dict) -> list[str]:
     figures += [(k, per_seed_oracle) for k in ORACLE_KEYS
                 if k not in results["metrics"] and any(k in o for o in per_seed_oracle.values())]
 
+    fixed = set(results.get("audited_only") or [])
+
+    def by_seed(source, arm, key) -> dict:
+        got = source.get(arm, {}).get(key) or {}
+        if arm in fixed and len(got) == 1:  # an audited-only arm is deterministic: one figure beside every seed
+            return dict.fromkeys(seeds, next(iter(got.values())))
+        return got
+
     def values(source, arm, key):
         return [v for v in (source.get(arm, {}).get(key) or {}).values() if v is not None]
 
@@ -463,7 +471,7 @@ def _seed_lines(results: dict) -> list[str]:
         for comp in results["comparisons"]:
             a, b = comp["a"], comp["b"]
             for key, source in figures:
-                va, vb = source.get(a, {}).get(key) or {}, source.get(b, {}).get(key) or {}
+                va, vb = by_seed(source, a, key), by_seed(source, b, key)
                 diffs = {s: va[s] - vb[s] for s in seeds if va.get(s) is not None and vb.get(s) is not None}
                 if len(diffs) > 1:
                     lines.append(f"| {a} vs {b} | {key.replace('_', ' ')} | "
