@@ -373,13 +373,18 @@ class Experiment:
                 "n_cells_done": sum(c.done for c in cells), "metrics": spec.metrics, "arms": arms,
                 "comparisons": comparisons, "per_class": per_class, "oracle": oracle, "oracle_per_seed": oracle_per_seed,
                 "audited_only": [a.name for a in spec.arms if not a.trained], "paper": spec.paper,
+                # results.json is canonical (sorted keys): the file's arm and class orders travel as lists
+                "order": {"arms": [a.name for a in spec.arms], "paper": list(spec.paper), "per_class": list(per_class),
+                          "classes": {arm: list(table) for arm, table in per_class.items()}},
                 "rows": rows}
 
     def write(self, results: dict) -> None:
-        write_json(self.out / "results.json", results)
-        from facr.utils import atomic_write_text
+        from facr.utils import atomic_write_text, dumps_json
 
-        atomic_write_text(self.out / "results.md", render_results(results))
+        text = dumps_json(results)
+        write_json(self.out / "results.json", results)
+        # rendered from what the JSON holds, so results.md can be re-derived from results.json alone
+        atomic_write_text(self.out / "results.md", render_results(json.loads(text)))
 
 
 def _per_class_mean(audits: list[dict], metrics: list[str]) -> dict:
@@ -480,8 +485,33 @@ def _seed_lines(results: dict) -> list[str]:
     return lines
 
 
+def _reorder(mapping: dict, order: list | None) -> dict:
+    """``mapping`` with the keys named in ``order`` first, in that order (the rest after, as they come)."""
+    first = [k for k in order or [] if k in mapping]
+    return {**{k: mapping[k] for k in first}, **{k: v for k, v in mapping.items() if k not in first}}
+
+
+def _in_file_order(results: dict) -> dict:
+    """The results with arms, paper rows and per-class tables in the experiment file's order (``order``)."""
+    order = results.get("order") or {}
+    out = dict(results)
+    for key in ("arms", "oracle", "oracle_per_seed"):
+        if key in out:
+            out[key] = _reorder(out[key], order.get("arms"))
+    if "paper" in out:
+        out["paper"] = _reorder(out["paper"], order.get("paper"))
+    if out.get("per_class"):
+        classes = order.get("classes") or {}
+        out["per_class"] = {arm: _reorder(table, classes.get(arm))
+                            for arm, table in _reorder(out["per_class"], order.get("per_class")).items()}
+    return out
+
+
 def render_results(results: dict) -> str:
-    """The experiment's markdown: arms × metrics (mean ± s.d. across subjects), paper beside, tests."""
+    """The experiment's markdown: arms × metrics (mean ± s.d. across subjects), paper beside, tests.
+
+    Takes the object ``results.json`` holds (key order does not matter: ``order`` says it)."""
+    results = _in_file_order(results)
     metrics = results["metrics"]
     lines = [f"# {results['experiment']}", ""]
     if results.get("description"):
