@@ -543,7 +543,7 @@ def render_results(results: dict) -> str:
                   "| A vs B | metric | n | mean A | mean B | Δ [95% CI] | p | p (Holm) | Cohen's d | min. attainable p |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for comp in results["comparisons"]:
-            for m, t in comp["metrics"].items():
+            for m, t in _reorder(comp["metrics"], metrics).items():  # the file's metric order, not JSON's
                 ci = t.get("ci95_difference")
                 ci_s = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
                 lines.append(f"| {comp['a']} vs {comp['b']} | {m.replace('_', ' ')} | {t['n_units']} | {_f(t['mean_a'])} | "
