@@ -147,7 +147,8 @@ class FaceTorchDataset(Dataset):
         """(flip, dy, dx) per index for this epoch: a function of (seed, epoch, index) only, so batches
         are the same however the loop is interrupted, resumed or split over workers."""
         idx = np.asarray(indices, dtype=np.uint64)
-        h = _mix64(_mix64(np.uint64(self.seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(self.epoch)) + idx)
+        with np.errstate(over="ignore"):  # uint64 arithmetic wraps on purpose (a hash, as in _mix64)
+            h = _mix64(_mix64(np.uint64(self.seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(self.epoch)) + idx)
         shift = max(1, self.image_size // 28)
         flip = (h & np.uint64(1)).astype(bool)
         dy = ((h >> np.uint64(8)) % np.uint64(2 * shift + 1)).astype(np.int64) - shift
