@@ -375,7 +375,8 @@ class Experiment:
                 "audited_only": [a.name for a in spec.arms if not a.trained], "paper": spec.paper,
                 # results.json is canonical (sorted keys): the file's arm and class orders travel as lists
                 "order": {"arms": [a.name for a in spec.arms], "paper": list(spec.paper), "per_class": list(per_class),
-                          "classes": {arm: list(table) for arm, table in per_class.items()}},
+                          "classes": {arm: list(table) for arm, table in per_class.items()},
+                          "per_class_metrics": ["n", *spec.per_class_metrics]},
                 "rows": rows}
 
     def write(self, results: dict) -> None:
@@ -501,8 +502,8 @@ def _in_file_order(results: dict) -> dict:
     if "paper" in out:
         out["paper"] = _reorder(out["paper"], order.get("paper"))
     if out.get("per_class"):
-        classes = order.get("classes") or {}
-        out["per_class"] = {arm: _reorder(table, classes.get(arm))
+        classes, columns = order.get("classes") or {}, order.get("per_class_metrics")
+        out["per_class"] = {arm: {cls: _reorder(row, columns) for cls, row in _reorder(table, classes.get(arm)).items()}
                             for arm, table in _reorder(out["per_class"], order.get("per_class")).items()}
     return out
 
