@@ -8,7 +8,10 @@ memory (VmHWM) minus its resident memory just before the upload is read (librari
 - *after*: what it does now: the event skips Gradio's preprocessing and ``facr.chat.face.read_image`` reads the
   size from the header (PIL's bomb limit set from facr's) and refuses it before decoding.
 
-    python benchmarks/bench_upload_memory.py [--side 12000] [--json]
+    python benchmarks/bench_upload_memory.py [--side 12000] [--json] [--no-append]
+
+Floor: refusing the bomb the way the app does now costs at most 64 MB over the baseline (it was 1 375 MB
+when Gradio decoded first), and the person sees facr's line; the script exits 1 otherwise.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import append_section  # noqa: E402
+from benchmarks._common import append_section, check_floor  # noqa: E402
+
+FLOOR_MB = 64.0
 
 READ = {
     "before": "from gradio.data_classes import ImageData\n"
@@ -59,6 +64,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--side", type=int, default=12000)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--no-append", action="store_true", help="do not append the table to BENCHMARKS.md")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         bomb = Path(tmp) / "bomb.png"
@@ -75,10 +81,14 @@ def main(argv=None) -> int:
                          f"| {v['peak_mb']:.0f} MB | `{v['message']}` |" for k, v in rows.items())
              + f"\n\nThe upload: a {args.side}×{args.side} PNG of {size_kb:.0f} KB. "
                f"Ratio before / after: {rows['before']['peak_mb'] / max(rows['after']['peak_mb'], 0.1):.0f}×.")
-    append_section(f"Refusing a decompression-bomb upload in the chat ({args.side}² PNG)", table,
-                   "Each row is its own fresh process; peak = VmHWM minus VmRSS just before the upload is read.")
+    if not args.no_append:
+        append_section(f"Refusing a decompression-bomb upload in the chat ({args.side}² PNG)", table,
+                       "Each row is its own fresh process; peak = VmHWM minus VmRSS just before the upload is read.")
     print(json.dumps(rows, indent=2) if args.json else table)
-    return 0
+    after = rows["after"]
+    refused = after["message"].startswith("facr: ")
+    return check_floor("MB over baseline to refuse the bomb with facr's line (inf when not refused)",
+                       after["peak_mb"] if refused else float("inf"), FLOOR_MB, at_most=True)
 
 
 if __name__ == "__main__":
