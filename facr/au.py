@@ -10,6 +10,8 @@ Every AU spelling a user meets goes through :func:`parse` (one string, one AU) o
 'AU4'
 >>> extract("1. AU4 - Brow Lowerer: brows down. AU 12 (Lip Corner Puller), and the cheek raiser")
 [4, 12, 6]
+>>> extract("AU6, 1 and 2; AUs 4 and 15 at 0.93, 2 eyes")
+[6, 1, 2, 4, 15]
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ __all__ = [
     "ActionUnit",
     "AUS",
     "MAIN_AUS",
+    "Mention",
     "PSPI_AUS",
     "REGIONS",
     "canonical",
     "extract",
     "info",
     "is_au",
+    "mentions",
     "parse",
     "pspi",
     "sort_aus",
@@ -213,40 +217,103 @@ def _name_number(match_text: str) -> int | None:
     return None
 
 
-def extract(text: str) -> list[int]:
-    """Every FACS main AU that free text names, each once, in order of first mention.
+@dataclass(frozen=True)
+class Mention:
+    """One place where text names an AU: ``kind`` is ``"token"`` (``AU12``, ``AU 12``), ``"number"``
+    (a bare number continuing an AU list: the ``1`` of "AU6, 1 and 2", the ``4`` of "AUs 4 and 15")
+    or ``"name"`` (a FACS name standing alone). ``described`` is the span of the FACS name written
+    right beside a token or number ("AU12 (Lip Corner Puller)"), ``described_as`` the AU that name
+    is, if any."""
 
-    Numbered mentions (``AU4``, ``AU 12``, ``AU06``) and bare FACS names ("the cheek raiser")
-    both count. A name written right beside a number ("AU12 (Lip Corner Puller)",
-    "AU4 - Brow Lowerer") describes that number and is not counted again, even if it
-    disagrees: the number wins, as EmoLA's own scorer reads it. Numbers that are not FACS
-    main AUs are ignored. Negation ("no AU4") is not interpreted.
+    start: int
+    end: int
+    number: int
+    kind: str
+    described: tuple[int, int] | None = None
+    described_as: int | None = None
+
+
+# A list of AUs as a person reads it: after an AU token (or "AUs" / "AUS"), items joined by
+# commas, "and", "or", "/", "+" (FACS writes 6+12); an item may carry its name in parentheses.
+_AUS_HEAD = re.compile(r"(?<![A-Za-z0-9])AUs\s*:?\s*(\d{1,3})(?![0-9])(?![.,]\d)", re.IGNORECASE)
+_ITEM_NOTE = re.compile(r"\s*\([^()]{0,60}\)")
+_LIST_SEP = re.compile(r"\s*(?:[,;]\s*(?:and\s+|or\s+|&\s*)?|/\s*|&\s*|\+\s*|\s(?:and|or|nor)\s+)", re.IGNORECASE)
+_LIST_NUMBER = re.compile(r"(\d{1,3})(?![0-9])(?![.,]\d)")
+# What may follow a bare number for it to be a list item: more list, a parenthesis, the end of a
+# clause or a verb or preposition that goes on with the sentence ("AUs 4 and 15 are raised"); not a
+# noun ("2 eyes"), a decimal ("0.93"), a unit ("12%"), or a numbered-list index ("2. AU4").
+_LIST_FOLLOW = re.compile(r"(?=\s*(?:[,;/&+!?:()]|\.(?!\d)|$)|\s+(?:and|or|nor|are|is|was|were|with|at|in|on|to|for|"
+                          r"which|that|these|those|so|shows?|suggests?|indicates?|points?)\b)", re.IGNORECASE)
+_LIST_INDEX = re.compile(r"[.)]\s+(?:AU|\d)", re.IGNORECASE)
+
+
+def _list_numbers(text: str, heads: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """(start, end, number) of every bare number that continues an AU list begun at one of ``heads``
+    (the spans of AU tokens and "AUs <n>" heads)."""
+    found = []
+    for _, pos in heads:
+        while True:
+            note = _ITEM_NOTE.match(text, pos)
+            sep = _LIST_SEP.match(text, note.end() if note else pos)
+            if sep is None or sep.end() == (note.end() if note else pos):
+                break
+            pos = sep.end()
+            if _AU_TOKEN.match(text, pos):  # the list goes on from that token, a head of its own
+                break
+            number = _LIST_NUMBER.match(text, pos)
+            if number is None or not _LIST_FOLLOW.match(text, number.end()) or _LIST_INDEX.match(text, number.end()):
+                break
+            found.append((number.start(), number.end(), int(number.group(1))))
+            pos = number.end()
+    return found
+
+
+def _attached(text: str, name: tuple[int, int], item: tuple[int, int]) -> bool:
+    """True when a FACS name is written right beside a numbered item (only punctuation between)."""
+    (ns, ne), (s, e) = name, item
+    return bool((0 <= ns - e < 6 and re.fullmatch(r"[ \t(\[\-–—:=]*", text[e:ns]))
+                or (0 <= s - ne < 6 and re.fullmatch(r"[ \t(\[\-–—:=]*", text[ne:s])))
+
+
+def mentions(text: str) -> list[Mention]:
+    """Every place ``text`` names a FACS main AU, in order: the reading :func:`extract` dedupes.
+
+    Numbered mentions (``AU4``, ``AU 12``, ``AU06``), bare numbers continuing a list that began
+    with an AU token ("AU6, 1 and 2" names AU6, AU1 and AU2; "AUs 4 and 15" names AU4 and AU15)
+    and bare FACS names ("the cheek raiser") count. A name written right beside a number ("AU12
+    (Lip Corner Puller)", "AU4 - Brow Lowerer") describes that number and is not a mention of its
+    own, even if it disagrees: the number wins, as EmoLA's own scorer reads it. Numbers that are not
+    FACS main AUs are ignored; a number outside an AU list ("0.93", "2 eyes") is not an AU.
     """
     if not isinstance(text, str):
-        raise TypeError(f"extract() takes a string, got {type(text).__name__}")
-    mentions: list[tuple[int, int]] = []  # (position, number)
-    token_spans = []
-    for m in _AU_TOKEN.finditer(text):
-        token_spans.append(m.span())
-        n = int(m.group(1))
-        if n in AUS:
-            mentions.append((m.start(), n))
+        raise TypeError(f"mentions() takes a string, got {type(text).__name__}")
+    tokens = [(m.start(), m.end(), int(m.group(1)), "token") for m in _AU_TOKEN.finditer(text)]
+    heads = [(m.start(), m.end(), int(m.group(1)), "number") for m in _AUS_HEAD.finditer(text)]
+    listed = [(s, e, n, "number") for s, e, n in _list_numbers(text, [(s, e) for s, e, _, _ in tokens + heads])]
+    items = sorted(tokens + heads + listed)
+    notes: dict[int, tuple[tuple[int, int], int | None]] = {}
+    names = []
     for m in _NAME_PATTERN.finditer(text):
         n = _name_number(m.group(0))
         if n is None:
             continue
-        # A name attached to a numbered token (only punctuation/space between) describes it.
-        attached = any(
-            (0 <= m.start() - end < 6 and re.fullmatch(r"[ \t(\[\-–—:=]*", text[end:m.start()]))
-            or (0 <= start - m.end() < 6 and re.fullmatch(r"[ \t(\[\-–—:=]*", text[m.end():start]))
-            for start, end in token_spans
-        )
-        if not attached:
-            mentions.append((m.start(), n))
-    seen: dict[int, None] = {}
-    for _, n in sorted(mentions):
-        seen.setdefault(n, None)
-    return list(seen)
+        owner = next((i for i, (s, e, _, _) in enumerate(items) if _attached(text, m.span(), (s, e))), None)
+        if owner is None:
+            names.append(Mention(m.start(), m.end(), n, "name"))
+        else:
+            notes.setdefault(owner, (m.span(), n))
+    numbered = [Mention(s, e, n, kind, *notes.get(i, (None, None))) for i, (s, e, n, kind) in enumerate(items)]
+    return sorted((m for m in numbered + names if m.number in AUS), key=lambda m: m.start)
+
+
+def extract(text: str) -> list[int]:
+    """Every FACS main AU that free text names, each once, in order of first mention (the places
+    are :func:`mentions`: AU tokens, bare numbers in an AU list, FACS names). Negation ("no AU4")
+    is not interpreted.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"extract() takes a string, got {type(text).__name__}")
+    return list(dict.fromkeys(m.number for m in mentions(text)))
 
 
 def pspi(intensities: Mapping[AULike, "float | np.ndarray"]):

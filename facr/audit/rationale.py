@@ -8,15 +8,23 @@ one parser, :func:`facr.au.extract`. Against a graph G (the reasoner's own by de
 
 * **rationale sensitivity** — over the causal interventions (k ∈ Pa(ĉ)), the fraction where AU k
   is named in the factual rationale and absent from the regenerated one (paper §4.5; an AU that
-  was never named cannot be dropped, which bounds this figure);
+  was never named cannot be dropped, which bounds this figure); its **ceiling** is the share of
+  causal interventions whose AU is in the factual target T (what a verbalizer naming exactly T
+  reaches), and **nameable** the same figure over the causal AUs the latent shows (z_k ≥ ½);
 * **ablated-AU drop rate** — over every intervention on an AU the factual rationale names, the
   fraction whose regenerated text drops it (the paper's "a free verbalizer removes the ablated AU
   only 6% of the time");
-* **rationale invariance** — over the irrelevant interventions (k ∉ Pa(ĉ)), the fraction that
-  leave the rationale's causal AUs (named ∩ Pa(ĉ)) in place (paper §4.5); **strict**: the whole
-  named set, apart from AU k itself, unchanged;
+* **rationale invariance** — over the irrelevant interventions (k ∉ Pa(ĉ)) of faces whose factual
+  rationale names at least one causal AU, the fraction that leave the rationale's causal AUs
+  (named ∩ Pa(ĉ)) in place (paper §4.5); **strict**: the whole named set, apart from AU k itself,
+  unchanged. A face whose rationale names no causal AU has nothing to keep in place: its pairs
+  are counted apart (``n_invariance_pairs_vacuous``), never as invariant, so a verbalizer that
+  names nothing scores ``None``, not 1.0;
 * **named inactive** — how many named AUs had z_k < ½ in the latent the text was written from
-  (every rationale, factual and counterfactual): 0 whenever the hard gate is on;
+  (every rationale, factual and counterfactual; bare numbers in an AU list, "AU6, 1 and 2",
+  count): 0 whenever the hard gate is on;
+* **well-formed rate** — the share of factual rationales with no problem under
+  :func:`facr.verbalizer.wellformed.check_rationale` against the face's target T and ĉ;
 * coverage (rationales naming no AU), AUs per rationale, the share naming exactly the training
   target (invoked ∩ active), and the factual named set scored by the one yardstick every reasoner
   is scored by (:func:`facr.audit.metrics.score_explanations`): graph-causal agreement against
@@ -28,6 +36,7 @@ Each mode (``gated``, ``constrained``, ``ungated``) is a separate pass over the 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -42,9 +51,11 @@ from facr.causal import intervene_all, intervention_effects
 from facr.errors import FacrError
 from facr.utils import loads_json
 
-RATIONALE_KEYS = ("n_samples", "rationale_sensitivity", "rationale_invariance", "rationale_invariance_strict",
-                  "ablated_au_drop_rate", "named_inactive", "empty_rationale_rate", "aus_per_rationale",
-                  "named_equals_target", *SET_KEYS, "aus_per_frame")
+RATIONALE_KEYS = ("n_samples", "rationale_sensitivity", "rationale_sensitivity_ceiling",
+                  "rationale_sensitivity_nameable", "rationale_invariance", "rationale_invariance_strict",
+                  "n_sensitivity_pairs", "n_sensitivity_pairs_nameable", "n_invariance_pairs",
+                  "n_invariance_pairs_vacuous", "ablated_au_drop_rate", "named_inactive", "empty_rationale_rate",
+                  "well_formed_rate", "aus_per_rationale", "named_equals_target", *SET_KEYS, "aus_per_frame")
 
 
 @dataclass
@@ -105,6 +116,7 @@ def score_rationales(texts: list[str], rows: RationaleRows, aus: list[str], clas
     ``faces[n]`` face n's label, coded and active AUs and the reasoner's do() effects
     (:meth:`facr.audit.evaluate.Evaluation.explanations`; what it names is read from the text)."""
     from facr.verbalizer.model import Verbalizer
+    from facr.verbalizer.wellformed import check_rationale
 
     K = len(aus)
     N = len(targets)
@@ -117,7 +129,11 @@ def score_rationales(texts: list[str], rows: RationaleRows, aus: list[str], clas
     signed_parents = parents_from_signs(signs, aus, classes)
     parents_of = {c: set(pa) for c, pa in signed_parents.items()}
     sens = np.zeros((N, 2))
+    ceiling = np.zeros((N, 2))
+    nameable = np.zeros((N, 2))
     inv = np.zeros((N, 2))
+    vacuous = np.zeros(N)
+    problems = []
     inv_strict = np.zeros((N, 2))
     drop = np.zeros((N, 2))
     examples = []
@@ -125,13 +141,20 @@ def score_rationales(texts: list[str], rows: RationaleRows, aus: list[str], clas
     for n, r0 in enumerate(factual_rows):
         base = named[r0]
         parents = parents_of[classes_of[r0]]
+        problems.append(check_rationale(texts[r0], targets[n], classes_of[r0]))
         for k in range(K):
             r = r0 + 1 + k
             a, after = aus[k], named[r]
             if a in base:
                 drop[n] += (a not in after, 1)
             if a in parents:
-                sens[n] += (a in base and a not in after, 1)
+                hit = a in base and a not in after
+                sens[n] += (hit, 1)
+                ceiling[n] += (a in targets[n], 1)
+                if z[r0, k] >= 0.5:
+                    nameable[n] += (hit, 1)
+            elif not base & parents:  # nothing causal named: nothing to keep in place, not invariant
+                vacuous[n] += 1
             else:
                 inv[n] += ((after & parents) == (base & parents), 1)
                 inv_strict[n] += ((after - {a}) == (base - {a}), 1)
@@ -152,11 +175,20 @@ def score_rationales(texts: list[str], rows: RationaleRows, aus: list[str], clas
         "n_samples": N,
         "n_rationales": len(texts),
         "rationale_sensitivity": ratio(sens),
+        "rationale_sensitivity_ceiling": ratio(ceiling),
+        "rationale_sensitivity_nameable": ratio(nameable),
         "rationale_invariance": ratio(inv),
         "rationale_invariance_strict": ratio(inv_strict),
         "ablated_au_drop_rate": ratio(drop),
-        "pairs": {"causal": int(sens[:, 1].sum()), "irrelevant": int(inv[:, 1].sum()),
+        "n_sensitivity_pairs": int(sens[:, 1].sum()),
+        "n_sensitivity_pairs_nameable": int(nameable[:, 1].sum()),
+        "n_invariance_pairs": int(inv[:, 1].sum()),
+        "n_invariance_pairs_vacuous": int(vacuous.sum()),
+        "pairs": {"causal": int(sens[:, 1].sum()), "causal_nameable": int(nameable[:, 1].sum()),
+                  "irrelevant": int(inv[:, 1].sum()), "irrelevant_vacuous": int(vacuous.sum()),
                   "named_then_ablated": int(drop[:, 1].sum())},
+        "well_formed_rate": float(np.mean([not p for p in problems])) if N else None,
+        "well_formed_problems": dict(sorted(Counter(p.split(":")[0] for ps in problems for p in ps).items())),
         "named_inactive": int(named_inactive),
         "named_outside_aus": int(named_unknown),
         "empty_rationale_rate": float(np.mean([not s for s in base_named])) if N else None,
@@ -170,7 +202,10 @@ def score_rationales(texts: list[str], rows: RationaleRows, aus: list[str], clas
         units = sorted(set(subjects.tolist()))
         by = {u: np.flatnonzero(subjects == u) for u in units}
         parts = {key: np.stack(sets.ratio_parts(key), axis=1) for key in SET_KEYS}
-        parts.update({"rationale_sensitivity": sens, "rationale_invariance": inv, "ablated_au_drop_rate": drop})
+        parts.update({"rationale_sensitivity": sens, "rationale_sensitivity_nameable": nameable,
+                      "rationale_invariance": inv, "rationale_invariance_strict": inv_strict,
+                      "ablated_au_drop_rate": drop,
+                      "well_formed_rate": np.array([(not p, 1) for p in problems], dtype=float).reshape(-1, 2)})
         out["ci95"] = {key: cluster_bootstrap_ratio([arr[by[u], 0].sum() for u in units],
                                                     [arr[by[u], 1].sum() for u in units], seed=seed)
                        if out[key] is not None else None for key, arr in parts.items()}

@@ -33,10 +33,18 @@ ROWS = (("n_samples", "samples"), ("accuracy", "accuracy"), ("macro_f1", "macro-
         ("cf_invariance", "CF invariance"), *SET_ROWS, ("aus_per_frame", "AUs named per frame"))
 
 # The rationale audit's figures (facr.audit.rationale), one column per decoding mode.
-RATIONALE_ROWS = (("rationale_sensitivity", "rationale sensitivity"), ("rationale_invariance", "rationale invariance"),
+# Invariance counts only faces whose rationale names a causal AU; the pair counts say what each rests on.
+RATIONALE_ROWS = (("rationale_sensitivity", "rationale sensitivity"),
+                  ("rationale_sensitivity_ceiling", "sensitivity ceiling (in T)"),
+                  ("rationale_sensitivity_nameable", "sensitivity, shown AUs (z≥½)"),
+                  ("n_sensitivity_pairs", "causal pairs"), ("n_sensitivity_pairs_nameable", "causal pairs, z ≥ ½"),
+                  ("rationale_invariance", "rationale invariance"),
                   ("rationale_invariance_strict", "invariance (whole named set)"),
+                  ("n_invariance_pairs", "irrelevant pairs scored"),
+                  ("n_invariance_pairs_vacuous", "irrelevant pairs left out"),
                   ("ablated_au_drop_rate", "ablated-AU drop rate"), ("named_inactive", "named inactive AUs"),
-                  ("empty_rationale_rate", "empty rationales"), ("aus_per_rationale", "AUs per rationale"),
+                  ("empty_rationale_rate", "empty rationales"), ("well_formed_rate", "well-formed rationales"),
+                  ("aus_per_rationale", "AUs per rationale"),
                   ("named_equals_target", "names exactly the target"), *SET_ROWS)
 
 # Other reasoners (facr.audit.external): the named-AU figures, and the frozen LLM's simulatability (the
@@ -204,6 +212,9 @@ def render_rationale_markdown(metrics: dict, plots: list[str]) -> str:
     lines += ["", "95% CIs (subjects resampled): " + "; ".join(
         f"{m} sensitivity {_ci(metrics['modes'][m], 'rationale_sensitivity')}, invariance "
         f"{_ci(metrics['modes'][m], 'rationale_invariance')}" for m in modes), ""]
+    lines += ["Well-formedness problems of the factual rationales, by rule (facr.verbalizer.wellformed): " + "; ".join(
+        f"{m}: " + (", ".join(f"{rule} {n}" for rule, n in (metrics["modes"][m].get("well_formed_problems") or {}).items())
+                    or "none") for m in modes), ""]
     latent = metrics.get("latent") or {}
     lines += ["The reasoner on the same faces (latent audit): " + ", ".join(
         f"{k.replace('_', ' ')} {fmt(v)}" for k, v in latent.items()), ""]

@@ -54,8 +54,9 @@ class AUGateLogitsProcessor(LogitsProcessor):
 class NameGuardLogitsProcessor(LogitsProcessor):
     """The gate at the level of the text: the token greedy decoding picks never makes the decoded
     rationale name an AU outside the row's allowed set, however it is spelled — the AU token
-    ``<AU4>``, plain ``AU4`` / ``AU 4``, or the FACS name ("brow lowerer") — as read by the one
-    parser, :func:`facr.au.extract`, that the audit reads it with.
+    ``<AU4>``, plain ``AU4`` / ``AU 4``, the FACS name ("brow lowerer"), or a bare number continuing
+    an AU list (the "1" of "AU6, 1") — as read by the one parser, :func:`facr.au.extract`, that the
+    audit reads it with.
 
     The AU-token bias alone cannot promise this: a backbone can spell an AU with ordinary tokens.
     For each row, the current best token is checked by decoding the row with it; a token that
