@@ -252,6 +252,8 @@ def _list_numbers(text: str, heads: list[tuple[int, int]]) -> list[tuple[int, in
     (the spans of AU tokens and "AUs <n>" heads)."""
     found = []
     for _, pos in heads:
+        if text.startswith(">", pos):  # the verbalizer's own AU token, "<AU15>", read before clean-up
+            pos += 1
         while True:
             note = _ITEM_NOTE.match(text, pos)
             sep = _LIST_SEP.match(text, note.end() if note else pos)

@@ -79,6 +79,7 @@ def test_checker_with_an_empty_target_asks_only_for_the_emotion():
     ("AU6+12", [6, 12]),
     ("AU4, 7; and 9", [4, 7, 9]),
     ("AUs 4 and 15 are raised", [4, 15]),  # the sentence goes on with a verb
+    ("as <AU15> (disgust), 2", [15, 2]),  # the verbalizer's AU token, as the text guard decodes it
 ])
 def test_numbers_continuing_an_au_list_name_aus(text, expected):
     assert au.extract(text) == expected
@@ -203,3 +204,16 @@ def test_facr_audit_rationale_json_and_report_carry_the_new_figures(reasoner, tr
     assert m["n_sensitivity_pairs_nameable"] <= m["n_sensitivity_pairs"]
     report = (tmp_path / "report" / "report.md").read_text()
     assert "well-formed rationales" in report and "irrelevant pairs left out" in report
+
+
+def test_the_text_guard_reads_a_bare_number_after_an_au_token_as_an_au():
+    from facr.testing import tiny_backbone
+    from facr.verbalizer.gating import NameGuardLogitsProcessor
+    from facr.verbalizer.model import Verbalizer, VerbalizerConfig
+
+    lm, tok = tiny_backbone("qwen3")
+    v = Verbalizer(VerbalizerConfig(backbone="tiny-qwen3", aus=["AU1", "AU6"], classes=CLASSES, n_prompt=2,
+                                    prompt_hidden=16), lm, tok)
+    guard = NameGuardLogitsProcessor(v.tokenizer, [{6}])
+    ids = v.tokenizer("<AU6>, 1", add_special_tokens=False).input_ids
+    assert guard.names(ids) == {6, 1}  # so "1" is refused where AU1 is inactive
