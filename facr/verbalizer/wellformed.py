@@ -31,9 +31,10 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)?\s*%?")
 _WORD = re.compile(r"[a-z]+")
 _PROB = r"(?:\d{1,3}(?:\.\d+)?\s*%|0?\.\d+|1(?:\.0+)?|0)"
 _LIKELY = r"(?:(?:very|most|quite|almost|highly)\s+)?(?:likely|probably|probable|possibly|certainly|certain)"
-# What may follow the emotion word: its probability, as a number or in words, then a full stop.
+# What may follow the emotion word: its probability, as a number or in words, then a full stop (no
+# leading \s*: the first path that matches wins, and it would swallow the space the forms start with).
 _EMOTION_TAIL = re.compile(
-    rf"\s*(?:(?:,\s*|\s*\(\s*|\s+)(?:(?:with\s+)?(?:a\s+)?(?:probability|confidence|p)(?:\s+of)?\s*[=:]?\s*)?"
+    rf"(?:(?:\s*,\s*|\s*\(\s*|\s+)(?:(?:with\s+)?(?:a\s+)?(?:probability|confidence|p)(?:\s+of)?\s*[=:]?\s*)?"
     rf"(?:{_PROB}|{_LIKELY})\s*\)?)?\s*[.!]?\s*", re.IGNORECASE)
 _OPEN = re.compile(r"\s*\(\s*")
 _CLOSE = re.compile(r"\s*\)")

@@ -26,6 +26,8 @@ T = ["AU6", "AU12"]
     "The cheek raiser (AU6) and the lip corner puller (AU12) are visible. The face looks happy.",
     "AU12 (Lip Corner Puller) and AU6 (Cheek Raiser) point to happiness, with probability 0.93.",
     "AU6 (cheek raiser) and AU12 (lip corner puller) show happiness (93%).",
+    "AU6 (cheek raiser) and AU12 (lip corner puller): happiness with a probability of 0.93.",
+    "AU6 (cheek raiser) and AU12 (lip corner puller) show happiness, very likely.",
 ])
 def test_checker_passes_well_formed_rationales(text):
     assert check_rationale(text, T, "happiness") == []
