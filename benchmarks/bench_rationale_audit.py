@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     ap.add_argument("--faces", type=int, default=4)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3, help="rounds of the three arms, each in a rotated order")
-    ap.add_argument("--mode", default="gated", choices=("gated", "constrained", "ungated"))
+    ap.add_argument("--mode", default="gated", choices=("gated", "soft", "ungated"))
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-append", action="store_true", help="do not append to BENCHMARKS.md")
     args = ap.parse_args(argv)
@@ -57,13 +57,14 @@ def main(argv=None) -> int:
                                          oracle=False, ci=False))
     cfg = run.model.config
     rows = intervention_rows(run.model.head.eval(), torch.from_numpy(run.evaluation.z), list(cfg.classes),
-                             graph_signs(run.own_graph, cfg.aus, cfg.classes))
+                             graph_signs(run.own_graph, cfg.aus, cfg.classes), list(cfg.aus))
     v = load_verbalizer(folder)
     per_face = len(cfg.aus) + 1
 
     def face_rows(f: int) -> RationaleRows:
         idx = np.flatnonzero(rows.face == f)
-        return RationaleRows(rows.z[idx], [rows.emotions[r] for r in idx], rows.allowed[idx], rows.face[idx], rows.au[idx])
+        return RationaleRows(rows.z[idx], [rows.emotions[r] for r in idx], rows.allowed[idx], rows.face[idx], rows.au[idx],
+                             [rows.plans[r] for r in idx])
 
     arms = {
         "one call per rationale": lambda: generate_rows(v, rows, args.mode, batch_size=1),

@@ -890,8 +890,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rationale", action="store_true",
                    help="audit the generated text: regenerate under every do(z_k = 0) and read the named AUs "
                         f"(default --limit {RATIONALE_DEFAULT_LIMIT})")
-    r.add_argument("--mode", action="append", choices=("gated", "constrained", "ungated"), default=None,
-                   help="decoding mode(s) to audit (repeatable; default: the checkpoint's mode, then ungated)")
+    r.add_argument("--mode", action="append", choices=("gated", "soft", "ungated"), default=None,
+                   help="decoding mode(s) to audit (repeatable; default: all three, the checkpoint's mode first)")
     r.add_argument("--reasoner", default=None, help="the reasoner the verbalizer speaks for (default: its config's)")
     r.add_argument("--generate-batch-size", type=int, default=64,
                    help="rationales (or frozen-LLM queries) per generate call (default 64)")

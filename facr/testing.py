@@ -18,22 +18,32 @@ because emotion predicted looks expression signs sign present absent brow lowere
 upper lid cheek nose wrinkler lip corner puller depressor chin stretcher tightener pressor lips part
 jaw drop eyes closed dimpler which point to suggest suggests indicate indicates its it explanation
 neutral happiness sadness surprise fear anger disgust contempt pain no_pain
+points reads as sign yet reasoner marks that all along alongside also at both call combination conclusion
+consistent evidence for here in lead leads mark on pattern plus seen signal signals so still their them
+they those together typical what while
 """.split()
 
 
 def tiny_tokenizer(extra_words: Iterable[str] = (), extra_special_tokens: Iterable[str] = ()):
-    """A word-level ``PreTrainedTokenizerFast`` over the rationale vocabulary (plus AU ids, digits,
+    """A word-level ``PreTrainedTokenizerFast`` over the rationale vocabulary (plus "AU", single digits,
     punctuation, and ``extra_words``), with ``<pad>``, ``<unk>``, ``<bos>``, ``<eos>`` and any
     ``extra_special_tokens`` (kept whole, e.g. ``<image>``)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     specials = ["<pad>", "<unk>", "<bos>", "<eos>"]
-    words = sorted(set(_WORDS) | {f"AU{n}" for n in au_vocab.AUS} | set("0123456789.,;:!?()'-") | set(extra_words))
-    vocab = {w: i for i, w in enumerate(specials + words)}
+    words = sorted(set(_WORDS) | {"AU", "AUs", "p"} | set(extra_words))  # "AU12": "AU", "1", "2"
+    marks = sorted(set("0123456789.,;:!?()'-=%\n"))
+    # A word with and without the space before it (▁), punctuation and single digits: decoding gives
+    # back the text that was encoded, spaces included ("happiness (p = 0.93).").
+    pieces = specials + ["▁"] + words + ["▁" + w for w in words] + marks
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(pieces))}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    tok.decoder = decoders.WordPiece(prefix="##")  # joins tokens with spaces
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split("\n", behavior="isolated"),
+        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never"),
+        pre_tokenizers.Punctuation(behavior="isolated"), pre_tokenizers.Digits(individual_digits=True)])
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="never")
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<bos>",
                                    eos_token="<eos>")
     extra_special_tokens = list(extra_special_tokens)

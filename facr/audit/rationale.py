@@ -31,7 +31,13 @@ one parser, :func:`facr.au.extract`. Against a graph G (the reasoner's own by de
   Pa(ĉ) and Pa(y), unsigned and signed (the signed one reads the reasoner's own do() effects on the
   face), PSPI agreement, active-AU precision / recall over the coded AUs.
 
-Each mode (``gated``, ``constrained``, ``ungated``) is a separate pass over the same rows.
+* **fluency** — the mean per-token negative log-likelihood of the factual rationales under the
+  frozen backbone alone (no soft prompt), beside that of the fixed template
+  (:data:`facr.verbalizer.plan.TEMPLATE`) naming the same AUs for the same emotion.
+
+Each mode (``gated``: the plan realised, ``soft``: the paper's finite-β gate, ``ungated``: free) is
+a separate pass over the same rows; every row carries its plan (:class:`RationalePlan`: the
+invoked AUs its latent shows, largest effect first, the stated emotion and its probability).
 """
 
 from __future__ import annotations
@@ -55,7 +61,8 @@ RATIONALE_KEYS = ("n_samples", "rationale_sensitivity", "rationale_sensitivity_c
                   "rationale_sensitivity_nameable", "rationale_invariance", "rationale_invariance_strict",
                   "n_sensitivity_pairs", "n_sensitivity_pairs_nameable", "n_invariance_pairs",
                   "n_invariance_pairs_vacuous", "ablated_au_drop_rate", "named_inactive", "empty_rationale_rate",
-                  "well_formed_rate", "aus_per_rationale", "named_equals_target", *SET_KEYS, "aus_per_frame")
+                  "well_formed_rate", "aus_per_rationale", "named_equals_target", "fluency_nll", "template_nll",
+                  "fluency_vs_template", *SET_KEYS, "aus_per_frame")
 
 
 @dataclass
@@ -65,18 +72,28 @@ class RationaleRows:
 
     z: torch.Tensor  # [R, K]
     emotions: list[str]
-    allowed: torch.Tensor  # [R, K] bool: the invoked AUs under this row's z (the constrained mode's set)
+    allowed: torch.Tensor  # [R, K] bool: the invoked AUs under this row's z
     face: np.ndarray  # [R]
     au: np.ndarray  # [R]
+    plans: list | None = None  # [R] RationalePlan: what the gated mode says for the row
+
+    def targets(self) -> list[set[str]]:
+        """The target set T of every face's factual row (what its rationale should name)."""
+        return [set(self.plans[r].aus) for r in np.flatnonzero(self.au < 0)]
 
     def __len__(self) -> int:
         return len(self.emotions)
 
 
 @torch.no_grad()
-def intervention_rows(head, z: torch.Tensor, classes: list[str], own_signs: torch.Tensor) -> RationaleRows:
+def intervention_rows(head, z: torch.Tensor, classes: list[str], own_signs: torch.Tensor,
+                      aus: list[str] | None = None) -> RationaleRows:
     """Every face's factual row and its K do(z_k = 0) rows, each with the emotion the head states for
-    it and the AUs it invokes for that emotion under the reasoner's own graph (top-|Pa(ĉ)| by effect)."""
+    it, the AUs it invokes for that emotion under the reasoner's own graph (top-|Pa(ĉ)| by effect)
+    and its plan (those of them the row's latent shows, z ≥ ½, largest effect first; ĉ and p(ĉ)).
+    ``aus`` names the AUs in the plans (default: the first K FACS AUs, for a bare head)."""
+    from facr.verbalizer.plan import RationalePlan
+
     N, K = z.shape
     grid = intervene_all(z.float()).reshape(N * (K + 1), K)
     eff = intervention_effects(head, grid)
@@ -85,9 +102,14 @@ def intervention_rows(head, z: torch.Tensor, classes: list[str], own_signs: torc
     allowed = torch.zeros(len(grid), K, dtype=torch.bool)
     for r, idx in enumerate(invoked):
         allowed[r, idx] = True
+    names = list(aus) if aus is not None else [f"AU{n}" for n in sorted(au_vocab.AUS)[:K]]
+    prob = torch.softmax(eff.logits.float(), dim=1).gather(1, pred[:, None]).squeeze(1).tolist()
+    shown = (grid >= 0.5).cpu()
+    plans = [RationalePlan([names[k] for k in idx if shown[r, k]], classes[int(pred[r])], round(float(prob[r]), 2))
+             for r, idx in enumerate(invoked)]
     face = np.repeat(np.arange(N), K + 1)
     au = np.tile(np.arange(-1, K), N)
-    return RationaleRows(grid.cpu(), [classes[int(p)] for p in pred], allowed, face, au)
+    return RationaleRows(grid.cpu(), [classes[int(p)] for p in pred], allowed, face, au, plans)
 
 
 def generate_rows(verbalizer, rows: RationaleRows, mode: str, batch_size: int = 64, progress: bool = False) -> list[str]:
@@ -102,7 +124,7 @@ def generate_rows(verbalizer, rows: RationaleRows, mode: str, batch_size: int = 
     for chunk in tqdm(chunks, desc=f"rationales ({mode})", unit="batch", disable=not progress, dynamic_ncols=True):
         idx = torch.as_tensor(chunk)
         out = verbalizer.generate(rows.z[idx], [rows.emotions[r] for r in chunk], mode=mode,
-                                  allowed=rows.allowed[idx] if mode == "constrained" else None)
+                                  plans=None if rows.plans is None else [rows.plans[r] for r in chunk])
         for r, t in zip(chunk, out):
             texts[r] = t
     return texts
@@ -212,6 +234,16 @@ def score_rationales(texts: list[str], rows: RationaleRows, aus: list[str], clas
     return out
 
 
+def fluency(nll: list[float | None], template_nll: list[float | None]) -> dict:
+    """Mean per-token NLL of the rationales (empty ones left out) and of the template on the same faces."""
+    pairs = [(a, b) for a, b in zip(nll, template_nll) if a is not None and b is not None]
+    if not pairs:
+        return {"fluency_nll": None, "template_nll": None, "fluency_vs_template": None, "n_fluency": 0}
+    mine, tmpl = float(np.mean([a for a, _ in pairs])), float(np.mean([b for _, b in pairs]))
+    return {"fluency_nll": mine, "template_nll": tmpl, "fluency_vs_template": mine - tmpl, "n_fluency": len(pairs),
+            "fluency_beats_template_rate": float(np.mean([a <= b for a, b in pairs]))}
+
+
 # ------------------------------------------------------------------ the auditor
 def verbalizer_folder(path: str) -> Path | None:
     """The checkpoint folder of a verbalizer (the folder itself, or ``verbalizer/`` in a run folder)."""
@@ -242,9 +274,10 @@ def verbalizer_reasoner(folder: Path, override: str | None = None) -> str:
 
 
 def _modes(request: AuditRequest, default: str) -> list[str]:
-    from facr.verbalizer.model import MODES
+    from facr.verbalizer.model import LEGACY_MODES, MODES
 
-    modes = request.options.get("modes") or [default, "ungated"]
+    modes = request.options.get("modes") or [default, *(m for m in MODES if m != default)]
+    modes = [LEGACY_MODES.get(m, m) for m in modes]
     bad = [m for m in modes if m not in MODES]
     if bad:
         raise FacrError(request.model, f"unknown mode {bad[0]!r} (modes: {', '.join(MODES)})")
@@ -277,11 +310,13 @@ def audit_verbalizer(request: AuditRequest) -> AuditResult:
     device = next(v.lm.parameters()).device
     own = graph_signs(run.own_graph, cfg.aus, cfg.classes)
     head = run.model.to("cpu").eval().latent_head()
-    rows = intervention_rows(head, torch.from_numpy(ev.z), list(cfg.classes), own)
+    rows = intervention_rows(head, torch.from_numpy(ev.z), list(cfg.classes), own, list(cfg.aus))
     graph = resolve_audit_graph(request.graph, run.own_graph, request.data)
     signs = graph_signs(graph, cfg.aus, cfg.classes).numpy()
-    sc = ev.score()  # the training targets: invoked (own graph) ∩ active
-    targets = [set(ev.seen(i, sc.invoked[i])) for i in range(len(ev.labels))]
+    targets = rows.targets()  # the training targets: invoked (own graph) ∩ active
+    factual = np.flatnonzero(rows.au < 0)
+    fact_emotions = [rows.emotions[r] for r in factual]
+    template_nll = v.fluency_nll([rows.plans[r].text() for r in factual], fact_emotions)
     faces = ev.explanations()
     batch = int(request.options.get("generate_batch_size") or 64)
     modes = _modes(request, v.config.mode)
@@ -290,6 +325,7 @@ def audit_verbalizer(request: AuditRequest) -> AuditResult:
         texts = generate_rows(v, rows, mode, batch_size=batch, progress=request.progress)
         by_mode[mode] = score_rationales(texts, rows, list(cfg.aus), list(cfg.classes), signs, targets, faces, ev.subjects,
                                          ci=request.ci, seed=request.seed)
+        by_mode[mode].update(fluency(v.fluency_nll([texts[r] for r in factual], fact_emotions), template_nll))
     primary = by_mode[modes[0]]
     m = {k: v_ for k, v_ in primary.items() if k != "examples"}
     m.update({

@@ -45,6 +45,8 @@ RATIONALE_ROWS = (("rationale_sensitivity", "rationale sensitivity"),
                   ("ablated_au_drop_rate", "ablated-AU drop rate"), ("named_inactive", "named inactive AUs"),
                   ("empty_rationale_rate", "empty rationales"), ("well_formed_rate", "well-formed rationales"),
                   ("aus_per_rationale", "AUs per rationale"),
+                  ("fluency_nll", "fluency: NLL per token (backbone alone)"),
+                  ("template_nll", "  the template's NLL, same AUs"),
                   ("named_equals_target", "names exactly the target"), *SET_ROWS)
 
 # Other reasoners (facr.audit.external): the named-AU figures, and the frozen LLM's simulatability (the

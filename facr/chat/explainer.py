@@ -250,6 +250,17 @@ class Explainer:
                          int(hits["inv_hits"][0]), int(hits["inv_pairs"][0]), invoked, self.epsilon)
 
     # ------------------------------------------------------------------ words
+    def plan(self, reading: Reading):
+        """What the rationale of ``reading`` says (:class:`facr.verbalizer.plan.RationalePlan`): the AUs
+        invoked for the predicted class under G that the latent shows, largest effect first; the
+        predicted class and its probability."""
+        from facr.verbalizer.plan import RationalePlan
+
+        active = set(reading.active)
+        invoked = self.check(reading).invoked
+        return RationalePlan([a for a in invoked if a in active], reading.predicted,
+                             round(reading.prob(reading.predicted), 2))
+
     def rationale_stream(self, reading: Reading) -> Iterator[str]:
         """The verbalizer's rationale for ``reading`` (its z and its predicted emotion), growing token by
         token; the last item is the whole text, identical to :meth:`rationale`. Without a verbalizer: a
@@ -268,7 +279,8 @@ class Explainer:
         def run():
             try:
                 with self._lock:
-                    result["text"] = v.generate(reading.z[None], [reading.predicted], streamer=streamer)[0]
+                    result["text"] = v.generate(reading.z[None], [reading.predicted], plans=[self.plan(reading)],
+                                                streamer=streamer)[0]
             except Exception as exc:  # noqa: BLE001 - handed to the caller's thread below
                 result["error"] = exc
                 streamer.end()

@@ -4,10 +4,16 @@
   (peft's prompt tuning learns one fixed prompt; here the prompt must depend on z, so it is our
   own module).
 * One token per AU (``<AU12>`` …) is added to the tokenizer, its embedding initialised from the AU's
-  id as text; only the soft-prompt network and those rows are trained — every backbone weight is
-  frozen (a gradient mask keeps the old vocabulary rows fixed, since they share one tensor).
-* Decoding gates the AU tokens by z (:mod:`facr.verbalizer.gating`). The stated emotion is the
-  reasoner's argmax, given in the instruction, never generated freely.
+  id as text. Only the soft-prompt network and the AU rows are trained, the rows as their own small
+  parameter (K × d): every backbone weight is frozen, and the training loss computes the vocabulary
+  logits only where there is a target token, so a 262 k vocabulary (Gemma-3) costs a matrix
+  product, not an optimizer state of its size. The rows are copied into the backbone's vocabulary
+  before decoding.
+* Decoding (``mode``): ``gated`` (default) realises the reasoner's plan — exactly the AUs of T in
+  FACS form, the stated emotion, nothing else (:mod:`facr.verbalizer.plan`); ``soft`` is the
+  paper's finite-β gate on the AU tokens (:mod:`facr.verbalizer.gating`); ``ungated`` the free
+  control. The stated emotion is the reasoner's argmax, given in the instruction, never generated
+  freely.
 """
 
 from __future__ import annotations
@@ -24,9 +30,13 @@ from torch import nn
 
 from facr import au as au_vocab
 from facr.config import check_range
-from facr.verbalizer.gating import AUGateLogitsProcessor, NameGuardLogitsProcessor
+from facr.verbalizer.gating import AUGateLogitsProcessor
+from facr.verbalizer.plan import PlanLogitsProcessor, RationalePlan
 
-MODES = ("gated", "constrained", "ungated")
+MODES = ("gated", "soft", "ungated")
+# Earlier names of a mode, read from older checkpoints: the allowed-set mode is part of ``gated`` now.
+LEGACY_MODES = {"constrained": "gated"}
+SOFT_BETA = 10.0  # the soft gate's β when a config gives none
 # Bounds of a verbalizer config (a checkpoint's config.json too), checked before anything is built:
 # the soft prompt holds prompt_hidden × n_prompt × d_model weights.
 MAX_PROMPT = 64
@@ -46,8 +56,9 @@ class VerbalizerConfig:
     classes: list[str] = field(default_factory=list)
     n_prompt: int = 8
     prompt_hidden: int = 256
-    beta: float | None = None  # gate scale β; None = ∞, the hard gate (an AU with z < ½ is never named)
+    beta: float | None = None  # the soft mode's gate scale β (None: SOFT_BETA); gated is exact, ungated free
     mode: str = "gated"
+    max_prose: int = 16  # gated: the most tokens of the LM's own words between two steps of the plan
     instruction: str = "Explain why this face shows {emotion}. Name the action units."
     max_new_tokens: int = 40
     repetition_penalty: float = 1.1
@@ -55,6 +66,7 @@ class VerbalizerConfig:
 
     def __post_init__(self):
         self.aus = [au_vocab.canonical(a) for a in self.aus]
+        self.mode = LEGACY_MODES.get(self.mode, self.mode)
         if len(set(self.aus)) != len(self.aus):
             raise ValueError(f"aus: duplicates in {self.aus}")
         if self.mode not in MODES:
@@ -63,10 +75,11 @@ class VerbalizerConfig:
                            ("max_new_tokens", MAX_NEW_TOKENS)):
             check_range(name, getattr(self, name), 1, high)
         check_range("no_repeat_ngram_size", self.no_repeat_ngram_size, 0, 64)
+        check_range("max_prose", self.max_prose, 1, 64)
         if not 0.0 < self.repetition_penalty <= 10.0:
             raise ValueError(f"repetition_penalty must be in (0, 10], got {self.repetition_penalty}")
         if self.beta is not None and not (self.beta > 0 and math.isfinite(self.beta)):
-            raise ValueError(f"beta must be a finite number > 0, or null for the hard gate; got {self.beta}")
+            raise ValueError(f"beta must be a finite number > 0, or null for {SOFT_BETA}; got {self.beta}")
         if "{emotion}" not in self.instruction:
             raise ValueError("instruction must contain {emotion}")
 
@@ -91,12 +104,15 @@ def au_token(au: str) -> str:
 
 
 def clean_text(text: str) -> str:
-    """``<AU12>`` → ``AU12`` for people (the AU parser reads either)."""
-    return _AU_TOKEN.sub(lambda m: f"AU{m.group(1)}", text)
+    """``<AU12>`` → ``AU12`` for people (the AU parser reads either), a space before it where a
+    word runs into it ("shows<AU12>" → "shows AU12"), one space between words."""
+    text = _AU_TOKEN.sub(lambda m: (" " if m.start() and text[m.start() - 1].isalnum() else "") + f"AU{m.group(1)}",
+                         text)
+    return re.sub(r"(?<=\S) {2,}(?=\S)", " ", text)  # one space between words
 
 
 class Verbalizer(nn.Module):
-    """Frozen LM + z-conditioned soft prompt + trainable AU-token embeddings."""
+    """Frozen LM + z-conditioned soft prompt + trainable AU-token rows."""
 
     def __init__(self, config: VerbalizerConfig, lm, tokenizer):
         super().__init__()
@@ -110,42 +126,65 @@ class Verbalizer(nn.Module):
         self.au_token_ids = tokenizer.convert_tokens_to_ids(tokens)
         emb = lm.get_input_embeddings()
         if len(tokenizer) > emb.weight.shape[0]:
-            old = emb.weight.shape[0]
             lm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
             emb = lm.get_input_embeddings()
-            with torch.no_grad():  # each new row starts as the mean embedding of the AU's id written out
-                for a, tid in zip(config.aus, self.au_token_ids):
-                    if tid >= old:
-                        ids = tokenizer(a, add_special_tokens=False).input_ids or [tokenizer.unk_token_id]
-                        emb.weight[tid] = emb.weight[torch.as_tensor(ids)].mean(dim=0)
         for p in lm.parameters():
             p.requires_grad_(False)
-        mask = torch.zeros(emb.weight.shape[0], 1)
-        mask[torch.as_tensor(self.au_token_ids)] = 1.0
-        self.register_buffer("_row_mask", mask, persistent=False)
-        trainable = [emb.weight]
+        ids = torch.as_tensor(self.au_token_ids)
+        with torch.no_grad():  # each AU row starts as the mean embedding of the AU's id written out
+            rows = []
+            for a in config.aus:
+                text_ids = tokenizer(a, add_special_tokens=False).input_ids or [tokenizer.unk_token_id]
+                rows.append(emb.weight[torch.as_tensor(text_ids)].float().mean(dim=0))
+            rows = torch.stack(rows)
+        self.au_in = nn.Parameter(rows)
         out = lm.get_output_embeddings()
-        if out is not None and out.weight is not emb.weight:
-            trainable.append(out.weight)
-        for w in trainable:  # only the AU rows of the (shared) vocabulary tensors learn
-            w.requires_grad_(True)
-            w.register_hook(lambda g: g * self._row_mask.to(device=g.device, dtype=g.dtype))
+        self.tied = out is None or out.weight is emb.weight
+        self.au_out = None if self.tied else nn.Parameter(rows.clone())
+        slot = torch.full((emb.weight.shape[0],), -1, dtype=torch.long)
+        slot[ids] = torch.arange(len(ids))
+        self.register_buffer("_au_slot", slot, persistent=False)
+        self.embed_scale = float(getattr(emb, "embed_scale", 1.0))  # Gemma scales its embeddings by √d
+        self.softcap = getattr(lm.config, "final_logit_softcapping", None)
         d_model = emb.weight.shape[1]
         self.prompt = SoftPrompt(len(config.aus), config.n_prompt, config.prompt_hidden, d_model,
-                                 float(emb.weight.detach().std()))
+                                 float(emb.weight.detach().float().std()))
+        self.sync_rows()
 
     # ------------------------------------------------------------------ pieces
     def trainable_parameter_names(self) -> list[str]:
-        """What an optimizer may touch: the soft-prompt network, and the vocabulary tensors of which
-        only the AU rows receive gradient."""
+        """What an optimizer may touch: the soft-prompt network and the AU rows — nothing of the backbone."""
         return [n for n, p in self.named_parameters() if p.requires_grad]
 
     def au_embedding_rows(self) -> torch.Tensor:
-        return self.lm.get_input_embeddings().weight[torch.as_tensor(self.au_token_ids)].detach()
+        return self.au_in.detach()
 
-    def instruction_batch(self, emotions: list[str], targets: list[str] | None = None):
+    @torch.no_grad()
+    def sync_rows(self) -> None:
+        """Copy the trained AU rows into the backbone's vocabulary tensors (what ``generate`` reads)."""
+        ids = torch.as_tensor(self.au_token_ids, device=self.au_in.device)
+        emb = self.lm.get_input_embeddings().weight
+        emb[ids.to(emb.device)] = self.au_in.to(device=emb.device, dtype=emb.dtype)
+        if not self.tied:
+            out = self.lm.get_output_embeddings().weight
+            out[ids.to(out.device)] = self.au_out.to(device=out.device, dtype=out.dtype)
+
+    def plan_ids(self, plan: RationalePlan, index: int = 0) -> list[int]:
+        """The token ids of ``plan`` realised in template ``index``, piece by piece as the gated decoder
+        emits them (:meth:`RationalePlan.segments`), ending with end-of-text: a training target."""
+        tok = self.tokenizer
+        ids: list[int] = []
+        for kind, text in plan.segments(index):
+            if kind == "au":
+                ids.append(self.au_token_ids[self.config.aus.index(text)])
+            else:
+                ids += tok(text, add_special_tokens=False).input_ids
+        return ids + ([tok.eos_token_id] if tok.eos_token_id is not None else [])
+
+    def instruction_batch(self, emotions: list[str], targets: list | None = None):
         """Token ids (left-padded) of the instruction for each emotion, plus the target rationale when
-        training; returns (input_ids, attention_mask, labels or None)."""
+        training (a text, or token ids from :meth:`plan_ids`, which end with end-of-text already);
+        returns (input_ids, attention_mask, labels or None)."""
         tok = self.tokenizer
         prompts = [self.config.instruction.format(emotion=e) + " " for e in emotions]
         if targets is None:
@@ -155,7 +194,7 @@ class Verbalizer(nn.Module):
         eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
         for p, t in zip(prompts, targets):
             p_ids = tok(p, add_special_tokens=False).input_ids
-            t_ids = tok(t, add_special_tokens=False).input_ids + eos
+            t_ids = list(t) if not isinstance(t, str) else tok(t, add_special_tokens=False).input_ids + eos
             rows.append(p_ids + t_ids)
             labels.append([-100] * len(p_ids) + t_ids)
         width = max(len(r) for r in rows)
@@ -169,10 +208,20 @@ class Verbalizer(nn.Module):
             att[i, width - len(r):] = 1
         return ids, att, lab
 
+    def token_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The backbone's embeddings of ``input_ids``, with the AU tokens' taken from the trainable rows."""
+        tokens = self.lm.get_input_embeddings()(input_ids)
+        slot = self._au_slot.to(input_ids.device)[input_ids]
+        is_au = slot >= 0
+        if not bool(is_au.any()):
+            return tokens
+        rows = (self.au_in * self.embed_scale).to(tokens.dtype)[slot.clamp(min=0)]
+        return torch.where(is_au[..., None], rows, tokens)
+
     def embed(self, z: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         """[soft prompt(z) ; token embeddings] and the matching attention mask. The prompt goes first and
         the left padding of shorter rows sits, masked, between it and their tokens."""
-        tokens = self.lm.get_input_embeddings()(input_ids)
+        tokens = self.token_embeddings(input_ids)
         prompt = self.prompt(z.to(tokens.dtype)).to(tokens.dtype)
         mask = torch.cat([torch.ones(z.shape[0], prompt.shape[1], dtype=attention_mask.dtype,
                                      device=attention_mask.device), attention_mask], dim=1)
@@ -180,57 +229,122 @@ class Verbalizer(nn.Module):
 
     def forward(self, z: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 labels: torch.Tensor | None = None):
+        """The backbone's output on [soft prompt(z) ; tokens]. With ``labels``: ``.loss``, the mean
+        cross-entropy of the target tokens, whose logits alone are computed (the AU columns from the
+        trainable rows) — what training calls."""
         embeds, mask = self.embed(z, input_ids, attention_mask)
-        if labels is not None:
-            labels = torch.cat([torch.full((labels.shape[0], self.config.n_prompt), -100, dtype=labels.dtype,
-                                           device=labels.device), labels], dim=1)
-        return self.lm(inputs_embeds=embeds, attention_mask=mask, labels=labels)
+        if labels is None:
+            return self.lm(inputs_embeds=embeds, attention_mask=mask)
+        from types import SimpleNamespace
+
+        hidden = self.lm.get_decoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        hidden = hidden[:, self.config.n_prompt:][:, :-1]  # position t predicts token t + 1
+        target = labels[:, 1:]
+        where = target != -100
+        h = hidden[where]  # [T, d]
+        logits = self.lm.get_output_embeddings()(h).float()
+        au_rows = self.au_in if self.tied else self.au_out
+        logits[:, torch.as_tensor(self.au_token_ids, device=h.device)] = h.float() @ au_rows.float().t()
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        loss = nn.functional.cross_entropy(logits, target[where])
+        return SimpleNamespace(loss=loss, logits=None)
 
     # -------------------------------------------------------------- generation
-    def logits_processor(self, z: torch.Tensor, mode: str | None = None, allowed: torch.Tensor | None = None):
-        mode = mode or self.config.mode
+    def logits_processor(self, z: torch.Tensor, mode: str | None = None, plans: list[RationalePlan] | None = None):
+        """The processors of one ``mode`` for the rows of ``z`` (``gated``: one plan per row)."""
+        mode = LEGACY_MODES.get(mode, mode) or self.config.mode
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if mode == "ungated":
             return []
-        if mode == "constrained" and allowed is None:
-            raise ValueError("constrained mode needs the allowed (invoked) AUs of each sample")
-        allowed = allowed if mode == "constrained" else None
-        processors = [AUGateLogitsProcessor(self.au_token_ids, z, self.config.beta, allowed)]
-        if self.config.beta is None:  # the hard gate holds for every spelling, not only the AU tokens
-            ok = (z >= 0.5) if allowed is None else (z >= 0.5) & allowed.to(z.device).bool()
-            numbers = [au_vocab.parse(a) for a in self.config.aus]
-            sets = [{numbers[k] for k in torch.nonzero(row).flatten().tolist()} for row in ok.cpu()]
-            processors.append(NameGuardLogitsProcessor(self.tokenizer, sets))
-        return processors
+        if mode == "soft":
+            return [AUGateLogitsProcessor(self.au_token_ids, z, self.config.beta or SOFT_BETA)]
+        if plans is None or len(plans) != z.shape[0]:
+            raise ValueError("gated mode needs one RationalePlan per row of z (the reasoner's target AUs and "
+                             "stated emotion)")
+        size = self.lm.get_output_embeddings().weight.shape[0]
+        return [PlanLogitsProcessor(self.tokenizer, self.config.aus, self.au_token_ids, self.gate_plans(z, plans),
+                                    size, max_prose=self.config.max_prose)]
+
+    def gate_plans(self, z: torch.Tensor, plans: list[RationalePlan]) -> list[RationalePlan]:
+        """The hard gate on a plan: an AU the latent does not show (z_k < ½) is never in it."""
+        index = {a: k for k, a in enumerate(self.config.aus)}
+        out = []
+        for row, p in zip(z.float().cpu(), plans):
+            aus = [a for a in p.aus if a in index and float(row[index[a]]) >= 0.5]
+            out.append(p if aus == p.aus else RationalePlan(aus, p.emotion, p.probability))
+        return out
 
     @torch.no_grad()
     def generate(self, z: torch.Tensor, emotions: list[str], *, mode: str | None = None,
-                 allowed: torch.Tensor | None = None, extra_processors=(), **kwargs) -> list[str]:
+                 plans: list[RationalePlan] | None = None, extra_processors=(), return_steps: bool = False,
+                 **kwargs):
         """One rationale per row of ``z`` for the stated ``emotions`` (the reasoner's argmax). Greedy
-        with the configured repetition penalty and no-repeat n-gram size; AU tokens gated by z."""
+        with the configured repetition penalty and no-repeat n-gram size. ``gated`` realises
+        ``plans`` (one per row) and decodes as many tokens as its plans can need; ``soft`` biases the
+        AU tokens by z; ``ungated`` is free. ``return_steps``: (texts, decoding steps taken)."""
         from transformers import LogitsProcessorList
 
+        self.sync_rows()
         ids, att, _ = self.instruction_batch(emotions)
         device = next(self.lm.parameters()).device
         embeds, mask = self.embed(z.to(device), ids.to(device), att.to(device))
-        processors = LogitsProcessorList([*extra_processors, *self.logits_processor(z.to(device), mode, allowed)])
+        own = self.logits_processor(z.to(device), mode, plans)
+        processors = LogitsProcessorList([*extra_processors, *own])
         settings = dict(max_new_tokens=self.config.max_new_tokens, do_sample=False,
                         repetition_penalty=self.config.repetition_penalty,
                         no_repeat_ngram_size=self.config.no_repeat_ngram_size,
                         pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
                         else self.tokenizer.eos_token_id)
+        if own and isinstance(own[-1], PlanLogitsProcessor):  # the plan bounds the length, and repeats
+            # n-grams by design (") , <AU6> (" after ") , <AU1> ("): no n-gram ban on top of it
+            settings.update(max_new_tokens=own[-1].max_new_tokens(), no_repeat_ngram_size=0)
         settings.update(kwargs)
         with warnings.catch_warnings():  # the penalties apply to generated tokens only: what we want
             warnings.filterwarnings("ignore", message=r"Passing `(repetition_penalty|no_repeat_ngram_size)`")
             out = self.lm.generate(inputs_embeds=embeds, attention_mask=mask, logits_processor=processors, **settings)
-        texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
-        return [clean_text(t).strip() for t in texts]
+        texts = [clean_text(t).strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+        return (texts, int(out.shape[0] * out.shape[1])) if return_steps else texts
 
     @staticmethod
     def named_aus(text: str) -> list[str]:
         """The AUs a rationale names, each once, in order (the one parser, ``facr.au.extract``)."""
         return [f"AU{n}" for n in au_vocab.extract(text)]
+
+    @torch.no_grad()
+    def fluency_nll(self, texts: list[str], emotions: list[str], batch_size: int = 32) -> list[float | None]:
+        """Mean per-token negative log-likelihood of each (clean, as a person reads it) text under the
+        frozen backbone alone — no soft prompt, no AU tokens — after the instruction for its emotion;
+        None for an empty text. The figure that tells whether the wording reads as the LM's language."""
+        tok = self.tokenizer
+        device = next(self.lm.parameters()).device
+        eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
+        out: list[float | None] = []
+        for i in range(0, len(texts), batch_size):
+            rows, spans = [], []
+            for text, e in zip(texts[i:i + batch_size], emotions[i:i + batch_size]):
+                p_ids = tok(self.config.instruction.format(emotion=e) + " ", add_special_tokens=False).input_ids
+                t_ids = tok(clean_text(text).strip(), add_special_tokens=False).input_ids if text.strip() else []
+                rows.append(p_ids + t_ids + (eos if t_ids else []))
+                spans.append((len(p_ids), len(t_ids) + (len(eos) if t_ids else 0)))
+            width = max(len(r) for r in rows)
+            pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+            ids = torch.full((len(rows), width), pad, dtype=torch.long)
+            att = torch.zeros((len(rows), width), dtype=torch.long)
+            for j, r in enumerate(rows):  # right padding: positions stay those of an unpadded row
+                ids[j, :len(r)] = torch.as_tensor(r)
+                att[j, :len(r)] = 1
+            logits = self.lm(input_ids=ids.to(device), attention_mask=att.to(device)).logits.float()
+            logits[..., torch.as_tensor(self.au_token_ids, device=logits.device)] = float("-inf")  # backbone's own
+            logp = torch.log_softmax(logits[:, :-1], dim=-1)
+            for j, (start, n) in enumerate(spans):
+                if n == 0:
+                    out.append(None)
+                    continue
+                tgt = ids[j, start:start + n].to(device)
+                out.append(float(-logp[j, start - 1:start - 1 + n].gather(1, tgt[:, None]).mean()))
+        return out
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -249,10 +363,9 @@ def save_verbalizer(v: Verbalizer, path: str | os.PathLike, *, overwrite: bool =
     path = Path(path)
     with output_dir(path, "verbalizer", overwrite=overwrite) as tmp:
         state = {f"prompt.{k}": t.detach().contiguous().cpu() for k, t in v.prompt.state_dict().items()}
-        state["au_input_rows"] = v.au_embedding_rows().contiguous().cpu()
-        out = v.lm.get_output_embeddings()
-        if out is not None and out.weight is not v.lm.get_input_embeddings().weight:
-            state["au_output_rows"] = out.weight[torch.as_tensor(v.au_token_ids)].detach().contiguous().cpu()
+        state["au_input_rows"] = v.au_embedding_rows().float().contiguous().cpu()
+        if not v.tied:
+            state["au_output_rows"] = v.au_out.detach().float().contiguous().cpu()
         save_file(state, str(tmp / "verbalizer.safetensors"), metadata={"format": "pt", "facr": "verbalizer"})
         save_config(v.config, tmp / "config.json")
     return path
@@ -289,14 +402,20 @@ def load_verbalizer(path: str | os.PathLike, *, backbone: str | None = None, cac
         raise CheckpointError(weights, f"AU rows {None if rows is None else tuple(rows.shape)} do not fit backbone "
                                        f"{config.backbone}")
     out_rows = state.get("au_output_rows")
-    if out_rows is not None and (v.lm.get_output_embeddings() is None or out_rows.shape != rows.shape):
-        raise CheckpointError(weights, f"AU output rows {tuple(out_rows.shape)} do not fit backbone {config.backbone}")
+    if (out_rows is None) != v.tied or (out_rows is not None and out_rows.shape != rows.shape):
+        raise CheckpointError(weights, f"AU output rows {None if out_rows is None else tuple(out_rows.shape)} do "
+                                       f"not fit backbone {config.backbone}")
     with torch.no_grad():
-        v.lm.get_input_embeddings().weight[ids] = rows.to(v.lm.get_input_embeddings().weight.dtype)
+        v.au_in.copy_(rows.float())
         if out_rows is not None:
-            v.lm.get_output_embeddings().weight[ids] = out_rows
-    if config.load_in_4bit:
-        v.prompt.to(next(v.lm.parameters()).device)
+            v.au_out.copy_(out_rows.float())
+    v.sync_rows()
+    if config.load_in_4bit:  # the backbone stays where bitsandbytes put it; facr's own parts join it
+        dev = next(v.lm.parameters()).device
+        v.prompt.to(dev)
+        for p in (v.au_in, v.au_out):
+            if p is not None:
+                p.data = p.data.to(dev)
     else:
         v.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     return v.eval()

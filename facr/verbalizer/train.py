@@ -1,9 +1,12 @@
 """Stage 2 training: teach the soft prompt and the AU tokens to say which AUs the decision rests on.
 
-The reasoner (frozen) runs once over the training records; for each face its z, its stated emotion
-(the head's argmax) and its **invoked AUs** (top-|Pa(ĉ)| by intervention effect, the audit's own
-definition) give a rationale target, written with varied templates. Only AUs the reasoner sees
-(z_k ≥ ½) are put in a target: those are the ones the gate lets through.
+The reasoner (frozen) runs once over the training records. Every face gives its factual row and
+do(z_k = 0) rows — one per AU of its target, plus ``extra_interventions`` others drawn at random —
+each with its own stated emotion (the head's argmax under the intervention) and its own plan
+(:class:`facr.verbalizer.plan.RationalePlan`: the invoked AUs that row's latent shows, largest
+effect first, and the probability of the stated emotion), so the soft prompt learns to follow z
+rather than the class. The target text realises the plan in one of the templates, AUs in FACS form
+("<AU12> (lip corner puller)"), ending on the emotion statement.
 """
 
 from __future__ import annotations
@@ -20,26 +23,13 @@ import torch
 from facr.config import apply_overrides, from_dict, load_yaml, save_config
 from facr.errors import FacrError
 from facr.utils import write_json
-from facr.verbalizer.model import Verbalizer, VerbalizerConfig, au_token, save_verbalizer
-
-TEMPLATES = (
-    "the face shows {aus}; these are characteristic of {emotion}.",
-    "{aus} are visible, which points to {emotion}.",
-    "the expression reads as {emotion} because of {aus}.",
-    "{emotion}: the face shows {aus}.",
-)
-NONE_TEMPLATE = "no action unit of {emotion} is visible."
+from facr.verbalizer.model import Verbalizer, VerbalizerConfig, save_verbalizer
+from facr.verbalizer.plan import TEMPLATES, RationalePlan
 
 
-def _join(tokens: list[str]) -> str:
-    return tokens[0] if len(tokens) == 1 else ", ".join(tokens[:-1]) + " and " + tokens[-1]
-
-
-def rationale_target(aus: list[str], emotion: str, rng: random.Random) -> str:
-    """A rationale naming exactly ``aus`` (as AU tokens) for ``emotion``, in one of the templates."""
-    if not aus:
-        return NONE_TEMPLATE.format(emotion=emotion)
-    return rng.choice(TEMPLATES).format(aus=_join([au_token(a) for a in aus]), emotion=emotion)
+def rationale_target(aus: list[str], emotion: str, rng: random.Random, probability: float | None = None) -> str:
+    """A rationale naming exactly ``aus`` (as AU tokens, in FACS form) for ``emotion``, in one of the templates."""
+    return RationalePlan(aus, emotion, probability).text(index=rng.randrange(len(TEMPLATES)), token=True)
 
 
 @dataclass
@@ -51,6 +41,7 @@ class VerbalizerTrainConfig:
     format: str | None = None
     split: str = "train"
     limit: int | None = 512  # reasoner passes over this many training faces
+    extra_interventions: int = 2  # do(z_k = 0) rows per face on AUs outside its target (besides one per target AU)
     verbalizer: VerbalizerConfig = field(default_factory=VerbalizerConfig)
     lr: float = 3e-3
     batch_size: int = 8
@@ -63,6 +54,8 @@ class VerbalizerTrainConfig:
         for name in ("batch_size", "max_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.extra_interventions <= 64:
+            raise ValueError(f"extra_interventions must be in [0, 64], got {self.extra_interventions}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be > 0, got {self.lr}")
 
@@ -73,20 +66,33 @@ def load_verbalizer_train_config(path=None, overrides: dict | None = None) -> Ve
 
 
 def build_examples(cfg: VerbalizerTrainConfig) -> tuple[dict, list[dict]]:
-    """Run the frozen reasoner over the training records: (reasoner info, one example per face with
-    z, the stated emotion, the invoked AUs and the active ones among them)."""
+    """Run the frozen reasoner over the training records: (reasoner info, the training rows). A row
+    is a face's factual latent or one of its do(z_k = 0) latents (module docstring), with its z, its
+    stated emotion and its plan; ``face`` and ``au`` (−1: factual) say which it is."""
     from facr.audit.auditors import AuditRequest, run_reasoner_pass
+    from facr.audit.rationale import intervention_rows
+    from facr.train import graph_signs
 
     run = run_reasoner_pass(AuditRequest(model=cfg.reasoner, data=cfg.data, format=cfg.format, split=cfg.split,
                                          limit=cfg.limit, oracle=False, ci=False))
-    ev = run.evaluation
-    sc = ev.score()  # invoked AUs against the reasoner's own graph
+    ev, mcfg = run.evaluation, run.model.config
+    head = run.model.to("cpu").eval().latent_head()
+    own = graph_signs(run.own_graph, mcfg.aus, mcfg.classes)
+    rows = intervention_rows(head, torch.from_numpy(ev.z), list(mcfg.classes), own, list(mcfg.aus))
+    rng = random.Random(cfg.seed)
+    K = len(mcfg.aus)
     examples = []
-    for i in range(len(ev.labels)):
-        emotion = ev.classes[int(ev.predicted[i])]
-        invoked = sc.invoked[i]
-        examples.append({"z": ev.z[i].tolist(), "emotion": emotion, "invoked": invoked, "named": ev.seen(i, invoked)})
-    info = {"aus": ev.aus, "classes": ev.classes, "n": len(examples), "graph": run.own_graph.name}
+    for r0 in range(0, len(rows), K + 1):  # a face's factual row, then its K do() rows
+        target = rows.plans[r0].aus
+        others = [k for k in range(K) if mcfg.aus[k] not in target]
+        chosen = [mcfg.aus.index(a) for a in target] + rng.sample(others, min(cfg.extra_interventions, len(others)))
+        for r in [r0] + [r0 + 1 + k for k in chosen]:
+            plan = rows.plans[r]
+            examples.append({"z": rows.z[r].tolist(), "emotion": plan.emotion, "probability": plan.probability,
+                             "named": plan.aus, "invoked": [mcfg.aus[k] for k in torch.nonzero(rows.allowed[r]).flatten()],
+                             "face": int(rows.face[r]), "au": int(rows.au[r])})
+    info = {"aus": ev.aus, "classes": ev.classes, "n": len(examples), "n_faces": len(ev.labels),
+            "graph": run.own_graph.name}
     return info, examples
 
 
@@ -143,7 +149,8 @@ def _train_verbalizer(cfg: VerbalizerTrainConfig, progress: bool, accelerator) -
         for j in range(max(1, len(mine) // cfg.batch_size)):  # full batches (one short one if that is all)
             batch = [examples[i] for i in mine[j * cfg.batch_size:(j + 1) * cfg.batch_size]]
             z = torch.tensor([b["z"] for b in batch], device=accelerator.device)
-            targets = [rationale_target(b["named"], b["emotion"], rng) for b in batch]
+            targets = [inner.plan_ids(RationalePlan(b["named"], b["emotion"], b["probability"]),
+                                      rng.randrange(len(TEMPLATES))) for b in batch]
             ids, att, lab = inner.instruction_batch([b["emotion"] for b in batch], targets)
             loss = model(z, ids.to(accelerator.device), att.to(accelerator.device), lab.to(accelerator.device)).loss
             accelerator.backward(loss)
@@ -161,16 +168,19 @@ def _train_verbalizer(cfg: VerbalizerTrainConfig, progress: bool, accelerator) -
     if accelerator.is_main_process:
         save_verbalizer(inner, out / "verbalizer", overwrite=True)
         inner.eval()
-        sample = examples[: min(8, len(examples))]
+        sample = [b for b in examples if b["au"] < 0][:8]
         for b in sample:  # what examples.json stores (and a reload reproduces)
             b["z"] = [round(v, 6) for v in b["z"]]
         z = torch.tensor([b["z"] for b in sample], device=accelerator.device)
-        texts = inner.generate(z, [b["emotion"] for b in sample])
-        shown = [{"emotion": b["emotion"], "invoked": b["invoked"], "target_aus": b["named"], "rationale": t,
+        texts = inner.generate(z, [b["emotion"] for b in sample],
+                               plans=[RationalePlan(b["named"], b["emotion"], b["probability"]) for b in sample])
+        shown = [{"emotion": b["emotion"], "probability": b["probability"], "invoked": b["invoked"],
+                  "target_aus": b["named"], "rationale": t,
                   "named": inner.named_aus(t), "z": [round(v, 6) for v in b["z"]]} for b, t in zip(sample, texts)]
         write_json(out / "examples.json", shown)
         k = max(1, len(losses) // 10)
-        metrics = {"backbone": vcfg.backbone, "out": str(out), "steps": step, "num_processes": world, "n_examples": len(examples),
+        metrics = {"backbone": vcfg.backbone, "out": str(out), "steps": step, "num_processes": world,
+                   "n_examples": len(examples), "n_faces": info["n_faces"],
                    "loss_first": sum(losses[:k]) / k, "loss_last": sum(losses[-k:]) / k,
                    "seconds": round(time.perf_counter() - t0, 1),
                    "exact_named_set": sum(set(s["named"]) == set(s["target_aus"]) for s in shown) / len(shown)}
@@ -192,12 +202,14 @@ def add_verbalizer_arguments(parser) -> None:
                         help="the backbone in 4-bit NF4 (bitsandbytes; CUDA GPU, pip install 'facr[quant]')")
     parser.add_argument("--limit", type=int, default=None, help="training faces the reasoner is run on")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None, help="learning rate")
+    parser.add_argument("--batch-size", type=int, default=None, help="rows per optimizer step")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run_from_args(args) -> dict:
     over = {"reasoner": args.reasoner, "data": args.data, "verbalizer.backbone": args.backbone, "out": args.out,
             "max_steps": args.max_steps, "limit": args.limit, "seed": args.seed,
-            "verbalizer.load_in_4bit": args.load_in_4bit}
+            "verbalizer.load_in_4bit": args.load_in_4bit, "lr": args.lr, "batch_size": args.batch_size}
     cfg = load_verbalizer_train_config(args.config, over)
     return train_verbalizer(cfg, progress=not args.no_progress, overwrite=args.overwrite)

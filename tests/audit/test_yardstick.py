@@ -183,13 +183,13 @@ class _Echo:
     def __init__(self):
         self.asked = []
 
-    def generate(self, z, emotions, mode="gated", allowed=None):
+    def generate(self, z, emotions, mode="gated", plans=None):
         self.asked.extend(emotions)
         return [f"{e}: " + " and ".join(a for a, v in zip(R_AUS, row) if v >= 0.5) for e, row in zip(emotions, z.tolist())]
 
 
 def test_rationale_rows_carry_the_flipped_emotion():
-    rows = intervention_rows(_flipping_head, torch.tensor([[0.2, 0.3, 0.9]]), ["happiness", "sadness"], R_SIGNS)
+    rows = intervention_rows(_flipping_head, torch.tensor([[0.2, 0.3, 0.9]]), ["happiness", "sadness"], R_SIGNS, R_AUS)
     # factual, do(AU4 = 0), do(AU6 = 0), do(AU12 = 0)
     assert rows.emotions == ["happiness", "happiness", "happiness", "sadness"]
     # each row's allowed set is what the head invokes for the emotion that row states

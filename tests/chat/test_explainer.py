@@ -10,6 +10,7 @@ from facr.chat.explainer import THRESHOLD
 from facr.errors import FacrError
 from facr.graph import resolve_graph
 from facr.train import graph_signs
+from facr.verbalizer.wellformed import check_rationale
 
 
 def test_a_reading_is_the_reasoners_forward_pass(explainer, faces):
@@ -57,12 +58,15 @@ def test_the_per_face_check_counts_the_audits_pairs(explainer, faces):
 def test_the_streamed_rationale_grows_to_the_verbalizers_text(explainer, faces):
     r = explainer.read(faces[1])
     parts = list(explainer.rationale_stream(r))
-    expected = explainer.verbalizer.generate(r.z[None], [r.predicted])[0]
+    plan = explainer.plan(r)
+    expected = explainer.verbalizer.generate(r.z[None], [r.predicted], plans=[plan])[0]
     assert parts[-1] == expected
     assert len(parts) >= 3  # token by token, not one piece
     assert all(b.startswith(a[: max(0, len(a) - 8)]) for a, b in zip(parts[:-1], parts[1:-1]))
-    for a in Explainer.named(expected):  # the gate: nothing inactive is named
-        assert r.z[explainer.aus.index(a)] >= THRESHOLD
+    # the plan: the invoked AUs the face shows, named each once in FACS form, then the emotion and p
+    assert plan.aus == [a for a in explainer.check(r).invoked if r.z[explainer.aus.index(a)] >= THRESHOLD]
+    assert Explainer.named(expected) == plan.aus or set(Explainer.named(expected)) == set(plan.aus)
+    assert check_rationale(expected, plan.aus, r.predicted) == [], expected
 
 
 def test_without_a_verbalizer_the_rationale_names_the_strongest_active_effects(explainer, faces):

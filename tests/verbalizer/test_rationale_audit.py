@@ -12,6 +12,7 @@ from facr.audit.metrics import Explanation
 from facr.audit.rationale import RationaleRows, generate_rows, intervention_rows, score_rationales
 from facr.testing import tiny_backbone
 from facr.verbalizer.model import Verbalizer, VerbalizerConfig, load_verbalizer
+from facr.verbalizer.plan import RationalePlan
 
 AUS = ["AU4", "AU6", "AU12"]
 CLASSES = ["happiness", "sadness"]
@@ -64,7 +65,7 @@ class _EagerPlainText(LogitsProcessor):
     """A backbone that spells AUs with ordinary tokens — "AU4" as a word, "brow lowerer" — not with
     the added <AU4> tokens the logit bias acts on: step t strongly prefers word t of a cycle."""
 
-    CYCLE = ["AU4", "AU6", "brow", "lowerer", "AU12", "AU25", "and"]
+    CYCLE = ["AU", "4", "and", "AU", "6", "brow", "lowerer", "AU", "2", "5", "and"]
 
     def __init__(self, tokenizer):
         self.ids = tokenizer.convert_tokens_to_ids(self.CYCLE)
@@ -83,12 +84,13 @@ def test_the_hard_gate_also_holds_for_plain_text_spellings():
     torch.manual_seed(1)
     z = torch.rand(24, 4)
     eager = _EagerPlainText(tok)
-    gated = v.generate(z, ["happiness"] * 24, extra_processors=[eager])
+    plans = [RationalePlan([a for a, x in zip(v.config.aus, row) if x >= 0.5], "happiness", 0.8) for row in z]
+    gated = v.generate(z, ["happiness"] * 24, plans=plans, extra_processors=[eager])
     ungated = v.generate(z, ["happiness"] * 24, mode="ungated", extra_processors=[eager])
     named = lambda texts: [set(v.named_aus(t)) for t in texts]  # noqa: E731
     assert sum(len(s) for s in named(gated)) >= 24  # active AUs are still written out ...
-    for row, s in zip(z, named(gated)):  # ... inactive ones never, in any spelling
-        assert all(row[v.config.aus.index(a)] >= 0.5 for a in s), s
+    for p, s in zip(plans, named(gated)):  # ... exactly the plan's, inactive ones never, in any spelling
+        assert s == set(p.aus), s
     inactive = sum(row[v.config.aus.index(a)] < 0.5 for row, s in zip(z, named(ungated)) for a in s)
     assert inactive >= 10
 
@@ -101,7 +103,7 @@ def test_rows_state_the_heads_emotion_under_each_intervention(reasoner, trained_
     run = run_reasoner_pass(AuditRequest(model=str(run_dir), data=str(data), limit=10, oracle=False, ci=False))
     ev, cfg = run.evaluation, run.model.config
     rows = intervention_rows(run.model.head.eval(), torch.from_numpy(ev.z), list(cfg.classes),
-                             graph_signs(run.own_graph, cfg.aus, cfg.classes))
+                             graph_signs(run.own_graph, cfg.aus, cfg.classes), list(cfg.aus))
     K = len(cfg.aus)
     assert len(rows) == 10 * (K + 1)
     emotions = np.array(rows.emotions).reshape(10, K + 1)
@@ -111,6 +113,9 @@ def test_rows_state_the_heads_emotion_under_each_intervention(reasoner, trained_
     for n in range(10):
         got = {cfg.aus[k] for k in torch.nonzero(rows.allowed[n * (K + 1)]).flatten().tolist()}
         assert got == set(invoked[n])
+        plan = rows.plans[n * (K + 1)]  # the plan: those the latent shows, largest effect first, p(ĉ)
+        assert plan.aus == ev.seen(n, invoked[n]) and plan.emotion == cfg.classes[ev.predicted[n]]
+        assert 0.0 < plan.probability <= 1.0
     assert torch.equal(rows.z[1::K + 1][:, 0], torch.zeros(10))  # row 1 of each face: do(z_0 = 0)
 
 
@@ -119,9 +124,11 @@ def test_batched_generation_gives_the_same_rationales_as_one_call_per_row(reason
     v = load_verbalizer(out / "verbalizer")
     torch.manual_seed(0)
     z = torch.rand(3 * 9, len(v.config.aus))
-    rows = RationaleRows(z, ["happiness", "sadness", "fear"] * 9, torch.rand(27, len(v.config.aus)) > 0.5,
-                         np.repeat(np.arange(3), 9), np.tile(np.arange(-1, 8), 3))
-    for mode in ("gated", "constrained"):
+    emotions = ["happiness", "sadness", "fear"] * 9
+    plans = [RationalePlan([a for a, x in zip(v.config.aus, row) if x >= 0.5][:3], e, 0.5) for row, e in zip(z, emotions)]
+    rows = RationaleRows(z, emotions, torch.rand(27, len(v.config.aus)) > 0.5,
+                         np.repeat(np.arange(3), 9), np.tile(np.arange(-1, 8), 3), plans)
+    for mode in ("gated", "soft"):
         batched = generate_rows(v, rows, mode, batch_size=64)
         single = generate_rows(v, rows, mode, batch_size=1)
         assert [v.named_aus(t) for t in batched] == [v.named_aus(t) for t in single]
@@ -137,15 +144,17 @@ def test_facr_audit_rationale_cli(reasoner, trained_verbalizer, run_cli, tmp_pat
     m = json.loads(stdout)
     for key in ("n_samples", "rationale_sensitivity", "rationale_invariance", "named_inactive", "free_drop_rate"):
         assert key in m, key
-    assert m["n_samples"] == 6 and m["mode"] == "gated" and list(m["modes"]) == ["gated", "ungated"]
+    assert m["n_samples"] == 6 and m["mode"] == "gated" and list(m["modes"]) == ["gated", "soft", "ungated"]
+    assert m["well_formed_rate"] == 1.0 and m["named_equals_target"] == 1.0 and m["empty_rationale_rate"] <= 1.0
+    assert m["fluency_nll"] > 0 and m["template_nll"] > 0
     assert m["named_inactive"] == 0 and m["modes"]["gated"]["named_inactive"] == 0
     assert m["modes"]["gated"]["n_rationales"] == 6 * (len(m["aus"]) + 1)
     report = (tmp_path / "report" / "report.md").read_text()
     assert "rationale sensitivity" in report and (tmp_path / "report" / "rationale.png").exists()
     code, stdout, err = run_cli("audit", "--model", out, "--data", data, "--rationale", "--limit", 2,
-                                "--mode", "constrained", "--no-progress")
+                                "--mode", "soft", "--no-progress")
     assert code == 0, err
-    assert "rationale sensitivity" in stdout and "constrained" in stdout and "ungated" not in stdout
+    assert "rationale sensitivity" in stdout and "soft" in stdout and "ungated" not in stdout
     # without --rationale: the latent audit of the reasoner the verbalizer speaks for
     code, stdout, err = run_cli("audit", "--model", out, "--data", data, "--limit", 10, "--json", "--no-oracle")
     assert code == 0, err

@@ -16,34 +16,43 @@ from facr.verbalizer.train import TEMPLATES, rationale_target
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_rationale_targets_name_exactly_the_given_aus():
+def test_rationale_targets_name_exactly_the_given_aus_and_are_well_formed():
     from facr import au
+    from facr.verbalizer.model import clean_text
+    from facr.verbalizer.wellformed import check_rationale
 
     rng = random.Random(0)
     seen = set()
     for _ in range(40):
-        text = rationale_target(["AU6", "AU12", "AU25"], "happiness", rng)
+        text = rationale_target(["AU6", "AU12", "AU25"], "happiness", rng, 0.87)
         assert [f"AU{n}" for n in au.extract(text)] == ["AU6", "AU12", "AU25"] and "happiness" in text
+        assert check_rationale(clean_text(text), ["AU6", "AU12", "AU25"], "happiness") == [], text
+        assert text.endswith("happiness (p = 0.87).")
         seen.add(text)
     assert len(seen) == len(TEMPLATES)  # varied wording
     assert au.extract(rationale_target([], "neutral", rng)) == []
+    assert check_rationale(rationale_target([], "neutral", rng, 0.4), [], "neutral") == []
 
 
 def test_training_lowers_the_loss_and_the_checkpoint_reloads_to_the_same_rationales(trained_verbalizer):
     from facr.verbalizer.model import load_verbalizer
+    from facr.verbalizer.plan import RationalePlan
+    from facr.verbalizer.wellformed import check_rationale
 
     out, m = trained_verbalizer
     # only the soft prompt and the AU rows learn, on a frozen *random* 2-layer LM (a uniform guess over
-    # its 130 words costs ln 130 = 4.87 nats): the loss still falls by more than 0.4 nats (4.85 -> 4.19)
-    assert m["steps"] == 60 and m["loss_last"] < m["loss_first"] - 0.4, m
+    # its ~260 pieces costs ln 260 = 5.56 nats): the loss still falls, by 0.25 nats (5.21 -> 4.96)
+    assert m["steps"] == 60 and m["loss_last"] < m["loss_first"] - 0.15, m
     ckpt = out / "verbalizer"
     assert {p.name for p in ckpt.iterdir()} == {"verbalizer.safetensors", "config.json", ".facr-output.json"}
     examples = json.loads((out / "examples.json").read_text())
     v = load_verbalizer(ckpt)
     z = torch.tensor([e["z"] for e in examples])
-    assert v.generate(z, [e["emotion"] for e in examples]) == [e["rationale"] for e in examples]
-    for e in examples:  # the gate: nothing named below z = 1/2
-        assert all(e["z"][v.config.aus.index(a)] >= 0.5 for a in e["named"])
+    plans = [RationalePlan(e["target_aus"], e["emotion"], e["probability"]) for e in examples]
+    assert v.generate(z, [e["emotion"] for e in examples], plans=plans) == [e["rationale"] for e in examples]
+    for e in examples:  # plan and gate: exactly the target, nothing named below z = 1/2
+        assert e["named"] == e["target_aus"] and all(e["z"][v.config.aus.index(a)] >= 0.5 for a in e["named"])
+        assert check_rationale(e["rationale"], e["target_aus"], e["emotion"]) == []
 
 
 def test_train_verbalizer_cli_and_recipe_run(reasoner, tmp_path, run_cli):
