@@ -63,7 +63,7 @@ step "Stage 2: train the gated verbalizer on the frozen FACR reasoner (SmolLM2-1
 "$FACR" train verbalizer --config recipes/configs/verbalizer_synth.yaml --reasoner "${RUNS[0]}" \
   --data "$OUT/synth" --out "$OUT/verbalizer" --overwrite --no-progress
 
-step "The rationale audit: regenerate under every do(z_k = 0), gated vs free (ungated): $OUT/audit/rationale/report.md"
+step "The rationale audit: regenerate under every do(z_k = 0), gated (plan and realise), soft (the paper's gate) and free: $OUT/audit/rationale/report.md"
 "$FACR" audit --model "$OUT/verbalizer" --data "$OUT/synth" --rationale --limit 8 --out "$OUT/audit/rationale" \
   --overwrite --no-progress
 
