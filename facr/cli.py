@@ -354,6 +354,23 @@ def cmd_train_verbalizer(args) -> int:
     return 0
 
 
+def cmd_train_head(args) -> int:
+    from facr.frontends.head import config_from_args, train_head
+
+    run = train_head(config_from_args(args), progress=not args.no_progress, overwrite=args.overwrite)
+    m = run.metrics
+    if args.json:
+        _print_json({"out": str(run.out), "dropped_aus": run.dropped_aus, **m})
+        return 0
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    print(f"wrote {run.out}: an AU head over {len(m.get('recall', {}))} classes; held-out {m['n_samples']} faces: "
+          f"accuracy {fmt(m['accuracy'])}, macro-F1 {fmt(m['macro_f1'])}, CF sensitivity {fmt(m['cf_sensitivity'])} "
+          f"(present parents {fmt(m['cf_sensitivity_active'])}), CF invariance {fmt(m['cf_invariance'])}")
+    if run.dropped_aus:
+        print(f"left out {', '.join(run.dropped_aus)}: the front end codes them, the benchmark's SCM does not draw them")
+    return 0
+
+
 def cmd_train_table(args) -> int:
     rows = []
     # name each run by what tells it apart: its path below the runs' common folder
@@ -829,6 +846,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_verbalizer_arguments(p)
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
     p.set_defaults(func=cmd_train_verbalizer)
+    p = t_v.add_parser(
+        "head", help="train the emotion head on AU vectors (the SCM's, or a labelled AU table): a reasoner for any "
+                     "front end",
+        description="Train the graph-conditioned emotion head z -> y with the counterfactual-faithfulness objective on "
+                    "AU vectors instead of pixels: drawn from the benchmark's structural causal model (default; no "
+                    "images), or read from a labelled OpenFace / OpenFace 3.0 / py-feat / LibreFace table.",
+        epilog="examples:\n  facr train head --frontend mediapipe --graph emfacs --out runs/head\n"
+               "  facr train head --data openface.csv --label-column emotion --out runs/head-openface",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    from facr.frontends.head import add_head_arguments
+
+    add_head_arguments(p)
+    p.add_argument("--json", action="store_true", help="print the held-out metrics as one JSON object")
+    p.set_defaults(func=cmd_train_head)
     p = t_v.add_parser(
         "table", help="the held-out metrics of several run folders side by side (a markdown table)",
         description="Read RUN/metrics.json of each run folder and print them as one markdown table: recognition, "
