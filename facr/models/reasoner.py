@@ -110,13 +110,7 @@ class Reasoner(nn.Module):
             self.head = AGCMHead(K, C, config.concept_embedding)
             return
         self.to_au = nn.Linear(self.encoder.dim, K)
-        if config.head == "linear":
-            self.head = nn.Linear(K, C)
-        else:
-            self.head = nn.Sequential(
-                nn.Linear(K, config.head_hidden), nn.GELU(), nn.Dropout(config.dropout),
-                nn.Linear(config.head_hidden, C),
-            )
+        self.head = build_head(config.head, K, C, config.head_hidden, config.dropout)
 
     @property
     def z_only(self) -> bool:
@@ -171,6 +165,16 @@ class Reasoner(nn.Module):
         return ReasonerOutput(z_logits=lat.z_logits, z=z, logits=eff.logits, effects=eff, attention=lat.attention)
 
 
+def build_head(kind: str, n_aus: int, n_classes: int, hidden: int = 64, dropout: float = 0.0) -> nn.Module:
+    """The z → ŷ emotion head (``mlp`` or ``linear``): the one the reasoner puts on its encoder and the
+    AU-vector head of :mod:`facr.frontends.head` puts on any front end."""
+    if kind == "linear":
+        return nn.Linear(n_aus, n_classes)
+    if kind != "mlp":
+        raise ValueError(f"a z-only head is mlp or linear, got {kind!r}")
+    return nn.Sequential(nn.Linear(n_aus, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+
+
 def normalize_images(images: torch.Tensor) -> torch.Tensor:
     """uint8 ``[B, H, W, 3]`` images → float ``[B, 3, H, W]`` normalised with ImageNet statistics.
 
@@ -217,13 +221,13 @@ def save_reasoner(model: Reasoner, graph: AUGraph, path: str | os.PathLike, *, o
     return path
 
 
-def checkpoint_metadata(config: ReasonerConfig) -> dict[str, str]:
-    """The safetensors metadata of a reasoner's weights: the AU and class order they were trained
-    with, so that :func:`load_reasoner` refuses a ``config.json`` edited afterwards (a reordered
+def checkpoint_metadata(config, kind: str = "reasoner") -> dict[str, str]:
+    """The safetensors metadata of a reasoner's (``kind``: or an AU head's) weights: the AU and class
+    order they were trained with, so that :func:`load_reasoner` refuses a ``config.json`` edited afterwards (a reordered
     ``classes`` list fits every tensor shape and would relabel each prediction silently)."""
     import json
 
-    return {"format": "pt", "facr": "reasoner", "aus": json.dumps(config.aus), "classes": json.dumps(config.classes)}
+    return {"format": "pt", "facr": kind, "aus": json.dumps(config.aus), "classes": json.dumps(config.classes)}
 
 
 def read_json_file(path: Path) -> dict:
@@ -278,7 +282,7 @@ def parameter_count(config: ReasonerConfig) -> int:
     return sum(t.numel() for t in [*model.parameters(), *model.buffers()])
 
 
-def _check_order(metadata: dict[str, str], config: ReasonerConfig, path: Path) -> None:
+def check_order(metadata: dict[str, str], config, path: Path) -> None:
     """The AU and class order of ``config.json`` must be the one the weights were saved with
     (checkpoints written before the order was recorded carry none and are not checked)."""
     import json
@@ -319,8 +323,15 @@ def load_reasoner(path: str | os.PathLike, map_location: str = "cpu") -> tuple[R
         raise CheckpointError(path / "config.json", f"describes a network of {n:,} parameters, more than facr loads "
                                                     f"({MAX_PARAMETERS:,})")
     state, metadata = read_weights(path / "model.safetensors", map_location)
-    _check_order(metadata, config, path)
+    check_order(metadata, config, path)
     model = Reasoner(config)
+    load_checked(model, state, path / "model.safetensors")
+    return model.eval(), graph
+
+
+def load_checked(model: nn.Module, state: dict[str, torch.Tensor], file: Path) -> None:
+    """Load ``state`` into ``model`` after checking every tensor is there with the shape config.json
+    gives it (one :class:`CheckpointError` naming ``file`` and the first mismatch, never torch's list)."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -329,8 +340,6 @@ def load_reasoner(path: str | os.PathLike, map_location: str = "cpu") -> tuple[R
         first = (misshapen or missing or unexpected)[0]
         example = (f"{first} is {list(state[first].shape)} in the file, {list(expected[first].shape)} by config.json"
                    if misshapen else first)
-        raise CheckpointError(path / "model.safetensors",
-                              f"weights do not fit config.json ({len(missing)} missing, {len(unexpected)} unexpected, "
-                              f"{len(misshapen)} misshapen tensors, e.g. {example})")
+        raise CheckpointError(file, f"weights do not fit config.json ({len(missing)} missing, {len(unexpected)} "
+                                    f"unexpected, {len(misshapen)} misshapen tensors, e.g. {example})")
     model.load_state_dict(state)
-    return model.eval(), graph
