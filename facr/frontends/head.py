@@ -49,8 +49,9 @@ from facr.graph import validate as graph_rules
 from facr.losses import LossWeights
 from facr.models.reasoner import MAX_CLASSES, MAX_HEAD_HIDDEN, CheckpointError
 
-__all__ = ["AUHead", "FRONTENDS", "HeadConfig", "HeadReading", "HeadTrainConfig", "REALFACE_COMMAND", "default_head_path",
-           "frontend_aus", "load_default_head", "load_head", "read_faces", "save_head", "train_head"]
+__all__ = ["AUHead", "FRONTENDS", "HeadConfig", "HeadReading", "HeadTrainConfig", "REALFACE_COMMAND",
+           "default_head_path", "frontend_aus", "load_default_head", "load_head", "read_faces", "save_head",
+           "train_head"]
 
 FRONTENDS = ("scm", "mediapipe", "openface", "openface3", "pyfeat", "libreface")
 """Front ends a head can be trained for: ``scm`` (every AU the benchmark draws), ``mediapipe`` (the AUs
@@ -268,7 +269,8 @@ def jitter(z: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
     noisy = z + rng.normal(0.0, sigma, z.shape)
     present = z >= 0.5
     absent_top = 5 * STEP  # 0.45: the most an absent AU's z reaches
-    return np.where(present, np.clip(noisy, PRESENT_FLOOR, 1.0), np.clip(np.abs(noisy), 0.0, absent_top)).astype(np.float32)
+    out = np.where(present, np.clip(noisy, PRESENT_FLOOR, 1.0), np.clip(np.abs(noisy), 0.0, absent_top))
+    return out.astype(np.float32)
 
 
 def scm_data(aus: Sequence[str], n: int, seed: int, subjects: int = 100, noise: float = 0.0) -> AUData:
@@ -416,7 +418,8 @@ def head_data(cfg: HeadTrainConfig) -> tuple[AUData, AUData, str, list[str]]:
     wanted = cfg.aus or frontend_aus(frontend)
     aus = [a for a in wanted if a in SYNTH_AUS]
     if not aus:
-        raise FacrError("--aus", f"none of {', '.join(wanted)} is drawn by the benchmark's SCM ({', '.join(SYNTH_AUS)})")
+        raise FacrError("--aus", f"none of {', '.join(wanted)} is drawn by the benchmark's SCM "
+                                 f"({', '.join(SYNTH_AUS)})")
     train = scm_data(aus, cfg.n, cfg.seed, cfg.subjects, cfg.noise).part("train")
     test = scm_data(aus, cfg.n, cfg.seed, cfg.subjects, 0.0).part("test")
     return train, test, frontend, [a for a in wanted if a not in aus]
@@ -552,7 +555,8 @@ def add_head_arguments(p) -> None:
     p.add_argument("--graph", default="emfacs", help="G: a facr-graph file, emfacs, pspi, or truth (the SCM's graph)")
     p.add_argument("--epochs", type=int, default=None, help="passes over the training faces (default 30)")
     p.add_argument("--n", type=int, default=None, help="SCM faces to draw (default 20000)")
-    p.add_argument("--noise", type=float, default=None, help="SCM: σ of z's jitter within its side of 0.5 (default 0.05)")
+    p.add_argument("--noise", type=float, default=None,
+                   help="SCM: σ of z's jitter within its side of 0.5 (default 0.05)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and the training (default 0)")
     p.add_argument("--out", required=True, help="the head's folder")
     p.add_argument("--overwrite", action="store_true", help="replace a head folder facr wrote there")
