@@ -1,5 +1,11 @@
 """The explainer behind the chat: a reasoner, a reference graph G and (optionally) a verbalizer.
 
+The reasoner is either a pixel reasoner (encoder + head: a face crop → z → ŷ) or a **front end + AU
+head** (:mod:`facr.frontends`: a real photo → MediaPipe's z over the AUs it codes → the head's ŷ). Only
+:meth:`Explainer.read` (where z comes from) and :meth:`Explainer.where` (region maps of the latent
+units, or landmark regions on the face's own points) differ between the two; readings, what-ifs,
+checks against G and rationales are one code path on z.
+
 Every what-if goes through the one intervention, :func:`facr.causal.do`, and every per-AU effect
 through :func:`facr.causal.intervention_effects` — the same code the training loss and the audits
 use — so what the chat says a do() does is what the audit measures.
@@ -24,6 +30,7 @@ DEMO_MODEL = DEMO / "experiment" / "cells" / "facr" / "seed0" / "fixed"
 DEMO_VERBALIZER = DEMO / "verbalizer"
 DEMO_DATA = DEMO / "synth"
 THRESHOLD = 0.5  # z_k ≥ ½: the AU is active (what the verbalizer's gate lets through)
+FRONTENDS = ("mediapipe",)  # front ends the chat runs an AU head on (``facr chat --frontend``)
 
 
 @dataclass
@@ -32,7 +39,9 @@ class Reading:
 
     ``z``: [K] the AU latent; ``effects``: ŷ and ŷ^{do(z_k = 0)} for this one face (batch of 1);
     ``settings``: the do() applied to get here (empty for the face as seen); ``head``: the z → ŷ
-    function of this face (for ``head: agcm`` it holds the face's concept embeddings)."""
+    function of this face (for ``head: agcm`` it holds the face's concept embeddings). With a front end:
+    ``coded`` [K] bool, False where the front end cannot see AU k (z_k is then 0 and means nothing: shown
+    as not seen, never as 0), and ``face`` the front end's :class:`~facr.frontends.FaceReading`."""
 
     z: torch.Tensor
     effects: Effects
@@ -40,6 +49,8 @@ class Reading:
     aus: list[str]
     settings: dict[str, float] = field(default_factory=dict)
     head: object = field(default=None, repr=False, compare=False)
+    coded: torch.Tensor | None = None
+    face: object = field(default=None, repr=False, compare=False)
 
     @property
     def logits(self) -> torch.Tensor:
@@ -66,6 +77,14 @@ class Reading:
     def prob(self, cls: str) -> float:
         return float(self.probs[self.classes.index(cls)])
 
+    def seen(self, au: str) -> bool:
+        """Whether z of ``au`` is a value: the front end codes it, or a do() set it."""
+        return self.coded is None or au in self.settings or bool(self.coded[self.aus.index(au)])
+
+    def z_text(self, au: str) -> str:
+        """z of ``au`` as the chat writes it: ``0.83``, or ``not seen`` where the front end cannot see it."""
+        return f"{float(self.z[self.aus.index(au)]):.2f}" if self.seen(au) else "not seen"
+
     def effect(self, au: str, cls: str | None = None) -> float:
         """Δ of ``au`` on ``cls`` (default: the predicted class)."""
         return float(self.delta[self.aus.index(au), self.classes.index(cls or self.predicted)])
@@ -80,6 +99,7 @@ class AURow:
     delta: float
     sign: int  # s_kc in G: +1, −1, or 0 (not a parent)
     verdict: str
+    seen: bool = True  # False: the front end cannot see the AU (z is no reading)
 
 
 @dataclass
@@ -99,18 +119,24 @@ class FaceCheck:
 
 
 class Explainer:
-    """A reasoner (``model``), the graph G it is explained against (``graph``), and a verbalizer or None."""
+    """A reasoner (``model``), the graph G it is explained against (``graph``), and a verbalizer or None.
 
-    def __init__(self, model, graph, verbalizer=None, *, epsilon: float = 0.1, model_path: str | None = None,
-                 verbalizer_path: str | None = None):
+    ``model`` is a pixel reasoner (:class:`facr.models.reasoner.Reasoner`), or an AU head
+    (:class:`facr.frontends.head.AUHead`, z → ŷ) with the ``frontend`` that gives it z
+    (:class:`facr.frontends.mediapipe.MediaPipeFrontend`)."""
+
+    def __init__(self, model, graph, verbalizer=None, *, frontend=None, epsilon: float = 0.1,
+                 model_path: str | None = None, verbalizer_path: str | None = None):
         self.model = model.eval()
         self.graph = graph
         self.verbalizer = verbalizer
+        self.frontend = frontend
         self.epsilon = float(epsilon)
         self.model_path, self.verbalizer_path = model_path, verbalizer_path
         self.aus: list[str] = list(model.config.aus)
         self.classes: list[str] = list(model.config.classes)
-        self.image_size: int = int(model.config.encoder.image_size)
+        encoder = getattr(model.config, "encoder", None)  # an AU head has none: its z comes from the front end
+        self.image_size: int | None = int(encoder.image_size) if encoder is not None else None
         if verbalizer is not None and list(verbalizer.config.aus) != self.aus:
             raise FacrError(verbalizer_path, "the verbalizer was trained on a reasoner with other AUs "
                                              f"({', '.join(verbalizer.config.aus)})")
@@ -155,6 +181,68 @@ class Explainer:
         return cls(reasoner.to(device), g, v, epsilon=training_epsilon(folder) or 0.1, model_path=str(folder),
                    verbalizer_path=str(vfolder) if vfolder else None)
 
+    @classmethod
+    def load_frontend(cls, frontend: str = "mediapipe", model: str | None = None, verbalizer: str | None = None,
+                      graph: str | None = None, *, device: str = "cpu") -> "Explainer":
+        """A front end and an AU head: ``model`` is a head folder (``facr train head``; default: the shipped
+        real-face head, :func:`facr.frontends.head.default_head_path`), ``verbalizer`` one trained on a
+        latent with the head's AU order (else refused), ``graph`` as in :meth:`load`. The front end's native
+        tasks are opened here, so a missing MediaPipe install is one line at start, not at the first face."""
+        from facr.frontends.head import default_head_path, load_head
+        from facr.frontends.mediapipe import MediaPipeFrontend
+        from facr.graph import resolve_graph
+
+        if frontend not in FRONTENDS:
+            raise FacrError("--frontend", f"unknown front end {frontend!r} (choose from {', '.join(FRONTENDS)})")
+        path = Path(model) if model is not None else default_head_path()
+        head, own = load_head(path)
+        g = own if graph is None else resolve_graph(graph)
+        v, vfolder = None, None
+        if verbalizer is not None:
+            from facr.audit.rationale import verbalizer_folder
+            from facr.verbalizer.model import load_verbalizer
+
+            vfolder = verbalizer_folder(verbalizer)
+            if vfolder is None:
+                raise FacrError(verbalizer, "no facr verbalizer checkpoint here")
+            v = load_verbalizer(vfolder, device=device)
+        reader = MediaPipeFrontend(head.config.aus).open()
+        return cls(head.to(device), g, v, frontend=reader, epsilon=head_epsilon(path), model_path=str(path),
+                   verbalizer_path=str(vfolder) if vfolder else None)
+
+    # ------------------------------------------------------------------ the front end
+    def unseen(self, au: str) -> str | None:
+        """Why the front end cannot see ``au`` (None when it can, or when there is no front end)."""
+        if self.frontend is None or au in self.frontend.map.weights:
+            return None
+        from facr.frontends.mediapipe import NOT_SEEN
+
+        return NOT_SEEN.get(au, "no row for it in the front end's blendshape map")
+
+    def not_seen(self, graph=None) -> list[str]:
+        """The AUs of the head's latent, of ``graph`` (default G) and of the front end's own list of blind
+        spots that the front end cannot see ([] without a front end)."""
+        if self.frontend is None:
+            return []
+        from facr.frontends.mediapipe import NOT_SEEN
+
+        g = graph or self.graph
+        candidates = set(self.aus) | set(NOT_SEEN) | {e.source for c in g.classes for e in g.parent_edges(c)}
+        return [a for a in au_vocab.sort_aus(candidates) if self.unseen(a)]
+
+    def prepare(self, source, *, detect: bool = True, name: str | None = None):
+        """A picture (path, bytes, array) as the explainer reads it: a :class:`~facr.chat.face.Face`. A pixel
+        reasoner gets its face crop (:func:`~facr.chat.face.prepare_face`); a front end reads the whole picture
+        and keeps its reading of the largest face (``detect`` does not apply: the front end always detects).
+        No face: :class:`~facr.chat.face.FaceError`."""
+        from facr.chat.face import prepare_face
+
+        if self.frontend is None:
+            return prepare_face(source, self.image_size, detect=detect, name=name)
+        from facr.chat.realface import frontend_face
+
+        return frontend_face(self.frontend, source, name)
+
     # ------------------------------------------------------------------ readings
     def signs(self, graph=None) -> torch.Tensor:
         """s [K, C] of ``graph`` (default: the explainer's G) in the model's orders."""
@@ -163,25 +251,41 @@ class Explainer:
         return graph_signs(graph or self.graph, self.aus, self.classes)
 
     @torch.no_grad()
-    def read(self, pixels: np.ndarray) -> Reading:
-        """The reasoner on one ``[S, S, 3]`` uint8 face: z = σ(f(x)), ŷ and every do(z_k = 0)."""
+    def read(self, pixels: np.ndarray, face=None) -> Reading:
+        """The reasoner on one ``[S, S, 3]`` uint8 face: z = σ(f(x)), ŷ and every do(z_k = 0). With a front
+        end: ``pixels`` is a whole picture and the largest face in it is read (or ``face``, the front end's
+        reading of it, when given); no face raises :class:`~facr.chat.face.FaceError`."""
+        if self.frontend is not None:
+            if face is None:
+                face = self.prepare(pixels).reading
+            return self.read_face(face)
         device = next(self.model.parameters()).device
         x = torch.from_numpy(np.array(pixels, dtype=np.uint8, copy=True)).unsqueeze(0).to(device)
         with self._lock:
             latent = self.model.latent(x)
         return self.read_latent(latent.z[0], head=latent.head)
 
+    def read_face(self, face) -> Reading:
+        """A front end's :class:`~facr.frontends.FaceReading` through the head: z in the head's AU order (an
+        AU the front end does not code is 0 to the head and marked not seen), then :meth:`read_latent`."""
+        from facr.frontends.head import align
+
+        z, coded = align([face], self.aus)
+        return self.read_latent(torch.from_numpy(z[0]), coded=torch.from_numpy(coded[0]), face=face)
+
     @torch.no_grad()
-    def read_latent(self, z: torch.Tensor, settings: dict[str, float] | None = None, head=None) -> Reading:
+    def read_latent(self, z: torch.Tensor, settings: dict[str, float] | None = None, head=None, *,
+                    coded: torch.Tensor | None = None, face=None) -> Reading:
         """ŷ = head(z) and Δ under every do(z_k = 0), in one batched head call (:mod:`facr.causal`).
-        ``head``: the face's z → ŷ (default: the model's z-only head)."""
+        ``head``: the face's z → ŷ (default: the model's z-only head); ``coded``, ``face``: as in
+        :class:`Reading`."""
         head = head or self.model.latent_head()
         device = next(self.model.parameters()).device
         with self._lock:
             eff = intervention_effects(head, z.reshape(1, -1).float().to(device))
         eff = Effects(eff.logits.cpu(), eff.cf_logits.cpu(), eff.value)
         return Reading(z=z.detach().cpu().float(), effects=eff, classes=self.classes, aus=self.aus,
-                       settings=dict(settings or {}), head=head)
+                       settings=dict(settings or {}), head=head, coded=coded, face=face)
 
     def what_if(self, base: Reading, settings: dict[str, float]) -> Reading:
         """``base`` under do(z_k = v) for every (k, v) in ``settings`` (AU names; v in [0, 1]), on top of the
@@ -195,20 +299,29 @@ class Explainer:
                 raise FacrError(None, f"do({a} = {v}): z_k must be in [0, 1]")
             z = do(z, self.aus.index(au_vocab.canonical(a)), float(v))
         merged = {**base.settings, **{au_vocab.canonical(a): float(v) for a, v in settings.items()}}
-        return self.read_latent(z[0], merged, head=base.head)
+        return self.read_latent(z[0], merged, head=base.head, coded=base.coded, face=base.face)
 
     # ------------------------------------------------------------------ where
-    def where(self, pixels: np.ndarray, aus: list[str] | None = None, graph=None, method: str | None = None):
+    def where(self, pixels: np.ndarray, aus: list[str] | None = None, graph=None, method: str | None = None,
+              reading: Reading | None = None):
         """Region maps of ``aus`` (default: the AUs invoked for the prediction under ``graph``) on one
-        face: a :class:`facr.explain.overlay.FaceMaps` with ``image`` (the rendered overlays, RGB)."""
+        face: a :class:`facr.explain.overlay.FaceMaps` with ``image`` (the rendered overlays, RGB). A pixel
+        reasoner: maps of its latent units (``method``); a front end: each AU's landmark region on the
+        face's own points (:func:`facr.chat.realface.landmark_maps`; ``reading``: that face as read from
+        ``pixels``, read again when None)."""
         import io
 
         from PIL import Image
 
         from facr.explain.overlay import explain_face, render
 
-        with self._lock:
-            fm = explain_face(self.model, graph or self.graph, pixels, method, aus)
+        if self.frontend is not None:
+            from facr.chat.realface import landmark_maps
+
+            fm = landmark_maps(self, pixels, reading or self.read(pixels), aus, graph)
+        else:
+            with self._lock:
+                fm = explain_face(self.model, graph or self.graph, pixels, method, aus)
         fm.image = np.asarray(Image.open(io.BytesIO(render(fm))).convert("RGB"))
         return fm
 
@@ -237,6 +350,9 @@ class Explainer:
         rows = []
         for k, a in enumerate(self.aus):
             sign, d, zk = int(s[k, c]), float(reading.delta[k, c]), float(reading.z[k])
+            if not reading.seen(a):
+                rows.append(AURow(a, zk, d, sign, "not seen by this front end", seen=False))
+                continue
             if sign and sign * d > self.epsilon:
                 verdict = "moves as G says"
             elif sign:
@@ -296,6 +412,12 @@ class Explainer:
             raise result["error"]
         yield result["text"]
 
+    @property
+    def rationale_source(self) -> str:
+        """Where the rationale's words come from, as the chat heads it."""
+        return "the verbalizer, gated by z" if self.verbalizer is not None else \
+            "read off the intervention effects: no verbalizer"
+
     def rationale(self, reading: Reading) -> str:
         *_, last = self.rationale_stream(reading)
         return last
@@ -314,3 +436,14 @@ class Explainer:
     def named(text: str) -> list[str]:
         """The AUs a rationale names (the one parser)."""
         return [f"AU{n}" for n in au_vocab.extract(text)]
+
+
+def head_epsilon(folder: Path) -> float:
+    """The ε an AU head was trained with (its ``training.json``), else 0.1."""
+    from facr.utils import loads_json
+
+    try:
+        value = loads_json((Path(folder) / "training.json").read_text(encoding="utf-8"))["config"]["epsilon"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.1
+    return float(value) if isinstance(value, (int, float)) else 0.1

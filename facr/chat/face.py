@@ -34,12 +34,15 @@ class FaceError(FacrError):
 class Face:
     """The reasoner's input and where it came from. ``pixels``: ``[S, S, 3]`` uint8 at the model's size;
     ``box``: (x, y, w, h) of the face in the original picture (None where detection was skipped);
-    ``note``: one line saying what was done."""
+    ``note``: one line saying what was done; ``reading``: a front end's
+    :class:`~facr.frontends.FaceReading` of the face (front-end explainers: ``pixels`` is then the whole
+    picture, as the front end read it), else None."""
 
     pixels: np.ndarray
     box: tuple[int, int, int, int] | None
     n_faces: int
     note: str
+    reading: object = None
 
 
 def _label(source, name: str | None) -> str:
@@ -143,13 +146,18 @@ def detect_faces(rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
     return []
 
 
-def square_crop(rgb: np.ndarray, box: tuple[int, int, int, int], margin: float = MARGIN) -> np.ndarray:
-    """The square of side ``margin``·max(w, h) centred on ``box``; parts outside the picture are filled by
-    repeating its edge (a face at the border keeps its framing)."""
+def square_box(box: tuple[float, float, float, float], margin: float = MARGIN) -> tuple[int, int, int]:
+    """(x0, y0, side) of the square :func:`square_crop` cuts around ``box`` (x, y, w, h), in picture pixels."""
     x, y, w, h = box
     side = int(round(max(w, h) * margin))
     cx, cy = x + w / 2.0, y + h / 2.0
-    x0, y0 = int(round(cx - side / 2.0)), int(round(cy - side / 2.0))
+    return int(round(cx - side / 2.0)), int(round(cy - side / 2.0)), side
+
+
+def square_crop(rgb: np.ndarray, box: tuple[int, int, int, int], margin: float = MARGIN) -> np.ndarray:
+    """The square of side ``margin``·max(w, h) centred on ``box``; parts outside the picture are filled by
+    repeating its edge (a face at the border keeps its framing)."""
+    x0, y0, side = square_box(box, margin)
     H, W = rgb.shape[:2]
     pad = max(0, -x0, -y0, x0 + side - W, y0 + side - H)
     if pad:

@@ -5,6 +5,8 @@ Matplotlib's object API (``Figure``), not pyplot: the app draws from several thr
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import numpy as np
 
 from facr import au as au_vocab
@@ -22,7 +24,8 @@ def _to_array(fig) -> np.ndarray:
 
 def au_bars(reading: Reading, signs: dict[str, int] | None = None) -> np.ndarray:
     """z_k for every AU as a bar, the active threshold as a line; bars of Pa(ĉ) coloured by their edge's
-    sign, AUs set by a what-if hatched and labelled ``do``."""
+    sign, AUs set by a what-if hatched and labelled ``do``; an AU the front end cannot see has no bar but
+    the words "not seen by this front end" (its z is no reading, not 0)."""
     from matplotlib.figure import Figure
 
     signs = signs or {}
@@ -33,24 +36,31 @@ def au_bars(reading: Reading, signs: dict[str, int] | None = None) -> np.ndarray
     y = np.arange(len(aus))[::-1]
     colors = [POSITIVE if signs.get(a, 0) > 0 else NEGATIVE if signs.get(a, 0) < 0 else "#7f8c99" for a in aus]
     bars = ax.barh(y, z, color=colors, height=0.7)
-    for bar, a in zip(bars, aus):
+    for bar, a, yk in zip(bars, aus, y):
         if a in reading.settings:
             bar.set_hatch("///")
             bar.set_edgecolor("black")
+        elif not reading.seen(a):
+            bar.set_visible(False)
+            ax.text(0.01, yk, "not seen by this front end", va="center", fontsize=6, color="#7f8c99", style="italic")
     ax.axvline(THRESHOLD, color="black", linestyle="--", linewidth=1)
     ax.set_yticks(y)
-    ax.set_yticklabels([f"{a} do" if a in reading.settings else a for a in aus], fontsize=7)
+    ax.set_yticklabels([f"{a} do" if a in reading.settings else a if reading.seen(a) else f"{a} ?" for a in aus],
+                       fontsize=7)
     ax.set_xlim(0, 1)
-    ax.set_xlabel("z; dashed: active at ½; hatched: set by do()", fontsize=7)
+    blind = "; ?: not seen by the front end" if not all(reading.seen(a) for a in aus) else ""
+    ax.set_xlabel(f"z; dashed: active at ½; hatched: set by do(){blind}", fontsize=7)
     ax.tick_params(axis="x", labelsize=7)
     ax.set_title(f"Pa({reading.predicted}): green +, red −", fontsize=8)
     fig.tight_layout()
     return _to_array(fig)
 
 
-def parents_figure(parents: list[tuple[str, int, float, str]], reading: Reading, graph_name: str) -> np.ndarray:
+def parents_figure(parents: list[tuple[str, int, float, str]], reading: Reading, graph_name: str,
+                   unseen: Iterable[str] = ()) -> np.ndarray:
     """Pa(ĉ) → ĉ: one signed edge per parent (green +, red −, width = weight), each AU labelled with its z
-    and its measured Δ on this face."""
+    and its measured Δ on this face, or "not seen by the front end" for those in ``unseen`` (and for AUs the
+    reading marks not coded)."""
     from matplotlib.figure import Figure
 
     cls = reading.predicted
@@ -68,9 +78,13 @@ def parents_figure(parents: list[tuple[str, int, float, str]], reading: Reading,
         ax.annotate("", xy=(0.95, yc), xytext=(0.05, y),
                     arrowprops=dict(arrowstyle="-|>", color=POSITIVE if s > 0 else NEGATIVE,
                                     lw=0.8 + 2.2 * w / wmax, alpha=0.85 if active else 0.35))
-        zk = float(reading.z[reading.aus.index(a)]) if a in reading.aus else float("nan")
-        d = reading.effect(a, cls) if a in reading.aus else float("nan")
-        ax.text(0.0, y, f"{'+' if s > 0 else '−'} {a} {au_vocab.info(a).name.lower()}\nz={zk:.2f}  Δ={d:+.2f}",
+        if a in unseen or (a in reading.aus and not reading.seen(a)):
+            detail = "not seen by the front end"
+        elif a in reading.aus:
+            detail = f"z={float(reading.z[reading.aus.index(a)]):.2f}  Δ={reading.effect(a, cls):+.2f}"
+        else:
+            detail = "not in the model's latent"
+        ax.text(0.0, y, f"{'+' if s > 0 else '−'} {a} {au_vocab.info(a).name.lower()}\n{detail}",
                 ha="right", va="center", fontsize=7, fontweight="bold" if active else "normal")
     ax.text(1.0, yc, cls, ha="left", va="center", fontsize=11, fontweight="bold", color="#2b5c8a")
     title = f"Pa({cls}) in G {graph_name}" if parents else f"G {graph_name} has no parents for {cls}"

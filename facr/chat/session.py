@@ -13,6 +13,7 @@ from typing import Iterator
 from facr import au as au_vocab
 from facr.chat.explainer import THRESHOLD, Explainer, FaceCheck, Reading
 from facr.chat.questions import Question, parse_question
+from facr.chat.realface import LANDMARK_WORDS, to_picture
 
 EXAMPLES = ["why?", "what if AU12 were absent?", "what if AU4 were at 0.9?", "which AUs matter for sadness?", "where is AU12?",
             "reset"]
@@ -58,9 +59,10 @@ class ChatSession:
             self.graph = self.explainer.graph
 
     # ------------------------------------------------------------------ face and graph
-    def see(self, pixels, note: str = "") -> Reading:
-        """A new face: read it, forget the what-ifs and rationales of the last one."""
-        self.face = self.current = self.explainer.read(pixels)
+    def see(self, pixels, note: str = "", face=None) -> Reading:
+        """A new face: read it, forget the what-ifs and rationales of the last one. ``face``: a front end's
+        reading of the face in ``pixels`` (:attr:`facr.chat.face.Face.reading`), so it is not read twice."""
+        self.face = self.current = self.explainer.read(pixels, face=face)
         self.pixels, self.overlay = pixels, None
         self.rationale = self.current_rationale = None
         self.note = note
@@ -104,7 +106,7 @@ class ChatSession:
     def _why(self, q: Question) -> Iterator[str]:
         r = self.current
         head = f"The reasoner says **{r.predicted}** (p = {r.prob(r.predicted):.2f})"
-        head += self._settings_suffix(r) + ".\n\n**Rationale** (the verbalizer, gated by z):\n\n"
+        head += self._settings_suffix(r) + f".\n\n**Rationale** ({self.explainer.rationale_source}):\n\n"
         if self.current_rationale is None:
             text = ""
             for md, text in self.stream_rationale(r, head):
@@ -123,10 +125,14 @@ class ChatSession:
         rows = sorted(chk.rows, key=lambda row: -abs(row.delta))
         shown = [row for row in rows if row.sign or row.z >= THRESHOLD or abs(row.delta) > chk.epsilon][:10]
         for row in shown:
-            lines.append(f"| {row.au} {au_vocab.info(row.au).name.lower()} | {row.z:.2f} | {row.delta:+.2f} | "
+            lines.append(f"| {row.au} {au_vocab.info(row.au).name.lower()} | {r.z_text(row.au)} | {row.delta:+.2f} | "
                          f"{_sign(row.sign)} | {'yes' if row.au in named else ''} | {row.verdict} |")
         lines += ["", f"Against G: {chk.sens_hits}/{chk.sens_pairs} parents move {r.predicted} as their edge says; "
                       f"{chk.inv_hits}/{chk.inv_pairs} non-parents leave it unchanged."]
+        blind = [a for a, _, _, _ in self.explainer.parents(r.predicted, self.graph) if self.explainer.unseen(a)]
+        if blind:
+            lines.append(f"Parents of {r.predicted} in G this front end cannot see: {', '.join(blind)} "
+                         "(not coded: they cannot move it on a face it reads).")
         unfaithful = [a for a in named if a in self.explainer.aus and abs(r.effect(a)) <= chk.epsilon]
         if unfaithful:
             lines.append(f"Named but with no effect on this decision: {', '.join(unfaithful)}.")
@@ -145,7 +151,7 @@ class ChatSession:
         before_text = self._rationale_of_current()
         after = self.explainer.what_if(before, q.settings)
         lines = [", ".join(f"do({a} = {v:g})" for a, v in q.settings.items()) + " (was "
-                 + ", ".join(f"{a} = {float(before.z[self.explainer.aus.index(a)]):.2f}" for a in q.settings) + ")", ""]
+                 + ", ".join(f"{a} = {before.z_text(a)}" for a in q.settings) + ")", ""]
         if after.predicted != before.predicted:
             lines.append(f"The prediction **changes**: {before.predicted} → **{after.predicted}** "
                          f"(p {before.prob(before.predicted):.2f} → {after.prob(after.predicted):.2f}).")
@@ -179,11 +185,11 @@ class ChatSession:
             lines = [f"G (`{name}`) has no parents for **{cls}**."]
         else:
             lines = [f"In G (`{name}`), **{cls}** has {len(parents)} parent AU(s):", ""]
-            lines += [f"- {_sign(s)} {_au(a)} — weight {w:.2f}, {prov}" for a, s, w, prov in parents]
+            lines += [f"- {_sign(s)} {_au(a)} — weight {w:.2f}, {prov}"
+                      + (" — not seen by this front end" if self.explainer.unseen(a) else "") for a, s, w, prov in parents]
         ranked = sorted(self.explainer.aus, key=lambda a: -abs(r.effect(a, cls)))[:5]
         lines += ["", f"On this face, the AUs whose do(z_k = 0) moves the {cls} logit most:", ""]
-        lines += [f"- {a}: Δ = {r.effect(a, cls):+.2f} (z = {float(r.z[self.explainer.aus.index(a)]):.2f})"
-                  for a in ranked]
+        lines += [f"- {a}: Δ = {r.effect(a, cls):+.2f} (z = {r.z_text(a)})" for a in ranked]
         chk = self.check(r, cls)
         lines += ["", f"Check against G for {cls}: {chk.sens_hits}/{chk.sens_pairs} parents move it as their edge says, "
                       f"{chk.inv_hits}/{chk.inv_pairs} non-parents leave it unchanged."]
@@ -196,7 +202,9 @@ class ChatSession:
             k = self.explainer.aus.index(a)
             sign = int(self.explainer.signs(self.graph)[k, self.explainer.classes.index(r.predicted)])
             role = {1: "an excitatory parent", -1: "an inhibitory parent", 0: "not a parent"}[sign]
-            lines.append(f"{_au(a)}: z = {float(r.z[k]):.2f} ({'active' if r.z[k] >= THRESHOLD else 'inactive'}); "
+            state = ("the front end cannot see it: " + self.explainer.unseen(a)) if not r.seen(a) else \
+                ("active" if r.z[k] >= THRESHOLD else "inactive")
+            lines.append(f"{_au(a)}: z = {r.z_text(a)} ({state}); "
                          f"removing it moves {r.predicted} by Δ = {r.effect(a):+.2f}; in G it is {role} of "
                          f"{r.predicted}. Ask \"what if {a} were absent?\" to see the rest.")
         yield "\n\n".join(lines)
@@ -208,8 +216,7 @@ class ChatSession:
     def _help(self, q: Question) -> Iterator[str]:
         lead = ""
         if q.unknown:
-            lead = (f"{', '.join(q.unknown)} {'is' if len(q.unknown) == 1 else 'are'} not in this model's AU latent "
-                    f"({', '.join(self.explainer.aus)}).\n\n")
+            lead = self._unknown_text(q.unknown) + "\n\n"
         elif q.problem:
             lead = f"I could not read that: {q.problem}.\n\n"
         else:
@@ -217,24 +224,42 @@ class ChatSession:
         yield lead + self._help_text()
 
     def _where(self, q: Question) -> Iterator[str]:
-        fm = self.explainer.where(self.pixels, q.aus or None, self.graph)
+        fm = self.explainer.where(self.pixels, q.aus or None, self.graph, reading=self.face)
         self.overlay = fm.image
         if not fm.aus:
             yield "No AU is invoked for this prediction and none is active, so there is nothing to locate."
             return
         which = "" if q.aus else f" (the AUs invoked for {fm.predicted})"
-        lines = [f"**Where each AU is seen**{which}: {METHOD_WORDS.get(fm.method, fm.method)} of the AU's latent unit "
-                 "on the face as seen (what-ifs do not move pixels). The overlays are in the *Where the AU is seen* "
-                 "panel.", "", "| AU | z | Δ on " + fm.predicted + " | map peaks |", "|---|---|---|---|"]
+        how = LANDMARK_WORDS if fm.method == "landmarks" else \
+            f"{METHOD_WORDS.get(fm.method, fm.method)} of the AU's latent unit"
+        lines = [(f"**Where each AU is seen**{which}: {how} on the face as seen (what-ifs do not move pixels). The "
+                  "overlays are in the *Where the AU is seen* panel."), "",
+                 "| AU | z | Δ on " + fm.predicted + " | map peaks |", "|---|---|---|---|"]
         per_au = fm.summary()["aus"]
         for a in fm.aus:
             info = per_au[a]
             down, across = info["peak"]
-            lines.append(f"| {a} {au_vocab.info(a).name.lower()} | {info['z']:.2f} | {info['delta']:+.2f} | "
-                         f"{_place(down, across)} ({100 * down:.0f}% down, {100 * across:.0f}% across) |")
+            z = f"{info['z']:.2f}" if self.face.seen(a) else "not seen"
+            if fm.method == "landmarks":  # a real photo: the region on its landmarks, in the picture's pixels
+                x, y = to_picture(self.face.face, down, across)
+                place = f"{au_vocab.info(a).region}, centred at x = {x:.0f}, y = {y:.0f} in the picture"
+            else:
+                place = f"{_place(down, across)} ({100 * down:.0f}% down, {100 * across:.0f}% across)"
+            lines.append(f"| {a} {au_vocab.info(a).name.lower()} | {z} | {info['delta']:+.2f} | {place} |")
         if q.unknown:
-            lines.append(f"\n{', '.join(q.unknown)} is not in this model's latent.")
+            lines.append("\n" + self._unknown_text(q.unknown))
         yield "\n".join(lines)
+
+    def _unknown_text(self, aus: list[str]) -> str:
+        """Why AUs a person named are not in the latent: the front end cannot see them, or the model lacks them."""
+        blind = [a for a in aus if self.explainer.unseen(a)]
+        lacking = [a for a in aus if a not in blind]
+        out = [f"{a} is not seen by this front end ({self.explainer.unseen(a)}), so the head has no z for it."
+               for a in blind]
+        if lacking:
+            out.append(f"{', '.join(lacking)} {'is' if len(lacking) == 1 else 'are'} not in this model's AU latent "
+                       f"({', '.join(self.explainer.aus)}).")
+        return " ".join(out)
 
     def _help_text(self) -> str:
         return ("I can answer:\n"

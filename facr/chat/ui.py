@@ -1,7 +1,10 @@
 """The Gradio app: give a face, see the reasoner's reading, ask why and what if, swap the graph.
 
 ``facr chat`` and ``python app/app.py`` both call :func:`main`; tests call :func:`build_app` and
-launch it on a free loopback port. Every answer comes from :class:`facr.chat.ChatSession`.
+launch it on a free loopback port. Every answer comes from :class:`facr.chat.ChatSession`. With a
+front end (``--frontend mediapipe``, or no demo checkpoints) the app reads real photos through
+MediaPipe and the shipped real-face head, says which AUs the front end cannot see, and streams the
+webcam (emotion and AU bars per frame).
 """
 
 import argparse
@@ -12,8 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-from facr.chat.explainer import DEMO_DATA, Explainer
-from facr.chat.face import MAX_BYTES, FaceError, prepare_face
+from facr.chat.explainer import DEMO_DATA, DEMO_MODEL, DEMO_VERBALIZER, FRONTENDS, Explainer
+from facr.chat.face import MAX_BYTES, Face, FaceError
 from facr.chat.plots import au_bars, parents_figure
 from facr.chat.session import EXAMPLES, ChatSession
 from facr.errors import FacrError
@@ -62,7 +65,43 @@ def _panels(session: ChatSession):
     r = session.current
     parents = session.explainer.parents(r.predicted, session.graph)
     signs = {a: s for a, s, _, _ in parents}
-    return _probs(r), au_bars(r, signs), parents_figure(parents, r, getattr(session.graph, "name", "G"))
+    return _probs(r), au_bars(r, signs), parents_figure(parents, r, getattr(session.graph, "name", "G"),
+                                                        session.explainer.not_seen(session.graph))
+
+
+def _seen_image(session: ChatSession) -> np.ndarray:
+    """The "what the model sees" panel: a pixel reasoner's input, enlarged; a front end's face crop with the
+    landmarks it found."""
+    if session.explainer.frontend is None:
+        return _enlarged(session.pixels)
+    from facr.chat.realface import face_view
+
+    return face_view(session.pixels, session.face.face)
+
+
+def not_seen_line(explainer: Explainer, graph=None) -> str:
+    """One line naming the AUs the front end cannot see ("" without a front end)."""
+    blind = explainer.not_seen(graph)
+    if not blind:
+        return ""
+    from facr import au as au_vocab
+
+    names = ", ".join(f"{a} ({au_vocab.info(a).name.lower()})" for a in blind)
+    return f"Not seen by this front end (not coded, never read as 0): {names}."
+
+
+def live_reading(explainer: Explainer, frame, reader=None) -> tuple[dict | None, np.ndarray | None, str]:
+    """One webcam frame through the front end (``reader``: default the explainer's) and the head, as the live
+    panels show it: (class probabilities, AU bars, status line); no face: (None, None, a line saying so)."""
+    if frame is None:
+        return None, None, "Waiting for the webcam."
+    faces = (reader or explainer.frontend).read(np.asarray(frame))
+    if not faces:
+        return None, None, "No face in this frame."
+    r = explainer.read_face(faces[0])
+    signs = {a: s for a, s, _, _ in explainer.parents(r.predicted)}
+    line = f"Live: **{r.predicted}** (p = {r.prob(r.predicted):.2f}); active AUs: {', '.join(r.active) or 'none'}."
+    return _probs(r), au_bars(r, signs), line
 
 
 def _enlarged(pixels: np.ndarray, side: int = 160) -> np.ndarray:
@@ -108,13 +147,15 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
 
     empty = (gr.update(), gr.update(), gr.update())
 
-    def show_face(pixels, note, state):
+    def show_face(face: Face, note, state):
         session = new_session(state)
-        r = session.see(pixels, note)
+        r = session.see(face.pixels, note, face=face.reading)
         label, bars, parents = _panels(session)
-        shown = _enlarged(pixels)
+        shown = _seen_image(session)
+        blind = not_seen_line(explainer, session.graph)
         intro = (f"I see **{r.predicted}** (p = {r.prob(r.predicted):.2f}); active AUs: "
-                 f"{', '.join(r.active) or 'none'}. {note}.\n\n**Rationale** (the verbalizer, gated by z):\n\n")
+                 f"{', '.join(r.active) or 'none'}. {note}.{' ' + blind if blind else ''}\n\n"
+                 f"**Rationale** ({explainer.rationale_source}):\n\n")
         chat = [{"role": "assistant", "content": intro + "> ▌"}]
         yield session, shown, label, bars, parents, f"**Face:** {note}", chat, None
         text = ""
@@ -136,12 +177,12 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
         try:
             if not path:
                 raise FaceError("your picture", "not an image (no file came with it)")
-            face = prepare_face(path, explainer.image_size, detect=not as_crop, name="your picture")
+            face = explainer.prepare(path, detect=not as_crop, name="your picture")
         except FaceError as exc:
             _discard(path, image.GRADIO_CACHE)
             yield state, None, *empty, f"**Error:** facr: {exc}", gr.update(), gr.update()
             return
-        yield from show_face(face.pixels, face.note, state)
+        yield from show_face(face, face.note, state)
 
     def clear_refused(shown):
         """Empty the face input after a refusal (its file is gone), so the next picture can be dropped in."""
@@ -149,8 +190,23 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
 
     def on_gallery(state, evt: gr.SelectData):
         pixels, caption = gallery[evt.index]
-        face = prepare_face(pixels, explainer.image_size, detect=False, name=caption)
-        yield from show_face(face.pixels, f"gallery face {evt.index} ({caption}, label shown for reference)", state)
+        try:
+            face = explainer.prepare(pixels, detect=False, name=caption)
+        except FaceError as exc:  # a front end that finds no face in a gallery picture
+            yield state, gr.update(), *empty, f"**Error:** facr: {exc}", gr.update(), gr.update()
+            return
+        yield from show_face(face, f"gallery face {evt.index} ({caption}, label shown for reference)", state)
+
+    reader = None  # the webcam's own front end: whole frames only (no tiles), so frames keep pace
+
+    def on_frame(frame):
+        nonlocal reader
+        if reader is None:
+            from facr.frontends.mediapipe import MediaPipeFrontend
+
+            reader = MediaPipeFrontend(explainer.aus, explainer.frontend.map, tiles=False)
+        label, bars, line = live_reading(explainer, frame, reader)
+        return label if label is not None else gr.update(), bars if bars is not None else gr.update(), line
 
     def on_ask(message, history, state):
         history = list(history or [])
@@ -200,20 +256,35 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
         extra = f" (no parents for {', '.join(missing)})" if missing else ""
         return session, _graph_line(session) + extra, *(_panels(session) if session.current else empty)
 
+    frontend = explainer.frontend is not None
     with gr.Blocks(title=title, delete_cache=DELETE_CACHE) as app:
         state = gr.State(None)
-        who = f"reasoner `{explainer.model_path}`" + (f", verbalizer `{explainer.verbalizer_path}`"
-                                                       if explainer.verbalizer_path else ", no verbalizer")
+        who = (f"front end MediaPipe FaceLandmarker ({explainer.frontend.map.info.get('name', 'fitted map')}) + AU "
+               f"head `{explainer.model_path}`" if frontend else f"reasoner `{explainer.model_path}`")
+        who += f", verbalizer `{explainer.verbalizer_path}`" if explainer.verbalizer_path else ", no verbalizer"
         gr.Markdown(f"## {title}\n{who}. Every what-if runs the one do(z_k = v) on the AU latent; "
                     "Δ = ŷ − ŷ under do(z_k = 0).")
+        if frontend:
+            gr.Markdown(not_seen_line(explainer) + " The blendshape AUs are proxies, not calibrated FACS intensities; "
+                        "the head learned AU → emotion from the benchmark's SCM, not from people.", elem_id="not-seen")
         with gr.Row():
             with gr.Column(scale=1, min_width=280):
                 image = gr.Image(label="Face (upload, webcam or paste)", sources=["upload", "webcam", "clipboard"],
                                  type="filepath", height=260, elem_id="face-input")
-                as_crop = gr.Checkbox(label="already a face crop (skip detection)", value=False)
+                # a front end always finds the face itself
+                as_crop = gr.Checkbox(label="already a face crop (skip detection)", value=False, visible=not frontend)
                 status = gr.Markdown("Give a face, or pick one below.", elem_id="face-status")
-                pick = gr.Gallery(value=gallery or None, label="Benchmark faces (click one)", columns=4, height=200,
+                pick = gr.Gallery(value=gallery or None, label="Faces (click one)" if frontend else
+                                  "Benchmark faces (click one)", columns=4, height=200,
                                   allow_preview=False, visible=bool(gallery), elem_id="gallery")
+                if frontend:
+                    with gr.Accordion("Live webcam: emotion and AU bars per frame", open=False):
+                        live = gr.Image(label="Webcam (streamed)", sources=["webcam"], streaming=True, type="numpy",
+                                        height=200, elem_id="live")
+                        live_status = gr.Markdown("Start the webcam to read it live.", elem_id="live-status")
+                        live_probs = gr.Label(label="Live emotion", num_top_classes=3, elem_id="live-emotion")
+                        live_bars = gr.Image(label="Live AU latent z", interactive=False, height=330,
+                                             elem_id="live-bars")
             with gr.Column(scale=1, min_width=300):
                 seen = gr.Image(label="What the model sees", interactive=False, height=160, elem_id="face-seen")
                 probs = gr.Label(label="Stated emotion and class probabilities", num_top_classes=4,
@@ -241,6 +312,9 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
         image.input(on_image, [image, as_crop, state], face_out, api_name="see", preprocess=False).then(
             clear_refused, [status], [image], api_visibility="private")
         pick.select(on_gallery, [state], face_out, api_name="gallery")
+        if frontend:
+            live.stream(on_frame, [live], [live_probs, live_bars, live_status], stream_every=0.25,
+                        concurrency_limit=1, api_name="live")
         ask.submit(on_ask, [ask, chat, state], [state, chat, ask, probs, bars, parents, where], api_name="ask")
         graph_out = [state, graph_status, probs, bars, parents]
         graph_file.upload(on_graph, [graph_file, state], graph_out, api_name="graph")
@@ -252,9 +326,14 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
 HELP = "the chat explainer (Gradio, on 127.0.0.1): ask why and what if about a face"
 DESCRIPTION = ("Give a face (upload, webcam, gallery), see the emotion, the AU latent and the parents of the predicted "
                "class in G, and ask why, what if AU12 were absent, which AUs matter for sadness; swap G for a verified "
-               "graph file. With no flags it loads what `make demo` wrote in demo-out/.")
+               "graph file. With no flags it loads what `make demo` wrote in demo-out/, or, when there is nothing "
+               "there, runs on real faces: MediaPipe's front end and the shipped real-face head (--frontend mediapipe).")
 EPILOG = ("example:\n  facr chat                       # the checkpoints `make demo` wrote under demo-out/\n"
-          "  facr chat --model runs/reasoner --verbalizer runs/verbalizer --graph emfacs --port 7861")
+          "  facr chat --model runs/reasoner --verbalizer runs/verbalizer --graph emfacs --port 7861\n"
+          "  facr chat --frontend mediapipe  # real photos and the webcam: MediaPipe + the shipped real-face head\n"
+          "  facr chat --frontend mediapipe --model runs/head   # a head from `facr train head`")
+FALLBACK = ("facr chat: no demo checkpoints in demo-out/ (`make demo` trains them): running on real faces with "
+            "MediaPipe's front end and the shipped real-face head (--frontend mediapipe)")
 
 
 def launch(app, host: str = HOST, port: int = 0, *, share: bool = False, block: bool = True) -> None:
@@ -275,7 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="reasoner checkpoint (run folder or model/); default: the verbalizer's reasoner, "
-                                   "else demo-out's FACR model")
+                                   "else demo-out's FACR model. With --frontend: an AU head folder (facr train head; "
+                                   "default: the shipped real-face head)")
+    p.add_argument("--frontend", choices=FRONTENDS, default=None,
+                   help="read real photos through this front end and an AU head instead of a pixel reasoner "
+                        "(default: off, unless demo-out/ holds no checkpoints and no --model/--verbalizer is given)")
     p.add_argument("--verbalizer", help="verbalizer checkpoint (run folder or verbalizer/); default: demo-out/verbalizer")
     p.add_argument("--no-verbalizer", action="store_true",
                    help="no language model: rationales are read off the intervention effects")
@@ -295,27 +378,51 @@ def run(args) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     if args.port is not None and not 0 <= args.port <= 65535:
         raise FacrError(None, f"--port must be in 0..65535, got {args.port}")
-    explainer = Explainer.load(args.model, args.verbalizer, args.graph, use_verbalizer=not args.no_verbalizer)
-    data = args.data if args.data is not None else (str(DEMO_DATA) if DEMO_DATA.exists() else None)
+    frontend = getattr(args, "frontend", None)
+    if frontend is None and args.model is None and args.verbalizer is None and not _demo_present():
+        print(FALLBACK, flush=True)
+        frontend = "mediapipe"
+    if frontend is not None:
+        explainer = Explainer.load_frontend(frontend, args.model, None if args.no_verbalizer else args.verbalizer,
+                                            args.graph)
+    else:
+        explainer = Explainer.load(args.model, args.verbalizer, args.graph, use_verbalizer=not args.no_verbalizer)
+    data = args.data if args.data is not None else (str(DEMO_DATA) if DEMO_DATA.exists() and not frontend else None)
     if args.data is not None and not Path(args.data).exists():
         raise FacrError(args.data, "no such dataset folder")
     gallery = gallery_samples(data, explainer.classes)
+    if frontend and data is None:
+        from facr.chat.realface import real_photos
+
+        gallery = real_photos()
     if args.check:
         if not gallery:
             raise FacrError(data, "--check needs gallery faces (--data)")
         session = ChatSession(explainer)
         pixels, caption = gallery[0]
-        session.see(prepare_face(pixels, explainer.image_size, detect=False).pixels)
+        face = explainer.prepare(pixels, detect=False, name=caption)
+        session.see(face.pixels, face.note, face=face.reading)
         *_, answer = session.ask("why?")
         print(f"gallery face 0 ({caption}):\n{answer}")
         return 0
     app = build_app(explainer, gallery)
     port = args.port or free_port(args.host)
-    print(f"facr chat: reasoner {explainer.model_path}, verbalizer {explainer.verbalizer_path or '-'}, "
+    what = f"front end {frontend} + AU head" if frontend else "reasoner"
+    print(f"facr chat: {what} {explainer.model_path}, verbalizer {explainer.verbalizer_path or '-'}, "
           f"graph {explainer.graph.name}, {len(gallery)} gallery faces", flush=True)
+    if frontend:
+        print(f"facr chat: {not_seen_line(explainer)}", flush=True)
     print(f"facr chat: open http://{args.host}:{port} (Ctrl-C stops it)", flush=True)
     launch(app, args.host, port, share=args.share)
     return 0
+
+
+def _demo_present() -> bool:
+    """Whether ``make demo``'s checkpoints (its reasoner or its verbalizer) are under demo-out/."""
+    from facr.audit.auditors import reasoner_folder
+    from facr.audit.rationale import verbalizer_folder
+
+    return reasoner_folder(str(DEMO_MODEL)) is not None or verbalizer_folder(str(DEMO_VERBALIZER)) is not None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
