@@ -58,7 +58,7 @@ class VerbalizerConfig:
     prompt_hidden: int = 256
     beta: float | None = None  # the soft mode's gate scale β (None: SOFT_BETA); gated is exact, ungated free
     mode: str = "gated"
-    max_prose: int = 16  # gated: the most tokens of the LM's own words between two steps of the plan
+    max_prose: int = 12  # gated: the most tokens of the LM's own words between two steps of the plan
     instruction: str = "Explain why this face shows {emotion}. Name the action units."
     max_new_tokens: int = 40
     repetition_penalty: float = 1.1

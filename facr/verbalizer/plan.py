@@ -5,14 +5,14 @@ latent shows, z_k ≥ ½, largest intervention effect first), the stated emotion
 argmax) and its probability. :class:`PlanLogitsProcessor` realises it at decoding time as a small
 automaton per row:
 
-* **prose** — the LM writes its own words between the AUs, with every way of saying something
-  outside the plan masked: digits (no bare numbers), sentence ends, parentheses, markup,
-  end-of-text and special tokens, every AU token but the plan's next one, any word outside
-  :data:`PROSE_WORDS` (the connectives of an explanation: the LM chooses how evidence is linked to
-  the conclusion, never a claim of its own about the face), any emotion word, and any token that
-  would make the text name an AU by other means ("brow lowerer", "AU4": read by
-  :func:`facr.au.mentions`). At most ``max_prose`` tokens per stretch; then the next step of the
-  plan is forced;
+* **prose** — the LM writes its own words between the AUs, from a table computed once per
+  tokenizer: a token may be prose only if it is whole words of :data:`PROSE_WORDS` (the connectives
+  of an explanation: the LM chooses how evidence is linked to the conclusion, never a claim of its
+  own about the face; no emotion word, no FACS name, no "AU"), spaces, commas, semicolons or
+  hyphens — so no digit (no bare number), no sentence end, no parenthesis, no markup, no special
+  token — and a word-start token glued to the word before ("the" + "face") is masked. Every AU
+  token but the plan's next one is masked. At most ``max_prose`` tokens per stretch; then the next
+  step of the plan is forced;
 * **an AU** — when the LM picks the plan's next AU token ``<AUk>``, its FACS name follows, forced:
   ``<AU12> (lip corner puller)``; each AU of T once, in the plan's order;
 * **the emotion** — only once every AU of T is named may the LM start the emotion word (the first
@@ -46,7 +46,7 @@ TEMPLATES = (
     "because of {aus}, the expression reads as {emotion}",
     "the face shows {aus}, a sign of {emotion}",
 )
-NONE_TEMPLATE = "no action unit that marks it is visible, yet the reasoner reads {emotion}"
+NONE_TEMPLATE = "no action unit of it is visible; the reasoner still reads {emotion}"
 # What the LM's own words may be made of: letters, spaces, commas, semicolons, hyphens. No digits
 # (no bare numbers), no sentence end, no parentheses (a FACS name is the plan's), no quotes, no markup.
 _PROSE = re.compile(r"[A-Za-z ,;\-]+")
@@ -142,26 +142,28 @@ class RationalePlan:
 
 
 class _Vocab:
-    """What the processor needs to know about a tokenizer's vocabulary, computed once per tokenizer."""
+    """What the processor needs to know about a tokenizer's vocabulary, computed once per tokenizer:
+    which tokens may be prose (whole words of :data:`PROSE_WORDS`, spaces, commas, semicolons,
+    hyphens), which of them start glued to the text before (no space marker), and which end in a
+    letter. Decoding then masks by table, with no per-token text check."""
 
     def __init__(self, tokenizer, size: int):
         self.tokenizer = tokenizer
-        pieces = tokenizer.batch_decode([[i] for i in range(min(size, len(tokenizer)))])
-        pieces += [""] * (size - len(pieces))
+        n = min(size, len(tokenizer))
+        pieces = tokenizer.batch_decode([[i] for i in range(n)]) + [""] * (size - n)
+        raw = [t or "" for t in tokenizer.convert_ids_to_tokens(list(range(n)))] + [""] * (size - n)
         special = set(tokenizer.all_special_ids)
-        banned = torch.tensor([i in special or not _PROSE.fullmatch(p) for i, p in enumerate(pieces)], dtype=torch.bool)
-        self.prose_banned = banned  # [V]
-        self.pieces = pieces
-        self._encoded: dict[str, list[int]] = {}
-        self._words: dict[frozenset, torch.Tensor] = {}
 
-    def naming(self, words: frozenset) -> torch.Tensor:
-        """[V] bool: tokens whose letters alone are one of ``words`` (an emotion word in one piece,
-        however it is glued to its neighbours)."""
-        if words not in self._words:
-            self._words[words] = torch.tensor([any(w.lower() in words for w in _WORD.findall(p))
-                                               for p in self.pieces], dtype=torch.bool)
-        return self._words[words]
+        def prose(i: int, p: str) -> bool:
+            return (i not in special and bool(_PROSE.fullmatch(p))
+                    and all(w in (w.lower(), w.lower().capitalize()) and w.lower() in PROSE_WORDS
+                            for w in _WORD.findall(p)))
+
+        self.prose_ok = torch.tensor([prose(i, p) for i, p in enumerate(pieces)], dtype=torch.bool)  # [V]
+        # "the", not "Ġthe" / "▁the" (Ġ is a letter to str.isalpha: ASCII letters only)
+        self.glued = torch.tensor([r[:1].isascii() and r[:1].isalpha() for r in raw], dtype=torch.bool)
+        self.ends_in_letter = [p[-1:].isalpha() for p in pieces]
+        self._encoded: dict[str, list[int]] = {}
 
     def encode(self, text: str) -> list[int]:
         if text not in self._encoded:
@@ -185,20 +187,16 @@ class PlanLogitsProcessor(LogitsProcessor):
     token of ``aus[k]``; ``vocab_size`` the width of the scores."""
 
     def __init__(self, tokenizer, aus: list[str], au_token_ids: list[int], plans: list[RationalePlan],
-                 vocab_size: int, max_prose: int = 16, max_tries: int = 32):
-        from facr.external.generations import _EMOTION_WORDS
-
+                 vocab_size: int, max_prose: int = 12):
         self.tokenizer = tokenizer
         self.vocab = _vocab(tokenizer, vocab_size)
         self.plans = plans
         self.max_prose = max_prose
-        self.max_tries = max_tries
         self.eos = tokenizer.eos_token_id
         if self.eos is None:
             raise ValueError("plan-and-realise decoding needs a tokenizer with an end-of-text token")
         index = {au_vocab.canonical(a): k for k, a in enumerate(aus)}
         self.au_ids = torch.as_tensor(au_token_ids, dtype=torch.long)
-        self.emotion_words = frozenset(set(_EMOTION_WORDS) | {w for p in plans for w in _WORD.findall(p.emotion.lower())})
         self.rows = []
         for p in plans:
             missing = [a for a in p.aus if a not in index]
@@ -248,29 +246,12 @@ class PlanLogitsProcessor(LogitsProcessor):
             prose += 1
         return (forced[0] if forced else None), nxt, prose, finished
 
-    def _acceptable(self, prefix: list[int], cand: int, before: tuple[int, str]) -> bool:
-        """A prose token may write only whole words of :data:`PROSE_WORDS` ("the", "The"; never a
-        fragment such as "whi" or "character" left hanging before the plan's next step), and may not
-        make the text name an AU."""
-        text = self.tokenizer.decode(prefix + [cand], skip_special_tokens=False)
-        n_before, text_before = before
-        start = min(len(text_before), len(text))
-        while start > 0 and text[start - 1].isalpha():  # the word the candidate continues
-            start -= 1
-        words = list(_WORD.finditer(text, start))
-        for m in words:
-            w = m.group(0).lower()
-            if m.group(0) not in (w, w.capitalize()) or w in self.emotion_words or w not in PROSE_WORDS:
-                return False
-        return len(au_vocab.mentions(text)) <= n_before
-
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         rows = scores.shape[0]
         if rows != len(self.rows):
             raise ValueError(f"plan-and-realise decoding is greedy, one row per plan: {rows} rows, "
                              f"{len(self.rows)} plans")
         scores = scores.clone()
-        banned = (self.vocab.prose_banned | self.vocab.naming(self.emotion_words)).to(scores.device)
         au_ids = self.au_ids.to(scores.device)
         for b in range(rows):
             row = self.rows[b]
@@ -289,29 +270,15 @@ class PlanLogitsProcessor(LogitsProcessor):
             openers = {v[0] for v in row["variants"]}
             steps = openers if covered else {row["au_ids"][nxt]}
             kept = {t: float(s[t]) for t in steps}  # the plan's next step survives the prose mask
-            s[banned] = float("-inf")
+            allowed = self.vocab.prose_ok
+            if ids and self.vocab.ends_in_letter[ids[-1]]:  # a word just ended: the next one starts apart
+                allowed = allowed & ~self.vocab.glued
+            s[~allowed.to(s.device)] = float("-inf")
             s[au_ids] = float("-inf")
             for t in openers:
                 s[t] = float("-inf")
-            text_before = self.tokenizer.decode(ids, skip_special_tokens=False)
-            before = (len(au_vocab.mentions(text_before)), text_before)
-            unfinished = re.search(r"[A-Za-z]+$", text_before)
-            if unfinished and unfinished.group(0).lower() not in PROSE_WORDS:
-                steps = set()  # a word is half written ("whi"): the plan goes on once it is finished
             for t in steps:
                 s[t] = kept[t]
-            for _ in range(self.max_tries):
-                cand = int(s.argmax())
-                if s[cand] == float("-inf"):
-                    cand = None
-                    break
-                if cand in steps or self._acceptable(ids, cand, before):
-                    break
-                s[cand] = float("-inf")
-            else:
-                cand = None
-            if cand is None:  # nothing acceptable near the top: take the plan's next step
-                cand = row["variants"][0][0] if covered else row["au_ids"][nxt]
-                scores[b] = float("-inf")
-                scores[b, cand] = 0.0
+            if s.max() == float("-inf"):  # nothing the LM may write here: the plan goes on
+                s[row["variants"][0][0] if covered else row["au_ids"][nxt]] = 0.0
         return scores
