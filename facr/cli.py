@@ -548,6 +548,24 @@ def cmd_explain_maps(args) -> int:
     return 0
 
 
+EXPLAIN_INPUT = "input"  # the verb `facr explain INPUT` runs; it is never typed (see _route_explain)
+EXPLAIN_VERBS = ("maps",)
+
+
+def _route_explain(argv: list[str]) -> list[str]:
+    """``facr explain maps ...`` is the maps verb; ``facr explain`` followed by anything else (a file, a
+    flag, nothing) is ``facr explain input ...``: INPUT needs no verb, and a file named maps is ./maps."""
+    if argv[:1] == ["explain"] and (len(argv) < 2 or argv[1] not in EXPLAIN_VERBS):
+        return ["explain", EXPLAIN_INPUT, *argv[1:]]
+    return argv
+
+
+def cmd_explain_input(args) -> int:
+    from facr.explain.run import run_command
+
+    return run_command(args)
+
+
 # ---------------------------------------------------------- facr experiment
 def cmd_experiment_run(args) -> int:
     from facr.audit.experiment import Experiment, load_experiment, render_results
@@ -1128,9 +1146,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="log every request")
     p.set_defaults(func=cmd_llm_serve)
 
-    # facr explain maps
-    x_p = nouns.add_parser("explain", help="where each AU is seen: region maps on a face")
-    x_v = x_p.add_subparsers(dest="verb", required=True)
+    # facr explain INPUT (the hidden verb EXPLAIN_INPUT, see _route_explain) and facr explain maps
+    from facr.explain import run as explain_run
+
+    x_p = nouns.add_parser("explain", help=explain_run.HELP)
+    x_v = x_p.add_subparsers(dest="verb", required=True, metavar="{INPUT,maps}")
+    p = x_v.add_parser(EXPLAIN_INPUT, prog="facr explain", description=explain_run.DESCRIPTION,
+                       epilog=explain_run.EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    explain_run.add_arguments(p)
+    p.set_defaults(func=cmd_explain_input)
     p = x_v.add_parser(
         "maps", help="one overlay per invoked AU on a face (Grad-CAM, CE-FAM, rollout, AGCM attention)",
         description="Read a face with a reasoner and draw, for each AU it invokes for its prediction (the "
@@ -1250,7 +1274,7 @@ def _check_seed(args) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``facr`` command; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_route_explain(list(sys.argv[1:] if argv is None else argv)))
     try:
         _check_seed(args)
         return int(args.func(args) or 0)
