@@ -361,8 +361,8 @@ WRITERS = {"openface": _openface, "pyfeat": _pyfeat, "libreface": _libreface, "o
 def test_prototype_rows_of_each_table_format_read_as_their_emotion_with_its_aus_invoked(tmp_path, run_cli, fmt):
     from facr.graph import resolve_graph
 
-    # OpenFace 3.0 codes 8 AUs, 5 of them among the head's (AU1, 2, 4, 12, 26): sadness lacks its AU15 there
-    order = ["happiness", "surprise"] if fmt == "openface3" else ["happiness", "sadness", "surprise"]
+    # OpenFace 3.0 codes 8 AUs, 5 of them among the head's (AU1, 2, 4, 12, 26): sadness without its AU15 there
+    order = ["happiness", "sadness", "surprise"]
     path = tmp_path / f"{fmt}.csv"
     path.write_text(WRITERS[fmt](order), encoding="utf-8")
     doc = _json(run_cli, path, "--format", fmt)
