@@ -205,3 +205,16 @@ def test_every_training_target_is_what_gated_decoding_emits_when_the_lm_follows_
     texts = v.generate(z, [p.emotion for p in plans], plans=plans, extra_processors=[_Teacher(targets)])
     assert texts == [p.text(index=i) for i, p in enumerate(plans)]
     assert len({i % len(TEMPLATES) for i in range(16)}) == len(TEMPLATES)
+
+
+def test_the_prose_words_say_nothing_of_their_own():
+    """The LM's own words can link evidence to a conclusion but not state an emotion, name an AU or
+    claim a movement: no emotion word, no word of a FACS name, no "AU", in PROSE_WORDS."""
+    from facr import au as au_vocab
+    from facr.external.generations import _EMOTION_WORDS
+    from facr.verbalizer.plan import PROSE_WORDS
+
+    facs_words = {w for n in au_vocab.AUS for w in au_vocab.info(f"AU{n}").name.lower().split()}
+    assert not PROSE_WORDS & set(_EMOTION_WORDS)
+    assert not PROSE_WORDS & facs_words, PROSE_WORDS & facs_words
+    assert "au" not in PROSE_WORDS and all(w.isalpha() and w.islower() for w in PROSE_WORDS)
