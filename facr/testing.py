@@ -9,7 +9,6 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from facr import au as au_vocab
 
 # Every word a rationale template uses, so the tiny tokenizer has no unknown words in tests.
 _WORDS = """

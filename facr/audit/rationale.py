@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facr import au as au_vocab
 from facr.audit import RATIONALE_DEFAULT_LIMIT
 from facr.audit.auditors import AuditRequest, AuditResult, _json_safe, register_auditor, run_reasoner_pass
 from facr.audit.metrics import SET_KEYS, Explanation, invoked_aus, parents_from_signs, score_explanations

@@ -45,9 +45,8 @@ from facr.config import MAX_SEED, check_range, from_dict, save_config, to_dict
 from facr.errors import DataFormatError, FacrError
 from facr.frontends import FaceReading
 from facr.graph import AUGraph, load_graph, save_graph
-from facr.graph import validate as graph_rules
 from facr.losses import LossWeights
-from facr.models.reasoner import MAX_CLASSES, MAX_HEAD_HIDDEN, CheckpointError
+from facr.models.reasoner import MAX_HEAD_HIDDEN, CheckpointError, check_aus_classes
 
 __all__ = ["AUHead", "FRONTENDS", "HeadConfig", "HeadReading", "HeadTrainConfig", "REALFACE_COMMAND",
            "default_head_path", "frontend_aus", "load_default_head", "load_head", "read_faces", "save_head",
@@ -78,19 +77,7 @@ class HeadConfig:
     head_hidden: int = 64
 
     def __post_init__(self):
-        if not self.aus:
-            raise ValueError("aus: the head needs at least one AU")
-        self.aus = [au_vocab.canonical(a) for a in self.aus]
-        if len(set(self.aus)) != len(self.aus):
-            raise ValueError(f"aus: duplicates in {self.aus}")
-        if not 2 <= len(self.classes) <= MAX_CLASSES:
-            raise ValueError(f"classes: need 2 to {MAX_CLASSES} classes, got {len(self.classes)}")
-        for c in self.classes:
-            problem = graph_rules.problem_class_id(c)
-            if problem:
-                raise ValueError(f"classes: {problem}")
-        if len(set(self.classes)) != len(self.classes):
-            raise ValueError(f"classes: duplicates in {self.classes}")
+        self.aus = check_aus_classes(self.aus, self.classes)
         if self.head not in ("mlp", "linear"):
             raise ValueError(f"head must be mlp or linear, got {self.head!r}")
         check_range("head_hidden", self.head_hidden, 1, MAX_HEAD_HIDDEN)

@@ -34,6 +34,25 @@ MAX_CLASSES = 1000
 MAX_PARAMETERS = 1_000_000_000  # the whole network (4 GB of float32); ViT-Huge has 632 M
 
 
+def check_aus_classes(aus: list[str], classes: list[str]) -> list[str]:
+    """The AU order (canonical, each once, at least one) and the class list (2 to MAX_CLASSES valid,
+    distinct ids) of a latent and its head; returns the canonical AUs. ValueError names the field."""
+    if not aus:
+        raise ValueError("aus: the latent needs at least one AU")
+    aus = [au_vocab.canonical(a) for a in aus]
+    if len(set(aus)) != len(aus):
+        raise ValueError(f"aus: duplicates in {aus}")
+    if not 2 <= len(classes) <= MAX_CLASSES:
+        raise ValueError(f"classes: need 2 to {MAX_CLASSES} classes, got {len(classes)}")
+    for c in classes:
+        problem = graph_rules.problem_class_id(c)
+        if problem:
+            raise ValueError(f"classes: {problem}")
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"classes: duplicates in {classes}")
+    return aus
+
+
 @dataclass
 class ReasonerConfig:
     """Architecture of a reasoner: encoder, AU latent order (K), class order (C), head."""
@@ -49,19 +68,7 @@ class ReasonerConfig:
     def __post_init__(self):
         if isinstance(self.encoder, dict):
             self.encoder = EncoderConfig(**self.encoder)
-        if not self.aus:
-            raise ValueError("aus: the latent needs at least one AU")
-        self.aus = [au_vocab.canonical(a) for a in self.aus]
-        if len(set(self.aus)) != len(self.aus):
-            raise ValueError(f"aus: duplicates in {self.aus}")
-        if not 2 <= len(self.classes) <= MAX_CLASSES:
-            raise ValueError(f"classes: need 2 to {MAX_CLASSES} classes, got {len(self.classes)}")
-        for c in self.classes:
-            problem = graph_rules.problem_class_id(c)
-            if problem:
-                raise ValueError(f"classes: {problem}")
-        if len(set(self.classes)) != len(self.classes):
-            raise ValueError(f"classes: duplicates in {self.classes}")
+        self.aus = check_aus_classes(self.aus, self.classes)
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         check_range("concept_embedding", self.concept_embedding, 1, MAX_CONCEPT_EMBEDDING)
