@@ -8,7 +8,7 @@ Trains with ``facr train verbalizer`` (the recipe's code) and times it; audits w
 ``facr audit --model V --rationale --data D --limit 40`` (the three modes) and reads the gated
 figures at the top level of its JSON. Floors (the script exits 1 when one is missed): training time
 ≤ 600 s for SmolLM2-135M and ≤ 1200 s for any other backbone, and for the gated mode
-``named_equals_target`` ≥ 0.95, ``empty_rationale_rate`` ≤ 0.01, ``well_formed_rate`` ≥ 0.99,
+``named_equals_target`` ≥ 0.95, ``empty_rationale_rate`` ≤ 0.01 (naming nothing although T is not empty), ``well_formed_rate`` ≥ 0.99,
 ``named_inactive`` = 0, ``ablated_au_drop_rate`` = 1, ``rationale_sensitivity_nameable`` ≥ 0.95,
 ``rationale_invariance`` ≥ 0.95 and fluency no worse than the template (``fluency_vs_template`` ≤ 0).
 Run it on a benchmark seed the code was not tuned on.
@@ -33,7 +33,8 @@ GOALS = (("named_equals_target", 0.95, False), ("empty_rationale_rate", 0.01, Tr
          ("fluency_vs_template", 0.0, True))
 SHOWN = ("rationale_sensitivity", "rationale_sensitivity_ceiling", "rationale_sensitivity_nameable",
          "rationale_invariance", "rationale_invariance_strict", "n_invariance_pairs", "n_invariance_pairs_vacuous",
-         "ablated_au_drop_rate", "named_inactive", "empty_rationale_rate", "well_formed_rate", "named_equals_target",
+         "ablated_au_drop_rate", "named_inactive", "empty_rationale_rate", "no_au_named_rate", "empty_target_rate",
+         "well_formed_rate", "named_equals_target",
          "fluency_nll", "template_nll", "graph_causal_agreement")
 
 

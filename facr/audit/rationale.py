@@ -25,7 +25,9 @@ one parser, :func:`facr.au.extract`. Against a graph G (the reasoner's own by de
   count): 0 whenever the hard gate is on;
 * **well-formed rate** — the share of factual rationales with no problem under
   :func:`facr.verbalizer.wellformed.check_rationale` against the face's target T and ĉ;
-* coverage (rationales naming no AU), AUs per rationale, the share naming exactly the training
+* coverage: ``empty_rationale_rate``, the rationales that name no AU although their target T has
+  AUs to name (or have no text); ``no_au_named_rate`` all that name no AU, ``empty_target_rate`` the
+  faces whose T is empty (nothing invoked is shown: "no action unit of it is visible ..."); AUs per rationale, the share naming exactly the training
   target (invoked ∩ active), and the factual named set scored by the one yardstick every reasoner
   is scored by (:func:`facr.audit.metrics.score_explanations`): graph-causal agreement against
   Pa(ĉ) and Pa(y), unsigned and signed (the signed one reads the reasoner's own do() effects on the
@@ -62,6 +64,7 @@ RATIONALE_KEYS = ("n_samples", "rationale_sensitivity", "rationale_sensitivity_c
                   "rationale_sensitivity_nameable", "rationale_invariance", "rationale_invariance_strict",
                   "n_sensitivity_pairs", "n_sensitivity_pairs_nameable", "n_invariance_pairs",
                   "n_invariance_pairs_vacuous", "ablated_au_drop_rate", "named_inactive", "empty_rationale_rate",
+                  "no_au_named_rate", "empty_target_rate",
                   "well_formed_rate", "aus_per_rationale", "named_equals_target", "fluency_nll", "template_nll",
                   "fluency_vs_template", *SET_KEYS, "aus_per_frame")
 
@@ -214,7 +217,12 @@ def score_rationales(texts: list[str], rows: RationaleRows, aus: list[str], clas
         "well_formed_problems": dict(sorted(Counter(p.split(":")[0] for ps in problems for p in ps).items())),
         "named_inactive": int(named_inactive),
         "named_outside_aus": int(named_unknown),
-        "empty_rationale_rate": float(np.mean([not s for s in base_named])) if N else None,
+        # a rationale that names nothing although its target T has AUs to name (or no text at all); one
+        # whose T is empty and says so is not empty: no_au_named_rate and empty_target_rate tell them apart
+        "empty_rationale_rate": float(np.mean([(not s and bool(t)) or not texts[r].strip()
+                                               for s, t, r in zip(base_named, targets, factual_rows)])) if N else None,
+        "no_au_named_rate": float(np.mean([not s for s in base_named])) if N else None,
+        "empty_target_rate": float(np.mean([not t for t in targets])) if N else None,
         "aus_per_rationale": float(np.mean([len(s) for s in base_named])) if N else None,
         "named_equals_target": float(np.mean([s == t for s, t in zip(base_named, targets)])) if N else None,
         **sets.summary(),

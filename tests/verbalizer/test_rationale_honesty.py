@@ -219,3 +219,16 @@ def test_the_text_guard_reads_a_bare_number_after_an_au_token_as_an_au():
     guard = NameGuardLogitsProcessor(v.tokenizer, [{6}])
     ids = v.tokenizer("<AU6>, 1", add_special_tokens=False).input_ids
     assert guard.names(ids) == {6, 1}  # so "1" is refused where AU1 is inactive
+
+
+def test_a_rationale_that_says_there_is_nothing_to_name_is_not_empty():
+    """Face 1's target T is empty and its rationale names nothing and says so: not an empty
+    rationale. Face 2 has AUs to name and names none: empty. Face 3 names its T."""
+    zs = _do_rows([0.1, 0.2, 0.3]) + _do_rows([0.1, 0.9, 0.8]) + _do_rows([0.1, 0.9, 0.8])
+    said = "no action unit of it is visible; the reasoner still reads happiness (p = 0.40)."
+    named = "the face shows AU6 (cheek raiser) and AU12 (lip corner puller); happiness (p = 0.9)."
+    texts = [said] * 4 + ["the face shows happiness (p = 0.90)."] * 4 + [named] * 4
+    m = _score(texts, zs, [set(), {"AU6", "AU12"}, {"AU6", "AU12"}])
+    assert m["empty_rationale_rate"] == pytest.approx(1 / 3)  # face 2 only
+    assert m["no_au_named_rate"] == pytest.approx(2 / 3) and m["empty_target_rate"] == pytest.approx(1 / 3)
+    assert m["named_equals_target"] == pytest.approx(2 / 3)
