@@ -208,17 +208,13 @@ def test_facr_audit_rationale_json_and_report_carry_the_new_figures(reasoner, tr
     assert "well-formed rationales" in report and "irrelevant pairs left out" in report
 
 
-def test_the_text_guard_reads_a_bare_number_after_an_au_token_as_an_au():
-    from facr.testing import tiny_backbone
-    from facr.verbalizer.gating import NameGuardLogitsProcessor
-    from facr.verbalizer.model import Verbalizer, VerbalizerConfig
+def test_a_bare_number_after_the_verbalizers_au_token_is_read_as_an_au():
+    """The audit reads "<AU6>, 1" (an AU token, then a bare number continuing the list) as naming AU6
+    and AU1, raw or cleaned for people, so a free verbalizer's bare numbers count in named_inactive."""
+    from facr.verbalizer.model import Verbalizer, clean_text
 
-    lm, tok = tiny_backbone("qwen3")
-    v = Verbalizer(VerbalizerConfig(backbone="tiny-qwen3", aus=["AU1", "AU6"], classes=CLASSES, n_prompt=2,
-                                    prompt_hidden=16), lm, tok)
-    guard = NameGuardLogitsProcessor(v.tokenizer, [{6}])
-    ids = v.tokenizer("<AU6>, 1", add_special_tokens=False).input_ids
-    assert guard.names(ids) == {6, 1}  # so "1" is refused where AU1 is inactive
+    assert Verbalizer.named_aus("<AU6>, 1") == ["AU6", "AU1"]
+    assert Verbalizer.named_aus(clean_text("the face shows<AU6>, 1 and 2")) == ["AU6", "AU1", "AU2"]
 
 
 def test_a_rationale_that_says_there_is_nothing_to_name_is_not_empty():
