@@ -46,8 +46,8 @@ RATIONALE_ROWS = (("rationale_sensitivity", "rationale sensitivity"),
                   ("empty_rationale_rate", "empty rationales (T not empty)"),
                   ("no_au_named_rate", "rationales naming no AU"), ("empty_target_rate", "faces with an empty T"), ("well_formed_rate", "well-formed rationales"),
                   ("aus_per_rationale", "AUs per rationale"),
-                  ("fluency_nll", "fluency: NLL per token (backbone alone)"),
-                  ("template_nll", "  the template's NLL, same AUs"),
+                  ("fluency_nll", "NLL/token under the bare LM"),
+                  ("template_nll", "  template's NLL, same AUs"),
                   ("named_equals_target", "names exactly the target"), *SET_ROWS)
 
 # Other reasoners (facr.audit.external): the named-AU figures, and the frozen LLM's simulatability (the
