@@ -30,7 +30,7 @@ is read from the tokens it has generated so far.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from transformers import LogitsProcessor
@@ -106,7 +106,6 @@ class RationalePlan:
     aus: list[str]
     emotion: str
     probability: float | None = None
-    _key: tuple = field(init=False, repr=False, default=())
 
     def __post_init__(self):
         self.aus = [au_vocab.canonical(a) for a in self.aus]
@@ -204,16 +203,16 @@ class PlanLogitsProcessor(LogitsProcessor):
                 raise ValueError(f"plan names AUs the verbalizer does not know: {missing}")
             au_ids = [au_token_ids[index[a]] for a in p.aus]
             names = [self.vocab.encode(name_text(a)) for a in p.aus]
-            variants = [self.vocab.encode(emotion_text(p.emotion))]  # a word of its own, never glued to the last
+            emotion = self.vocab.encode(emotion_text(p.emotion))  # a word of its own, never glued to the last
             tail = self.vocab.encode(probability_tail(p.probability)) + [self.eos]
-            self.rows.append({"au_ids": au_ids, "names": names, "variants": variants, "tail": tail})
+            self.rows.append({"au_ids": au_ids, "names": names, "emotion": emotion, "tail": tail})
 
     def max_new_tokens(self) -> int:
         """The most tokens any row can take: a prose stretch before each AU and before the emotion,
-        every forced FACS name, the longest emotion spelling, its tail and end-of-text."""
+        every forced FACS name, the emotion word, its tail and end-of-text."""
         best = 1
         for r in self.rows:
-            forced = sum(1 + len(n) for n in r["names"]) + max(len(v) for v in r["variants"]) + len(r["tail"])
+            forced = sum(1 + len(n) for n in r["names"]) + len(r["emotion"]) + len(r["tail"])
             best = max(best, (len(r["au_ids"]) + 1) * self.max_prose + forced)
         return best
 
@@ -236,9 +235,8 @@ class PlanLogitsProcessor(LogitsProcessor):
                 nxt, prose = nxt + 1, 0
                 continue
             if nxt == len(row["au_ids"]):
-                v = next((v for v in row["variants"] if v[0] == t), None)
-                if v is not None:
-                    forced = list(v[1:]) + list(row["tail"])
+                if t == row["emotion"][0]:
+                    forced = list(row["emotion"][1:]) + list(row["tail"])
                     continue
             if t == self.eos:
                 finished = True
@@ -261,24 +259,23 @@ class PlanLogitsProcessor(LogitsProcessor):
                 forced = self.eos  # only padding from here on
             covered = nxt == len(row["au_ids"])
             if forced is None and prose >= self.max_prose:  # the stretch is long enough: the plan goes on
-                forced = row["variants"][0][0] if covered else row["au_ids"][nxt]
+                forced = row["emotion"][0] if covered else row["au_ids"][nxt]
             if forced is not None:
                 scores[b] = float("-inf")
                 scores[b, forced] = 0.0
                 continue
             s = scores[b]
-            openers = {v[0] for v in row["variants"]}
-            steps = openers if covered else {row["au_ids"][nxt]}
+            opener = row["emotion"][0]
+            steps = {opener} if covered else {row["au_ids"][nxt]}
             kept = {t: float(s[t]) for t in steps}  # the plan's next step survives the prose mask
             allowed = self.vocab.prose_ok
             if ids and self.vocab.ends_in_letter[ids[-1]]:  # a word just ended: the next one starts apart
                 allowed = allowed & ~self.vocab.glued
             s[~allowed.to(s.device)] = float("-inf")
             s[au_ids] = float("-inf")
-            for t in openers:
-                s[t] = float("-inf")
+            s[opener] = float("-inf")
             for t in steps:
                 s[t] = kept[t]
             if s.max() == float("-inf"):  # nothing the LM may write here: the plan goes on
-                s[row["variants"][0][0] if covered else row["au_ids"][nxt]] = 0.0
+                s[opener if covered else row["au_ids"][nxt]] = 0.0
         return scores
