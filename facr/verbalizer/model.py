@@ -36,6 +36,9 @@ from facr.verbalizer.plan import PlanLogitsProcessor, RationalePlan
 MODES = ("gated", "soft", "ungated")
 # Earlier names of a mode, read from older checkpoints: the allowed-set mode is part of ``gated`` now.
 LEGACY_MODES = {"constrained": "gated"}
+# Fields older checkpoints' config.json may hold that no longer mean anything (the free-prose bound of
+# the first plan-and-realise decoder, whose phrases are now a closed grammar): read and dropped.
+LEGACY_FIELDS = ("max_prose",)
 SOFT_BETA = 10.0  # the soft gate's β when a config gives none
 # Bounds of a verbalizer config (a checkpoint's config.json too), checked before anything is built:
 # the soft prompt holds prompt_hidden × n_prompt × d_model weights.
@@ -58,7 +61,6 @@ class VerbalizerConfig:
     prompt_hidden: int = 256
     beta: float | None = None  # the soft mode's gate scale β (None: SOFT_BETA); gated is exact, ungated free
     mode: str = "gated"
-    max_prose: int = 12  # gated: the most tokens of the LM's own words between two steps of the plan
     instruction: str = "Explain why this face shows {emotion}. Name the action units."
     max_new_tokens: int = 40
     repetition_penalty: float = 1.1
@@ -75,7 +77,6 @@ class VerbalizerConfig:
                            ("max_new_tokens", MAX_NEW_TOKENS)):
             check_range(name, getattr(self, name), 1, high)
         check_range("no_repeat_ngram_size", self.no_repeat_ngram_size, 0, 64)
-        check_range("max_prose", self.max_prose, 1, 64)
         if not 0.0 < self.repetition_penalty <= 10.0:
             raise ValueError(f"repetition_penalty must be in (0, 10], got {self.repetition_penalty}")
         if self.beta is not None and not (self.beta > 0 and math.isfinite(self.beta)):
@@ -265,7 +266,7 @@ class Verbalizer(nn.Module):
                              "stated emotion)")
         size = self.lm.get_output_embeddings().weight.shape[0]
         return [PlanLogitsProcessor(self.tokenizer, self.config.aus, self.au_token_ids, self.gate_plans(z, plans),
-                                    size, max_prose=self.config.max_prose)]
+                                    size)]
 
     def gate_plans(self, z: torch.Tensor, plans: list[RationalePlan]) -> list[RationalePlan]:
         """The hard gate on a plan: an AU the latent does not show (z_k < ½) is never in it."""
@@ -384,7 +385,10 @@ def load_verbalizer(path: str | os.PathLike, *, backbone: str | None = None, cac
     missing = [f for f in VERBALIZER_FILES if not (path / f).exists()]
     if missing:
         raise FacrError(path, f"not a facr verbalizer checkpoint: missing {', '.join(missing)}")
-    config = from_dict(VerbalizerConfig, read_json_file(path / "config.json"), str(path / "config.json"))
+    data = read_json_file(path / "config.json")
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in LEGACY_FIELDS}
+    config = from_dict(VerbalizerConfig, data, str(path / "config.json"))
     if backbone is not None:
         config.backbone = backbone
     state, _ = read_weights(path / "verbalizer.safetensors")

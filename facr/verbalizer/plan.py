@@ -3,33 +3,40 @@
 A :class:`RationalePlan` is the content of one rationale: the target set T (the invoked AUs the
 latent shows, z_k ≥ ½, largest intervention effect first), the stated emotion ĉ (the head's
 argmax) and its probability. :class:`PlanLogitsProcessor` realises it at decoding time as a small
-automaton per row:
+automaton per row, over a closed phrase grammar:
 
-* **prose** — the LM writes its own words between the AUs, from a table computed once per
-  tokenizer: a token may be prose only if it is whole words of :data:`PROSE_WORDS` (the connectives
-  of an explanation: the LM chooses how evidence is linked to the conclusion, never a claim of its
-  own about the face; no emotion word, no FACS name, no "AU"), spaces, commas, semicolons or
-  hyphens — so no digit (no bare number), no sentence end, no parenthesis, no markup, no special
-  token — and a word-start token glued to the word before ("the" + "face") is masked. Every AU
-  token but the plan's next one is masked. At most ``max_prose`` tokens per stretch; then the next
-  step of the plan is forced;
-* **an AU** — when the LM picks the plan's next AU token ``<AUk>``, its FACS name follows, forced:
-  ``<AU12> (lip corner puller)``; each AU of T once, in the plan's order;
-* **the emotion** — only once every AU of T is named may the LM start the emotion word (the first
-  token of `` happiness``); its rest, the probability and the full stop follow, forced:
-  ``happiness (p = 0.93).``, then end-of-text.
+* **the frame** — the LM chooses how the sentence opens (:data:`FRAMES`: "The face shows …",
+  "Because of …", "With … present", or the AUs first) and, once every AU of T is named, how it
+  closes ("; these are characteristic of", ", which points to", " point to", …, in the number
+  the AU count asks for). Between two AUs it writes the list's comma or its final " and ". Each
+  stretch is a trie of the phrases' token ids: the LM's scores choose among the phrases, token by
+  token, and nothing outside them can be written — so no word of its own, no digit, no repeated or
+  looping words, no second sentence;
+* **an AU** — the plan's next AU token ``<AUk>``, allowed only once the stretch before it is a whole
+  phrase; its FACS name follows, forced: ``<AU12> (lip corner puller)``; each AU of T once, in the
+  plan's order, every other AU token masked;
+* **the emotion** — only once every AU of T is named and a closing phrase is complete may the LM
+  start the emotion word (the first token of `` happiness``); its rest, the probability and the full
+  stop follow, forced: ``happiness (p = 0.93).``, then end-of-text. With T empty the frame is one of
+  :data:`NONE_PHRASES` ("No action unit the reasoner relies on is visible; it still reads …").
+
+Free prose between the steps (whole words from a whitelist, up to a dozen tokens a stretch) was the
+first design: on the benchmark it was faithful and complete but Gemma-3-270M looped ("a sign of a
+sign of …") and SmolLM2 wrote clumsy fragments. The grammar keeps the guarantee and makes every
+realisation a sentence a person can read; what the LM still decides is which of its phrasings it
+prefers for this face.
 
 So every rationale names every AU of T exactly once in FACS form, nothing else, states ĉ and stops
 (:func:`facr.verbalizer.wellformed.check_rationale` passes), within a length bound known before
 decoding (:meth:`PlanLogitsProcessor.max_new_tokens`). Greedy decoding only (the verbalizer's); the
 processor must run last, after ``generate``'s own (custom processors are appended after them), so
 its choice is the one taken. Rows are samples, batched and left-padded as ever: the state of a row
-is read from the tokens it has generated so far.
+is read from the tokens it has generated so far. Training targets are the same phrases, encoded
+piece by piece as decoding emits them (:meth:`RationalePlan.segments`).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import torch
@@ -37,29 +44,30 @@ from transformers import LogitsProcessor
 
 from facr import au as au_vocab
 
-# The fixed template a rationale's wording is compared with (fluency) and the shapes training
-# targets take: each names the AUs in FACS form and ends on the emotion statement.
-TEMPLATE = "the face shows {aus}; these are characteristic of {emotion}"
-TEMPLATES = (
-    TEMPLATE,
-    "{aus} are visible, which points to {emotion}",
-    "because of {aus}, the expression reads as {emotion}",
-    "the face shows {aus}, a sign of {emotion}",
+# The sentence frames: an opener before the first AU, and the closers that may follow the last AU
+# when the sentence opened so, each as (plural, singular) for T of several AUs or of one.
+FRAMES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("The face shows ", (("; these are characteristic of", "; this is characteristic of"),
+                         (", a sign of", ", a sign of"),
+                         (", which points to", ", which points to"),
+                         (", consistent with", ", consistent with"))),
+    ("", ((" are visible, which points to", " is visible, which points to"),
+          (" point to", " points to"),
+          (" together indicate", " indicates"))),
+    ("Because of ", ((", the expression reads as", ", the expression reads as"),
+                     (", the face reads as", ", the face reads as"))),
+    ("With ", ((" present, the expression reads as", " present, the expression reads as"),
+               (" present, the face reads as", " present, the face reads as"))),
 )
-NONE_TEMPLATE = "no action unit of it is visible; the reasoner still reads {emotion}"
-# What the LM's own words may be made of: letters, spaces, commas, semicolons, hyphens. No digits
-# (no bare numbers), no sentence end, no parentheses (a FACS name is the plan's), no quotes, no markup.
-_PROSE = re.compile(r"[A-Za-z ,;\-]+")
-_WORD = re.compile(r"[A-Za-z]+")
-# The words the LM may write between the plan's steps: the templates' and the connectives that link
-# evidence to a conclusion — none that claims what an AU does ("raises", "lowered") or anything else
-# about the face, so the LM's wording can be fluent but never says something the plan does not.
-PROSE_WORDS = frozenset(
-    """a all along alongside also an and are as at because both call characteristic combination
-    conclusion consistent evidence expression face for here in indicate indicates is it its lead leads
-    mark marks no of on pattern plus point points present reads reasoner seen shows sign signal signals
-    so still suggest suggests that the their them these they this those to together typical unit units
-    visible what which while with yet action""".split())
+# Every (opener, plural closer, singular closer): the realisations training targets are drawn from.
+# TEMPLATES[0] is the fixed template a rationale's wording is compared with (fluency).
+TEMPLATES: tuple[tuple[str, str, str], ...] = tuple(
+    (opener, plural, singular) for opener, closers in FRAMES for plural, singular in closers)
+TEMPLATE = TEMPLATES[0]  # "The face shows A, B and C; these are characteristic of E."
+SEPARATOR, LAST_SEPARATOR = ", ", " and "
+# When T is empty (no invoked AU is shown): say so, and still state the emotion.
+NONE_PHRASES = ("No action unit the reasoner relies on is visible; it still reads",
+                "The face shows no action unit the reasoner relies on; it still reads")
 
 
 def name_text(au: str) -> str:
@@ -89,14 +97,29 @@ def join_aus(parts: list[str]) -> str:
 
 def template_rationale(aus: list[str], emotion: str, probability: float | None = None, *, index: int = 0,
                        token: bool = False) -> str:
-    """A rationale naming exactly ``aus`` (in FACS form) for ``emotion``, in template ``index``
-    (0: :data:`TEMPLATE`, the fluency baseline); AU tokens with ``token=True`` (training targets)."""
+    """A rationale naming exactly ``aus`` (in FACS form) for ``emotion``, in realisation ``index`` of
+    :data:`TEMPLATES` (0: :data:`TEMPLATE`, the fluency baseline); AU tokens with ``token=True``
+    (training targets)."""
+    return "".join((f"<{t}>" if token else t) if kind == "au" else t
+                   for kind, t in segments(aus, emotion, probability, index))
+
+
+def segments(aus: list[str], emotion: str, probability: float | None = None, index: int = 0) -> list[tuple[str, str]]:
+    """A rationale as the decoder builds it: ``("prose", text)`` (a phrase of the grammar, the LM's
+    choice), ``("au", AUk)`` (the AU token), ``("name", text)`` (its forced FACS name),
+    ``("emotion", text)`` and ``("tail", text)`` (forced)."""
     if not aus:
-        body = NONE_TEMPLATE.format(emotion=emotion)
+        out = [("prose", NONE_PHRASES[index % len(NONE_PHRASES)])]
     else:
-        body = TEMPLATES[index % len(TEMPLATES)].format(aus=join_aus([facs_phrase(a, token=token) for a in aus]),
-                                                         emotion=emotion)
-    return body + probability_tail(probability)
+        opener, plural, singular = TEMPLATES[index % len(TEMPLATES)]
+        out = [("prose", opener)]
+        for i, a in enumerate(aus):
+            if i:
+                out.append(("prose", LAST_SEPARATOR if i == len(aus) - 1 else SEPARATOR))
+            out += [("au", au_vocab.canonical(a)), ("name", name_text(a))]
+        out.append(("prose", plural if len(aus) > 1 else singular))
+    out += [("emotion", emotion_text(emotion)), ("tail", probability_tail(probability))]
+    return [(k, t) for k, t in out if t]
 
 
 @dataclass
@@ -118,67 +141,9 @@ class RationalePlan:
         return template_rationale(self.aus, self.emotion, self.probability, index=index, token=token)
 
     def segments(self, index: int = 0) -> list[tuple[str, str]]:
-        """The rationale of template ``index`` as the decoder builds it: ``("prose", text)`` (the LM's
-        words), ``("au", AUk)`` (the AU token), ``("name", text)`` (its forced FACS name),
-        ``("emotion", text)`` and ``("tail", text)`` (forced). Training encodes each piece on its own,
-        as decoding emits it, so the LM learns the very tokens it will meet."""
-        template = TEMPLATES[index % len(TEMPLATES)] if self.aus else NONE_TEMPLATE
-        out: list[tuple[str, str]] = []
-        for part in re.split(r"(\{aus\}|\{emotion\})", template):
-            if part == "{aus}":
-                for i, a in enumerate(self.aus):
-                    if i:
-                        out.append(("prose", " and " if i == len(self.aus) - 1 else ", "))
-                    out += [("au", a), ("name", name_text(a))]
-            elif part == "{emotion}":
-                if out and out[-1][0] == "prose":
-                    out[-1] = ("prose", out[-1][1].rstrip())
-                out.append(("emotion", emotion_text(self.emotion)))
-            elif part:
-                out.append(("prose", part))
-        out.append(("tail", probability_tail(self.probability)))
-        return [(k, t) for k, t in out if t]
-
-
-class _Vocab:
-    """What the processor needs to know about a tokenizer's vocabulary, computed once per tokenizer:
-    which tokens may be prose (whole words of :data:`PROSE_WORDS`, spaces, commas, semicolons,
-    hyphens), which of them start glued to the text before (no space marker), and which end in a
-    letter. Decoding then masks by table, with no per-token text check."""
-
-    def __init__(self, tokenizer, size: int):
-        self.tokenizer = tokenizer
-        n = min(size, len(tokenizer))
-        pieces = tokenizer.batch_decode([[i] for i in range(n)]) + [""] * (size - n)
-        raw = [t or "" for t in tokenizer.convert_ids_to_tokens(list(range(n)))] + [""] * (size - n)
-        special = set(tokenizer.all_special_ids)
-
-        def prose(i: int, p: str) -> bool:
-            return (i not in special and bool(_PROSE.fullmatch(p))
-                    and all(w in (w.lower(), w.lower().capitalize()) and w.lower() in PROSE_WORDS
-                            for w in _WORD.findall(p)))
-
-        self.prose_ok = torch.tensor([prose(i, p) for i, p in enumerate(pieces)], dtype=torch.bool)  # [V]
-        # "the", not "Ġthe" / "▁the" (Ġ is a letter to str.isalpha: ASCII letters only)
-        self.glued = torch.tensor([r[:1].isascii() and r[:1].isalpha() for r in raw], dtype=torch.bool)
-        self.ends_in_letter = [p[-1:].isalpha() for p in pieces]
-        self._encoded: dict[str, list[int]] = {}
-
-    def encode(self, text: str) -> list[int]:
-        if text not in self._encoded:
-            self._encoded[text] = self.tokenizer(text, add_special_tokens=False).input_ids
-        return self._encoded[text]
-
-
-_VOCABS: dict[tuple[int, int], _Vocab] = {}
-
-
-def _vocab(tokenizer, size: int) -> _Vocab:
-    key = (id(tokenizer), size)
-    if key not in _VOCABS:
-        _VOCABS.clear()  # one tokenizer at a time is what a process decodes with
-        _VOCABS[key] = _Vocab(tokenizer, size)
-    return _VOCABS[key]
+        """The rationale of realisation ``index`` piece by piece (:func:`segments`). Training encodes
+        each piece on its own, as decoding emits it, so the LM learns the very tokens it will meet."""
+        return segments(self.aus, self.emotion, self.probability, index)
 
 
 class PlanLogitsProcessor(LogitsProcessor):
@@ -186,14 +151,18 @@ class PlanLogitsProcessor(LogitsProcessor):
     token of ``aus[k]``; ``vocab_size`` the width of the scores."""
 
     def __init__(self, tokenizer, aus: list[str], au_token_ids: list[int], plans: list[RationalePlan],
-                 vocab_size: int, max_prose: int = 12):
-        self.tokenizer = tokenizer
-        self.vocab = _vocab(tokenizer, vocab_size)
-        self.plans = plans
-        self.max_prose = max_prose
+                 vocab_size: int):
+        self.vocab_size = vocab_size
         self.eos = tokenizer.eos_token_id
         if self.eos is None:
             raise ValueError("plan-and-realise decoding needs a tokenizer with an end-of-text token")
+        cache: dict[str, tuple[int, ...]] = {}
+
+        def encode(text: str) -> tuple[int, ...]:
+            if text not in cache:
+                cache[text] = tuple(tokenizer(text, add_special_tokens=False).input_ids)
+            return cache[text]
+
         index = {au_vocab.canonical(a): k for k, a in enumerate(aus)}
         self.au_ids = torch.as_tensor(au_token_ids, dtype=torch.long)
         self.rows = []
@@ -201,81 +170,98 @@ class PlanLogitsProcessor(LogitsProcessor):
             missing = [a for a in p.aus if a not in index]
             if missing:
                 raise ValueError(f"plan names AUs the verbalizer does not know: {missing}")
-            au_ids = [au_token_ids[index[a]] for a in p.aus]
-            names = [self.vocab.encode(name_text(a)) for a in p.aus]
-            emotion = self.vocab.encode(emotion_text(p.emotion))  # a word of its own, never glued to the last
-            tail = self.vocab.encode(probability_tail(p.probability)) + [self.eos]
-            self.rows.append({"au_ids": au_ids, "names": names, "emotion": emotion, "tail": tail})
+            n = len(p.aus)
+            if n:
+                openers = [encode(o) for o, _ in FRAMES]
+                closers = [[encode(pl if n > 1 else sg) for pl, sg in c] for _, c in FRAMES]
+                between = [(encode(LAST_SEPARATOR if i == n - 1 else SEPARATOR),) for i in range(1, n)]
+            else:
+                openers, closers, between = [encode(t) for t in NONE_PHRASES], None, []
+            self.rows.append({
+                "au_ids": [au_token_ids[index[a]] for a in p.aus],
+                "names": [encode(name_text(a)) for a in p.aus],
+                "emotion": encode(emotion_text(p.emotion)),  # a word of its own, never glued to the last
+                "tail": encode(probability_tail(p.probability)) + (self.eos,),
+                "openers": openers, "between": between, "closers": closers})
 
     def max_new_tokens(self) -> int:
-        """The most tokens any row can take: a prose stretch before each AU and before the emotion,
-        every forced FACS name, the emotion word, its tail and end-of-text."""
+        """The most tokens any row can take: the longest phrase of each stretch, every forced FACS
+        name, the emotion word, its tail and end-of-text."""
         best = 1
         for r in self.rows:
+            phrases = max(map(len, r["openers"])) + sum(max(map(len, b)) for b in r["between"])
+            if r["closers"]:
+                phrases += max(len(c) for cs in r["closers"] for c in cs)
             forced = sum(1 + len(n) for n in r["names"]) + len(r["emotion"]) + len(r["tail"])
-            best = max(best, (len(r["au_ids"]) + 1) * self.max_prose + forced)
+            best = max(best, phrases + forced)
         return best
 
     # ------------------------------------------------------------------ the automaton
+    @staticmethod
+    def _phrases(row: dict, nxt: int, opener: int | None) -> list[tuple[int, ...]]:
+        """The phrases the stretch before step ``nxt`` may be (step len(T): the emotion)."""
+        if nxt == 0:
+            return row["openers"]
+        if nxt < len(row["au_ids"]):
+            return list(row["between"][nxt - 1])
+        return row["closers"][opener] if row["closers"] and opener is not None else []
+
     def _state(self, row: dict, ids: list[int]):
-        """(forced next token or None, index of the plan's next AU, prose tokens in this stretch,
-        finished) after the row's generated ``ids``."""
+        """(forced next token or None, index of the plan's next step, this stretch's tokens, the
+        opener chosen, finished) after the row's generated ``ids``."""
         forced: list[int] = []
-        nxt, prose, finished = 0, 0, False
+        nxt, stretch, opener, finished = 0, [], None, False
+        n = len(row["au_ids"])
         for t in ids:
             if finished:
                 break
             if forced:
                 forced.pop(0)
-                if t == self.eos:
-                    finished = True
+                finished = t == self.eos
                 continue
-            if nxt < len(row["au_ids"]) and t == row["au_ids"][nxt]:
-                forced = list(row["names"][nxt])
-                nxt, prose = nxt + 1, 0
-                continue
-            if nxt == len(row["au_ids"]):
-                if t == row["emotion"][0]:
-                    forced = list(row["emotion"][1:]) + list(row["tail"])
-                    continue
-            if t == self.eos:
+            if nxt < n and t == row["au_ids"][nxt]:
+                if nxt == 0:
+                    opener = next((j for j, o in enumerate(row["openers"]) if list(o) == stretch), None)
+                forced, nxt, stretch = list(row["names"][nxt]), nxt + 1, []
+            elif nxt == n and t == row["emotion"][0]:
+                forced = list(row["emotion"][1:]) + list(row["tail"])
+            elif t == self.eos:
                 finished = True
-                continue
-            prose += 1
-        return (forced[0] if forced else None), nxt, prose, finished
+            else:
+                stretch.append(t)
+        return (forced[0] if forced else None), nxt, stretch, opener, finished
+
+    def _allowed(self, row: dict, nxt: int, stretch: list[int], opener: int | None) -> list[int]:
+        """The tokens the LM may choose from: each phrase's next token where the stretch is a prefix
+        of it, and the plan's next step where the stretch is a whole phrase."""
+        k = len(stretch)
+        allowed, whole = set(), False
+        for ph in self._phrases(row, nxt, opener):
+            if list(ph[:k]) == stretch:
+                if len(ph) > k:
+                    allowed.add(ph[k])
+                else:
+                    whole = True
+        if whole or not allowed:  # nothing left to write here (or a stretch off the grammar): the plan goes on
+            allowed.add(row["au_ids"][nxt] if nxt < len(row["au_ids"]) else row["emotion"][0])
+        return sorted(allowed)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         rows = scores.shape[0]
         if rows != len(self.rows):
             raise ValueError(f"plan-and-realise decoding is greedy, one row per plan: {rows} rows, "
                              f"{len(self.rows)} plans")
-        scores = scores.clone()
-        au_ids = self.au_ids.to(scores.device)
+        out = torch.full_like(scores, float("-inf"))
         for b in range(rows):
             row = self.rows[b]
-            ids = input_ids[b].tolist()
-            forced, nxt, prose, finished = self._state(row, ids)
+            forced, nxt, stretch, opener, finished = self._state(row, input_ids[b].tolist())
             if finished:
                 forced = self.eos  # only padding from here on
-            covered = nxt == len(row["au_ids"])
-            if forced is None and prose >= self.max_prose:  # the stretch is long enough: the plan goes on
-                forced = row["emotion"][0] if covered else row["au_ids"][nxt]
             if forced is not None:
-                scores[b] = float("-inf")
-                scores[b, forced] = 0.0
+                out[b, forced] = 0.0
                 continue
-            s = scores[b]
-            opener = row["emotion"][0]
-            steps = {opener} if covered else {row["au_ids"][nxt]}
-            kept = {t: float(s[t]) for t in steps}  # the plan's next step survives the prose mask
-            allowed = self.vocab.prose_ok
-            if ids and self.vocab.ends_in_letter[ids[-1]]:  # a word just ended: the next one starts apart
-                allowed = allowed & ~self.vocab.glued
-            s[~allowed.to(s.device)] = float("-inf")
-            s[au_ids] = float("-inf")
-            s[opener] = float("-inf")
-            for t in steps:
-                s[t] = kept[t]
-            if s.max() == float("-inf"):  # nothing the LM may write here: the plan goes on
-                s[opener if covered else row["au_ids"][nxt]] = 0.0
-        return scores
+            allowed = torch.as_tensor(self._allowed(row, nxt, stretch, opener), device=scores.device)
+            out[b, allowed] = scores[b, allowed]
+            if out[b].max() == float("-inf"):  # another processor ruled all of them out: take the first
+                out[b, allowed[0]] = 0.0
+        return out

@@ -207,14 +207,27 @@ def test_every_training_target_is_what_gated_decoding_emits_when_the_lm_follows_
     assert len({i % len(TEMPLATES) for i in range(16)}) == len(TEMPLATES)
 
 
-def test_the_prose_words_say_nothing_of_their_own():
-    """The LM's own words can link evidence to a conclusion but not state an emotion, name an AU or
-    claim a movement: no emotion word, no word of a FACS name, no "AU", in PROSE_WORDS."""
+def test_the_phrase_grammar_says_nothing_of_its_own_and_every_realisation_is_well_formed():
+    """The LM's phrases link evidence to a conclusion but state no emotion, name no AU, claim no
+    movement and hold no number; every realisation of every frame, for T of none, one or three AUs,
+    is one well-formed sentence, and the realisations differ."""
+    import re
+
     from facr import au as au_vocab
     from facr.external.generations import _EMOTION_WORDS
-    from facr.verbalizer.plan import PROSE_WORDS
+    from facr.verbalizer.plan import FRAMES, LAST_SEPARATOR, NONE_PHRASES, SEPARATOR, TEMPLATES, RationalePlan
+    from facr.verbalizer.wellformed import check_rationale
 
+    phrases = [o for o, _ in FRAMES] + [c for _, cs in FRAMES for pair in cs for c in pair]
+    phrases += [*NONE_PHRASES, SEPARATOR, LAST_SEPARATOR]
+    words = {w.lower() for p in phrases for w in re.findall(r"[A-Za-z]+", p)}
     facs_words = {w for n in au_vocab.AUS for w in au_vocab.info(f"AU{n}").name.lower().split()}
-    assert not PROSE_WORDS & set(_EMOTION_WORDS)
-    assert not PROSE_WORDS & facs_words, PROSE_WORDS & facs_words
-    assert "au" not in PROSE_WORDS and all(w.isalpha() and w.islower() for w in PROSE_WORDS)
+    assert not words & set(_EMOTION_WORDS) and not words & facs_words and "au" not in words
+    assert not any(re.search(r"[\d.!?()]", p) for p in phrases)
+    for aus in ([], ["AU4"], ["AU1", "AU4", "AU15"]):
+        texts = {RationalePlan(aus, "sadness", 0.87).text(index=i) for i in range(len(TEMPLATES))}
+        assert len(texts) == (len(TEMPLATES) if aus else len(NONE_PHRASES))
+        for t in texts:
+            assert check_rationale(t, aus, "sadness") == [], t
+            assert t[0].isupper() and t.endswith("sadness (p = 0.87).") and t.count(".") == 2, t
+    assert RationalePlan(["AU4"], "sadness").text(index=4) == "AU4 (brow lowerer) is visible, which points to sadness."
