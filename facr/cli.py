@@ -434,11 +434,24 @@ def _print_named_audit(m: dict, out: str | None) -> int:
             print(f"  {label:<44} {fmt(m[key]):>7}" + (f"   95% CI [{c[0]:.3f}, {c[1]:.3f}]" if c else ""))
     if m.get("intervention_note"):
         print(f"  counterfactual figures: none ({m['intervention_note']})")
+    _print_pixel_figures(m)
     for ex in (m.get("examples") or [])[:2]:
         print(f"  {ex['image']}: \"{ex['text'][:120]}\" -> named {', '.join(ex['named']) or '-'}; stated {ex['stated']}")
     if out:
         print(f"wrote {out}/report.md")
     return 0
+
+
+def _print_pixel_figures(m: dict) -> None:
+    """The pixel-level intervention figures of ``facr audit --pixel-cf``, when the audit has them."""
+    if not m.get("pixel_cf_method"):
+        return
+    from facr.audit.report import pixel_lines
+
+    faces = f", {m['pixel_n_faces']} faces" if m.get("pixel_n_faces") is not None else ""
+    print(f"  in pixels ({m['pixel_cf_method']}{faces}):")
+    for line in pixel_lines(m):
+        print(f"    {line}")
 
 
 def _warn_skipped(skipped: dict | None, data) -> None:
@@ -466,7 +479,8 @@ def cmd_audit(args) -> int:
                                         "generate_batch_size": args.generate_batch_size,
                                         "generations": args.generations, "evidence": args.evidence, "llm": args.llm,
                                         "llm_url": args.llm_url, "llm_model": args.llm_model,
-                                        "max_new_tokens": args.max_new_tokens, "workers": args.workers})
+                                        "max_new_tokens": args.max_new_tokens, "workers": args.workers,
+                                        "pixel_cf": args.pixel_cf, "pixel_limit": args.pixel_limit})
     except ValueError as exc:
         raise FacrError(args.model, str(exc)) from None
     # --out is claimed (checked and locked) before the audit runs, and written when it is done
@@ -495,6 +509,7 @@ def cmd_audit(args) -> int:
             print(f"  {label:<24} {fmt(m[key]):>7}" + (f"   95% CI [{c[0]:.3f}, {c[1]:.3f}]" if c else ""))
     for key, value in (m.get("oracle") or {}).items():
         print(f"  oracle {key.replace('_', ' '):<34} {fmt(value)}")
+    _print_pixel_figures(m)
     if m.get("maps"):
         mp = m["maps"]
         print(f"  where AUs are seen ({mp['ground_truth']}, {mp['n_images']} faces):")
@@ -648,8 +663,20 @@ def cmd_emola_generate(args) -> int:
         rows = generate_vlm(model, processor, records, args.data, tasks=tasks, batch_size=args.batch_size,
                             max_new_tokens=args.max_new_tokens, progress=not (args.json or args.no_progress),
                             source=f"hf-vlm {args.vlm}")
+        if args.pixel_cf:
+            from facr.audit.pixel import occlusion_answers
+            from facr.external.vlm import ask_vlm
+
+            occlusion_answers(lambda ims, prompts: ask_vlm(model, processor, ims, prompts,
+                                                           max_new_tokens=args.max_new_tokens),
+                              records, rows, tasks=tasks, batch_size=args.batch_size,
+                              progress=not (args.json or args.no_progress))
     else:
         from facr.external.emola import generate_emola
+
+        if args.pixel_cf:
+            raise FacrError("--pixel-cf", "occluded answers are asked of --model hf-vlm only (EmoLA's driver runs in "
+                                          "its own environment and reads image files)")
 
         missing = [f for f, v in (("--emola-repo", args.emola_repo), ("--model-path", args.model_path),
                                   ("--model-base", args.model_base)) if not v]
@@ -989,6 +1016,15 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--llm-model", default=None, help="frozen-llm: the model name to send to the endpoint")
     o.add_argument("--max-new-tokens", type=int, default=96, help="frozen-llm: tokens per answer (default 96)")
     o.add_argument("--workers", type=int, default=4, help="frozen-llm: parallel requests to the endpoint (default 4)")
+    px = p.add_argument_group("pixel-level interventions (is z faithful to the face?)")
+    px.add_argument("--pixel-cf", nargs="?", const="auto", default=None, choices=("auto", "rerender", "occlusion"),
+                    help="also intervene on the image: do(AU_k = 0) by re-rendering the synthetic benchmark (exact; "
+                         "and hue / identity / pose / light changed) or by inpainting AU k's region on other data; "
+                         "pixel AU sensitivity / leakage, pixel CF sensitivity / invariance, nuisance z shift, "
+                         "latent-vs-pixel agreement (default auto: rerender where the data is the benchmark). "
+                         "--model emola: score the occluded answers its generations carry")
+    px.add_argument("--pixel-limit", type=int, default=None,
+                    help="the first N audited faces only, for the pixel figures (default: all; 480 take ~1 min)")
     p.set_defaults(func=cmd_audit)
 
     # facr experiment
@@ -1085,6 +1121,9 @@ def build_parser() -> argparse.ArgumentParser:
     v = p.add_argument_group("--model hf-vlm")
     v.add_argument("--vlm", default=None, help="a local image-text-to-text model folder (or a cached hub id)")
     v.add_argument("--batch-size", type=int, default=8, help="faces per generate call (default 8)")
+    v.add_argument("--pixel-cf", action="store_true",
+                   help="also ask again on the face with each named or labelled-active AU's region occluded "
+                        "(inpainted): the lines carry \"occlusions\", which facr audit --model emola scores")
     g = p.add_argument_group("--model emola")
     g.add_argument("--emola-repo", default=None, help="your EmoLA checkout (github.com/JackYFL/EmoLA)")
     g.add_argument("--model-path", default=None, help="EmoLA's AU checkpoint (llava-v1.5-7b-lora-emola-au)")

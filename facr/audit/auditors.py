@@ -260,6 +260,14 @@ def audit_reasoner(request: AuditRequest) -> AuditResult:
             m["per_subject"][subject].update(extra)
         m["oracle"] = oracle
         m["true_parent_agreement"] = oracle["true_parent_agreement"]
+    if request.options.get("pixel_cf"):
+        from facr.audit.pixel import pixel_figures
+
+        # z against the face: do() in pixels (facr.audit.pixel); the shortcut figure beside them
+        m.update(pixel_figures(model, ds, ev, signs, data_root=request.data if request.format in (None, "synth") else None,
+                               method=request.options["pixel_cf"], limit=request.options.get("pixel_limit"),
+                               margin=request.margin, batch_size=request.batch_size, progress=request.progress))
+        m["shortcut_reliance"] = (m.get("oracle") or {}).get("shortcut_reliance")
     if request.options.get("maps"):
         from facr.explain.audit import maps_audit
 

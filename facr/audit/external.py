@@ -219,6 +219,11 @@ def audit_emola(request: AuditRequest) -> AuditResult:
         "cf_sensitivity": None, "cf_invariance": None, "intervention": None, "intervention_note": NO_INTERVENTION,
         "signed_agreement_note": SIGNED_NOTE["emola"], "examples": _examples(samples),
     })
+    if request.options.get("pixel_cf") or any("occlusions" in g.extra for g, _ in pairs):
+        from facr.audit.pixel import occluded_answer_figures
+
+        # the answers on occluded faces (facr emola generate --pixel-cf): an intervention on the image
+        m.update(occluded_answer_figures([g for g, _ in pairs], candidates, str(path)))
     if unmatched:
         print(f"facr audit: {unmatched} line(s) of {path} match no selected record of {request.data} "
               f"(split {request.split or 'all'}) and carry no labels: left out", file=sys.stderr)
@@ -301,6 +306,10 @@ def collect_evidence(request: AuditRequest, graph) -> Evidence:
 def audit_frozen_llm(request: AuditRequest) -> AuditResult:
     """The simulatability audit of a frozen LLM reasoner."""
     from facr.external.generations import extract_emotion
+
+    if request.options.get("pixel_cf"):
+        raise FacrError("--pixel-cf", "a frozen LLM reads AU evidence as text, not a face: there are no pixels to "
+                                      "intervene on (audit a reasoner, or EmoLA / VLM generations)")
 
     graph = _audit_graph(request)
     faces = collect_evidence(request, graph)

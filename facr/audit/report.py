@@ -65,6 +65,17 @@ NAMED_ROWS = (("n_samples", "samples"), ("n_no_au_named", "outputs naming no AU"
               ("cf_sensitivity", "CF sensitivity"), ("cf_invariance", "CF invariance"))
 NAMED_KINDS = ("generations", "frozen-llm")
 
+# facr audit --pixel-cf (facr.audit.pixel): z against the face, do() in pixels.
+PIXEL_ROWS = (("pixel_au_sensitivity", "pixel AU sensitivity (z_k < ½ once AU k is gone)"),
+              ("pixel_au_leakage", "pixel AU leakage (mean |Δz_j|, other AUs)"),
+              ("pixel_cf_sensitivity", "pixel CF sensitivity"), ("pixel_cf_invariance", "pixel CF invariance"),
+              ("latent_vs_pixel_agreement", "latent vs pixel do(): same move of ŷ_ĉ"),
+              ("latent_vs_pixel_prediction_agreement", "latent vs pixel do(): same prediction change"),
+              ("shortcut_reliance", "shortcut reliance"),
+              ("pixel_named_au_drop_rate", "named AU dropped when occluded"),
+              ("pixel_emotion_change_rate", "emotion changes, named AU occluded"),
+              ("pixel_emotion_change_rate_active", "emotion changes, labelled AU occluded"))
+
 
 def fmt(value, digits: int = 3) -> str:
     if value is None:
@@ -143,6 +154,28 @@ def _figure_table(metrics: dict, rows) -> list[str]:
     return lines
 
 
+def pixel_lines(metrics: dict) -> list[str]:
+    """The pixel figures of an audit as text lines (the CLI's summary and the report's section)."""
+    lines = [f"{label:<52} {fmt(metrics[key])}" for key, label in PIXEL_ROWS if key in metrics]
+    for key, label in (("nuisance_z_shift", "nuisance z shift (mean |Δz|)"),
+                       ("nuisance_prediction_change", "predictions changed by a nuisance")):
+        if metrics.get(key):
+            lines.append(f"{label:<52} " + ", ".join(f"{k} {fmt(v)}" for k, v in metrics[key].items()))
+    pairs = ("pixel_n_pairs", "pixel_n_invisible", "pixel_n_sensitivity_pairs", "pixel_n_invariance_pairs")
+    if all(k in metrics for k in pairs):
+        lines.append(f"({metrics['pixel_n_pairs']} face-AU pairs: {metrics['pixel_n_sensitivity_pairs']} causal, "
+                     f"{metrics['pixel_n_invariance_pairs']} irrelevant; {metrics['pixel_n_invisible']} left out as "
+                     f"invisible)")
+    return lines
+
+
+def _pixel_section(metrics: dict) -> list[str]:
+    if not metrics.get("pixel_cf_method"):
+        return []
+    return ["", f"## In pixels ({metrics['pixel_cf_method']})", "", f"- intervention: {metrics.get('pixel_intervention')}",
+            "", "```", *pixel_lines(metrics), "```"]
+
+
 def _skipped_lines(metrics: dict) -> list[str]:
     """The report's line on the images the audit left out (missing, undecodable, outside the data root)."""
     skipped = metrics.get("skipped_images")
@@ -180,6 +213,7 @@ def render_markdown(metrics: dict, plots: list[str]) -> str:
                 lines.append(f"| {key.replace('_', ' ')} | {fmt(o[key])} |")
         lines += ["", "Shortcut reliance: the share of predictions whose logit moves more under do(background hue) "
                   "than under the largest single-AU do(z_k = 0)."]
+    lines += _pixel_section(metrics)
     if metrics.get("per_class"):
         keys = [k for k, _ in PER_CLASS_BARS] + ["graph_causal_agreement_label", "active_au_recall", "aus_per_frame"]
         lines += ["", "## Per class", "",
@@ -253,6 +287,7 @@ def render_named_markdown(metrics: dict, plots: list[str]) -> str:
         lines += [f"**No signed agreement.** {metrics['signed_agreement_note'][0].upper()}"
                   f"{metrics['signed_agreement_note'][1:]}.", ""]
     lines += _figure_table(metrics, NAMED_ROWS)
+    lines += _pixel_section(metrics)
     keys = ("n_samples", "n_no_au_named", "aus_per_frame", "graph_causal_agreement", "graph_causal_agreement_label",
             "active_au_precision", "active_au_recall", "emotion_accuracy")
     if metrics.get("per_class"):

@@ -36,6 +36,12 @@ every AU, active or not: "where AU k is drawn" for an image is ``masks[k]`` wher
 bytes of ``np.packbits(mask, axis=0)`` for a bool ``[K, S/4, S/4]`` array (``ceil(K/8)·(S/4)²``
 bytes, 2,352 at 112×112); :func:`unpack_masks` inverts it.
 
+**Interventions in pixels.** Every image can be drawn again from its scene with one thing changed
+(:func:`render_intervention`): do(AU_k = v) with everything else held — the pixels that change lie
+inside AU k's mask — or one nuisance changed (:data:`NUISANCE_CHANGES`: background hue, identity,
+pose, light); :func:`render_counterfactual` sets the background to a given class's hue. The pixel
+audit (:mod:`facr.audit.pixel`) is built on them.
+
 The structural causal model
 ---------------------------
 Variables per image (``rng`` streams are keyed by the seed, so the same seed gives the same
@@ -131,6 +137,7 @@ __all__ = [
     "INHIBITIONS",
     "Identity",
     "MASK_STRIDE",
+    "NUISANCE_CHANGES",
     "Nuisance",
     "STYLES",
     "SYNTH_AUS",
@@ -142,7 +149,9 @@ __all__ = [
     "random_identity",
     "record_masks",
     "region_masks",
+    "render_counterfactual",
     "render_face",
+    "render_intervention",
     "sample_scene",
     "true_graph",
     "unpack_masks",
@@ -1194,19 +1203,96 @@ def render_counterfactual(scene: Scene, indices, cue: int | None = None) -> np.n
     into ``config.shortcut_classes``) — the image-level intervention do(cue = c') the audit's
     oracle uses; ``cue=None`` re-renders the image as it was written (PNG is lossless, so the
     pixels are identical). uint8 ``[n, S, S, 3]``."""
-    config = scene.config
-    idx = np.asarray(indices, dtype=np.int64)
-    if len(idx) and (idx.min() < 0 or idx.max() >= scene.n):
-        raise ValueError(f"indices must lie in [0, {scene.n}), got {idx.min()}..{idx.max()}")
+    idx = _scene_indices(scene, indices)
     nz = scene.nuisance[idx].copy()
     if cue is not None:
-        n_cls = len(config.shortcut_classes)
+        n_cls = len(scene.config.shortcut_classes)
         if not 0 <= cue < n_cls:
             raise ValueError(f"cue must lie in [0, {n_cls}), got {cue}")
         nz[:, 8] = cue / n_cls
-    images, _ = _render_chunk((scene.identities, scene.subject[idx], scene.intensity[idx], nz, scene.unilateral[idx],
-                               config.size, config.style, False))
-    return images
+    return _render_rows(scene, scene.subject[idx], scene.intensity[idx], nz, scene.unilateral[idx])[0]
+
+
+NUISANCE_CHANGES = ("hue", "identity", "pose", "light")
+"""The nuisance changes :func:`render_intervention` makes, each one fixed and deterministic:
+
+* ``hue`` — the background takes the hue of shortcut class (cue + ⌊C/2⌋) mod C, the class hue
+  farthest round the colour circle from the one shown (C = 2: the other class's);
+* ``identity`` — the face of the next subject of the scene, (s + 1) mod S (face shape, skin, hair,
+  shirt and feature positions change; the AU intensities, pose, light and background stay);
+* ``pose`` — ``POSE_SHIFT_DEG`` degrees of in-plane rotation and ``POSE_SHIFT_DX`` of horizontal
+  shift, each towards (and past) zero, so a sampled pose stays inside the sampled range;
+* ``light`` — the gradient turns round (direction + π) and its strength becomes 0.25 − strength
+  (the sampled range is [0, 0.25]: an unlit face gets the strongest gradient)."""
+POSE_SHIFT_DEG = 8.0
+POSE_SHIFT_DX = 0.035
+
+
+def _scene_indices(scene: Scene, indices) -> np.ndarray:
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if len(idx) and (idx.min() < 0 or idx.max() >= scene.n):
+        raise ValueError(f"indices must lie in [0, {scene.n}), got {idx.min()}..{idx.max()}")
+    return idx
+
+
+def _render_rows(scene: Scene, subj, I, nz, uni) -> tuple[np.ndarray, np.ndarray]:
+    """Render rows given explicitly (subject, intensities, nuisance, unilateral): images uint8
+    ``[n, S, S, 3]`` and packed masks, through the one renderer the benchmark is written with."""
+    cfg = scene.config
+    return _render_chunk((scene.identities, subj, I, nz, uni, cfg.size, cfg.style, False))
+
+
+def render_intervention(scene: Scene, indices, *, au=None, value=0.0, nuisance: str | None = None,
+                        masks: bool = False):
+    """Images ``indices`` of a benchmark's ``scene`` re-rendered under an intervention in pixels.
+
+    ``au`` (an AU spelling, or one per index): do(AU_k = ``value``) — that AU drawn at intensity
+    ``value`` (0-5; one number or one per index), everything else held: identity, pose, light,
+    noise, background and the other AUs (held, not propagated through the SCM's AU → AU
+    co-activations: the question is whether z_k reads AU k's pixels). ``nuisance`` (one of
+    :data:`NUISANCE_CHANGES`): that nuisance changed as documented there, the AUs held. Both may
+    be given; neither re-renders the image as written (identical pixels). Indices may repeat (one
+    row per (image, AU) pair). Returns uint8 ``[n, S, S, 3]``, with ``masks=True`` also the AU
+    region masks of the rendered rows (bool ``[n, K, S/4, S/4]``, see :func:`region_masks`).
+    """
+    idx = _scene_indices(scene, indices)
+    n = len(idx)
+    subj, I = scene.subject[idx].copy(), scene.intensity[idx].copy()
+    nz, uni = scene.nuisance[idx].copy(), scene.unilateral[idx]
+    if au is not None:
+        names = [au] * n if isinstance(au, (str, int, np.integer)) else list(au)
+        if len(names) != n:
+            raise ValueError(f"au: one AU or one per index ({n}), got {len(names)}")
+        cols = []
+        for a in names:
+            k = _IDX.get(au_vocab.parse(a))
+            if k is None:
+                raise ValueError(f"{a!r} is not drawn by the synthetic renderer (it draws {', '.join(SYNTH_AUS)})")
+            cols.append(k)
+        v = np.broadcast_to(np.asarray(value, dtype=np.float64), (n,))
+        if np.any(~np.isfinite(v)) or np.any(v < 0) or np.any(v > 5):
+            raise ValueError("value: AU intensities must be in [0, 5]")
+        I[np.arange(n), cols] = v
+        I[:, _IDX[43]] = np.minimum(I[:, _IDX[43]], 1.0)  # AU43 is binary, as the SCM draws it
+    if nuisance is not None:
+        if nuisance not in NUISANCE_CHANGES:
+            raise ValueError(f"nuisance must be one of {', '.join(NUISANCE_CHANGES)}, got {nuisance!r}")
+        if nuisance == "hue":
+            n_cls = len(scene.config.shortcut_classes)
+            nz[:, 8] = ((scene.cue[idx] + n_cls // 2) % n_cls) / n_cls
+        elif nuisance == "identity":
+            subj = (subj + 1) % len(scene.identities)
+        elif nuisance == "pose":
+            nz[:, 0] += np.where(nz[:, 0] >= 0, -POSE_SHIFT_DEG, POSE_SHIFT_DEG)
+            nz[:, 2] += np.where(nz[:, 2] >= 0, -POSE_SHIFT_DX, POSE_SHIFT_DX)
+        else:
+            nz[:, 4] = 0.25 - nz[:, 4]
+            nz[:, 5] = nz[:, 5] + np.pi
+    images, packed = _render_rows(scene, subj, I, nz, uni)
+    if not masks:
+        return images
+    m = scene.config.size // MASK_STRIDE
+    return images, np.unpackbits(packed, axis=1, count=_K).astype(bool).reshape(n, _K, m, m)
 
 
 def _default_workers(n: int) -> int:
