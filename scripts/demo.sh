@@ -10,7 +10,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 # The demo trains one seed, and one seed's comparison moves with the seed and with the machine (CPU
 # kernels and thread counts change the arithmetic): on another machine the arms' order by accuracy,
 # AU F1 and shortcut reliance flipped. So every comparison it prints says so and shows the committed
-# 3-seed results, which are what the README's claims rest on.
+# 3-seed results, which are what the docs' claims rest on.
 SEEDS=audits/results/synth_demo_seeds/results.md
 one_seed() {
   printf '\nOne training seed (0), on this machine: these figures move with the seed and the machine. The\n'

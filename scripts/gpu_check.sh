@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks, as one script for a lent CUDA machine (the device tool; see README "Development"):
+# The GPU checks, as one script for a lent CUDA machine (the device tool; see docs/development.md):
 #   1. the gpu-marked tests (paper-size Qwen3-0.8B / Gemma-3-1B-shaped backbones in 4-bit NF4 through
 #      bitsandbytes, a verbalizer trained on top, gated generation on CUDA);
 #   2. the paper-size Stage-1 path: ResNet-18 at 224x224 on a synthetic benchmark, bf16 autocast through

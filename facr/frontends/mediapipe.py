@@ -122,7 +122,7 @@ class AURule:
 # Each AU is read from the ARKit blendshape(s) whose definition is that AU's movement (Apple's ARKit
 # ARFaceAnchor.BlendShapeLocation docs; FACS: Ekman, Friesen & Hager 2002). Left/right pairs are averaged.
 # Thresholds are where the score separated the real faces we looked at (scikit-image's astronaut and its 100
-# LFW faces, the six faces of insightface's t1.jpg; README, front-end section): a hand choice, not a fit.
+# LFW faces, the six faces of insightface's t1.jpg; docs/real-faces.md): a hand choice, not a fit.
 # The score's spread on those faces is quoted as "LFW median / 90th percentile".
 HAND_TABLE: tuple[AURule, ...] = (
     AURule("AU1", ("browInnerUp",), 0.35, 0.08,

@@ -1,8 +1,8 @@
-"""The committed experiment results (``audits/results/<name>/``) and the README tables that quote them.
+"""The committed experiment results (``audits/results/<name>/``) and the docs tables that quote them.
 
 Each results folder holds what ``facr experiment run audits/<name>.yaml`` wrote (``results.json``,
 ``results.md``) and ``provenance.json`` (the command, the commit, the machine, the wall time). The
-markdown must be exactly what the renderer makes of the JSON, and every README table quoted from a
+markdown must be exactly what the renderer makes of the JSON, and every docs table quoted from a
 results file (between ``<!-- results: PATH -->`` and ``<!-- /results -->``, see audits/README.md) must
 be lines of that file, verbatim and in order: no table can drift from the numbers it claims to show.
 """
@@ -75,12 +75,13 @@ def test_twin_results_name_their_experiment_command_and_commit(folder):
     assert prov["wall_seconds"] > 0 and prov["machine"]["cpu_cores"] >= 1 and prov["date_utc"]
 
 
-def test_readme_quotes_every_twin_and_every_quote_matches_its_file():
-    found = quotes((ROOT / "README.md").read_text(encoding="utf-8"))
+def test_the_docs_quote_every_twin_and_every_quote_matches_its_file():
+    found = [q for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+             for q in quotes(page.read_text(encoding="utf-8"))]
     problems = [p for path, lines in found if (p := quote_problem(path, lines))]
     assert not problems, problems
     quoted = {Path(path).parent.name for path, _ in found}
-    assert set(TWINS) <= quoted, f"README quotes no table of {set(TWINS) - quoted}"
+    assert set(TWINS) <= quoted, f"the docs quote no table of {set(TWINS) - quoted}"
 
 
 def test_a_drifted_quote_is_caught(tmp_path):
