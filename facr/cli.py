@@ -681,7 +681,7 @@ def cmd_emola_generate(args) -> int:
         missing = [f for f, v in (("--emola-repo", args.emola_repo), ("--model-path", args.model_path),
                                   ("--model-base", args.model_base)) if not v]
         if missing:
-            raise FacrError("emola", f"--model emola needs {', '.join(missing)} (see the README: EmoLA)")
+            raise FacrError("emola", f"--model emola needs {', '.join(missing)} (see docs/other-reasoners.md: EmoLA)")
         if args.task == "emotion" and not args.emotion_model_path:
             raise FacrError("--emotion-model-path", "--task emotion needs EmoLA's emotion checkpoint")
         records = _generation_records(args)
