@@ -961,7 +961,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  facr audit --model runs/r/model --data demo-out/synth --graph truth --limit 200 --json\n"
                "  facr audit --model runs/unbc/model --data /data/UNBC --format unbc --split all --subject 042-ll042\n"
                "  facr audit --model runs/verbalizer/smollm2 --data demo-out/synth --rationale --limit 32\n"
-               "  facr audit --model runs/r/model --data demo-out/synth --maps --limit 64 --json\n\n"
+               "  facr audit --model runs/r/model --data demo-out/synth --maps --limit 64 --json\n"
+               "  facr audit --model runs/r/model --data demo-out/synth --pixel-cf --limit 480 --json\n\n"
                "models: a reasoner checkpoint folder or run folder; a verbalizer checkpoint or run folder (its\n"
                "reasoner's latent audit, or with --rationale the audit of its generated text); more auditors\n"
                "are registered by name",

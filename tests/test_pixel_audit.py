@@ -211,6 +211,22 @@ def test_audit_pixel_cf_puts_the_pixel_figures_at_the_top_of_the_json(reasoner, 
     assert code == 2 and err.startswith("facr: --pixel-limit: must be >= 1")
 
 
+def test_audit_pixel_cf_on_real_faces_occludes_the_landmark_regions(reasoner, run_cli, repo):
+    """AffectNet-layout faces with 68 landmarks: no benchmark to re-render, so the audit occludes the
+    landmark ROIs (and says so); the rerender method is refused there."""
+    _, run = reasoner
+    data = repo / "tests" / "data" / "fixtures" / "affectnet"
+    argv = ("audit", "--model", run, "--data", data, "--format", "affectnet", "--split", "all", "--no-progress")
+    code, out, err = run_cli(*argv, "--pixel-cf", "--json")
+    assert code == 0, err
+    m = json.loads(out)
+    assert m["pixel_cf_method"] == "occlusion" and m["pixel_n_faces"] == m["n_samples"] > 0
+    assert m["pixel_n_pairs"] > 0 and 0.0 <= m["pixel_au_sensitivity"] <= 1.0
+    assert m["nuisance_z_shift"] is None and m["shortcut_reliance"] is None
+    code, out, err = run_cli(*argv, "--pixel-cf", "rerender", "--json")
+    assert code == 2 and "--pixel-cf rerender needs the synthetic benchmark" in err
+
+
 # ------------------------------------------------------------------ black boxes
 def _records(tmp_path_factory):
     from facr.data.formats import load as load_format
