@@ -24,6 +24,10 @@ import numpy as np
 
 from facr.errors import UnknownAUError
 
+# z_k ≥ ACTIVE: AU k is present. One threshold for every reader of z — the verbalizer's gate and
+# plans, the audits' active and named-inactive sets, the chat, the front ends, AU F1.
+ACTIVE = 0.5
+
 __all__ = [
     "ActionUnit",
     "AUS",

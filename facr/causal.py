@@ -17,6 +17,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from facr.au import ACTIVE
+
 
 def do(z: torch.Tensor, aus: int | Sequence[int] | torch.Tensor, value: float | torch.Tensor = 0.0) -> torch.Tensor:
     """A copy of ``z`` ([B, K]) with ``z[:, k] := value`` for every k in ``aus`` (indices into K)."""
@@ -87,7 +89,7 @@ class PairMasks:
 
 
 def pair_masks(signs: torch.Tensor, target: torch.Tensor, z: torch.Tensor | None = None,
-               scope: str = "all", threshold: float = 0.5) -> PairMasks:
+               scope: str = "all", threshold: float = ACTIVE) -> PairMasks:
     """Per-sample parent masks from the graph's sign matrix ``signs`` ([K, C]) and classes ``target``.
 
     ``scope='all'`` (the paper): every parent of c counts for sensitivity, active or not — an

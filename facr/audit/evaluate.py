@@ -14,6 +14,7 @@ import torch
 
 from facr.audit.metrics import (SET_KEYS, Explanation, SetScores, invoked_aus, pair_hits, parents_from_signs,
                                 recognition, score_explanations)
+from facr.au import ACTIVE
 from facr.causal import Effects
 from facr.data.torch_data import make_loader
 
@@ -107,7 +108,7 @@ class Evaluation:
     def seen(self, i: int, aus: list[str]) -> list[str]:
         """Those of ``aus`` that sample ``i``'s latent shows (z_k ≥ ½, what the verbalizer's gate lets
         through), in order: the AUs a rationale of sample ``i`` may name."""
-        return [a for a in aus if self.z[i, self.aus.index(a)] >= 0.5]
+        return [a for a in aus if self.z[i, self.aus.index(a)] >= ACTIVE]
 
     def explanations(self, named: list | None = None) -> list[Explanation]:
         """Per sample, what the yardstick scores ``named[n]`` (default: nothing named) against: the
@@ -209,7 +210,7 @@ class Evaluation:
         return out
 
 
-def au_f1(z: np.ndarray, targets: np.ndarray, mask: np.ndarray, threshold: float = 0.5) -> float | None:
+def au_f1(z: np.ndarray, targets: np.ndarray, mask: np.ndarray, threshold: float = ACTIVE) -> float | None:
     """Macro F1 of AU detection (z > threshold) over coded AUs that occur at least once."""
     from sklearn.metrics import f1_score
 

@@ -59,6 +59,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facr.au import ACTIVE
 from facr.errors import FacrError
 
 METHODS = ("auto", "rerender", "occlusion")
@@ -201,7 +202,7 @@ def score_pixel(forward: Forward, plan: PixelPlan, labels: np.ndarray, signs: np
     signs = np.asarray(signs)
     labels = np.asarray(labels, dtype=np.int64)
     z0, y0 = _forward_all(forward, plan.images, batch_size)
-    active = (plan.active if plan.active is not None else z0 >= 0.5) & plan.defined
+    active = (plan.active if plan.active is not None else z0 >= ACTIVE) & plan.defined
     ps, pk = np.nonzero(active)
     z1 = np.zeros((len(ps), z0.shape[1]))
     y1 = np.zeros((len(ps), y0.shape[1]))
@@ -221,7 +222,7 @@ def score_pixel(forward: Forward, plan: PixelPlan, labels: np.ndarray, signs: np
 
     # what z does: the removed AU's own z_k, and the others'
     zk0, zk1 = z0[ps, pk], z1[np.arange(P), pk]
-    au_hit = (zk0 >= 0.5) & (zk1 < 0.5)
+    au_hit = (zk0 >= ACTIVE) & (zk1 < ACTIVE)
     others = np.ones((P, K), dtype=bool)
     others[np.arange(P), pk] = False
     leak = (np.abs(z1 - z0[ps]) * others).sum(axis=1) / max(K - 1, 1)

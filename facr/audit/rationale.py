@@ -108,7 +108,7 @@ def intervention_rows(head, z: torch.Tensor, classes: list[str], own_signs: torc
         allowed[r, idx] = True
     names = list(aus) if aus is not None else [f"AU{n}" for n in sorted(au_vocab.AUS)[:K]]
     prob = torch.softmax(eff.logits.float(), dim=1).gather(1, pred[:, None]).squeeze(1).tolist()
-    shown = (grid >= 0.5).cpu()
+    shown = (grid >= au_vocab.ACTIVE).cpu()
     plans = [RationalePlan([names[k] for k in idx if shown[r, k]], classes[int(pred[r])], round(float(prob[r]), 2))
              for r, idx in enumerate(invoked)]
     face = np.repeat(np.arange(N), K + 1)
@@ -149,7 +149,7 @@ def score_rationales(texts: list[str], rows: RationaleRows, aus: list[str], clas
     named = [set(Verbalizer.named_aus(t)) for t in texts]
     known = set(aus)
     z = rows.z.numpy()
-    named_inactive = sum(1 for r, s in enumerate(named) for a in s if a in known and z[r, aus.index(a)] < 0.5)
+    named_inactive = sum(1 for r, s in enumerate(named) for a in s if a in known and z[r, aus.index(a)] < au_vocab.ACTIVE)
     named_unknown = sum(len(s - known) for s in named)
     classes_of = rows.emotions
     signed_parents = parents_from_signs(signs, aus, classes)
@@ -177,7 +177,7 @@ def score_rationales(texts: list[str], rows: RationaleRows, aus: list[str], clas
                 hit = a in base and a not in after
                 sens[n] += (hit, 1)
                 ceiling[n] += (a in targets[n], 1)
-                if z[r0, k] >= 0.5:
+                if z[r0, k] >= au_vocab.ACTIVE:
                     nameable[n] += (hit, 1)
             elif not base & parents:  # nothing causal named: nothing to keep in place, not invariant
                 vacuous[n] += 1

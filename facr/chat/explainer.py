@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from facr import au as au_vocab
+from facr.au import ACTIVE
 from facr.causal import Effects, do, intervention_effects
 from facr.errors import FacrError
 
@@ -29,7 +30,6 @@ DEMO = Path("demo-out")
 DEMO_MODEL = DEMO / "experiment" / "cells" / "facr" / "seed0" / "fixed"
 DEMO_VERBALIZER = DEMO / "verbalizer"
 DEMO_DATA = DEMO / "synth"
-THRESHOLD = 0.5  # z_k ≥ ½: the AU is active (what the verbalizer's gate lets through)
 FRONTENDS = ("mediapipe",)  # front ends the chat runs an AU head on (``facr chat --frontend``)
 
 
@@ -72,7 +72,7 @@ class Reading:
 
     @property
     def active(self) -> list[str]:
-        return [a for a, v in zip(self.aus, self.z.tolist()) if v >= THRESHOLD]
+        return [a for a, v in zip(self.aus, self.z.tolist()) if v >= ACTIVE]
 
     def prob(self, cls: str) -> float:
         return float(self.probs[self.classes.index(cls)])
@@ -356,7 +356,7 @@ class Explainer:
             if sign and sign * d > self.epsilon:
                 verdict = "moves as G says"
             elif sign:
-                verdict = "does not move as G says" + (" (inactive here)" if zk < THRESHOLD else "")
+                verdict = "does not move as G says" + (" (inactive here)" if zk < ACTIVE else "")
             elif abs(d) <= self.epsilon:
                 verdict = "no effect, as G says"
             else:

@@ -10,7 +10,8 @@ from typing import Iterable
 import numpy as np
 
 from facr import au as au_vocab
-from facr.chat.explainer import THRESHOLD, Reading
+from facr.au import ACTIVE
+from facr.chat.explainer import Reading
 from facr.graph.draw import NEGATIVE, POSITIVE
 
 
@@ -43,7 +44,7 @@ def au_bars(reading: Reading, signs: dict[str, int] | None = None) -> np.ndarray
         elif not reading.seen(a):
             bar.set_visible(False)
             ax.text(0.01, yk, "not seen by this front end", va="center", fontsize=6, color="#7f8c99", style="italic")
-    ax.axvline(THRESHOLD, color="black", linestyle="--", linewidth=1)
+    ax.axvline(ACTIVE, color="black", linestyle="--", linewidth=1)
     ax.set_yticks(y)
     ax.set_yticklabels([f"{a} do" if a in reading.settings else a if reading.seen(a) else f"{a} ?" for a in aus],
                        fontsize=7)
@@ -74,7 +75,7 @@ def parents_figure(parents: list[tuple[str, int, float, str]], reading: Reading,
     wmax = max((w for _, _, w, _ in parents), default=1.0) or 1.0
     for i, (a, s, w, _prov) in enumerate(parents):
         y = n - 1 - i
-        active = float(reading.z[reading.aus.index(a)]) >= THRESHOLD if a in reading.aus else False
+        active = float(reading.z[reading.aus.index(a)]) >= ACTIVE if a in reading.aus else False
         ax.annotate("", xy=(0.95, yc), xytext=(0.05, y),
                     arrowprops=dict(arrowstyle="-|>", color=POSITIVE if s > 0 else NEGATIVE,
                                     lw=0.8 + 2.2 * w / wmax, alpha=0.85 if active else 0.35))

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from facr import au as au_vocab
-from facr.chat.explainer import THRESHOLD, Explainer, FaceCheck, Reading
+from facr.au import ACTIVE
+from facr.chat.explainer import Explainer, FaceCheck, Reading
 from facr.chat.questions import Question, parse_question
 from facr.chat.realface import LANDMARK_WORDS, to_picture
 
@@ -123,7 +124,7 @@ class ChatSession:
         lines = [f"**What each AU does to {r.predicted}** — Δ = ŷ − ŷ under do(z_k = 0), G = `{chk.graph}`, "
                  f"ε = {chk.epsilon:g}:", "", "| AU | z | Δ | G | named | check |", "|---|---|---|---|---|---|"]
         rows = sorted(chk.rows, key=lambda row: -abs(row.delta))
-        shown = [row for row in rows if row.sign or row.z >= THRESHOLD or abs(row.delta) > chk.epsilon][:10]
+        shown = [row for row in rows if row.sign or row.z >= ACTIVE or abs(row.delta) > chk.epsilon][:10]
         for row in shown:
             lines.append(f"| {row.au} {au_vocab.info(row.au).name.lower()} | {r.z_text(row.au)} | {row.delta:+.2f} | "
                          f"{_sign(row.sign)} | {'yes' if row.au in named else ''} | {row.verdict} |")
@@ -203,7 +204,7 @@ class ChatSession:
             sign = int(self.explainer.signs(self.graph)[k, self.explainer.classes.index(r.predicted)])
             role = {1: "an excitatory parent", -1: "an inhibitory parent", 0: "not a parent"}[sign]
             state = ("the front end cannot see it: " + self.explainer.unseen(a)) if not r.seen(a) else \
-                ("active" if r.z[k] >= THRESHOLD else "inactive")
+                ("active" if r.z[k] >= ACTIVE else "inactive")
             lines.append(f"{_au(a)}: z = {r.z_text(a)} ({state}); "
                          f"removing it moves {r.predicted} by Δ = {r.effect(a):+.2f}; in G it is {role} of "
                          f"{r.predicted}. Ask \"what if {a} were absent?\" to see the rest.")

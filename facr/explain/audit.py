@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from facr.au import ACTIVE
 from facr.explain import maps as M
 from facr.explain.regions import RegionScores
 from facr.explain.truth import drawn, region_masks
@@ -71,7 +72,7 @@ def maps_audit(model, dataset, methods: list[str] | None = None, *, batch_size: 
         for b, r in enumerate(records):
             present = drawn(r, aus)
             coded = any(r.au_presence.get(a) is not None or r.au_intensity.get(a) is not None for a in aus)
-            shows = present if coded else z[b] >= 0.5
+            shows = present if coded else z[b] >= ACTIVE
             instances.append([k for k in range(len(aus)) if shows[k] and truth[b][1][k]])
         for method in methods:
             result = M.au_maps(model, x, method, seed=seed + start)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from facr import au as au_vocab
+from facr.au import ACTIVE
 from facr.explain import maps as M
 
 
@@ -64,7 +65,7 @@ def explain_face(model, graph, pixels: np.ndarray, method: str | None = None, au
         signs = graph_signs(graph, list(cfg.aus), list(cfg.classes))
         aus = [cfg.aus[k] for k in invoked_aus(out.effects, signs.to(out.logits.device))[0]]
         if not aus:  # a class without parents (neutral): show the AUs the face shows
-            aus = [a for a, v in zip(cfg.aus, out.z[0].tolist()) if v >= 0.5]
+            aus = [a for a, v in zip(cfg.aus, out.z[0].tolist()) if v >= ACTIVE]
     else:
         aus = [au_vocab.canonical(a) for a in aus]
         unknown = [a for a in aus if a not in cfg.aus]

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import numpy as np
 
 from facr import au as au_vocab
+from facr.au import ACTIVE
 from facr.errors import FacrError
 from facr.frontends import FaceReading
 
@@ -53,7 +54,6 @@ TABLE_SUFFIXES = (".csv",)
 CAMERA = 0  # cv2.VideoCapture's index of the webcam
 TABLE_CHUNK = 1024  # table rows per batched head call
 DEFAULT_EPSILON = 0.1  # ε of the check when the checkpoint does not record its own
-THRESHOLD = 0.5  # z_k ≥ ½: the AU is present (the verbalizer's gate and the audit's)
 TRACK_IOU = 0.3  # a face continues a track whose last box it overlaps this much ...
 TRACK_CENTRE = 0.5  # ... or whose last centre lies within this share of its box's side
 TRACK_PATIENCE = 30  # frames a track may miss before its id is retired
@@ -239,7 +239,7 @@ def _rationales(verbalizer, model: FaceModel, results: list[FaceResult]) -> list
 
     from facr.verbalizer.plan import RationalePlan
 
-    plans = [RationalePlan([a for a in r.invoked if r.z[model.aus.index(a)] >= THRESHOLD], r.emotion,
+    plans = [RationalePlan([a for a in r.invoked if r.z[model.aus.index(a)] >= ACTIVE], r.emotion,
                            round(float(r.probabilities[model.classes.index(r.emotion)]), 2)) for r in results]
     z = torch.from_numpy(np.stack([r.z for r in results]))
     return verbalizer.generate(z, [r.emotion for r in results], plans=plans)
@@ -350,7 +350,9 @@ def _capture(source):
     silenced ("moov atom not found", "can't open camera by index"): facr says one line instead."""
     import cv2
 
-    from facr.frontends.mediapipe import _quiet_stderr  # the one fd-2 silencer (FFmpeg writes to fd 2 itself)
+    from facr.frontends.mediapipe import (
+        _quiet_stderr,  # the one fd-2 silencer (FFmpeg writes to fd 2 itself)
+    )
 
     before = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -533,7 +535,7 @@ def face_line(result: FaceResult, model: FaceModel) -> str:
     r = result.reading
     where = f" frame {r.frame}" if r.frame is not None else ""
     present = [f"{a} {result.z[k]:.2f}" for k, a in enumerate(model.aus)
-               if result.coded[k] and result.z[k] >= THRESHOLD]
+               if result.coded[k] and result.z[k] >= ACTIVE]
     c = result.check
     p = result.probabilities[model.classes.index(result.emotion)]
     line = (f"{r.source}{where} face {r.face_id}: {result.emotion} (p {p:.2f}); invoked "
@@ -575,7 +577,7 @@ def draw_timeline(series: dict[int, list], model: FaceModel, shown: Sequence[str
         probs = np.stack([row[2] for row in rows])
         for a in shown:
             k = model.aus.index(a)
-            if z[:, k].max() >= THRESHOLD:  # the AUs that appear; the rest stay in results.csv
+            if z[:, k].max() >= ACTIVE:  # the AUs that appear; the rest stay in results.csv
                 ax_au.plot(t, z[:, k], label=a, linewidth=1.2)
         for j, c in enumerate(model.classes):
             ax_p.plot(t, probs[:, j], label=c, linewidth=1.2)
@@ -584,7 +586,7 @@ def draw_timeline(series: dict[int, list], model: FaceModel, shown: Sequence[str
         fig.suptitle(f"{title}: face {face} ({len(rows)} of {sum(map(len, series.values()))} face rows)", fontsize=10)
     else:
         fig.suptitle(f"{title}: no face in any frame", fontsize=10)
-    ax_au.axhline(THRESHOLD, color="black", linestyle="--", linewidth=0.8)
+    ax_au.axhline(ACTIVE, color="black", linestyle="--", linewidth=0.8)
     ax_au.set_ylim(-0.02, 1.04)  # a z of exactly 0 or 1 stays visible
     ax_au.set_ylabel("z (AUs present at least once)")
     ax_p.set_ylim(0, 1.08)

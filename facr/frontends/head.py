@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from facr import au as au_vocab
+from facr.au import ACTIVE
 from facr.config import MAX_SEED, check_range, from_dict, save_config, to_dict
 from facr.errors import DataFormatError, FacrError
 from facr.frontends import FaceReading
@@ -254,7 +255,7 @@ def jitter(z: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
     if sigma <= 0:
         return z
     noisy = z + rng.normal(0.0, sigma, z.shape)
-    present = z >= 0.5
+    present = z >= ACTIVE
     absent_top = 5 * STEP  # 0.45: the most an absent AU's z reaches
     out = np.where(present, np.clip(noisy, PRESENT_FLOOR, 1.0), np.clip(np.abs(noisy), 0.0, absent_top))
     return out.astype(np.float32)
@@ -458,7 +459,7 @@ def evaluate(model: AUHead, data: AUData, signs: torch.Tensor, epsilon: float = 
     model.eval()
     eff = intervention_effects(model.head, torch.from_numpy(data.z))
     return Evaluation(classes=list(data.classes), aus=list(data.aus), labels=data.labels, logits=eff.logits.numpy(),
-                      cf_logits=eff.cf_logits.numpy(), z=data.z, au_targets=(data.z >= 0.5).astype(np.float32),
+                      cf_logits=eff.cf_logits.numpy(), z=data.z, au_targets=(data.z >= ACTIVE).astype(np.float32),
                       au_mask=np.ones_like(data.z), subjects=np.asarray(data.groups, dtype=str),
                       signs=signs.numpy(), epsilon=epsilon)
 

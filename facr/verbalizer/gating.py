@@ -11,6 +11,8 @@ processor works batched and with left padding (padding changes positions, not ro
 from __future__ import annotations
 
 import torch
+
+from facr.au import ACTIVE
 from transformers import LogitsProcessor
 
 
@@ -18,7 +20,7 @@ def gate_bias(z: torch.Tensor, beta: float | None) -> torch.Tensor:
     """β·min(z − ½, 0) per AU; β = None or inf is the hard limit on the AU tokens: −inf below ½, 0
     from ½ up — with any finite β an AU at z = ½ − δ keeps a penalty of only β·δ, so a confident LM
     could still name it."""
-    shortfall = torch.clamp(z.float() - 0.5, max=0.0)
+    shortfall = torch.clamp(z.float() - ACTIVE, max=0.0)
     if beta is None or beta == float("inf"):
         return torch.where(shortfall < 0, torch.full_like(shortfall, float("-inf")), torch.zeros_like(shortfall))
     return beta * shortfall

@@ -273,7 +273,7 @@ class Verbalizer(nn.Module):
         index = {a: k for k, a in enumerate(self.config.aus)}
         out = []
         for row, p in zip(z.float().cpu(), plans):
-            aus = [a for a in p.aus if a in index and float(row[index[a]]) >= 0.5]
+            aus = [a for a in p.aus if a in index and float(row[index[a]]) >= au_vocab.ACTIVE]
             out.append(p if aus == p.aus else RationalePlan(aus, p.emotion, p.probability))
         return out
 

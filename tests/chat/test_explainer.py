@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from facr.au import ACTIVE
 from facr.causal import do
 from facr.chat import ChatSession, Explainer
-from facr.chat.explainer import THRESHOLD
 from facr.errors import FacrError
 from facr.graph import resolve_graph
 from facr.train import graph_signs
@@ -64,7 +64,7 @@ def test_the_streamed_rationale_grows_to_the_verbalizers_text(explainer, faces):
     assert len(parts) >= 3  # token by token, not one piece
     assert all(b.startswith(a[: max(0, len(a) - 8)]) for a, b in zip(parts[:-1], parts[1:-1]))
     # the plan: the invoked AUs the face shows, named each once in FACS form, then the emotion and p
-    assert plan.aus == [a for a in explainer.check(r).invoked if r.z[explainer.aus.index(a)] >= THRESHOLD]
+    assert plan.aus == [a for a in explainer.check(r).invoked if r.z[explainer.aus.index(a)] >= ACTIVE]
     assert Explainer.named(expected) == plan.aus or set(Explainer.named(expected)) == set(plan.aus)
     assert check_rationale(expected, plan.aus, r.predicted) == [], expected
 
