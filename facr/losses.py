@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from facr.au import ACTIVE
 from facr.causal import Effects, PairMasks, pair_masks
 
 
@@ -34,15 +35,19 @@ class LossWeights:
     lambda_i: float = 8.0
     gamma: float = 0.5
     scope: str = "all"
-    active_threshold: float = 0.5
+    active_threshold: float = ACTIVE
     lambda_m: float = 1.0  # AGCM's concept map loss (head: agcm only; the paper's weight 1)
     circumplex_ot: float = 0.0  # weight of the OT term; 0 = off
     ot_cost: str = "circumplex"  # circumplex | uniform (the control: 1 off the diagonal)
+    # AU BCE positive weight (neg_k / pos_k)^au_balance over the training labels: 0 = plain BCE, 1 = each AU's
+    # positives weigh as much as its negatives. Rare AUs (AU14, AU17, AU43 on the benchmark) are never
+    # detected at 0: the plain BCE is lowest when they are always called absent.
+    au_balance: float = 0.0
 
     def __post_init__(self):
         if self.ot_cost not in ("circumplex", "uniform"):
             raise ValueError(f"ot_cost must be 'circumplex' or 'uniform', got {self.ot_cost!r}")
-        for name in ("lambda_a", "lambda_s", "lambda_i", "gamma", "lambda_m", "circumplex_ot"):
+        for name in ("lambda_a", "lambda_s", "lambda_i", "gamma", "lambda_m", "circumplex_ot", "au_balance"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.scope not in ("all", "active"):
@@ -92,28 +97,44 @@ class LossOutput:
         return {k: float(getattr(self, k).detach()) for k in keys if getattr(self, k) is not None}
 
 
-def au_bce(z_logits: torch.Tensor, au_targets: torch.Tensor, au_mask: torch.Tensor) -> torch.Tensor:
-    """BCE(σ(z_logits), a) over coded AUs only (``au_mask`` = 1 where the dataset codes the AU)."""
+def au_bce(z_logits: torch.Tensor, au_targets: torch.Tensor, au_mask: torch.Tensor,
+           pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """BCE(σ(z_logits), a) over coded AUs only (``au_mask`` = 1 where the dataset codes the AU);
+    ``pos_weight`` [K] weighs each AU's positives (:func:`au_pos_weight`)."""
     mask = au_mask.to(z_logits.dtype)
-    per = F.binary_cross_entropy_with_logits(z_logits, au_targets.to(z_logits.dtype), reduction="none")
+    per = F.binary_cross_entropy_with_logits(z_logits, au_targets.to(z_logits.dtype), reduction="none",
+                                             pos_weight=pos_weight)
     return (per * mask).sum() / mask.sum().clamp(min=1)
+
+
+def au_pos_weight(au_targets, au_mask, balance: float) -> torch.Tensor | None:
+    """Per-AU positive weights (neg_k / pos_k)^balance from training labels ``[N, K]`` (coded entries
+    only); an AU with no positive or no negative gets 1. None when ``balance`` is 0."""
+    if balance == 0:
+        return None
+    t, m = torch.as_tensor(au_targets, dtype=torch.float64), torch.as_tensor(au_mask, dtype=torch.float64)
+    pos, neg = (t * m).sum(0), ((1 - t) * m).sum(0)
+    ratio = torch.where((pos > 0) & (neg > 0), neg / pos.clamp(min=1), torch.ones_like(pos))
+    return ratio.pow(balance).float()
 
 
 def facr_loss(effects: Effects, z: torch.Tensor, z_logits: torch.Tensor, target: torch.Tensor,
               au_targets: torch.Tensor, au_mask: torch.Tensor, signs: torch.Tensor,
               weights: LossWeights, class_weight: torch.Tensor | None = None, *,
               attention: torch.Tensor | None = None, roi: torch.Tensor | None = None,
-              roi_mask: torch.Tensor | None = None, ot_cost: torch.Tensor | None = None) -> LossOutput:
+              roi_mask: torch.Tensor | None = None, ot_cost: torch.Tensor | None = None,
+              au_pos_weight: torch.Tensor | None = None) -> LossOutput:
     """The full objective for one batch. ``signs`` is the graph's [K, C] sign matrix s.
 
     ``attention`` (AGCM's â, [B, K, h, w]) with ``roi`` ([B, K, H, W]) and ``roi_mask`` ([B, K])
-    adds λm·L_map; ``ot_cost`` ([C, C], :func:`facr.circumplex.cost_matrix`) adds λot·L_OT.
+    adds λm·L_map; ``ot_cost`` ([C, C], :func:`facr.circumplex.cost_matrix`) adds λot·L_OT;
+    ``au_pos_weight`` ([K], :func:`au_pos_weight`) weighs the AU BCE's positives.
     Computed in float32 whatever the autocast dtype (bf16/fp16 logits are upcast first)."""
     if effects.logits.dtype != torch.float32:
         effects = Effects(effects.logits.float(), effects.cf_logits.float(), effects.value)
         z, z_logits = z.float(), z_logits.float()
     ce = F.cross_entropy(effects.logits, target.long(), weight=class_weight)
-    bce = au_bce(z_logits, au_targets, au_mask)
+    bce = au_bce(z_logits, au_targets, au_mask, au_pos_weight)
     zero = ce.new_zeros(())
     sens = inv = zero
     if weights.faithful:

@@ -27,7 +27,8 @@ from facr.data.records import EMOTIONS, FaceRecord, au_order
 from facr.data.torch_data import FaceTorchDataset, Task, inverse_frequency_weights, make_loader
 from facr.errors import FacrError
 from facr.graph import AUGraph, permute, resolve_graph
-from facr.losses import LossWeights, facr_loss
+from facr.grounding import GroundingConfig, build_grounding, grounding_loss
+from facr.losses import LossWeights, au_pos_weight, facr_loss
 from facr.models.encoder import MAX_IMAGE_SIZE, EncoderConfig
 from facr.models.reasoner import MAX_HEAD_HIDDEN, Reasoner, ReasonerConfig, save_reasoner
 from facr.outputs import output_dir, run_dir
@@ -86,6 +87,7 @@ class TrainConfig:
     induce_au_edges: bool = True
     faith: str = "on"  # "off": the unfaithfulness control, λs = λi = 0
     loss: LossWeights = field(default_factory=LossWeights)
+    grounding: GroundingConfig = field(default_factory=GroundingConfig)  # z grounded in the face (facr.grounding)
     epsilon: float = 0.1  # invariance tolerance of the metrics (and their sensitivity margin)
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -125,6 +127,9 @@ class TrainConfig:
             check_range(name, getattr(self, name), 0, MAX_SEED)
         for name in ("weight_decay", "early_stopping", "save_every"):
             check_range(name, getattr(self, name), 0)
+        if self.grounding.pairs > self.batch_size:
+            raise ValueError(f"grounding: {self.grounding.pairs} pair images per batch is more than batch_size "
+                             f"({self.batch_size})")
 
     @property
     def weights(self) -> LossWeights:
@@ -449,7 +454,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, accelerator) -> RunRe
     if accelerator.device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     train_ds = FaceTorchDataset(splits.train, aus, task, cfg.data.image_size, cfg.data.augment, cfg.seed,
-                                rois=cfg.head == "agcm" and cfg.loss.lambda_m > 0)
+                                rois=(cfg.head == "agcm" and cfg.loss.lambda_m > 0) or cfg.grounding.occlusion_pairs > 0)
     val_ds = FaceTorchDataset(splits.val, aus, task, cfg.data.image_size) if splits.val else None
     test_ds = FaceTorchDataset(splits.test, aus, task, cfg.data.image_size) if splits.test else None
     unscored = {"val": unscored_emotions(splits.val, task), "test": unscored_emotions(splits.test, task)}
@@ -462,7 +467,9 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, accelerator) -> RunRe
                       f"(unscored_emotions in metrics.json)", file=sys.stderr)
     if len(train_ds) == 0:
         raise FacrError(cfg.data.path, f"no training record has a {task.kind} label")
+    make_pairs = build_grounding(cfg.grounding, train_ds, cfg.data.path, cfg.seed)
     class_weight = inverse_frequency_weights(train_ds.class_counts()) if cfg.class_weights == "balanced" else None
+    au_pos = au_pos_weight(train_ds.au_targets, train_ds.au_mask, cfg.loss.au_balance)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loader = make_loader(train_ds, cfg.batch_size, shuffle=True, num_workers=cfg.data.num_workers,
                          drop_last=len(train_ds) > cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed))
@@ -474,6 +481,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, accelerator) -> RunRe
         class_weight = class_weight.to(accelerator.device)
     if ot_cost is not None:
         ot_cost = ot_cost.to(accelerator.device)
+    if au_pos is not None:
+        au_pos = au_pos.to(accelerator.device)
 
     steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
     total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
@@ -505,8 +514,19 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, accelerator) -> RunRe
         batch_in_epoch = skip
         t_epoch = time.perf_counter()
         for batch in epoch_loader:
+            # the grounding pairs ride in the same forward (one set of batch-norm statistics), after the batch
+            pairs = make_pairs(batch["index"].cpu(), epoch, batch_in_epoch) if make_pairs else None
+            n = len(batch["labels"])
             with accelerator.accumulate(model):
-                outputs = model(batch["pixel_values"], effects="batched" if weights.faithful else None)
+                pixels = batch["pixel_values"]
+                if pairs is not None:
+                    pixels = torch.cat([pixels, pairs.images.to(pixels.device)])
+                outputs = model(pixels, effects="batched" if weights.faithful else None)
+                grounded = None
+                if pairs is not None:
+                    grounded = grounding_loss(outputs.z_logits[n:], outputs.z[n:], outputs.z[pairs.ref.to(pixels.device)],
+                                              pairs, cfg.grounding)
+                    outputs = outputs.head_rows(n)
                 effects = outputs.effects
                 if effects is None:
                     from facr.causal import Effects
@@ -514,8 +534,9 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, accelerator) -> RunRe
                     effects = Effects(outputs.logits, outputs.logits.unsqueeze(1), 0.0)
                 losses = facr_loss(effects, outputs.z, outputs.z_logits, batch["labels"], batch["au_targets"],
                                    batch["au_mask"], signs_dev, weights, class_weight, attention=outputs.attention,
-                                   roi=batch.get("roi"), roi_mask=batch.get("roi_mask"), ot_cost=ot_cost)
-                accelerator.backward(losses.total)
+                                   roi=batch.get("roi"), roi_mask=batch.get("roi_mask"), ot_cost=ot_cost,
+                                   au_pos_weight=au_pos)
+                accelerator.backward(losses.total if grounded is None else losses.total + grounded.total)
                 optimizer.step()
                 optimizer.zero_grad()
             batch_in_epoch += 1
@@ -523,7 +544,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, accelerator) -> RunRe
             if accelerator.sync_gradients:
                 position["global_step"] += 1
                 bar.update(1)
-                bar.set_postfix({k: f"{v:.3f}" for k, v in losses.as_floats().items()}, refresh=False)
+                shown = {**losses.as_floats(), **(grounded.as_floats() if grounded is not None else {})}
+                bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()}, refresh=False)
                 if cfg.save_every and position["global_step"] % cfg.save_every == 0:
                     save_position(epoch, batch_in_epoch)
                 if position["global_step"] >= total_steps:

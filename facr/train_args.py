@@ -23,6 +23,15 @@ OVERRIDES = {
     "--head": ("head", str, "emotion head: mlp, linear or agcm (AGCM's attention-guided concept head)"),
     "--circumplex-ot": ("loss.circumplex_ot", float, "weight of the circumplex optimal-transport term (0 = off)"),
     "--ot-cost": ("loss.ot_cost", str, "ground cost of that term: circumplex, or uniform (the control)"),
+    "--au-balance": ("loss.au_balance", float, "AU BCE positive weight (neg/pos)^x per AU (0 = plain BCE)"),
+    "--background": ("grounding.background", float, "share of training images whose pixels outside the face "
+                     "are randomised (0 = off)"),
+    "--au-pairs": ("grounding.au_pairs", int, "per batch, images re-rendered with an active AU removed "
+                   "(synthetic benchmark; 0 = off)"),
+    "--nuisance-pairs": ("grounding.nuisance_pairs", int, "per batch, images re-rendered with a nuisance changed "
+                         "(synthetic benchmark; 0 = off)"),
+    "--occlusion-pairs": ("grounding.occlusion_pairs", int, "per batch, images with an active AU's region "
+                          "inpainted (0 = off)"),
     "--arch": ("encoder.arch", str, "encoder: resnet-18, resnet-34, resnet-50, vit-tiny, vit-small"),
     "--pretrained": ("encoder.pretrained", str, "encoder weights: a local folder or hub id (e.g. microsoft/resnet-18)"),
     "--mixed-precision": ("mixed_precision", str, "no, fp16 or bf16"),

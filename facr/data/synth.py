@@ -146,7 +146,9 @@ __all__ = [
     "SynthConfig",
     "generate",
     "preview_grid",
+    "face_masks",
     "random_identity",
+    "read_scene",
     "record_masks",
     "region_masks",
     "render_counterfactual",
@@ -1141,6 +1143,11 @@ class SynthBatch:
     masks: np.ndarray
 
 
+def _nuisance_row(r) -> Nuisance:
+    """A :class:`Nuisance` from a row of ``Scene.nuisance`` (its fields in declaration order)."""
+    return Nuisance(r[0], r[1], r[2], r[3], r[4], r[5], r[6], int(r[7]), r[8], r[9])
+
+
 def _render_chunk(payload) -> tuple[Any, np.ndarray]:
     identities, subj, I, nzs, uni, size, style, png = payload
     m = size // MASK_STRIDE
@@ -1151,8 +1158,7 @@ def _render_chunk(payload) -> tuple[Any, np.ndarray]:
         s = int(subj[j])
         g = geoms.get(s) or geoms.setdefault(s, _geometry(identities[s], style))
         reg = _regions(g, _levels(I[j]), bool(uni[j]))
-        r = nzs[j]
-        nz = Nuisance(r[0], r[1], r[2], r[3], r[4], r[5], r[6], int(r[7]), r[8], r[9])
+        nz = _nuisance_row(nzs[j])
         cv = _Canvas(2 * size, g, nz, _hsv(nz.bg_hue % 1.0, g.st.bg_sat, nz.bg_value))
         _draw_face(cv, g, I[j], bool(uni[j]))
         img = _finish(cv.im, nz, size)
@@ -1243,7 +1249,7 @@ def _render_rows(scene: Scene, subj, I, nz, uni) -> tuple[np.ndarray, np.ndarray
 
 
 def render_intervention(scene: Scene, indices, *, au=None, value=0.0, nuisance: str | None = None,
-                        masks: bool = False):
+                        masks: bool = False, subjects=None):
     """Images ``indices`` of a benchmark's ``scene`` re-rendered under an intervention in pixels.
 
     ``au`` (an AU spelling, or one per index): do(AU_k = ``value``) — that AU drawn at intensity
@@ -1254,8 +1260,22 @@ def render_intervention(scene: Scene, indices, *, au=None, value=0.0, nuisance: 
     be given; neither re-renders the image as written (identical pixels). Indices may repeat (one
     row per (image, AU) pair). Returns uint8 ``[n, S, S, 3]``, with ``masks=True`` also the AU
     region masks of the rendered rows (bool ``[n, K, S/4, S/4]``, see :func:`region_masks`).
+    ``subjects``: the identities the ``identity`` change draws from, the next one of them after the
+    face's own (default: every subject; training passes its own split's, so that no held-out face
+    is ever shown).
     """
     idx = _scene_indices(scene, indices)
+    subj, I, nz, uni = _intervention_rows(scene, idx, au, value, nuisance, subjects)
+    images, packed = _render_rows(scene, subj, I, nz, uni)
+    if not masks:
+        return images
+    m = scene.config.size // MASK_STRIDE
+    return images, np.unpackbits(packed, axis=1, count=_K).astype(bool).reshape(len(idx), _K, m, m)
+
+
+def _intervention_rows(scene: Scene, idx: np.ndarray, au, value, nuisance: str | None, subjects):
+    """(subject, intensities, nuisance, unilateral) of rows ``idx`` under the intervention of
+    :func:`render_intervention` (one place for what each intervention changes)."""
     n = len(idx)
     subj, I = scene.subject[idx].copy(), scene.intensity[idx].copy()
     nz, uni = scene.nuisance[idx].copy(), scene.unilateral[idx]
@@ -1281,18 +1301,47 @@ def render_intervention(scene: Scene, indices, *, au=None, value=0.0, nuisance: 
             n_cls = len(scene.config.shortcut_classes)
             nz[:, 8] = ((scene.cue[idx] + n_cls // 2) % n_cls) / n_cls
         elif nuisance == "identity":
-            subj = (subj + 1) % len(scene.identities)
+            pool = np.unique(np.arange(len(scene.identities)) if subjects is None else np.asarray(subjects, np.int64))
+            if len(pool) < 2 or pool.min() < 0 or pool.max() >= len(scene.identities):
+                raise ValueError(f"subjects: at least two of the scene's {len(scene.identities)} subjects")
+            subj = pool[np.searchsorted(pool, subj, side="right") % len(pool)]
         elif nuisance == "pose":
             nz[:, 0] += np.where(nz[:, 0] >= 0, -POSE_SHIFT_DEG, POSE_SHIFT_DEG)
             nz[:, 2] += np.where(nz[:, 2] >= 0, -POSE_SHIFT_DX, POSE_SHIFT_DX)
         else:
             nz[:, 4] = 0.25 - nz[:, 4]
             nz[:, 5] = nz[:, 5] + np.pi
-    images, packed = _render_rows(scene, subj, I, nz, uni)
-    if not masks:
-        return images
-    m = scene.config.size // MASK_STRIDE
-    return images, np.unpackbits(packed, axis=1, count=_K).astype(bool).reshape(n, _K, m, m)
+    return subj, I, nz, uni
+
+
+def face_masks(scene: Scene, indices, *, au=None, value=0.0, nuisance: str | None = None,
+               subjects=None) -> np.ndarray:
+    """Bool ``[n, S, S]``: the pixels inside the face outline (the head shape, AU26's jaw drop
+    included; not the hair, ears, neck or background) of the rows :func:`render_intervention`
+    draws with the same arguments. An outline pixel that the edge's anti-aliasing mixes with
+    what lies outside counts as outside (one pixel eroded), so a mask's inside holds nothing of
+    the background — what training needs to randomise the background without leaving its hue."""
+    from PIL import Image, ImageDraw
+
+    idx = _scene_indices(scene, indices)
+    subj, I, nz, _ = _intervention_rows(scene, idx, au, value, nuisance, subjects)
+    size, style = scene.config.size, scene.config.style
+    out = np.empty((len(idx), size, size), dtype=bool)
+    for j in range(len(idx)):
+        g = _geometry(scene.identities[int(subj[j])], style)
+        cu, cv, c0 = _pose(g, _nuisance_row(nz[j]), 2 * size)
+        fu, fv = _face_outline(g.id.jaw, 0.16 * _levels(I[j])[26])
+        pts = (fu * cu + fv * cv + c0).view(np.float64).tolist()
+        im = Image.new("L", (2 * size, 2 * size), 0)
+        ImageDraw.Draw(im).polygon(pts, fill=1)
+        inside = np.asarray(im, dtype=bool).reshape(size, 2, size, 2).all(axis=(1, 3))
+        eroded = inside.copy()  # a pixel is inside when its 4-neighbours are too
+        eroded[1:] &= inside[:-1]
+        eroded[:-1] &= inside[1:]
+        eroded[:, 1:] &= inside[:, :-1]
+        eroded[:, :-1] &= inside[:, 1:]
+        out[j] = eroded
+    return out
 
 
 def _default_workers(n: int) -> int:
@@ -1562,6 +1611,12 @@ def read_config(root: str | os.PathLike) -> dict[str, Any]:
 
 
 # ================================================================ preview
+def read_scene(root: str | os.PathLike) -> Scene:
+    """The :class:`Scene` a benchmark folder was rendered from (its ``config.json`` sampled again:
+    same seed, same scene), for re-rendering its images under interventions."""
+    return sample_scene(SynthConfig.from_dict(read_config(root)["config"]))
+
+
 def preview_grid(root: str | os.PathLike, out: str | os.PathLike, *, n: int = 32, split: str | None = None,
                  columns: int = 8, seed: int = 0, scale: int = 2) -> Path:
     """Save a PNG grid of ``n`` images of a synth folder, each captioned with its emotion, PSPI and active AUs.

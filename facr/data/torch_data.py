@@ -4,9 +4,10 @@ Batches are fetched whole (``__getitems__``): images held in memory (the synth b
 stacked once into one uint8 tensor and gathered per batch, paths are decoded and resized. Images
 leave as uint8 ``[B, H, W, 3]``; the model normalises the batch with ImageNet statistics (what
 pretrained ResNets/ViTs expect), 4x fewer bytes through the loader than float pixels.
-Augmentation (horizontal flip, small circular shift) is a hash of (seed, epoch, index), applied to
-the batch in one gather, so an epoch's batches are the same however the loop is interrupted and
-resumed and however many DataLoader workers fetch them.
+Augmentation (horizontal flip, small circular shift, and, when a run asks for it, the pixels
+outside the face replaced by a random colour: :meth:`FaceTorchDataset.randomise_background`) is a
+hash of (seed, epoch, index), applied to the batch in one gather, so an epoch's batches are the same
+however the loop is interrupted and resumed and however many DataLoader workers fetch them.
 """
 
 from __future__ import annotations
@@ -122,6 +123,21 @@ class FaceTorchDataset(Dataset):
 
         self._in_memory = all(isinstance(r.image, np.ndarray) for r in self.records)
         self._bank: torch.Tensor | None = None
+        self.face: np.ndarray | None = None  # bool [N, S, S], True inside the face (randomise_background)
+        self.background = 0.0
+
+    def randomise_background(self, face: np.ndarray, share: float) -> None:
+        """From now on, in ``share`` of the images (chosen by the augmentation hash), replace every
+        pixel outside the face (``face``: bool ``[N, S, S]``, True inside, one per record; a record
+        with no known face is all True) by one random colour with pixel noise: whatever the
+        background carries (a planted hue, a studio) cannot then tell the class."""
+        face = np.asarray(face, dtype=bool)
+        if face.shape != (len(self.records), self.image_size, self.image_size):
+            raise ValueError(f"face: expected [{len(self.records)}, {self.image_size}, {self.image_size}], "
+                             f"got {list(face.shape)}")
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"share must be in [0, 1], got {share}")
+        self.face, self.background = face, float(share)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -143,6 +159,10 @@ class FaceTorchDataset(Dataset):
             return self._bank[torch.as_tensor(indices, dtype=torch.long)]
         return torch.from_numpy(np.stack([self._raw(int(i)) for i in indices]))
 
+    def raw_images(self, indices) -> torch.Tensor:
+        """uint8 ``[B, H, W, 3]`` of ``indices`` at ``image_size``, not augmented."""
+        return self._stack(np.asarray(indices, dtype=np.int64))
+
     def augmentation(self, indices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(flip, dy, dx) per index for this epoch: a function of (seed, epoch, index) only, so batches
         are the same however the loop is interrupted, resumed or split over workers."""
@@ -159,16 +179,49 @@ class FaceTorchDataset(Dataset):
         """uint8 ``[B, H, W, 3]`` for ``indices`` (augmented when enabled: horizontal flip, a small
         circular shift), gathered in one indexing op for the whole batch."""
         indices = np.asarray(indices, dtype=np.int64)
-        x = self._stack(indices)
-        if not self.augment or len(indices) == 0:
+        return self.augment_images(self._stack(indices), indices,
+                                   None if self.face is None else self.face[indices])
+
+    def augment_images(self, x: torch.Tensor, indices, face: np.ndarray | None = None) -> torch.Tensor:
+        """``x`` (uint8 ``[B, H, W, 3]``) augmented as images ``indices`` are this epoch — the same flip,
+        shift and background colour — so that a re-rendered or occluded copy of an image differs from
+        it only by its intervention. ``face`` (bool ``[B, H, W]``) is where its face is (see
+        :meth:`randomise_background`; None: no background randomisation)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if len(indices) == 0:
             return x.contiguous()
-        flip, dy, dx = self.augmentation(indices)
-        H, W = x.shape[1], x.shape[2]
-        rows = (torch.arange(H)[None, :] - torch.from_numpy(dy)[:, None]) % H
-        cols = (torch.arange(W)[None, :] - torch.from_numpy(dx)[:, None]) % W
-        cols = torch.where(torch.from_numpy(flip)[:, None], W - 1 - cols, cols)
-        b = torch.arange(len(indices))[:, None, None]
-        return x[b, rows[:, :, None], cols[:, None, :]]
+        f = None if face is None or self.background == 0 else torch.as_tensor(face)
+        if self.augment:
+            flip, dy, dx = self.augmentation(indices)
+            H, W = x.shape[1], x.shape[2]
+            rows = (torch.arange(H)[None, :] - torch.from_numpy(dy)[:, None]) % H
+            cols = (torch.arange(W)[None, :] - torch.from_numpy(dx)[:, None]) % W
+            cols = torch.where(torch.from_numpy(flip)[:, None], W - 1 - cols, cols)
+            b = torch.arange(len(indices))[:, None, None]
+            x = x[b, rows[:, :, None], cols[:, None, :]]
+            if f is not None:
+                f = f[b, rows[:, :, None], cols[:, None, :]]
+        if f is None:
+            return x.contiguous()
+        return self._replace_background(x, f, indices)
+
+    def _replace_background(self, x: torch.Tensor, face: torch.Tensor, indices: np.ndarray) -> torch.Tensor:
+        """Pixels outside ``face`` set to a random colour (uniform RGB) plus noise of s.d.
+        ``BACKGROUND_NOISE`` grey levels, in the images the hash picks (``background`` of them)."""
+        with np.errstate(over="ignore"):  # a second hash of (seed, epoch, index), apart from the flip/shift one
+            h = _mix64(_mix64(np.uint64(self.seed) * np.uint64(0xD1B54A32D192ED03) + np.uint64(self.epoch))
+                       + indices.astype(np.uint64))
+        on = ((h & np.uint64(0xFFFF)).astype(np.float64) / 65536.0) < self.background
+        colour = np.stack([(h >> np.uint64(s)) & np.uint64(0xFF) for s in (16, 24, 32)], 1).astype(np.float32)
+        S = x.shape[1]
+        oy = ((h >> np.uint64(40)) % np.uint64(S)).astype(np.int64)
+        ox = ((h >> np.uint64(52)) % np.uint64(S)).astype(np.int64)
+        ar = torch.arange(S)
+        noise = _background_noise(S)[torch.from_numpy(oy)[:, None, None] + ar[None, :, None],
+                                     torch.from_numpy(ox)[:, None, None] + ar[None, None, :]]
+        fill = (torch.from_numpy(colour)[:, None, None, :] + noise).round_().clamp_(0, 255).to(torch.uint8)
+        keep = face[..., None] | ~torch.from_numpy(on)[:, None, None, None]
+        return torch.where(keep, x, fill)
 
     def image(self, i: int) -> np.ndarray:
         """Image ``i`` as uint8 ``[H, W, 3]`` at ``image_size`` (augmented when enabled)."""
@@ -219,6 +272,19 @@ class FaceTorchDataset(Dataset):
 
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=len(self.task.classes))
+
+
+BACKGROUND_NOISE = 6.0
+_NOISE: dict[int, torch.Tensor] = {}
+
+
+def _background_noise(size: int) -> torch.Tensor:
+    # One fixed field per size, read through a hashed window (as the benchmark draws its own noise):
+    # as good as fresh noise for this, and far cheaper than drawing B·S·S·3 normals per batch.
+    if size not in _NOISE:
+        rng = np.random.default_rng(20250121)
+        _NOISE[size] = torch.from_numpy((BACKGROUND_NOISE * rng.standard_normal((2 * size, 2 * size, 3))).astype(np.float32))
+    return _NOISE[size]
 
 
 def inverse_frequency_weights(counts: np.ndarray) -> torch.Tensor:

@@ -85,6 +85,13 @@ class ReasonerOutput:
     effects: Effects | None = None  # ŷ under every do(z_k = 0), when asked for
     attention: torch.Tensor | None = None  # head agcm: the spatial concept attention â, [B, K, h, w]
 
+    def head_rows(self, n: int) -> "ReasonerOutput":
+        """The first ``n`` rows (a training batch forwarded together with its grounding pairs)."""
+        eff = self.effects
+        return ReasonerOutput(self.z_logits[:n], self.z[:n], self.logits[:n],
+                              None if eff is None else Effects(eff.logits[:n], eff.cf_logits[:n], eff.value),
+                              None if self.attention is None else self.attention[:n])
+
 
 @dataclass
 class Latent:

@@ -1,0 +1,237 @@
+"""Training that grounds z in the face (facr.grounding): each option changes the batch or the loss
+the way it claims; the options validate; the grounded recipe trains from the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from facr.data.formats import load
+from facr.data.synth import SYNTH_AUS, SynthConfig, face_masks, read_scene, render_face, render_intervention, write_synth
+from facr.data.torch_data import FaceTorchDataset, Task
+from facr.grounding import (GroundingConfig, PairMaker, build_grounding, face_masks_for, grounding_loss,
+                            landmark_face_mask)
+from facr.losses import au_bce, au_pos_weight
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = ["neutral", "happiness", "sadness", "surprise", "fear", "anger", "disgust"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("grounded") / "synth"
+    write_synth(out, SynthConfig(n=120, seed=0, subjects=6, size=48, shortcut=0.9), workers=1)
+    return out
+
+
+def _train_ds(data: Path, augment: bool = False, rois: bool = False) -> FaceTorchDataset:
+    records = [r for r in load("synth", data).records if r.split == "train"]
+    return FaceTorchDataset(records, list(SYNTH_AUS), Task("emotion", CLASSES), 48, augment, seed=1, rois=rois)
+
+
+def test_face_mask_holds_the_face_and_nothing_of_the_background(data):
+    scene = read_scene(data)
+    idx = np.arange(12)
+    face = face_masks(scene, idx)
+    changed = (render_intervention(scene, idx) != render_intervention(scene, idx, nuisance="hue")).any(-1)
+    assert changed.sum() > 0.3 * changed.size  # the hue change repaints the background...
+    assert not (changed & face).any()  # ...and not one pixel the mask calls face
+    assert 0.2 < face.mean() < 0.6  # a face, not an empty or a full mask
+    # AU26 drops the jaw: the outline of the re-rendered face follows it
+    jaw = face_masks(scene, idx, au="AU26", value=5.0)
+    assert (jaw.sum(axis=(1, 2)) > face.sum(axis=(1, 2))).all()
+
+
+def test_background_randomisation_changes_only_pixels_outside_the_face(data):
+    plain, ds = _train_ds(data), _train_ds(data)
+    face, known = face_masks_for(ds.records, 48, str(data))
+    assert known.all()
+    ds.randomise_background(face, 1.0)
+    idx = np.arange(len(ds))
+    a, b = plain.images(idx).numpy(), ds.images(idx).numpy()
+    differs = (a != b).any(-1)
+    assert not (differs & face).any()
+    assert differs[~face].mean() > 0.9  # outside: a new colour almost everywhere
+    # the fill is not one colour for all: the background says nothing of the class
+    outside_mean = np.array([b[i][~face[i]].mean(0) for i in idx])
+    assert outside_mean.std(0).min() > 30
+    # share 0.5: about half the images, the same ones in the same epoch, others in the next
+    ds.randomise_background(face, 0.5)
+    hit = (ds.images(idx).numpy() != a).any(axis=(1, 2, 3))
+    assert 0.3 < hit.mean() < 0.7
+    assert np.array_equal(hit, (ds.images(idx).numpy() != a).any(axis=(1, 2, 3)))
+    ds.set_epoch(1)
+    plain.set_epoch(1)
+    assert not np.array_equal(hit, (ds.images(idx).numpy() != plain.images(idx).numpy()).any(axis=(1, 2, 3)))
+
+
+def test_augmented_background_follows_the_flipped_and_shifted_face(data):
+    plain, ds = _train_ds(data, augment=True), _train_ds(data, augment=True)
+    face, _ = face_masks_for(ds.records, 48, str(data))
+    ds.randomise_background(face, 1.0)
+    idx = np.arange(len(ds))
+    a, b = plain.images(idx).numpy(), ds.images(idx).numpy()
+    # the face mask, augmented as the images: where it is True nothing changed
+    moved = ds.augment_images(torch.from_numpy(face[..., None].repeat(3, -1).astype(np.uint8)), idx).numpy()[..., 0] > 0
+    assert not ((a != b).any(-1) & moved).any()
+    assert ((a != b).any(-1) & ~moved).mean() > 0.4
+
+
+def test_landmark_hull_is_the_face_of_real_images():
+    square = [(10, 10), (30, 10), (30, 30), (10, 30), (20, 20)]
+    mask = landmark_face_mask(square, (40, 40), 80)  # the 40 px image seen at 80 px
+    assert mask[40, 40] and not mask[10, 10] and not mask[70, 40]
+    assert abs(mask.sum() - 41 * 41) < 2 * 41 * 2
+
+
+def _oracle_z(ds: FaceTorchDataset, maker: PairMaker, rows_all: np.ndarray, pairs) -> tuple[np.ndarray, np.ndarray]:
+    """z of an oracle that returns the true AU presence of every image it is shown: the batch rows'
+    labels, and for each pair the presence of the one rendering of it that matches its pixels."""
+    ref = pairs.ref.numpy()
+    z_ref = ds.au_targets[rows_all[ref]]
+    z_pair = np.empty_like(z_ref)
+    for m in range(len(pairs)):
+        row = rows_all[ref[m]]
+        truth = ds.au_targets[row]
+        if pairs.nuisance[m]:
+            z_pair[m] = truth  # a nuisance change leaves every AU as it was
+            continue
+        sidx = maker.index[row]
+        found = [k for k in np.flatnonzero(truth) if np.array_equal(
+            render_intervention(maker.scene, [sidx], au=ds.aus[k], value=0.0)[0], pairs.images[m].numpy())]
+        assert len(found) == 1  # the pair is x with exactly one of its active AUs removed
+        z_pair[m] = truth
+        z_pair[m, found[0]] = 0.0
+    return z_ref, z_pair
+
+
+def _logits(p: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.where(p > 0.5, 30.0, -30.0), dtype=torch.float32)
+
+
+def test_cf_pair_loss_is_zero_for_an_oracle_z_and_positive_for_a_hue_reading_z(data):
+    ds = _train_ds(data)
+    cfg = GroundingConfig(au_pairs=6, nuisance_pairs=4, nuisances=["hue"])
+    maker = build_grounding(cfg, ds, str(data), seed=0)
+    rows_all = np.arange(16)
+    pairs = maker(torch.from_numpy(rows_all), epoch=0, step=0)
+    assert len(pairs) == 10 and int(pairs.nuisance.sum()) == 4
+    z_ref, z_pair = _oracle_z(ds, maker, rows_all, pairs)
+    oracle = grounding_loss(_logits(z_pair), torch.sigmoid(_logits(z_pair)), torch.sigmoid(_logits(z_ref)), pairs, cfg)
+    assert float(oracle.total) < 1e-6
+
+    def hue_reader(images: torch.Tensor) -> torch.Tensor:  # every z_k is the background's redness
+        corner = images[:, :4, :4].float().mean(dim=(1, 2))
+        return ((corner[:, 0] - corner[:, 2]) / 40.0)[:, None].repeat(1, len(SYNTH_AUS))
+
+    batch = ds.__getitems__(rows_all)["pixel_values"]
+    ref = hue_reader(batch[pairs.ref])
+    cf = hue_reader(pairs.images)
+    hue = grounding_loss(cf, torch.sigmoid(cf), torch.sigmoid(ref), pairs, cfg)
+    assert float(hue.drop) > 0.05  # removing an AU leaves the hue, so z_k does not drop
+    assert float(hue.nuisance) > 0.05  # changing the hue moves z
+    assert float(hue.keep) == 0.0  # (the hue is the same in an AU pair: nothing else moves)
+
+
+def test_identity_change_shows_the_next_training_subject_only(data):
+    scene = read_scene(data)
+    ds = _train_ds(data)
+    maker = PairMaker(GroundingConfig(nuisance_pairs=4, nuisances=["identity"]), ds, str(data))
+    pool = maker.subjects
+    assert set(pool) == {int(s) for s in scene.subject[maker.index]}
+    assert len(pool) < len(scene.identities)  # val / test subjects exist and are not in it
+    i = int(maker.index[0])
+    s = int(scene.subject[i])
+    nxt = int(pool[np.searchsorted(pool, s, side="right") % len(pool)])
+    from facr.data.synth import _nuisance_row
+
+    expected = render_face(scene.identities[nxt], scene.intensity[i], _nuisance_row(scene.nuisance[i]),
+                           size=48, style=scene.config.style, unilateral=bool(scene.unilateral[i]))
+    assert np.array_equal(render_intervention(scene, [i], nuisance="identity", subjects=pool)[0], expected)
+
+
+def test_occlusion_pairs_hide_one_region_drop_what_it_covers_and_keep_what_it_misses(data):
+    ds = _train_ds(data, rois=True)
+    cfg = GroundingConfig(occlusion_pairs=5)
+    maker = build_grounding(cfg, ds, str(data), seed=0)
+    rows_all = np.arange(20)
+    pairs = maker(torch.from_numpy(rows_all), epoch=0, step=0)
+    assert len(pairs) == 5
+    raw = ds.raw_images(rows_all[pairs.ref.numpy()]).numpy()
+    for m in range(len(pairs)):
+        row = rows_all[int(pairs.ref[m])]
+        regions = ds.roi[row]  # [K, 12, 12]
+        changed = (raw[m] != pairs.images[m].numpy()).any(-1)
+        assert changed.any()
+        cells = changed.reshape(12, 4, 12, 4).any(axis=(1, 3))
+        dropped = np.flatnonzero(pairs.drop[m].numpy())
+        # the pixels that changed lie in one dropped AU's region, which was active
+        assert any(not (cells & ~regions[k]).any() and ds.au_targets[row, k] == 1 for k in dropped)
+        for k in np.flatnonzero(pairs.keep[m].numpy()):
+            assert not (regions[k] & cells).any()  # a kept AU's region is untouched
+        assert not (pairs.keep[m] & pairs.drop[m]).any()
+
+
+def test_pairs_are_a_function_of_seed_epoch_and_step(data):
+    ds = _train_ds(data, augment=True)
+    maker = build_grounding(GroundingConfig(au_pairs=4, nuisance_pairs=2), ds, str(data), seed=3)
+    rows = torch.arange(16)
+    a, b, c = maker(rows, 0, 5), maker(rows, 0, 5), maker(rows, 0, 6)
+    assert torch.equal(a.images, b.images) and torch.equal(a.drop, b.drop)
+    assert not (torch.equal(a.images, c.images) and torch.equal(a.drop, c.drop))
+
+
+def test_renderer_pairs_refuse_data_without_a_renderer(data):
+    from facr.errors import FacrError
+
+    with pytest.raises(FacrError, match="synthetic benchmark"):
+        PairMaker(GroundingConfig(au_pairs=2), _train_ds(data), None)
+
+
+def test_au_balance_weighs_each_aus_positives_by_its_rarity():
+    targets = np.array([[1, 0], [0, 0], [0, 1], [0, 1]], dtype=np.float32)  # AU a: 1 of 4, AU b: 2 of 4
+    mask = np.ones_like(targets)
+    assert au_pos_weight(targets, mask, 0.0) is None
+    assert torch.allclose(au_pos_weight(targets, mask, 1.0), torch.tensor([3.0, 1.0]))
+    assert torch.allclose(au_pos_weight(targets, mask, 0.5), torch.tensor([3.0 ** 0.5, 1.0]))
+    missed = torch.full((4, 2), -2.0)  # every AU called absent
+    t, m = torch.from_numpy(targets), torch.from_numpy(mask)
+    assert float(au_bce(missed, t, m, au_pos_weight(targets, mask, 1.0))) > float(au_bce(missed, t, m))
+
+
+@pytest.mark.parametrize("body, message", [
+    ("grounding:\n  background: 1.5\n", "grounding.background must be a share in [0, 1], got 1.5"),
+    ("grounding:\n  au_pairs: -1\n", "grounding.au_pairs must be >= 0, got -1"),
+    ("grounding:\n  nuisances: [weather]\n", "grounding.nuisances must be among hue, identity, pose, light, "
+                                              "got 'weather'"),
+    ("batch_size: 8\ngrounding:\n  au_pairs: 6\n  nuisance_pairs: 6\n",
+     "grounding: 12 pair images per batch is more than batch_size (8)"),
+    ("loss:\n  au_balance: -1\n", "loss.au_balance must be >= 0, got -1.0"),
+])
+def test_bad_grounding_config_is_one_line(data, tmp_path, run_cli, body, message):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(body)
+    code, _, err = run_cli("train", "reasoner", "--config", cfg, "--data", data, "--out", tmp_path / "r")
+    assert code == 2
+    assert err.strip().splitlines() == [f"facr: {cfg}: {message}"]
+
+
+def test_grounded_recipe_trains_one_epoch_from_the_cli(data, tmp_path, run_cli):
+    from facr.train import load_train_config
+
+    recipe = REPO / "recipes" / "configs" / "reasoner_synth_grounded.yaml"
+    cfg = load_train_config(recipe)
+    assert cfg.grounding.background > 0 and cfg.grounding.au_pairs > 0 and cfg.grounding.nuisance_pairs > 0
+    out = tmp_path / "run"
+    code, stdout, err = run_cli("train", "reasoner", "--config", recipe, "--data", data, "--out", out,
+                                "--arch", "resnet-tiny", "--epochs", 1, "--batch-size", 32, "--seed", 3,
+                                "--no-progress", "--json")
+    assert code == 0, err
+    metrics = json.loads(stdout)
+    assert metrics["global_step"] == 2  # 80 training images (4 subjects), batches of 32, the last one dropped
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["grounding"] == json.loads(json.dumps(cfg.grounding.__dict__))
