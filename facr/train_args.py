@@ -16,6 +16,7 @@ OVERRIDES = {
     "--max-steps": ("max_steps", int, "stop after this many optimizer steps"),
     "--batch-size": ("batch_size", int, "batch size per process"),
     "--lr": ("lr", float, "learning rate"),
+    "--lr-schedule": ("lr_schedule", str, "constant, or cosine (decays to 0 at the last step)"),
     "--lambda-i": ("loss.lambda_i", float, "invariance weight λi"),
     "--lambda-s": ("loss.lambda_s", float, "sensitivity weight λs"),
     "--loso-subject": ("data.loso_subject", str, "hold this subject out as the test set"),

@@ -132,7 +132,7 @@ def test_cf_pair_loss_is_zero_for_an_oracle_z_and_positive_for_a_hue_reading_z(d
     ref = hue_reader(batch[pairs.ref])
     cf = hue_reader(pairs.images)
     hue = grounding_loss(cf, torch.sigmoid(cf), torch.sigmoid(ref), pairs, cfg)
-    assert float(hue.drop) > 0.05  # removing an AU leaves the hue, so z_k does not drop
+    assert float(hue.pair) > 0.05  # removing an AU leaves the hue, so z_k does not drop
     assert float(hue.nuisance) > 0.05  # changing the hue moves z
     assert float(hue.keep) == 0.0  # (the hue is the same in an AU pair: nothing else moves)
 
@@ -174,6 +174,11 @@ def test_occlusion_pairs_hide_one_region_drop_what_it_covers_and_keep_what_it_mi
         for k in np.flatnonzero(pairs.keep[m].numpy()):
             assert not (regions[k] & cells).any()  # a kept AU's region is untouched
         assert not (pairs.keep[m] & pairs.drop[m]).any()
+        # a label is known where the occlusion hides the AU (target 0) or misses it (as labelled); an AU
+        # covered in part has none
+        assert torch.equal(pairs.known[m], pairs.keep[m] | pairs.drop[m])
+        assert (pairs.targets[m][pairs.drop[m]] == 0).all()
+        assert torch.equal(pairs.targets[m][pairs.keep[m]], torch.from_numpy(ds.au_targets[row])[pairs.keep[m]])
 
 
 def test_pairs_are_a_function_of_seed_epoch_and_step(data):
@@ -211,6 +216,7 @@ def test_au_balance_weighs_each_aus_positives_by_its_rarity():
     ("batch_size: 8\ngrounding:\n  au_pairs: 6\n  nuisance_pairs: 6\n",
      "grounding: 12 pair images per batch is more than batch_size (8)"),
     ("loss:\n  au_balance: -1\n", "loss.au_balance must be >= 0, got -1.0"),
+    ("lr_schedule: linear\n", "lr_schedule must be 'constant' or 'cosine', got 'linear'"),
 ])
 def test_bad_grounding_config_is_one_line(data, tmp_path, run_cli, body, message):
     cfg = tmp_path / "bad.yaml"
@@ -235,3 +241,16 @@ def test_grounded_recipe_trains_one_epoch_from_the_cli(data, tmp_path, run_cli):
     assert metrics["global_step"] == 2  # 80 training images (4 subjects), batches of 32, the last one dropped
     saved = json.loads((out / "config.json").read_text())
     assert saved["grounding"] == json.loads(json.dumps(cfg.grounding.__dict__))
+
+
+def test_cosine_schedule_sets_the_learning_rate_from_the_step(data, tmp_path):
+    import math
+
+    from facr.train import load_train_config, train
+
+    over = {"data.path": str(data), "data.image_size": 48, "encoder.arch": "resnet-tiny", "graph": "truth",
+            "batch_size": 16, "epochs": 1, "lr": 0.01, "out": str(tmp_path / "r")}
+    for schedule, last in (("cosine", 0.01 * 0.5 * (1 + math.cos(math.pi * 4 / 5))), ("constant", 0.01)):
+        train(load_train_config(None, {**over, "lr_schedule": schedule}), progress=False, overwrite=True)
+        groups = json.loads((tmp_path / "r" / "state" / "position.json").read_text())["param_groups"]
+        assert groups[0]["lr"] == pytest.approx(last)  # 5 steps: the last one (step 4 of 5) set it
