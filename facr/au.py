@@ -322,6 +322,11 @@ def extract(text: str) -> list[int]:
     return list(dict.fromkeys(m.number for m in mentions(text)))
 
 
+def named(text: str | None) -> list[str]:
+    """The AUs a free text names, canonical ("AU12"), each once, in order (:func:`extract`)."""
+    return [f"AU{n}" for n in extract(text or "")]
+
+
 def pspi(intensities: Mapping[AULike, "float | np.ndarray"]):
     """Prkachin–Solomon pain intensity: AU4 + max(AU6, AU7) + max(AU9, AU10) + AU43.
 

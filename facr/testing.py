@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+
+from facr.verbalizer.backbones import BACKBONES, BackboneSpec, quiet_loading
 
 
 # Every word a rationale template uses, so the tiny tokenizer has no unknown words in tests.
@@ -72,6 +75,20 @@ def tiny_backbone(family: str = "qwen3", seed: int = 0):
     return model.eval(), tok
 
 
+@dataclass(frozen=True)
+class TinyBackboneSpec(BackboneSpec):
+    """A registered tiny backbone: built from config by :func:`tiny_backbone`, no weights to load."""
+
+    def build(self):
+        return tiny_backbone(self.source)
+
+
+# `--backbone tiny-qwen3` / `tiny-gemma3` anywhere: the backbone registry imports this module on a miss.
+for _family, _arch in (("qwen3", "Qwen3"), ("gemma3", "Gemma3")):
+    BACKBONES.register(f"tiny-{_family}", TinyBackboneSpec(f"tiny-{_family}", "tiny", _family,
+                                                           note=f"2-layer {_arch} from config (tests; knows no language)"))
+
+
 # The words of EmoLA's two prompts and of the LLaVA-1.5 conversation format, so a tiny VLM sees no <unk>.
 _VLM_WORDS = ["What", "AUs", "emotions", "are", "conveyed", "by", "this", "face", "USER", "ASSISTANT"]
 # LLaVA-1.5's conversation format: "USER: <image>\n{text} ASSISTANT:" (images first, then text).
@@ -99,7 +116,6 @@ def tiny_llava(path: str | os.PathLike, seed: int = 0) -> Path:
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     from facr.outputs import output_dir
-    from facr.verbalizer.backbones import quiet_loading
 
     image_size, patch_size = 32, 8
     tok = tiny_tokenizer(extra_words=_VLM_WORDS, extra_special_tokens=["<image>"])

@@ -20,28 +20,39 @@ from typing import Any, Callable
 import numpy as np
 
 from facr.errors import FacrError
+from facr.registry import Registry
 
 
 @dataclass
 class AuditRequest:
     """What to audit, on which data, against which graph (the flags of ``facr audit``)."""
 
-    model: str
-    data: str | None = None
-    format: str | None = None
-    graph: str | None = None  # None: the model's own graph; a facr-graph file, a built-in name, or "truth"
-    split: str | None = "test"  # None or "all": every record
-    subjects: list[str] | None = None  # keep only these subjects (a LOSO fold's held-out subject)
-    limit: int | None = None  # the first N samples of the split
-    epsilon: float | None = None  # None: the run's training epsilon, else 0.1
-    margin: float | None = None
-    batch_size: int = 128
-    oracle: bool = True  # oracle figures when the data is the synthetic benchmark
+    # metadata: the flags of `facr audit` (facr.flags)
+    model: str = field(metadata={
+        "help": "a reasoner or verbalizer checkpoint / run folder, or a registered auditor name"})
+    data: str | None = field(default=None, metadata={
+        "help": "dataset folder (a facr synth folder, or a real dataset root with --format)"})
+    format: str | None = field(default=None, metadata={"help": "dataset format (default: recognised)"})
+    graph: str | None = field(default=None, metadata={
+        "help": "score against this graph: a facr-graph file, emfacs, pspi, or truth (the dataset's graph.json); "
+                "default: the graph the model was trained with"})
+    split: str | None = field(default="test", metadata={  # None or "all": every record
+        "help": "which split (default test; 'all' for every record)"})
+    subjects: list[str] | None = field(default=None, metadata={  # e.g. a LOSO fold's held-out subject
+        "flag": "--subject", "action": "append", "help": "only this subject (repeatable)"})
+    limit: int | None = field(default=None, metadata={"help": "audit the first N samples of the split"})
+    epsilon: float | None = field(default=None, metadata={
+        "help": "invariance tolerance ε (default: the run's training value, else 0.1)"})
+    margin: float | None = field(default=None, metadata={"help": "sensitivity margin (default ε)"})
+    batch_size: int = field(default=128, metadata={"help": "batch size"})
+    oracle: bool = field(default=True, metadata={  # oracle figures when the data is the synthetic benchmark
+        "flag": "--no-oracle", "help": "skip the synthetic benchmark's oracle figures"})
     ci: bool = True
-    seed: int = 0
+    seed: int = field(default=0, metadata={"help": "bootstrap seed"})
     progress: bool = False
-    # the share of the images read that may be skipped (missing, undecodable, outside the data root)
-    max_bad_images: float = 0.05
+    max_bad_images: float = field(default=0.05, metadata={
+        "help": "the share of the split's images that may be skipped as missing, not decodable or outside the data "
+                "root (counted in skipped_images) before the audit stops"})
     options: dict[str, Any] = field(default_factory=dict)  # auditor-specific settings
 
     def __post_init__(self):
@@ -70,27 +81,27 @@ class Auditor:
     recognises: Callable[[str], bool] | None = None
 
 
-AUDITORS: dict[str, Auditor] = {}
+# The auditors of `facr audit --model`: this module's reasoner auditor, and those its providers register
+# (emola and frozen-llm; the verbalizer's), imported on the first lookup.
+AUDITORS: Registry[Auditor] = Registry("auditor", ["facr.audit.auditors", "facr.audit.external",
+                                                   "facr.audit.rationale"])
 
 
 def register_auditor(name: str, help: str, recognises: Callable[[str], bool] | None = None):
     """Decorator: make ``facr audit --model NAME`` (or a path ``recognises`` accepts) run ``fn``."""
     def wrap(fn: Callable[[AuditRequest], AuditResult]):
-        AUDITORS[name] = Auditor(name, help, fn, recognises)
+        AUDITORS.register(name, Auditor(name, help, fn, recognises))
         return fn
     return wrap
 
 
 def audit(request: AuditRequest) -> AuditResult:
     """Run the auditor ``request.model`` names (a registered name, or a path an auditor recognises)."""
-    import facr.audit.external  # noqa: F401  (registers emola and frozen-llm)
-    import facr.audit.rationale  # noqa: F401  (registers the verbalizer auditor)
-
     auditor = AUDITORS.get(request.model)
     if auditor is None:
-        auditor = next((a for a in AUDITORS.values() if a.recognises and a.recognises(request.model)), None)
+        auditor = next((a for _, a in AUDITORS.items() if a.recognises and a.recognises(request.model)), None)
     if auditor is None:
-        names = ", ".join(sorted(AUDITORS))
+        names = ", ".join(sorted(AUDITORS.names()))
         if Path(request.model).exists():
             raise FacrError(request.model, f"not something facr can audit (a reasoner checkpoint or run folder; or one of: {names})")
         raise FacrError(request.model, f"no such model folder or auditor (auditors: {names})")

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from facr import au as au_vocab
+from facr.au import named as read_named  # the AUs a free text names (facr.cli and the tests read it here)
+from facr.audit import GENERATE_BATCH_SIZE
 from facr.audit.auditors import AuditRequest, AuditResult, _json_safe, load_audit_records, register_auditor
 from facr.audit.metrics import SET_KEYS, Explanation, mean_defined, parents_from_graph, score_explanations
 from facr.data.records import EMOTIONS
@@ -66,11 +68,6 @@ class NamedSample(Explanation):
     def group(self) -> str | None:
         """The per-class row it counts in: the stated emotion (as FACR's predicted class), else the label."""
         return self.stated or self.label
-
-
-def read_named(text: str | None) -> list[str]:
-    """The AUs a free text names, canonical, each once (:func:`facr.au.extract`)."""
-    return [f"AU{n}" for n in au_vocab.extract(text or "")]
 
 
 def _labels_of(record) -> tuple[str | None, set[str] | None, set[str] | None]:
@@ -253,7 +250,7 @@ def make_chat(options: dict):
         return EndpointChat(options["llm_url"], model=options.get("llm_model"), max_new_tokens=max_new,
                             workers=int(options.get("workers") or 4))
     return LocalChat(options.get("llm") or "smollm2-135m", max_new_tokens=max_new,
-                     batch_size=int(options.get("generate_batch_size") or 16),
+                     batch_size=int(options.get("generate_batch_size") or GENERATE_BATCH_SIZE),
                      load_in_4bit=bool(options.get("load_in_4bit")))
 
 

@@ -367,14 +367,13 @@ def occlusion_answers(ask: Ask, records: Sequence, rows: list[dict], *, tasks: S
     from tqdm.auto import tqdm
 
     from facr import au as au_vocab
-    from facr.audit.external import read_named
     from facr.external.generations import PROMPTS, image_of
 
     if len(records) != len(rows):
         raise ValueError(f"records and rows must pair up, got {len(records)} and {len(rows)}")
     jobs = []  # (entry, occluded image)
     for record, row in zip(records, rows):
-        named, active = set(read_named(row.get("output"))), set(record.active_aus())
+        named, active = set(au_vocab.named(row.get("output"))), set(record.active_aus())
         wanted = named | active
         row["occlusions"] = []
         if not wanted:
@@ -405,7 +404,6 @@ def occluded_answer_figures(generations: Sequence, candidates: Sequence[str], so
     no longer named), ``pixel_emotion_change_rate`` (over the same: the stated emotion changes),
     ``pixel_emotion_change_rate_active`` (over occlusions of a labelled-active AU), and counts."""
     from facr import au as au_vocab
-    from facr.audit.external import read_named
     from facr.external.generations import extract_emotion
 
     dropped, changed, changed_active = [], [], []
@@ -419,7 +417,7 @@ def occluded_answer_figures(generations: Sequence, candidates: Sequence[str], so
             raise FacrError(where, "\"occlusions\" must be a list of {\"au\", \"named\", \"active\", \"output\", "
                                    "\"emotion_output\"}")
         n_lines += 1
-        named = set(read_named(g.output))
+        named = set(au_vocab.named(g.output))
         stated = extract_emotion(g.emotion_output, candidates) if g.emotion_output is not None else None
         for e in entries:
             if not isinstance(e, dict) or not isinstance(e.get("au"), str) or \
@@ -435,7 +433,7 @@ def occluded_answer_figures(generations: Sequence, candidates: Sequence[str], so
             after = extract_emotion(e["emotion_output"], candidates) if e.get("emotion_output") is not None else None
             emotion_moved = None if g.emotion_output is None or e.get("emotion_output") is None else after != stated
             if e["named"] and au in named and e.get("output") is not None:
-                dropped.append(au not in read_named(e["output"]))
+                dropped.append(au not in au_vocab.named(e["output"]))
             if emotion_moved is not None and e["named"]:
                 changed.append(emotion_moved)
             if emotion_moved is not None and e["active"]:

@@ -24,15 +24,17 @@ them to the image for overlays, and :func:`facr.explain.regions.fit_map` to a ma
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from facr.errors import FacrError
+from facr.registry import Registry
 
-METHODS = ("gradcam", "cefam", "rollout", "agcm", "random")
 TOP_CHANNELS = 20  # CE-FAM's K: only the most important channels enter the masking curve
 
 
@@ -50,15 +52,26 @@ class AUMaps:
     contribution: torch.Tensor | None = None
 
 
+@dataclass(frozen=True)
+class MapMethod:
+    """A region-map method: ``compute(model, x, seed)`` → maps [B, K, h, w] (or a whole
+    :class:`AUMaps`, for CE-FAM's layers and contributions), and ``requires(model)``: why it cannot run
+    on ``model`` (None when it can)."""
+
+    name: str
+    compute: Callable[..., Any]
+    requires: Callable[[Any], str | None] = lambda model: None
+
+
+# The map methods, in the order reports list them (registered below, where each is defined).
+MAP_METHODS: Registry[MapMethod] = Registry("map method")
+
+
 def available(model, method: str) -> str | None:
     """Why ``method`` cannot run on ``model`` (None when it can)."""
-    if method not in METHODS:
+    if method not in MAP_METHODS:
         return f"unknown map method {method!r} (choose from {', '.join(METHODS)})"
-    if method == "rollout" and model.encoder.kind != "vit":
-        return "rollout needs a ViT encoder (use gradcam or cefam on a ResNet)"
-    if method == "agcm" and model.config.head != "agcm":
-        return "the agcm maps are the concept attention of a head: agcm reasoner"
-    return None
+    return MAP_METHODS[method].requires(model)
 
 
 def methods_for(model) -> list[str]:
@@ -73,22 +86,34 @@ def au_maps(model, pixel_values: torch.Tensor, method: str = "gradcam", *, seed:
         raise FacrError(None, problem)
     model.eval()
     x = model._pixels(pixel_values.to(next(model.parameters()).device))
-    aus = list(model.config.aus)
-    if method == "random":
-        B, H = x.shape[0], x.shape[-1]
-        g = torch.Generator().manual_seed(seed)
-        return AUMaps(torch.rand(B, len(aus), H // 4, H // 4, generator=g), method, aus)
-    if method == "agcm":
-        with torch.no_grad():
-            return AUMaps(model.latent(x).attention.cpu(), method, aus)
+    out = MAP_METHODS[method].compute(model, x, seed)
+    return out if isinstance(out, AUMaps) else AUMaps(out, method, list(model.config.aus))
+
+
+def _random(model, x: torch.Tensor, seed: int) -> torch.Tensor:
+    """The control: uniform noise at a quarter of the input's side."""
+    B, H = x.shape[0], x.shape[-1]
+    return torch.rand(B, len(model.config.aus), H // 4, H // 4, generator=torch.Generator().manual_seed(seed))
+
+
+def _agcm(model, x: torch.Tensor, seed: int) -> torch.Tensor:
+    """An AGCM head's own spatial concept attention."""
+    with torch.no_grad():
+        return model.latent(x).attention.cpu()
+
+
+def _traced(fn):
+    """``fn(model, trace, s)`` on the encoder's trace of ``x`` and the AU scores, with gradients on."""
+    def compute(model, x: torch.Tensor, seed: int):
+        with torch.enable_grad():
+            trace = model.encoder.trace(x)
+            return fn(model, trace, model.latent_from_trace(trace).z_logits)
+    return compute
+
+
+def _rollout_maps(model, x: torch.Tensor, seed: int) -> torch.Tensor:
     with torch.enable_grad():
-        if method == "rollout":
-            return AUMaps(_rollout(model, x), method, aus)
-        trace = model.encoder.trace(x)
-        s = model.latent_from_trace(trace).z_logits
-        if method == "gradcam":
-            return AUMaps(_gradcam(model, trace.layers[-1], s), method, aus)
-        return _cefam(model, trace, s)
+        return _rollout(model, x)
 
 
 def _grads(s: torch.Tensor, tensors: list[torch.Tensor]) -> list[list[torch.Tensor]]:
@@ -217,3 +242,16 @@ def to_image(maps: torch.Tensor, size: int) -> np.ndarray:
     lo = up.amin(dim=(2, 3), keepdim=True)
     hi = up.amax(dim=(2, 3), keepdim=True)
     return ((up - lo) / (hi - lo).clamp(min=1e-12)).numpy()
+
+
+for _method in (
+    MapMethod("gradcam", _traced(lambda model, trace, s: _gradcam(model, trace.layers[-1], s))),
+    MapMethod("cefam", _traced(_cefam)),
+    MapMethod("rollout", _rollout_maps, lambda model: None if model.encoder.kind == "vit"
+              else "rollout needs a ViT encoder (use gradcam or cefam on a ResNet)"),
+    MapMethod("agcm", _agcm, lambda model: None if model.config.head == "agcm"
+              else "the agcm maps are the concept attention of a head: agcm reasoner"),
+    MapMethod("random", _random),
+):
+    MAP_METHODS.register(_method.name, _method)
+METHODS = tuple(MAP_METHODS.names())

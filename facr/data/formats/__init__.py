@@ -10,21 +10,25 @@ With ``strict=False`` malformed rows and unreadable files are recorded in ``Load
 
 from __future__ import annotations
 
-import importlib
 import os
+from collections.abc import Callable
 
-FORMATS = ("synth", "unbc", "affwild2", "affectnet", "affectnet+faba", "faba", "disfa", "bp4d", "rafdb")
-_MODULES = {"affectnet+faba": "affectnet"}
+from facr.registry import Registry
+
+# Format name → its loader; each loader module registers its own, imported when its name is first asked for.
+LOADERS: Registry[Callable] = Registry("dataset format", {
+    "synth": "facr.data.formats.synth", "unbc": "facr.data.formats.unbc", "affwild2": "facr.data.formats.affwild2",
+    "affectnet": "facr.data.formats.affectnet", "affectnet+faba": "facr.data.formats.affectnet",
+    "faba": "facr.data.formats.faba", "disfa": "facr.data.formats.disfa", "bp4d": "facr.data.formats.bp4d",
+    "rafdb": "facr.data.formats.rafdb"})
+FORMATS = tuple(LOADERS.names())
 
 
 def get_loader(fmt: str):
     """The ``load`` function of a format name (see ``FORMATS``)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
-    module = importlib.import_module(f"facr.data.formats.{_MODULES.get(fmt, fmt).replace('+', '_')}")
-    if fmt == "affectnet+faba":
-        return module.load_with_faba
-    return module.load
+    return LOADERS[fmt]
 
 
 def load(fmt: str, root: str | os.PathLike, *, strict: bool = False, **options):

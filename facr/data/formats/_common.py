@@ -21,7 +21,6 @@ from facr.data.images import image_problem
 from facr.data.records import EMOTIONS, FaceRecord, LoadIssue, LoadResult
 from facr.errors import DataFormatError
 
-
 # Spellings the datasets use (AffectNet "Happy"/"Sad", FER "Angry", adjectives in free text).
 _EMOTION_ALIASES = {
     "neutral": "neutral", "neutrality": "neutral",

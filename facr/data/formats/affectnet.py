@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facr.data.formats import LOADERS
 from facr.data.formats import faba as faba_format
 from facr.data.formats._common import Loading
 from facr.data.images import open_image
@@ -230,3 +231,7 @@ def load_with_faba(root: str | os.PathLike, *, strict: bool = False, verify_imag
     if by_key:
         loading.drop("FABA item not among the kept AffectNet rows", len(by_key))
     return loading.result(joined)
+
+
+LOADERS.register("affectnet", load)
+LOADERS.register("affectnet+faba", load_with_faba)

@@ -36,6 +36,7 @@ import os
 from pathlib import Path
 
 from facr import au as au_vocab
+from facr.data.formats import LOADERS
 from facr.data.formats._common import Loading, canonical_emotion, frames_in
 from facr.data.records import FaceRecord, LoadResult
 from facr.errors import DataFormatError, UnknownAUError
@@ -162,3 +163,6 @@ def _read_au(loading: Loading, path: Path, frames: dict[int, dict]) -> None:
         entry = frames.setdefault(frame, {})
         if any(v is not None for v in values.values()):
             entry["aus"] = values
+
+
+LOADERS.register("affwild2", load)

@@ -26,6 +26,7 @@ import os
 from pathlib import Path
 
 from facr import au as au_vocab
+from facr.data.formats import LOADERS
 from facr.data.formats._common import Loading, frames_in
 from facr.data.records import FaceRecord, LoadResult
 from facr.errors import UnknownAUError
@@ -110,3 +111,6 @@ def _read_occ(loading: Loading, path: Path):
         seen.add(frame)
         rows.append((line, frame, {au: None if cells[i] == NOT_CODED else int(cells[i]) for i, au in columns}))
     return rows
+
+
+LOADERS.register("bp4d", load)

@@ -26,6 +26,7 @@ import os
 from pathlib import Path
 
 from facr import au as au_vocab
+from facr.data.formats import LOADERS
 from facr.data.formats._common import Loading, frames_in
 from facr.data.records import FaceRecord, LoadResult
 from facr.errors import UnknownAUError
@@ -110,3 +111,6 @@ def _read_au_file(loading: Loading, path: Path) -> dict[int, float]:
             continue
         values[frame] = float(intensity)
     return values
+
+
+LOADERS.register("disfa", load)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from facr import au as au_vocab
+from facr.data.formats import LOADERS
 from facr.data.formats._common import Loading, canonical_emotion, inside
 from facr.data.records import FaceRecord, LoadResult
 from facr.errors import DataFormatError, UnknownAUError
@@ -202,3 +203,6 @@ def load(root: str | os.PathLike, *, strict: bool = False, verify_images: bool =
             au_presence=item.au_presence or {}, meta=meta,
         ))
     return loading.result(records)
+
+
+LOADERS.register("faba", load)

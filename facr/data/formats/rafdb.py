@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from facr.data.formats import LOADERS
 from facr.data.formats._common import Loading
 from facr.data.records import FaceRecord, LoadResult
 from facr.errors import DataFormatError
@@ -109,3 +110,6 @@ def _row(loading: Loading, path: Path, line: int, row: str, image_dir: Path, ima
         return None
     return FaceRecord(image=str(image), dataset=FORMAT, subject=stem, split=split, emotion=LABELS[code],
                       meta={"file": name, "label_code": code})
+
+
+LOADERS.register("rafdb", load)

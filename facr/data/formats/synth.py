@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facr.data.formats import LOADERS
 from facr.data.formats._common import Loading, inside
 from facr.data.images import ImageReadError, open_image
 from facr.data.records import SPLITS, FaceRecord, LoadResult
@@ -132,3 +133,6 @@ def _check_layout(root: Path) -> None:
             if not isinstance(filename, str) or not inside(root / name / filename, root / name):
                 raise DataFormatError(root / name / "state.json",
                                       f"data file {filename!r} is not a file of the {name}/ folder (refused)")
+
+
+LOADERS.register("synth", load)

@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 
 from facr import au as au_vocab
+from facr.data.formats import LOADERS
 from facr.data.formats._common import Loading
 from facr.data.records import FaceRecord, LoadResult
 from facr.errors import UnknownAUError
@@ -141,3 +142,6 @@ def _read_facs(loading: Loading, path: Path):
             return None
         intensities[number] = values[1]
     return intensities, other
+
+
+LOADERS.register("unbc", load)
