@@ -1,61 +1,75 @@
-"""The flags shared by ``facr train reasoner`` and ``recipes/train_reasoner.py``.
+"""The flags shared by ``facr train reasoner`` and ``recipes/train_reasoner.py``, and the ``main`` of the
+training recipes.
 
-Kept apart from ``facr.train`` so that building the CLI parser does not import torch.
+Each flag sets one field of :class:`facr.train.TrainConfig` (:data:`OVERRIDES`); its type and the
+default its help shows are read from that field (:mod:`facr.flags`), and a flag left out keeps the
+``--config`` file's value, else the dataclass default. Building these flags imports ``facr.train``
+(torch): ``facr`` builds them only for ``facr train reasoner``.
 """
 
+from facr.flags import add_fields, given
+
 OVERRIDES = {
-    # flag: (config key, type, help)
-    "--data": ("data.path", str, "dataset folder (overrides data.path)"),
-    "--format": ("data.format", str, "dataset format (default: recognised from the folder)"),
-    "--out": ("out", str, "run folder"),
-    "--seed": ("seed", int, "random seed"),
-    "--faith": ("faith", str, "'on' (FACR) or 'off' (the no-faith control: λs = λi = 0)"),
-    "--graph": ("graph", str, "graph file, emfacs, pspi, truth, induced or permuted"),
-    "--graph-base": ("graph_base", str, "what --graph permuted corrupts (default: induced)"),
-    "--epochs": ("epochs", int, "epochs"),
-    "--max-steps": ("max_steps", int, "stop after this many optimizer steps"),
-    "--batch-size": ("batch_size", int, "batch size per process"),
-    "--lr": ("lr", float, "learning rate"),
-    "--lr-schedule": ("lr_schedule", str, "constant, or cosine (decays to 0 at the last step)"),
-    "--lambda-i": ("loss.lambda_i", float, "invariance weight λi"),
-    "--lambda-s": ("loss.lambda_s", float, "sensitivity weight λs"),
-    "--loso-subject": ("data.loso_subject", str, "hold this subject out as the test set"),
-    "--stride": ("data.stride", int, "keep every k-th training frame"),
-    "--head": ("head", str, "emotion head: mlp, linear or agcm (AGCM's attention-guided concept head)"),
-    "--circumplex-ot": ("loss.circumplex_ot", float, "weight of the circumplex optimal-transport term (0 = off)"),
-    "--ot-cost": ("loss.ot_cost", str, "ground cost of that term: circumplex, or uniform (the control)"),
-    "--au-balance": ("loss.au_balance", float, "AU BCE positive weight (neg/pos)^x per AU (0 = plain BCE)"),
-    "--background": ("grounding.background", float, "share of training images whose pixels outside the face "
+    # flag: (the TrainConfig field it sets, dotted; help). Its type and default are the field's (facr.flags).
+    "--data": ("data.path", "dataset folder (overrides data.path)"),
+    "--format": ("data.format", "dataset format (default: recognised from the folder)"),
+    "--out": ("out", "run folder"),
+    "--seed": ("seed", "random seed"),
+    "--faith": ("faith", "'on' (FACR) or 'off' (the no-faith control: λs = λi = 0)"),
+    "--graph": ("graph", "graph file, emfacs, pspi, truth, induced or permuted"),
+    "--graph-base": ("graph_base", "what --graph permuted corrupts (default: induced)"),
+    "--epochs": ("epochs", "epochs"),
+    "--max-steps": ("max_steps", "stop after this many optimizer steps"),
+    "--batch-size": ("batch_size", "batch size per process"),
+    "--lr": ("lr", "learning rate"),
+    "--lr-schedule": ("lr_schedule", "constant, or cosine (decays to 0 at the last step)"),
+    "--lambda-i": ("loss.lambda_i", "invariance weight λi"),
+    "--lambda-s": ("loss.lambda_s", "sensitivity weight λs"),
+    "--loso-subject": ("data.loso_subject", "hold this subject out as the test set"),
+    "--stride": ("data.stride", "keep every k-th training frame"),
+    "--head": ("head", "emotion head: mlp, linear or agcm (AGCM's attention-guided concept head)"),
+    "--circumplex-ot": ("loss.circumplex_ot", "weight of the circumplex optimal-transport term (0 = off)"),
+    "--ot-cost": ("loss.ot_cost", "ground cost of that term: circumplex, or uniform (the control)"),
+    "--au-balance": ("loss.au_balance", "AU BCE positive weight (neg/pos)^x per AU (0 = plain BCE)"),
+    "--background": ("grounding.background", "share of training images whose pixels outside the face "
                      "are randomised (0 = off)"),
-    "--au-pairs": ("grounding.au_pairs", int, "per batch, images re-rendered with an active AU removed "
+    "--au-pairs": ("grounding.au_pairs", "per batch, images re-rendered with an active AU removed "
                    "(synthetic benchmark; 0 = off)"),
-    "--nuisance-pairs": ("grounding.nuisance_pairs", int, "per batch, images re-rendered with a nuisance changed "
+    "--nuisance-pairs": ("grounding.nuisance_pairs", "per batch, images re-rendered with a nuisance changed "
                          "(synthetic benchmark; 0 = off)"),
-    "--occlusion-pairs": ("grounding.occlusion_pairs", int, "per batch, images with an active AU's region "
+    "--occlusion-pairs": ("grounding.occlusion_pairs", "per batch, images with an active AU's region "
                           "inpainted (0 = off)"),
-    "--arch": ("encoder.arch", str, "encoder: resnet-18, resnet-34, resnet-50, vit-tiny, vit-small"),
-    "--pretrained": ("encoder.pretrained", str, "encoder weights: a local folder or hub id (e.g. microsoft/resnet-18)"),
-    "--mixed-precision": ("mixed_precision", str, "no, fp16 or bf16"),
-    "--num-workers": ("data.num_workers", int, "DataLoader workers"),
-    "--max-bad-images": ("data.max_bad_images", float, "share of the images read that may be skipped as missing, "
-                         "not decodable or outside the data root before training stops (default 0.05)"),
+    "--arch": ("encoder.arch", "encoder: resnet-18, resnet-34, resnet-50, vit-tiny, vit-small"),
+    "--pretrained": ("encoder.pretrained", "encoder weights: a local folder or hub id (e.g. microsoft/resnet-18)"),
+    "--mixed-precision": ("mixed_precision", "no, fp16 or bf16"),
+    "--num-workers": ("data.num_workers", "DataLoader workers"),
+    "--max-bad-images": ("data.max_bad_images", "share of the images read that may be skipped as missing, "
+                         "not decodable or outside the data root before training stops"),
 }
 
 
 def add_train_arguments(parser) -> None:
     """The flags shared by ``facr train reasoner`` and ``recipes/train_reasoner.py``."""
+    from facr.train import TrainConfig
+
     parser.add_argument("--config", help="YAML config (fields of facr.train.TrainConfig)")
-    for flag, (_, typ, help_text) in OVERRIDES.items():
-        parser.add_argument(flag, type=typ, default=None, help=help_text)
+    add_fields(parser, TrainConfig, [key for key, _ in OVERRIDES.values()], extra=_flags())
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its state/")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the earlier run in --out (a run folder holds one run)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _flags() -> dict[str, dict]:
+    """Per TrainConfig field, the flag that sets it and that flag's help (facr.flags' ``extra``)."""
+    return {key: {"flag": flag, "help": help_text} for flag, (key, help_text) in OVERRIDES.items()}
+
+
 def overrides_from_args(args) -> dict:
-    """``{"data.path": ..., ...}`` from the parsed override flags (unset flags are None)."""
-    return {key: getattr(args, flag[2:].replace("-", "_")) for flag, (key, _, _) in OVERRIDES.items()}
+    """``{"data.path": ..., ...}`` from the parsed override flags: those given only."""
+    from facr.train import TrainConfig
+
+    return given(args, TrainConfig, [key for key, _ in OVERRIDES.values()], extra=_flags())
 
 
 def recipe_main(doc: str, add_arguments, run, argv=None) -> int:

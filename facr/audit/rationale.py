@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from facr import au as au_vocab
-from facr.audit import RATIONALE_DEFAULT_LIMIT
+from facr.audit import GENERATE_BATCH_SIZE, RATIONALE_DEFAULT_LIMIT
 from facr.audit.auditors import AuditRequest, AuditResult, _json_safe, register_auditor, run_reasoner_pass
 from facr.audit.metrics import SET_KEYS, Explanation, invoked_aus, parents_from_signs, score_explanations
 from facr.audit.stats import cluster_bootstrap_ratio
@@ -327,7 +327,7 @@ def audit_verbalizer(request: AuditRequest) -> AuditResult:
     fact_emotions = [rows.emotions[r] for r in factual]
     template_nll = v.fluency_nll([rows.plans[r].text() for r in factual], fact_emotions)
     faces = ev.explanations()
-    batch = int(request.options.get("generate_batch_size") or 64)
+    batch = int(request.options.get("generate_batch_size") or GENERATE_BATCH_SIZE)
     modes = _modes(request, v.config.mode)
     by_mode = {}
     for mode in modes:

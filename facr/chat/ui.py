@@ -323,7 +323,6 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
     return app
 
 
-HELP = "the chat explainer (Gradio, on 127.0.0.1): ask why and what if about a face"
 DESCRIPTION = ("Give a face (upload, webcam, gallery), see the emotion, the AU latent and the parents of the predicted "
                "class in G, and ask why, what if AU12 were absent, which AUs matter for sadness; swap G for a verified "
                "graph file. With no flags it loads what `make demo` wrote in demo-out/, or, when there is nothing "

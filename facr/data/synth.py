@@ -123,7 +123,7 @@ import os
 import struct
 import time
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -824,15 +824,19 @@ class SynthConfig:
     leaves ``pain`` out of the true graph). The remaining fields are the SCM's knobs.
     """
 
-    n: int = 2000
-    seed: int = 0
-    size: int = 112
-    style: str = "a"
-    subjects: int = 25
-    shortcut: float = 0.0
-    shortcut_target: str = "emotion"
-    contempt: bool = False
-    pain: bool = True
+    # metadata: the flags of `facr data synth` (facr.flags)
+    n: int = field(default=2000, metadata={"help": "number of images"})
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    size: int = field(default=112, metadata={"help": f"image side in pixels, a multiple of {MASK_STRIDE}"})
+    style: str = field(default="a", metadata={"choices": STYLES, "help": "rendering style / domain"})
+    subjects: int = field(default=25, metadata={"help": "number of subjects"})
+    shortcut: float = field(default=0.0, metadata={
+        "metavar": "RATE", "help": "probability that the background hue shows the image's class in train/val "
+                                   "(test: never more than chance); 0 = no shortcut"})
+    shortcut_target: str = field(default="emotion", metadata={
+        "choices": ("emotion", "pain"), "help": "the label the shortcut tracks"})
+    contempt: bool = field(default=False, metadata={"help": "add contempt as an eighth emotion"})
+    pain: bool = field(default=True, metadata={"flag": "--no-pain", "help": "switch the pain process off"})
     emotion_prior: dict[str, float] | None = None
     p_prototype: float = 0.85
     base_rate: float = 0.08

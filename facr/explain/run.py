@@ -803,7 +803,6 @@ def _write_picture(path: Path, bgr: np.ndarray) -> None:
 
 
 # ------------------------------------------------------------------------------ cli
-HELP = "explain emotions on photos, folders, video, a webcam or AU tables (facr explain INPUT); facr explain maps"
 DESCRIPTION = """\
 Read every face of INPUT with a model, state its emotion, name the AUs that drive it (every do(z_k = 0)
 through the one intervention) and check them against G, one row per face (per frame for a video, face

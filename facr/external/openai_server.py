@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
@@ -65,16 +65,22 @@ def is_loopback(host: str) -> bool:
 class ServeConfig:
     """Settings of :class:`OpenAIServer`; every field is validated in ``__post_init__``."""
 
-    host: str = "127.0.0.1"
-    port: int = 8080  # 0: the OS picks a free one
-    api_key: str | None = None  # when set, every request needs ``Authorization: Bearer <key>``
-    allow_remote: bool = False  # a non-loopback host needs it (and an api_key)
-    workers: int = 4  # connections handled at once
-    queue: int = 8  # connections waiting for a worker; beyond that, 503
-    timeout: float = 30.0  # seconds a socket may stay silent (read or write) before it is closed
-    max_request_bytes: int = 1 << 20
-    max_new_tokens: int = 96  # reply length when a request names no max_tokens
-    verbose: bool = False
+    # metadata: the flags of `facr llm serve` (facr.flags)
+    host: str = field(default="127.0.0.1", metadata={
+        "help": "address to bind (a non-loopback one needs --allow-remote)"})
+    port: int = field(default=8080, metadata={"help": "port, 0..65535 (0 picks a free one)"})
+    # when set, every request needs ``Authorization: Bearer <key>``
+    api_key: str | None = field(default=None, metadata={
+        "help": f"require Authorization: Bearer KEY (default: ${API_KEY_ENV}, which stays out of ps)"})
+    allow_remote: bool = field(default=False, metadata={  # a non-loopback host needs it (and an api_key)
+        "help": "allow a --host other machines can reach (needs an API key; the traffic is plain HTTP)"})
+    workers: int = field(default=4, metadata={"help": "connections handled at once"})
+    queue: int = field(default=8, metadata={"help": "connections waiting for a worker; more get 503"})
+    timeout: float = field(default=30.0, metadata={  # read or write, then the socket is closed
+        "help": "seconds a connection may stay silent"})
+    max_request_bytes: int = field(default=1 << 20, metadata={"help": "largest request body (default 1 MiB)"})
+    max_new_tokens: int = field(default=96, metadata={"help": "tokens per answer when a request names no max_tokens"})
+    verbose: bool = field(default=False, metadata={"help": "log every request"})
 
     def __post_init__(self):
         _check_int(self, "port", 0, 65535, "(0 picks a free one)")

@@ -331,24 +331,31 @@ def table_data(path: str | os.PathLike, fmt: str | None, aus: Sequence[str] | No
 class HeadTrainConfig:
     """Everything ``facr train head`` needs. ``data`` None: the benchmark's SCM."""
 
-    data: str | None = None
-    format: str | None = None  # the table format (None: recognised from each header)
-    label_column: str = "emotion"
-    frontend: str | None = None  # None: the table's format with --data, else scm
+    # metadata: the flags of `facr train head` (facr.flags)
+    data: str | None = field(default=None, metadata={
+        "metavar": "TABLE_OR_DIR",
+        "help": "a labelled AU table (or a folder of them) to train on; default: the benchmark's SCM"})
+    format: str | None = field(default=None, metadata={  # None: recognised from each header
+        "help": "the tables' format (default: from the header)"})
+    label_column: str = field(default="emotion", metadata={"help": "the tables' emotion column"})
+    frontend: str | None = field(default=None, metadata={  # None: the table's format with --data, else scm
+        "choices": FRONTENDS, "help": "train over the AUs this front end codes (default: scm, every AU the SCM "
+                                      "draws; with --data: the table's AUs)"})
     aus: list[str] | None = None  # None: the front end's AUs (those the SCM draws, for SCM data)
-    graph: str = "emfacs"  # a facr-graph file, a built-in (emfacs, pspi), or truth (the SCM's own graph)
+    graph: str = field(default="emfacs", metadata={
+        "help": "G: a facr-graph file, emfacs, pspi, or truth (the SCM's graph)"})
     head: str = "mlp"
     head_hidden: int = 64
-    n: int = 20000  # SCM faces
+    n: int = field(default=20000, metadata={"help": "SCM faces to draw"})
     subjects: int = 100  # SCM subjects (splits are subject-disjoint)
-    noise: float = 0.05  # SCM: σ of the jitter that keeps each AU's side of 0.5
-    epochs: int = 30
+    noise: float = field(default=0.05, metadata={"help": "SCM: σ of z's jitter within its side of 0.5"})
+    epochs: int = field(default=30, metadata={"help": "passes over the training faces"})
     batch_size: int = 256
     lr: float = 3e-3
     loss: LossWeights = field(default_factory=LossWeights)
     epsilon: float = 0.1
-    seed: int = 0
-    out: str = "runs/head"
+    seed: int = field(default=0, metadata={"help": "seed of the data and the training"})
+    out: str = field(default="runs/head", metadata={"help": "the head's folder"})
 
     def __post_init__(self):
         from facr.frontends.tables import FORMATS
@@ -525,35 +532,3 @@ def _rounded(obj):
     if isinstance(obj, list):
         return [_rounded(v) for v in obj]
     return obj
-
-
-# ------------------------------------------------------------------------------ cli
-def add_head_arguments(p) -> None:
-    """The flags of ``facr train head``."""
-    from facr.frontends.tables import FORMATS
-
-    p.add_argument("--data", default=None, metavar="TABLE_OR_DIR",
-                   help="a labelled AU table (or a folder of them) to train on; default: the benchmark's SCM")
-    p.add_argument("--format", choices=FORMATS, default=None, help="the tables' format (default: from the header)")
-    p.add_argument("--label-column", default="emotion", help="the tables' emotion column (default emotion)")
-    p.add_argument("--frontend", choices=FRONTENDS, default=None,
-                   help="train over the AUs this front end codes (default: scm, every AU the SCM draws; "
-                        "with --data: the table's AUs)")
-    p.add_argument("--aus", default=None, help="the head's AUs, comma-separated (overrides --frontend's list)")
-    p.add_argument("--graph", default="emfacs", help="G: a facr-graph file, emfacs, pspi, or truth (the SCM's graph)")
-    p.add_argument("--epochs", type=int, default=None, help="passes over the training faces (default 30)")
-    p.add_argument("--n", type=int, default=None, help="SCM faces to draw (default 20000)")
-    p.add_argument("--noise", type=float, default=None,
-                   help="SCM: σ of z's jitter within its side of 0.5 (default 0.05)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data and the training (default 0)")
-    p.add_argument("--out", required=True, help="the head's folder")
-    p.add_argument("--overwrite", action="store_true", help="replace a head folder facr wrote there")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def config_from_args(args) -> HeadTrainConfig:
-    """The :class:`HeadTrainConfig` the flags of ``facr train head`` say (unset flags keep the defaults)."""
-    given = {"data": args.data, "format": args.format, "label_column": args.label_column, "frontend": args.frontend,
-             "aus": [a.strip() for a in args.aus.split(",") if a.strip()] if args.aus else None, "graph": args.graph,
-             "epochs": args.epochs, "n": args.n, "noise": args.noise, "seed": args.seed, "out": args.out}
-    return from_dict(HeadTrainConfig, {k: v for k, v in given.items() if v is not None}, "facr train head")

@@ -62,18 +62,28 @@ PAPER_INDUCTION = {"reference": "rest", "selection": "nonzero"}
 class InductionConfig:
     """Settings of :func:`induce_graph`; every field is validated in ``__post_init__``."""
 
-    reference: str = "auto"
+    # metadata: the flags of `facr graph induce` (facr.flags)
+    reference: str = field(default="auto", metadata={
+        "help": "contrast: 'auto' (neutral if present), 'rest' (one-vs-rest), or a class name"})
     cs: tuple[float, ...] = DEFAULT_CS
     cv_folds: int = 5
     c_rule: str = "1se"
-    n_bootstrap: int = 50
-    stability_threshold: float = 0.9
-    au_edges: bool = True
+    n_bootstrap: int = field(default=50, metadata={
+        "flag": "--bootstrap", "help": "bootstrap resamples for edge stability"})
+    stability_threshold: float = field(default=0.9, metadata={
+        "flag": "--threshold", "help": "minimum edge stability to keep an edge, AU->class and AU->AU alike"})
+    au_edges: bool = field(default=True, metadata={
+        "flag": "--no-au-edges", "help": "skip AU->AU neighbourhood selection"})
     au_stability_threshold: float = 0.9
-    fill: str | None = None
+    fill: str | None = field(default=None, metadata={
+        "choices": ("emfacs",), "help": "give classes with no induced parent their EMFACS prototype"})
     pain_class: str = "pain"
-    seed: int = 0
-    selection: str = "stability"  # stability | nonzero (the paper: every non-zero coefficient is an edge)
+    seed: int = field(default=0, metadata={"help": "random seed (bootstrap resamples, cross-validation folds)"})
+    # stability | nonzero (the paper: every non-zero coefficient is an edge)
+    selection: str = field(default="stability", metadata={
+        "choices": SELECTIONS, "help": "stability: keep edges selected in >= --threshold of the resamples (default); "
+                                       "nonzero: every non-zero coefficient is an edge (the paper; with --reference "
+                                       "rest: its one-vs-rest graph)"})
 
     def __post_init__(self):
         if self.selection not in SELECTIONS:

@@ -22,6 +22,7 @@ import torch
 
 from facr.config import apply_overrides, from_dict, load_yaml, save_config
 from facr.errors import FacrError
+from facr.flags import add_fields, given
 from facr.utils import write_json
 from facr.verbalizer.model import Verbalizer, VerbalizerConfig, save_verbalizer
 from facr.verbalizer.plan import TEMPLATES, RationalePlan
@@ -36,19 +37,21 @@ def rationale_target(aus: list[str], emotion: str, rng: random.Random, probabili
 class VerbalizerTrainConfig:
     """A Stage-2 run. Load from YAML with :func:`load_verbalizer_train_config`."""
 
-    reasoner: str = "demo-out/experiment/cells/facr/seed0/fixed"
-    data: str = "demo-out/synth"
+    # metadata: the flags of `facr train verbalizer` and recipes/train_verbalizer.py (facr.flags)
+    reasoner: str = field(default="demo-out/experiment/cells/facr/seed0/fixed", metadata={
+        "help": "a reasoner checkpoint or run folder"})
+    data: str = field(default="demo-out/synth", metadata={"help": "dataset folder"})
     format: str | None = None
     split: str = "train"
-    limit: int | None = 512  # reasoner passes over this many training faces
+    limit: int | None = field(default=512, metadata={"help": "training faces the reasoner is run on"})
     extra_interventions: int = 2  # do(z_k = 0) rows per face on AUs outside its target (besides one per target AU)
     verbalizer: VerbalizerConfig = field(default_factory=VerbalizerConfig)
-    lr: float = 3e-3
-    batch_size: int = 8
-    max_steps: int = 100
+    lr: float = field(default=3e-3, metadata={"help": "learning rate"})
+    batch_size: int = field(default=8, metadata={"help": "rows per optimizer step"})
+    max_steps: int = field(default=100, metadata={"help": "optimizer steps"})
     mixed_precision: str = "no"
-    seed: int = 0
-    out: str = "runs/verbalizer"
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    out: str = field(default="runs/verbalizer", metadata={"help": "run folder"})
 
     def __post_init__(self):
         for name in ("batch_size", "max_steps"):
@@ -189,27 +192,20 @@ def _train_verbalizer(cfg: VerbalizerTrainConfig, progress: bool, accelerator) -
     return metrics
 
 
+# the VerbalizerTrainConfig fields the flags set (flags, help and defaults from the dataclasses: facr.flags)
+FLAG_FIELDS = ("reasoner", "data", "verbalizer.backbone", "out", "max_steps", "verbalizer.load_in_4bit", "limit",
+               "seed", "lr", "batch_size")
+
+
 def add_verbalizer_arguments(parser) -> None:
     """The flags shared by ``facr train verbalizer`` and ``recipes/train_verbalizer.py``."""
     parser.add_argument("--config", default=None, help="YAML (fields of facr.verbalizer.train.VerbalizerTrainConfig)")
-    parser.add_argument("--reasoner", default=None, help="a reasoner checkpoint or run folder")
-    parser.add_argument("--data", default=None, help="dataset folder")
-    parser.add_argument("--backbone", default=None, help="registry name (facr models list) or a local folder")
-    parser.add_argument("--out", default=None, help="run folder")
+    add_fields(parser, VerbalizerTrainConfig, FLAG_FIELDS)
     parser.add_argument("--overwrite", action="store_true", help="replace the earlier run in --out")
-    parser.add_argument("--max-steps", type=int, default=None, help="optimizer steps")
-    parser.add_argument("--load-in-4bit", action="store_true", default=None,
-                        help="the backbone in 4-bit NF4 (bitsandbytes; CUDA GPU, pip install 'facr[quant]')")
-    parser.add_argument("--limit", type=int, default=None, help="training faces the reasoner is run on")
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=None, help="learning rate")
-    parser.add_argument("--batch-size", type=int, default=None, help="rows per optimizer step")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run_from_args(args) -> dict:
-    over = {"reasoner": args.reasoner, "data": args.data, "verbalizer.backbone": args.backbone, "out": args.out,
-            "max_steps": args.max_steps, "limit": args.limit, "seed": args.seed,
-            "verbalizer.load_in_4bit": args.load_in_4bit, "lr": args.lr, "batch_size": args.batch_size}
-    cfg = load_verbalizer_train_config(args.config, over)
+    """Train as the parsed flags say (a flag left out keeps the --config file's value, else the default)."""
+    cfg = load_verbalizer_train_config(args.config, given(args, VerbalizerTrainConfig, FLAG_FIELDS))
     return train_verbalizer(cfg, progress=not args.no_progress, overwrite=args.overwrite)
