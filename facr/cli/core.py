@@ -74,7 +74,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         epilog="examples:\n  facr graph show graphs/emfacs.json\n  facr au parse 'AU04_r' 'Lip Corner Puller'",
     )
     parser.add_argument("--version", action="version", version=f"facr {__version__}")
-    nouns = parser.add_subparsers(dest="noun", required=True)
+    nouns = parser.add_subparsers(dest="noun", required=True, metavar="{" + ",".join(GROUPS) + "}")
     for name in GROUPS:
         group: Group = importlib.import_module(f"facr.cli.{name}").GROUP
         if noun in (ALL, name):
