@@ -4,6 +4,7 @@
 #   make test   creates .venv if missing, installs (Debian's chromium + chromedriver too, for the browser
 #               test), runs every test except gpu-marked ones, then builds the docs site with --strict
 #   make docs   builds the documentation site (mkdocs.yml) into site/
+#   make lint   ruff (pyproject.toml's [tool.ruff]: pyflakes, pycodestyle, isort, bugbear) on the whole tree
 VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
@@ -24,7 +25,7 @@ export HF_DATASETS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export MPLBACKEND := Agg
 
-.PHONY: demo test docs install browser clean
+.PHONY: demo test lint docs install browser clean
 
 install: $(STAMP)
 
@@ -56,6 +57,9 @@ $(BROWSER):
 test: $(STAMP) $(BROWSER)
 	$(PY) -m pytest -m "not gpu" -q
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet -d build/site
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
