@@ -16,7 +16,7 @@ from PIL import Image
 from skimage import data
 
 from facr.cli import _route_explain
-from facr.explain import run
+from facr.explain import run, sources, writers
 from facr.frontends.mediapipe import SEEN_AUS
 
 # scikit-image's lfw_subset (25x25 grey, upscaled): a clear smile, or clearly none, by eye
@@ -195,8 +195,8 @@ def test_a_folder_gives_a_row_per_face_and_counts_the_pictures_without_one(photo
     assert "9 face(s) in 10 picture(s); 1 picture(s) without a face (chelsea.jpg)" in stdout
     assert "1 file(s) skipped, not pictures: broken.jpg" in stdout
     header = list(rows[0])
-    assert header[:12] == ["input", "frame", "timestamp", "face_id", *run.RECT]
-    assert [h for h in header if h.startswith("AU")] == [run.au_column(a) for a in SEEN_AUS]
+    assert header[:12] == ["input", "frame", "timestamp", "face_id", *writers.RECT]
+    assert [h for h in header if h.startswith("AU")] == [writers.au_column(a) for a in SEEN_AUS]
     assert {"happiness", "neutral", "emotion", "invoked_aus", "delta_AU12", "sens_hits", "x_67", "y_0"} <= set(header)
     assert _eye_agreement(rows) == 9
 
@@ -303,7 +303,7 @@ def test_a_video_that_does_not_decode_is_one_line_on_stderr(tmp_path, capfd):
 def test_webcam_without_a_camera_is_one_line(monkeypatch, capfd):
     from facr.cli import main
 
-    monkeypatch.setattr(run, "CAMERA", 97)  # an index no machine has: the real cv2.VideoCapture path fails
+    monkeypatch.setattr(sources, "CAMERA", 97)  # an index no machine has: the real cv2.VideoCapture path fails
     code = main(["explain", "--webcam"])
     out, err = capfd.readouterr()
     assert code == 2 and out == "" and err == "facr: --webcam: no camera: cv2.VideoCapture(97) cannot open one\n"
