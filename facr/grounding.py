@@ -202,6 +202,10 @@ class PairMaker:
 
     def __init__(self, cfg: GroundingConfig, dataset: FaceTorchDataset, data_root: str | None, seed: int = 0):
         self.cfg, self.ds, self.seed = cfg, dataset, seed
+        # the AU a pair removes is drawn ∝ 1 / its training frequency: the rare AUs (AU14, AU17 on the
+        # benchmark), which the plain BCE learns last, get as many pairs as the common ones
+        positives = ((dataset.au_targets > 0.5) & (dataset.au_mask > 0)).sum(axis=0)
+        self.rarity = 1.0 / np.maximum(positives, 1)
         self.scene = None
         if cfg.renders:
             from facr.audit.oracle import is_synth
@@ -256,10 +260,13 @@ class PairMaker:
 
     # each part: (ref rows in the batch, raw images, face masks or None, drop, known, keep, nuisance flags)
     def _pick(self, active: np.ndarray, n: int, rng) -> tuple[np.ndarray, np.ndarray]:
-        """Up to ``n`` batch rows with an active AU (``active`` bool [B, K]) and one such AU each."""
-        rows = rng.permutation(np.flatnonzero(active.any(axis=1)))[:n]
-        cols = np.array([rng.choice(np.flatnonzero(active[r])) for r in rows], dtype=np.int64)
-        return rows, cols
+        """Up to ``n`` batch rows with an active AU (``active`` bool [B, K]) and one such AU each,
+        drawn ∝ its rarity; the rows with the rarest AUs first."""
+        w = np.where(active, self.rarity[None, :], 0.0)
+        score = w.max(axis=1) * rng.uniform(0.5, 1.0, len(w))  # rare AUs first, ties broken at random
+        rows = [r for r in np.argsort(-score) if w[r].any()][:n]
+        cols = np.array([rng.choice(len(w[r]), p=w[r] / w[r].sum()) for r in rows], dtype=np.int64)
+        return np.asarray(rows, dtype=np.int64), cols
 
     def _sized(self, images: np.ndarray, face: np.ndarray | None):
         """Rendered rows at the dataset's image size (the benchmark may be drawn larger)."""

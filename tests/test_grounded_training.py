@@ -254,3 +254,18 @@ def test_cosine_schedule_sets_the_learning_rate_from_the_step(data, tmp_path):
         train(load_train_config(None, {**over, "lr_schedule": schedule}), progress=False, overwrite=True)
         groups = json.loads((tmp_path / "r" / "state" / "position.json").read_text())["param_groups"]
         assert groups[0]["lr"] == pytest.approx(last)  # 5 steps: the last one (step 4 of 5) set it
+
+
+def test_pairs_remove_rare_aus_more_often_than_they_occur(data):
+    ds = _train_ds(data)
+    maker = PairMaker(GroundingConfig(au_pairs=8), ds, str(data), seed=0)
+    active = (ds.au_targets > 0.5) & maker.drawn[None, :]
+    share = active.sum(0) / active.sum()  # how often each AU is there to be removed
+    picked = np.zeros(len(ds.aus))
+    for step in range(20):
+        rows = np.random.default_rng(step).permutation(len(ds))[:32]
+        pairs = maker(torch.from_numpy(rows), 0, step)
+        picked += pairs.drop.numpy().sum(0)
+    picked /= picked.sum()
+    rare = share < np.median(share[share > 0])
+    assert picked[rare].sum() > 1.5 * share[rare].sum()
