@@ -13,8 +13,16 @@ import torch
 
 from facr.audit.pixel import occlude, occluded_answer_figures, occlusion_answers, rerender_plan, score_pixel
 from facr.causal import intervention_effects
-from facr.data.synth import (MASK_STRIDE, NUISANCE_CHANGES, SYNTH_AUS, SynthConfig, generate, render_intervention,
-                             sample_scene, true_graph)
+from facr.data.synth import (
+    MASK_STRIDE,
+    NUISANCE_CHANGES,
+    SYNTH_AUS,
+    SynthConfig,
+    generate,
+    render_intervention,
+    sample_scene,
+    true_graph,
+)
 from facr.train import graph_signs
 
 SIZE = 64
@@ -69,7 +77,10 @@ def test_do_au_sets_the_intensity_and_holds_everything_else(scene):
 def test_each_nuisance_change_is_fixed_and_moves_what_it_names(scene):
     index = np.arange(12)
     factual, masks = render_intervention(scene, index, masks=True)
-    corner = lambda ims: ims[:, :3, :3].reshape(len(ims), -1).astype(int)  # noqa: E731  background, top left
+
+    def corner(ims: np.ndarray) -> np.ndarray:  # the background, top left
+        return ims[:, :3, :3].reshape(len(ims), -1).astype(int)
+
     for change in NUISANCE_CHANGES:
         once, m = render_intervention(scene, index, nuisance=change, masks=True)
         assert np.array_equal(once, render_intervention(scene, index, nuisance=change))  # deterministic
@@ -131,7 +142,10 @@ def _oracle(scene, aus: list[str]):
     true intensities."""
     cols = [SYNTH_AUS.index(a) for a in aus]
     table: dict[bytes, np.ndarray] = {}
-    key = lambda im: hashlib.sha1(np.ascontiguousarray(im).tobytes()).digest()  # noqa: E731
+
+    def key(im: np.ndarray) -> bytes:
+        return hashlib.sha1(np.ascontiguousarray(im).tobytes()).digest()
+
     index = np.arange(scene.n)
     for im, inten in zip(render_intervention(scene, index), scene.intensity):
         table[key(im)] = inten[cols]

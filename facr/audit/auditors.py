@@ -103,7 +103,8 @@ def audit(request: AuditRequest) -> AuditResult:
     if auditor is None:
         names = ", ".join(sorted(AUDITORS.names()))
         if Path(request.model).exists():
-            raise FacrError(request.model, f"not something facr can audit (a reasoner checkpoint or run folder; or one of: {names})")
+            raise FacrError(request.model, "not something facr can audit (a reasoner checkpoint or run folder; "
+                                           f"or one of: {names})")
         raise FacrError(request.model, f"no such model folder or auditor (auditors: {names})")
     return auditor.run(request)
 
@@ -179,7 +180,8 @@ def resolve_audit_graph(spec: str | None, own, data_root: str | None):
     if spec == "truth":
         path = Path(data_root or ".") / "graph.json"
         if not path.exists():
-            raise FacrError(data_root, "--graph truth needs a dataset with its own graph.json (facr data synth writes one)")
+            raise FacrError(data_root,
+                            "--graph truth needs a dataset with its own graph.json (facr data synth writes one)")
         return load_graph(path)
     return resolve_graph(spec)
 
@@ -210,19 +212,22 @@ def run_reasoner_pass(request: AuditRequest) -> ReasonerPass:
 
     folder = reasoner_folder(request.model) if request.model != "reasoner" else None
     if folder is None:
-        raise FacrError(request.model, "not a facr reasoner checkpoint (no model.safetensors + graph.json here or in model/)")
+        raise FacrError(request.model,
+                        "not a facr reasoner checkpoint (no model.safetensors + graph.json here or in model/)")
     model, own_graph = load_reasoner(folder)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = model.to(device)
     cfg = model.config
-    task = Task("pain", list(cfg.classes)) if list(cfg.classes) == ["no_pain", "pain"] else Task("emotion", list(cfg.classes))
+    classes = list(cfg.classes)
+    task = Task("pain", classes) if classes == ["no_pain", "pain"] else Task("emotion", classes)
     loaded, records = select_audit_records(request)
     # every selected image decoded once, up front: the ones that do not are skipped and counted
     (records,), skipped = drop_unusable(loaded, [records], max_bad=request.max_bad_images,
                                         splits=None if request.split in (None, "all") else {request.split})
     ds = FaceTorchDataset(records, cfg.aus, task, cfg.encoder.image_size)
     if len(ds) == 0:
-        raise FacrError(request.data, f"no selected record has a {task.kind} label in the model's classes ({', '.join(task.classes)})")
+        raise FacrError(request.data, f"no selected record has a {task.kind} label in the model's classes "
+                                      f"({', '.join(task.classes)})")
     epsilon = request.epsilon if request.epsilon is not None else (training_epsilon(folder) or 0.1)
     ev = run_reasoner(model, ds, graph_signs(own_graph, cfg.aus, task.classes), epsilon=epsilon,
                       margin=request.margin, batch_size=request.batch_size, progress=request.progress)
@@ -275,7 +280,8 @@ def audit_reasoner(request: AuditRequest) -> AuditResult:
         from facr.audit.pixel import pixel_figures
 
         # z against the face: do() in pixels (facr.audit.pixel); the shortcut figure beside them
-        m.update(pixel_figures(model, ds, ev, signs, data_root=request.data if request.format in (None, "synth") else None,
+        synth_root = request.data if request.format in (None, "synth") else None
+        m.update(pixel_figures(model, ds, ev, signs, data_root=synth_root,
                                method=request.options["pixel_cf"], limit=request.options.get("pixel_limit"),
                                margin=request.margin, batch_size=request.batch_size, progress=request.progress))
         m["shortcut_reliance"] = (m.get("oracle") or {}).get("shortcut_reliance")

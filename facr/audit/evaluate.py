@@ -9,12 +9,22 @@ against a second graph (the true graph of a benchmark, a permuted one) needs no 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 import numpy as np
 import torch
 
-from facr.audit.metrics import (SET_KEYS, Explanation, SetScores, invoked_aus, pair_hits, parents_from_signs,
-                                recognition, score_explanations)
 from facr.au import ACTIVE
+from facr.audit.metrics import (
+    SET_KEYS,
+    Explanation,
+    SetScores,
+    invoked_aus,
+    pair_hits,
+    parents_from_signs,
+    pooled_ratio,
+    recognition,
+    score_explanations,
+)
 from facr.causal import Effects
 from facr.data.torch_data import make_loader
 
@@ -45,11 +55,6 @@ class SampleScores:
         if key == "cf_invariance":
             return self.inv_hits.astype(float), self.inv_pairs.astype(float)
         return self.sets.ratio_parts(key)
-
-
-def _ratio(num: np.ndarray, den: np.ndarray) -> float | None:
-    d = den.sum()
-    return float(num.sum() / d) if d else None
 
 
 @dataclass
@@ -152,8 +157,8 @@ class Evaluation:
         out.update({
             "n_samples": int(len(idx)),
             "au_f1": au_f1(self.z[idx], self.au_targets[idx], self.au_mask[idx]),
-            "cf_sensitivity": _ratio(sc.sens_hits[idx], sc.sens_pairs[idx]),
-            "cf_invariance": _ratio(sc.inv_hits[idx], sc.inv_pairs[idx]),
+            "cf_sensitivity": pooled_ratio(sc.sens_hits[idx], sc.sens_pairs[idx]),
+            "cf_invariance": pooled_ratio(sc.inv_hits[idx], sc.inv_pairs[idx]),
             **sc.sets.summary(idx),
         })
         return out
@@ -183,8 +188,8 @@ class Evaluation:
                 "n_labelled": int(len(lab)),
                 "n_predicted": int(len(sel)),
                 "recall": float((pred[lab] == c).mean()) if len(lab) else None,
-                "cf_sensitivity": _ratio(sc.sens_hits[lab], sc.sens_pairs[lab]),
-                "cf_invariance": _ratio(sc.inv_hits[lab], sc.inv_pairs[lab]),
+                "cf_sensitivity": pooled_ratio(sc.sens_hits[lab], sc.sens_pairs[lab]),
+                "cf_invariance": pooled_ratio(sc.inv_hits[lab], sc.inv_pairs[lab]),
                 **sc.sets.summary(sel),  # the named-AU figures of the decisions for c
                 "mean_effect": {a: float(v) for a, v in zip(self.aus, mean_delta[:, c])} if N else {},
             }
@@ -224,9 +229,14 @@ def au_f1(z: np.ndarray, targets: np.ndarray, mask: np.ndarray, threshold: float
 
 
 @torch.no_grad()
-def run_reasoner(model, dataset, signs: torch.Tensor | np.ndarray, *, epsilon: float = 0.1, margin: float | None = None,
-                 batch_size: int = 128, num_workers: int = 0, scope: str = "all", pain_class: str = "pain",
-                 progress: bool = False) -> Evaluation:
+def _concat(parts: list[torch.Tensor], empty_shape: tuple[int, ...]) -> np.ndarray:
+    """The batches' tensors as one array; an empty float32 array of ``empty_shape`` when there were none."""
+    return torch.cat(parts).numpy() if parts else np.zeros(empty_shape, dtype=np.float32)
+
+
+def run_reasoner(model, dataset, signs: torch.Tensor | np.ndarray, *, epsilon: float = 0.1,
+                 margin: float | None = None, batch_size: int = 128, num_workers: int = 0, scope: str = "all",
+                 pain_class: str = "pain", progress: bool = False) -> Evaluation:
     """One pass of ``model`` over a :class:`~facr.data.torch_data.FaceTorchDataset`, keeping ŷ, z
     and every do(z_k = 0) counterfactual. ``signs`` ([K, C]) is the graph the pass is scored against
     by default (:meth:`Evaluation.summarize` takes any other)."""
@@ -242,13 +252,13 @@ def run_reasoner(model, dataset, signs: torch.Tensor | np.ndarray, *, epsilon: f
         cfs.append(out.effects.cf_logits.float().cpu())
         zs.append(out.z.float().cpu())
     K, C = len(dataset.aus), len(dataset.task.classes)
-    cat = lambda parts, shape: torch.cat(parts).numpy() if parts else np.zeros(shape, dtype=np.float32)  # noqa: E731
     return Evaluation(
         classes=list(dataset.task.classes), aus=list(dataset.aus), labels=np.asarray(dataset.labels),
-        logits=cat(logits, (0, C)), cf_logits=cat(cfs, (0, K, C)), z=cat(zs, (0, K)),
+        logits=_concat(logits, (0, C)), cf_logits=_concat(cfs, (0, K, C)), z=_concat(zs, (0, K)),
         au_targets=np.asarray(dataset.au_targets), au_mask=np.asarray(dataset.au_mask),
         subjects=np.array([str(r.subject) for r in dataset.records], dtype=object),
-        signs=np.asarray(torch.as_tensor(signs).cpu()), epsilon=epsilon, margin=margin, scope=scope, pain_class=pain_class)
+        signs=np.asarray(torch.as_tensor(signs).cpu()), epsilon=epsilon, margin=margin, scope=scope,
+        pain_class=pain_class)
 
 
 def evaluate_reasoner(model, dataset, signs: torch.Tensor, *, epsilon: float = 0.1, margin: float | None = None,

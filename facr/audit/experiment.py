@@ -48,7 +48,8 @@ class ArmSpec:
         if not self.name:
             raise ValueError("name must be a non-empty string")
         if self.model is not None and self.overrides:
-            raise ValueError(f"arm {self.name!r}: an audited-only arm (model: {self.model}) takes options, not overrides")
+            raise ValueError(f"arm {self.name!r}: an audited-only arm (model: {self.model}) takes options, "
+                             "not overrides")
         if self.model is None and self.options:
             raise ValueError(f"arm {self.name!r}: options need a model (emola, frozen-llm)")
 
@@ -136,6 +137,11 @@ def slug(text: str) -> str:
     return s or "arm"
 
 
+def _settings(config: dict) -> dict:
+    """A training config as its config.json holds it (JSON types), less ``out``: what two runs must share."""
+    return {k: v for k, v in json.loads(json.dumps(config)).items() if k != "out"}
+
+
 @dataclass
 class Cell:
     arm: ArmSpec
@@ -185,7 +191,8 @@ class Experiment:
                                       "(facr experiment run makes it from data.synth)")
             fmt = self.spec.data.format or formats.detect_format(root)
             if fmt is None:
-                raise FacrError(root, f"cannot tell the dataset format: set data.format ({', '.join(formats.FORMATS)})")
+                raise FacrError(root,
+                                f"cannot tell the dataset format: set data.format ({', '.join(formats.FORMATS)})")
             options = {"decode": False} if fmt == "synth" else {}
             subjects = sorted({r.subject for r in formats.load(fmt, root, **options).records})
         if self.spec.folds.max_folds:
@@ -224,8 +231,8 @@ class Experiment:
         saved_path = cell.path / "config.json"
         if not cell.arm.trained or not saved_path.exists():
             return
-        plain = lambda d: {k: v for k, v in json.loads(json.dumps(d)).items() if k != "out"}  # noqa: E731
-        saved, wanted = plain(json.loads(saved_path.read_text(encoding="utf-8"))), plain(to_dict(self.train_config(cell)))
+        saved = _settings(json.loads(saved_path.read_text(encoding="utf-8")))
+        wanted = _settings(to_dict(self.train_config(cell)))
         if saved != wanted:
             key = next(k for k in sorted(set(saved) | set(wanted)) if saved.get(k) != wanted.get(k))
             raise FacrError(saved_path, f"this cell was trained with other settings ({key}: {saved.get(key)!r} there, "
@@ -354,7 +361,7 @@ class Experiment:
             tests = {m: paired_comparison(by_unit[a][m], by_unit[b][m], seed=0, n_resamples=spec.bootstrap)
                      for m in spec.metrics}
             adjusted = holm([t["wilcoxon_p"] for t in tests.values()])
-            for (m, t), p_holm in zip(tests.items(), adjusted):
+            for t, p_holm in zip(tests.values(), adjusted):
                 t["wilcoxon_p_holm"] = p_holm
             comparisons.append({"a": a, "b": b, "metrics": tests})
         per_class = {}
@@ -364,14 +371,16 @@ class Experiment:
         for arm in spec.arms:
             vals = [a.get("oracle") for a in audits.get(arm.name, []) if a.get("oracle")]
             if vals:
-                oracle[arm.name] = {k: mean_defined([v.get(k) for v in vals])
-                                    for k in vals[0] if isinstance(vals[0][k], (int, float)) and not isinstance(vals[0][k], bool)}
-                oracle_per_seed[arm.name] = {k: _per_seed(by_seed[arm.name], lambda a, k=k: (a.get("oracle") or {}).get(k))
-                                             for k in oracle[arm.name]}
+                numeric = [k for k, v in vals[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+                oracle[arm.name] = {k: mean_defined([v.get(k) for v in vals]) for k in numeric}
+                oracle_per_seed[arm.name] = {
+                    k: _per_seed(by_seed[arm.name], lambda a, k=k: (a.get("oracle") or {}).get(k))
+                    for k in oracle[arm.name]}
         return {"experiment": spec.name, "source": str(self.source), "description": spec.description,
                 "folds": spec.folds.kind, "seeds": spec.seeds, "n_cells": len(cells),
                 "n_cells_done": sum(c.done for c in cells), "metrics": spec.metrics, "arms": arms,
-                "comparisons": comparisons, "per_class": per_class, "oracle": oracle, "oracle_per_seed": oracle_per_seed,
+                "comparisons": comparisons, "per_class": per_class,
+                "oracle": oracle, "oracle_per_seed": oracle_per_seed,
                 "audited_only": [a.name for a in spec.arms if not a.trained], "paper": spec.paper,
                 # results.json is canonical (sorted keys): the file's arm and class orders travel as lists
                 "order": {"arms": [a.name for a in spec.arms], "paper": list(spec.paper), "per_class": list(per_class),
@@ -503,8 +512,9 @@ def _in_file_order(results: dict) -> dict:
         out["paper"] = _reorder(out["paper"], order.get("paper"))
     if out.get("per_class"):
         classes, columns = order.get("classes") or {}, order.get("per_class_metrics")
-        out["per_class"] = {arm: {cls: _reorder(row, columns) for cls, row in _reorder(table, classes.get(arm)).items()}
-                            for arm, table in _reorder(out["per_class"], order.get("per_class")).items()}
+        out["per_class"] = {
+            arm: {cls: _reorder(row, columns) for cls, row in _reorder(table, classes.get(arm)).items()}
+            for arm, table in _reorder(out["per_class"], order.get("per_class")).items()}
     return out
 
 
@@ -517,7 +527,8 @@ def render_results(results: dict) -> str:
     lines = [f"# {results['experiment']}", ""]
     if results.get("description"):
         lines += [results["description"].strip(), ""]
-    lines += [f"Folds: {results['folds']}; seeds: {results['seeds']}; cells done: {results['n_cells_done']}/{results['n_cells']}. "
+    lines += [f"Folds: {results['folds']}; seeds: {results['seeds']}; "
+              f"cells done: {results['n_cells_done']}/{results['n_cells']}. "
               "Values: mean ± s.d. across subjects of the per-subject value averaged over seeds; "
               "`seed s.d.`: mean across subjects of the s.d. across seeds.", ""]
     lines += ["| arm | " + " | ".join(m.replace("_", " ") for m in metrics) + " | n subjects |",
@@ -530,26 +541,30 @@ def render_results(results: dict) -> str:
             cells.append(f"{_f(t['mean'])}{sd}")
         n = max((t["n_subjects"] for t in table.values()), default=0)
         lines.append(f"| {arm} | " + " | ".join(cells) + f" | {n} |")
-    seed_sd = [t["seed_sd_mean"] for table in results["arms"].values() for t in table.values() if t["seed_sd_mean"] is not None]
+    seed_sd = [t["seed_sd_mean"] for table in results["arms"].values() for t in table.values()
+               if t["seed_sd_mean"] is not None]
     if seed_sd:
         lines += ["", f"Largest across-seed deviation of any arm and metric: {max(seed_sd):.3f}."]
     lines += _seed_lines(results)
     if results.get("paper"):
         lines += ["", "## The paper's figures (same arms)", "",
-                  "| arm | " + " | ".join(m.replace("_", " ") for m in metrics) + " |", "|---|" + "---|" * len(metrics)]
+                  "| arm | " + " | ".join(m.replace("_", " ") for m in metrics) + " |",
+                  "|---|" + "---|" * len(metrics)]
         for arm, figs in results["paper"].items():
             lines.append(f"| {arm} | " + " | ".join(_f(figs.get(m)) for m in metrics) + " |")
     if results.get("comparisons"):
         lines += ["", "## Paired comparisons (unit: subject; Wilcoxon signed-rank, Holm across the metrics)", "",
-                  "| A vs B | metric | n | mean A | mean B | Δ [95% CI] | p | p (Holm) | Cohen's d | min. attainable p |",
+                  "| A vs B | metric | n | mean A | mean B | Δ [95% CI] | p | p (Holm) | Cohen's d "
+                  "| min. attainable p |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for comp in results["comparisons"]:
             for m, t in _reorder(comp["metrics"], metrics).items():  # the file's metric order, not JSON's
                 ci = t.get("ci95_difference")
                 ci_s = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
-                lines.append(f"| {comp['a']} vs {comp['b']} | {m.replace('_', ' ')} | {t['n_units']} | {_f(t['mean_a'])} | "
-                             f"{_f(t['mean_b'])} | {_f(t['mean_difference'])}{ci_s} | {_p(t['wilcoxon_p'])} | "
-                             f"{_p(t['wilcoxon_p_holm'])} | {_f(t['cohens_d'], 2)} | {_p(t['min_attainable_p'])} |")
+                lines.append(f"| {comp['a']} vs {comp['b']} | {m.replace('_', ' ')} | {t['n_units']} | "
+                             f"{_f(t['mean_a'])} | {_f(t['mean_b'])} | {_f(t['mean_difference'])}{ci_s} | "
+                             f"{_p(t['wilcoxon_p'])} | {_p(t['wilcoxon_p_holm'])} | {_f(t['cohens_d'], 2)} | "
+                             f"{_p(t['min_attainable_p'])} |")
     per_class = results.get("per_class") or {}
     if len(per_class) > 1:  # one table, the arms side by side (the paper's Table IV layout)
         arms = list(per_class)
@@ -557,14 +572,17 @@ def render_results(results: dict) -> str:
         short = {"graph_causal_agreement": "Faith.", "active_au_recall": "Active", "active_au_precision": "Prec."}
         classes = list(dict.fromkeys(c for a in arms for c in per_class[a]))
         lines += ["", "## Per class, side by side", "",
-                  "| class | " + " | ".join(f"{short.get(m, m.replace('_', ' '))} ({a})" for a in arms for m in mets) + " |",
+                  "| class | " + " | ".join(f"{short.get(m, m.replace('_', ' '))} ({a})" for a in arms for m in mets)
+                  + " |",
                   "|---|" + "---|" * (len(arms) * len(mets))]
         for cls in classes:
-            lines.append(f"| {cls} | " + " | ".join(_f(per_class[a].get(cls, {}).get(m)) for a in arms for m in mets) + " |")
+            lines.append(f"| {cls} | " + " | ".join(_f(per_class[a].get(cls, {}).get(m)) for a in arms for m in mets)
+                         + " |")
     for arm, table in per_class.items():
         mets = [m for m in next(iter(table.values()), {}) if m != "n"]
         lines += ["", f"## Per class: {arm} (averaged over cells)", "",
-                  "| class | n | " + " | ".join(m.replace("_", " ") for m in mets) + " |", "|---|---|" + "---|" * len(mets)]
+                  "| class | n | " + " | ".join(m.replace("_", " ") for m in mets) + " |",
+                  "|---|---|" + "---|" * len(mets)]
         for cls, row in table.items():
             lines.append(f"| {cls} | {row['n']} | " + " | ".join(_f(row[m]) for m in mets) + " |")
     if results.get("oracle"):

@@ -35,7 +35,14 @@ from facr import au as au_vocab
 from facr.au import named as read_named  # the AUs a free text names (facr.cli and the tests read it here)
 from facr.audit import GENERATE_BATCH_SIZE
 from facr.audit.auditors import AuditRequest, AuditResult, _json_safe, load_audit_records, register_auditor
-from facr.audit.metrics import SET_KEYS, Explanation, mean_defined, parents_from_graph, score_explanations
+from facr.audit.metrics import (
+    SET_KEYS,
+    Explanation,
+    mean_defined,
+    parents_from_graph,
+    pooled_ratio,
+    score_explanations,
+)
 from facr.data.records import EMOTIONS
 from facr.errors import FacrError
 
@@ -45,7 +52,8 @@ NO_INTERVENTION = ("EmoLA exposes no handle on an AU latent to intervene on: cou
                    "invariance are undefined for it (null), not zero")
 SIGNED_NOTE = {
     "emola": "a named parent counts in the signed agreement only if its do(z_k = 0) moved the class score the way "
-             "its edge says; EmoLA has no latent to intervene on, so the signed figures are undefined (null), not zero",
+             "its edge says; EmoLA has no latent to intervene on, so the signed figures are undefined (null), "
+             "not zero",
     "frozen-llm": "a named parent counts in the signed agreement only if its do(z_k = 0) moved the class score the "
                   "way its edge says; a frozen LLM states an emotion, not a score, so removing an AU from its "
                   "evidence (the simulatability test) gives no signed effect: the signed figures are undefined "
@@ -107,7 +115,7 @@ def summarize_named(samples: list[NamedSample], graph, *, ci: bool = True, seed:
         for a in s.named:
             counts[a] = counts.get(a, 0) + 1
     out["named_frequency"] = {a: counts[a] / len(samples) for a in au_vocab.sort_aus(counts)}
-    classes = [c for c in graph.classes] + sorted({s.group for s in samples if s.group and s.group not in graph.classes})
+    classes = list(graph.classes) + sorted({s.group for s in samples if s.group and s.group not in graph.classes})
     per_class = {}
     for c in classes:
         idx = [i for i, s in enumerate(samples) if s.group == c]
@@ -132,7 +140,8 @@ def summarize_named(samples: list[NamedSample], graph, *, ci: bool = True, seed:
             v = values[key]
             num = [sum(v[i] for i in idx if v[i] is not None) for idx in unit_idx.values()]
             den = [sum(v[i] is not None for i in idx) for idx in unit_idx.values()]
-            out["ci95"][key] = cluster_bootstrap_ratio(num, den, n_resamples=n_resamples, seed=seed) if out[key] is not None else None
+            out["ci95"][key] = (cluster_bootstrap_ratio(num, den, n_resamples=n_resamples, seed=seed)
+                                if out[key] is not None else None)
     return out
 
 
@@ -175,8 +184,9 @@ def join_generations(gens, request: AuditRequest):
     if not pairs:
         example = next(iter(by_key), "?")
         raise FacrError(request.options.get("generations"),
-                        f"no line's image matches a selected record of {request.data} (split {request.split or 'all'}; "
-                        f"first line: {gens[0].image!r}; record keys look like {example!r})")
+                        f"no line's image matches a selected record of {request.data} "
+                        f"(split {request.split or 'all'}; first line: {gens[0].image!r}; "
+                        f"record keys look like {example!r})")
     return pairs, unmatched
 
 
@@ -278,7 +288,8 @@ def collect_evidence(request: AuditRequest, graph) -> Evidence:
         from facr.audit.auditors import run_reasoner_pass
 
         if not reasoner:
-            raise FacrError("--evidence", "reasoner evidence needs --reasoner RUN (a facr reasoner checkpoint or run folder)")
+            raise FacrError("--evidence",
+                            "reasoner evidence needs --reasoner RUN (a facr reasoner checkpoint or run folder)")
         run = run_reasoner_pass(AuditRequest(**{**request.__dict__, "model": reasoner}))
         ev, records = run.evaluation, run.dataset.records
         evidence = [ev.seen(i, list(ev.aus)) for i in range(len(records))]
@@ -343,7 +354,8 @@ def audit_frozen_llm(request: AuditRequest) -> AuditResult:
     # answer (self-simulatability): a removed named AU should no longer be named, removing an unnamed
     # one should leave the emotion (strict: and the named set).
     keys = ("simulatability_sensitivity", "simulatability_invariance", "self_simulatability_sensitivity",
-            "self_simulatability_invariance", "self_simulatability_invariance_strict", "emotion_change_on_named_removal")
+            "self_simulatability_invariance", "self_simulatability_invariance_strict",
+            "emotion_change_on_named_removal")
     counts = {k: (np.zeros(N), np.zeros(N)) for k in keys}
 
     def count(key: str, b: int, hit: bool) -> None:
@@ -368,8 +380,7 @@ def audit_frozen_llm(request: AuditRequest) -> AuditResult:
     samples = [NamedSample(parsed[factual[b]][1], parsed[factual[b]][0], *faces.labels[b], key=faces.keys[b],
                            subject=faces.subjects[b], asked_emotion=True, text=answers[factual[b]]) for b in range(N)]
     m = summarize_named(samples, graph, ci=request.ci, seed=request.seed)
-    ratio = lambda num, den: float(num.sum() / den.sum()) if den.sum() else None  # noqa: E731
-    m.update({key: ratio(*counts[key]) for key in keys})
+    m.update({key: pooled_ratio(*counts[key]) for key in keys})
     m.update({
         "n_sensitivity_pairs": int(counts["simulatability_sensitivity"][1].sum()),
         "n_invariance_pairs": int(counts["simulatability_invariance"][1].sum()),
@@ -384,7 +395,7 @@ def audit_frozen_llm(request: AuditRequest) -> AuditResult:
     unit_of = {u: subjects == u for u in m["per_subject"]}  # the units summarize_named reported
     with_ci = keys[:4]
     for u, sel in unit_of.items():
-        m["per_subject"][u].update({key: ratio(counts[key][0][sel], counts[key][1][sel]) for key in with_ci})
+        m["per_subject"][u].update({key: pooled_ratio(counts[key][0][sel], counts[key][1][sel]) for key in with_ci})
     if request.ci:
         from facr.audit.stats import cluster_bootstrap_ratio
 

@@ -53,13 +53,22 @@ class PairCounts:
 
     @property
     def sensitivity(self) -> float | None:
-        n = self.sens_pairs.sum()
-        return float(self.sens_hits.sum() / n) if n else None
+        return pooled_ratio(self.sens_hits, self.sens_pairs)
 
     @property
     def invariance(self) -> float | None:
-        n = self.inv_pairs.sum()
-        return float(self.inv_hits.sum() / n) if n else None
+        return pooled_ratio(self.inv_hits, self.inv_pairs)
+
+
+def pooled_ratio(num: np.ndarray, den: np.ndarray) -> float | None:
+    """Σ num / Σ den: a rate pooled over every pair (None when there are no pairs)."""
+    d = den.sum()
+    return float(num.sum() / d) if d else None
+
+
+def _per_sample(mask: torch.Tensor) -> np.ndarray:
+    """The True entries of each row of ``mask`` ``[B, K]``, as int64 ``[B]``."""
+    return mask.sum(dim=1).cpu().numpy().astype(np.int64)
 
 
 def pair_hits(effects: Effects, signs: torch.Tensor, target: torch.Tensor, z: torch.Tensor,
@@ -73,9 +82,8 @@ def pair_hits(effects: Effects, signs: torch.Tensor, target: torch.Tensor, z: to
     delta = effects.for_class(target)
     sens_hit = (masks.sign.to(delta.dtype) * delta > margin) & masks.causal
     inv_hit = (delta.abs() <= epsilon) & masks.irrelevant
-    count = lambda m: m.sum(dim=1).cpu().numpy().astype(np.int64)  # noqa: E731
-    return {"sens_hits": count(sens_hit), "sens_pairs": count(masks.causal),
-            "inv_hits": count(inv_hit), "inv_pairs": count(masks.irrelevant)}
+    return {"sens_hits": _per_sample(sens_hit), "sens_pairs": _per_sample(masks.causal),
+            "inv_hits": _per_sample(inv_hit), "inv_pairs": _per_sample(masks.irrelevant)}
 
 
 def counterfactual_pairs(effects: Effects, signs: torch.Tensor, target: torch.Tensor, z: torch.Tensor,
@@ -253,7 +261,8 @@ def recognition(y_true: np.ndarray, logits: np.ndarray, classes: list[str]) -> d
     present = sorted(set(y_true.tolist()))
     out = {
         "accuracy": float((pred == y_true).mean()) if len(y_true) else None,
-        "macro_f1": float(f1_score(y_true, pred, labels=present, average="macro", zero_division=0)) if len(y_true) else None,
+        "macro_f1": (float(f1_score(y_true, pred, labels=present, average="macro", zero_division=0))
+                     if len(y_true) else None),
         "auc": None,
     }
     if len(present) >= 2:

@@ -52,10 +52,11 @@ def shortcut_reliance(model, dataset: FaceTorchDataset, ev: Evaluation, root: st
             out.append(model(batch["pixel_values"].to(device)).logits.float().cpu())
         return torch.cat(out).numpy()
 
-    on_pred = lambda logits: np.take_along_axis(logits, pred[:, None], axis=1)[:, 0]  # noqa: E731
+    rows = np.arange(len(pred))  # [rows, pred]: each face's logit of its predicted class
     scene = sample_scene(config)
-    cf = np.stack([on_pred(logits_for(render_counterfactual(scene, index, cue=j))) for j in range(len(cue_classes))], 1)
-    cue_effect = on_pred(ev.logits) - cf.mean(axis=1)
+    cf = np.stack([logits_for(render_counterfactual(scene, index, cue=j))[rows, pred]
+                   for j in range(len(cue_classes))], axis=1)
+    cue_effect = ev.logits[rows, pred] - cf.mean(axis=1)
     max_au = np.abs(ev.delta_pred).max(axis=1)
     relies = np.abs(cue_effect) > max_au
     shown = np.array([str(r.meta.get("cue")) for r in dataset.records], dtype=object)  # the class whose hue shows

@@ -148,12 +148,15 @@ def rerender_plan(scene, index: np.ndarray, aus: Sequence[str], image_size: int)
     for k, a in enumerate(aus):
         if a in col:
             inten[:, k] = scene.intensity[index, col[a]]
-    size = lambda ims: to_model_size(ims, image_size)  # noqa: E731
+
+    def rendered(rows: np.ndarray, **change) -> np.ndarray:  # at the model's input size
+        return to_model_size(render_intervention(scene, rows, **change), image_size)
+
     return PixelPlan(
-        method="rerender", aus=aus, images=size(render_intervention(scene, index)),
+        method="rerender", aus=aus, images=rendered(index),
         defined=np.broadcast_to(drawn, inten.shape).copy(), active=inten > 0,
-        remove=lambda s, k: size(render_intervention(scene, index[s], au=[aus[j] for j in k], value=0.0)),
-        nuisance=lambda change, s: size(render_intervention(scene, index[s], nuisance=change)))
+        remove=lambda s, k: rendered(index[s], au=[aus[j] for j in k], value=0.0),
+        nuisance=lambda change, s: rendered(index[s], nuisance=change))
 
 
 def occlusion_plan(images: np.ndarray, regions: np.ndarray, defined: np.ndarray, aus: Sequence[str]) -> PixelPlan:

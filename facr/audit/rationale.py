@@ -27,11 +27,12 @@ one parser, :func:`facr.au.extract`. Against a graph G (the reasoner's own by de
   :func:`facr.verbalizer.wellformed.check_rationale` against the face's target T and ĉ;
 * coverage: ``empty_rationale_rate``, the rationales that name no AU although their target T has
   AUs to name (or have no text); ``no_au_named_rate`` all that name no AU, ``empty_target_rate`` the
-  faces whose T is empty (nothing invoked is shown: "no action unit of it is visible ..."); AUs per rationale, the share naming exactly the training
-  target (invoked ∩ active), and the factual named set scored by the one yardstick every reasoner
-  is scored by (:func:`facr.audit.metrics.score_explanations`): graph-causal agreement against
-  Pa(ĉ) and Pa(y), unsigned and signed (the signed one reads the reasoner's own do() effects on the
-  face), PSPI agreement, active-AU precision / recall over the coded AUs.
+  faces whose T is empty (nothing invoked is shown: "no action unit of it is visible ..."); AUs per
+  rationale, the share naming exactly the training target (invoked ∩ active), and the factual named
+  set scored by the one yardstick every reasoner is scored by
+  (:func:`facr.audit.metrics.score_explanations`): graph-causal agreement against Pa(ĉ) and Pa(y),
+  unsigned and signed (the signed one reads the reasoner's own do() effects on the face), PSPI
+  agreement, active-AU precision / recall over the coded AUs.
 
 * **fluency** — the mean per-token negative log-likelihood of the factual rationales under the
   frozen backbone alone (no soft prompt), beside that of the fixed template
@@ -54,7 +55,14 @@ import torch
 from facr import au as au_vocab
 from facr.audit import GENERATE_BATCH_SIZE, RATIONALE_DEFAULT_LIMIT
 from facr.audit.auditors import AuditRequest, AuditResult, _json_safe, register_auditor, run_reasoner_pass
-from facr.audit.metrics import SET_KEYS, Explanation, invoked_aus, parents_from_signs, score_explanations
+from facr.audit.metrics import (
+    SET_KEYS,
+    Explanation,
+    invoked_aus,
+    parents_from_signs,
+    pooled_ratio,
+    score_explanations,
+)
 from facr.audit.stats import cluster_bootstrap_ratio
 from facr.causal import intervene_all, intervention_effects
 from facr.errors import FacrError
@@ -116,7 +124,8 @@ def intervention_rows(head, z: torch.Tensor, classes: list[str], own_signs: torc
     return RationaleRows(grid.cpu(), [classes[int(p)] for p in pred], allowed, face, au, plans)
 
 
-def generate_rows(verbalizer, rows: RationaleRows, mode: str, batch_size: int = 64, progress: bool = False) -> list[str]:
+def generate_rows(verbalizer, rows: RationaleRows, mode: str, batch_size: int = 64,
+                  progress: bool = False) -> list[str]:
     """The rationale of every row, ``batch_size`` rows per ``generate`` call (1: one call per row, the
     reference the benchmark compares with). Rows are grouped by stated emotion so a batch's
     instructions share a length and need no padding; the texts come back in row order."""
@@ -149,7 +158,8 @@ def score_rationales(texts: list[str], rows: RationaleRows, aus: list[str], clas
     named = [set(Verbalizer.named_aus(t)) for t in texts]
     known = set(aus)
     z = rows.z.numpy()
-    named_inactive = sum(1 for r, s in enumerate(named) for a in s if a in known and z[r, aus.index(a)] < au_vocab.ACTIVE)
+    named_inactive = sum(1 for r, s in enumerate(named) for a in s
+                         if a in known and z[r, aus.index(a)] < au_vocab.ACTIVE)
     named_unknown = sum(len(s - known) for s in named)
     classes_of = rows.emotions
     signed_parents = parents_from_signs(signs, aus, classes)
@@ -196,7 +206,10 @@ def score_rationales(texts: list[str], rows: RationaleRows, aus: list[str], clas
     sets = score_explanations([replace(face, named=base_named[n], stated=classes_of[r])
                                for n, (face, r) in enumerate(zip(faces, factual_rows))],
                               signed_parents, n_universe=K)
-    ratio = lambda a: float(a[:, 0].sum() / a[:, 1].sum()) if a[:, 1].sum() else None  # noqa: E731
+
+    def ratio(counts: np.ndarray) -> float | None:  # [n, 2]: hits, pairs
+        return pooled_ratio(counts[:, 0], counts[:, 1])
+
     out = {
         "n_samples": N,
         "n_rationales": len(texts),
@@ -293,7 +306,8 @@ def _modes(request: AuditRequest, default: str) -> list[str]:
     return list(dict.fromkeys(modes))
 
 
-@register_auditor("verbalizer", help="a facr verbalizer checkpoint (facr train verbalizer); --rationale audits its text",
+@register_auditor("verbalizer",
+                  help="a facr verbalizer checkpoint (facr train verbalizer); --rationale audits its text",
                   recognises=lambda path: verbalizer_folder(path) is not None)
 def audit_verbalizer(request: AuditRequest) -> AuditResult:
     """``--rationale``: the rationale audit of the verbalizer (every mode asked for). Without it: the
@@ -332,8 +346,8 @@ def audit_verbalizer(request: AuditRequest) -> AuditResult:
     by_mode = {}
     for mode in modes:
         texts = generate_rows(v, rows, mode, batch_size=batch, progress=request.progress)
-        by_mode[mode] = score_rationales(texts, rows, list(cfg.aus), list(cfg.classes), signs, targets, faces, ev.subjects,
-                                         ci=request.ci, seed=request.seed)
+        by_mode[mode] = score_rationales(texts, rows, list(cfg.aus), list(cfg.classes), signs, targets, faces,
+                                         ev.subjects, ci=request.ci, seed=request.seed)
         by_mode[mode].update(fluency(v.fluency_nll([texts[r] for r in factual], fact_emotions), template_nll))
     primary = by_mode[modes[0]]
     m = {k: v_ for k, v_ in primary.items() if k != "examples"}

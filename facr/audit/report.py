@@ -22,7 +22,8 @@ PER_CLASS_BARS = (("recall", "recall"), ("cf_sensitivity", "CF sensitivity"), ("
                   ("active_au_precision", "active-AU precision"))
 
 # The named-AU figures of the one yardstick (facr.audit.metrics.SET_KEYS), in every report alike.
-SET_ROWS = (("graph_causal_agreement", "graph-causal agreement"), ("graph_causal_agreement_signed", "agreement, signed"),
+SET_ROWS = (("graph_causal_agreement", "graph-causal agreement"),
+            ("graph_causal_agreement_signed", "agreement, signed"),
             ("graph_causal_agreement_label", "agreement vs label"),
             ("graph_causal_agreement_label_signed", "agr. vs label, signed"),
             ("pspi_agreement", "PSPI agreement"), ("pspi_agreement_signed", "PSPI agreement, signed"),
@@ -44,7 +45,8 @@ RATIONALE_ROWS = (("rationale_sensitivity", "rationale sensitivity"),
                   ("n_invariance_pairs_vacuous", "irrelevant pairs left out"),
                   ("ablated_au_drop_rate", "ablated-AU drop rate"), ("named_inactive", "named inactive AUs"),
                   ("empty_rationale_rate", "empty rationales (T not empty)"),
-                  ("no_au_named_rate", "rationales naming no AU"), ("empty_target_rate", "faces with an empty T"), ("well_formed_rate", "well-formed rationales"),
+                  ("no_au_named_rate", "rationales naming no AU"), ("empty_target_rate", "faces with an empty T"),
+                  ("well_formed_rate", "well-formed rationales"),
                   ("aus_per_rationale", "AUs per rationale"),
                   ("fluency_nll", "NLL/token under the bare LM"),
                   ("template_nll", "  template's NLL, same AUs"),
@@ -52,8 +54,8 @@ RATIONALE_ROWS = (("rationale_sensitivity", "rationale sensitivity"),
 
 # Other reasoners (facr.audit.external): the named-AU figures, and the frozen LLM's simulatability (the
 # paper's figures, against G, first; then those against its own answer).
-NAMED_ROWS = (("n_samples", "samples"), ("n_no_au_named", "outputs naming no AU"), ("aus_per_frame", "AUs named per frame"),
-              *SET_ROWS, ("emotion_accuracy", "emotion accuracy"),
+NAMED_ROWS = (("n_samples", "samples"), ("n_no_au_named", "outputs naming no AU"),
+              ("aus_per_frame", "AUs named per frame"), *SET_ROWS, ("emotion_accuracy", "emotion accuracy"),
               ("emotion_answered_rate", "answers stating an emotion"),
               ("simulatability_sensitivity", "simulatability sensitivity (parent removed)"),
               ("simulatability_invariance", "simulatability invariance (non-parent)"),
@@ -172,8 +174,8 @@ def pixel_lines(metrics: dict) -> list[str]:
 def _pixel_section(metrics: dict) -> list[str]:
     if not metrics.get("pixel_cf_method"):
         return []
-    return ["", f"## In pixels ({metrics['pixel_cf_method']})", "", f"- intervention: {metrics.get('pixel_intervention')}",
-            "", "```", *pixel_lines(metrics), "```"]
+    return ["", f"## In pixels ({metrics['pixel_cf_method']})", "",
+            f"- intervention: {metrics.get('pixel_intervention')}", "", "```", *pixel_lines(metrics), "```"]
 
 
 def _skipped_lines(metrics: dict) -> list[str]:
@@ -188,9 +190,10 @@ def _skipped_lines(metrics: dict) -> list[str]:
 
 def render_markdown(metrics: dict, plots: list[str]) -> str:
     lines = [f"# facr audit: {metrics.get('model')}", ""]
-    lines += [f"- model kind: {metrics.get('model_kind')}; trained against graph `{metrics.get('model_graph', 'n/a')}`",
-              f"- scored against graph `{metrics.get('graph')}`; data `{metrics.get('data')}`, split `{metrics.get('split')}`, "
-              f"task {metrics.get('task')}",
+    lines += [f"- model kind: {metrics.get('model_kind')}; "
+              f"trained against graph `{metrics.get('model_graph', 'n/a')}`",
+              f"- scored against graph `{metrics.get('graph')}`; data `{metrics.get('data')}`, "
+              f"split `{metrics.get('split')}`, task {metrics.get('task')}",
               f"- intervention: {metrics.get('intervention', 'n/a')}; ε = {fmt(metrics.get('epsilon'))}, "
               f"margin = {fmt(metrics.get('margin'))}",
               f"- subjects: {metrics.get('n_subjects', 'n/a')} (95% CIs resample subjects, not frames)",
@@ -228,8 +231,8 @@ def render_markdown(metrics: dict, plots: list[str]) -> str:
         for s, row in metrics["per_subject"].items():
             lines.append(f"| {s} | {row['n_samples']} | {fmt(row.get('accuracy'))} | {fmt(row.get('auc'))} | "
                          f"{fmt(row.get('cf_sensitivity'))} | {fmt(row.get('cf_invariance'))} | "
-                         f"{fmt(row.get('graph_causal_agreement'))} | {fmt(row.get('graph_causal_agreement_signed'))} | "
-                         f"{fmt(row.get('active_au_precision'))} |")
+                         f"{fmt(row.get('graph_causal_agreement'))} | "
+                         f"{fmt(row.get('graph_causal_agreement_signed'))} | {fmt(row.get('active_au_precision'))} |")
     for p in plots:
         lines += ["", f"![{p}]({p})"]
     return "\n".join(lines) + "\n"
@@ -249,16 +252,17 @@ def render_rationale_markdown(metrics: dict, plots: list[str]) -> str:
     lines += ["", "95% CIs (subjects resampled): " + "; ".join(
         f"{m} sensitivity {_ci(metrics['modes'][m], 'rationale_sensitivity')}, invariance "
         f"{_ci(metrics['modes'][m], 'rationale_invariance')}" for m in modes), ""]
+    problems = {m: metrics["modes"][m].get("well_formed_problems") or {} for m in modes}
     lines += ["Well-formedness problems of the factual rationales, by rule (facr.verbalizer.wellformed): " + "; ".join(
-        f"{m}: " + (", ".join(f"{rule} {n}" for rule, n in (metrics["modes"][m].get("well_formed_problems") or {}).items())
-                    or "none") for m in modes), ""]
+        f"{m}: " + (", ".join(f"{rule} {n}" for rule, n in problems[m].items()) or "none") for m in modes), ""]
     latent = metrics.get("latent") or {}
     lines += ["The reasoner on the same faces (latent audit): " + ", ".join(
         f"{k.replace('_', ' ')} {fmt(v)}" for k, v in latent.items()), ""]
     for m in modes:
         ex = metrics["modes"][m].get("examples") or []
         if ex:
-            lines += [f"## Examples ({m})", "", "| emotion | rationale | intervention | emotion after | rationale after |",
+            lines += [f"## Examples ({m})", "",
+                      "| emotion | rationale | intervention | emotion after | rationale after |",
                       "|---|---|---|---|---|"]
             lines += [f"| {e['emotion']} | {e['rationale']} | {e['intervention']} | {e['emotion_after']} | "
                       f"{e['rationale_after']} |" for e in ex]
@@ -278,7 +282,8 @@ def render_named_markdown(metrics: dict, plots: list[str]) -> str:
     else:
         lines += [f"- LLM: {metrics.get('llm')}; evidence: {metrics.get('evidence')}; "
                   f"{metrics.get('n_queries')} distinct queries"]
-    lines += [f"- scored against graph `{metrics.get('graph')}`; data `{metrics.get('data')}`, split `{metrics.get('split')}`",
+    lines += [f"- scored against graph `{metrics.get('graph')}`; data `{metrics.get('data')}`, "
+              f"split `{metrics.get('split')}`",
               f"- subjects: {metrics.get('n_subjects', 'n/a')} (95% CIs resample subjects, not frames)",
               f"- intervention: {metrics.get('intervention') or 'none'}", ""]
     if metrics.get("intervention_note"):

@@ -135,7 +135,8 @@ def test_shipped_experiment_files_load_and_name_their_paper_rows(repo):
 
     files = sorted((repo / "audits").glob("*.yaml"))
     names = {f.stem for f in files}
-    assert {"synth_table1", "synth_table2", "synth_table4", "unbc_table1", "affwild2_table2", "affwild2_table4"} <= names
+    assert {"synth_table1", "synth_table2", "synth_table4",
+            "unbc_table1", "affwild2_table2", "affwild2_table4"} <= names
     for f in files:
         spec = load_experiment(f)
         arm_names = {a.name for a in spec.arms}

@@ -91,7 +91,8 @@ def test_emola_audit_matches_a_hand_count(data, test_records, tmp_path, run_cli)
 def test_emola_audit_writes_a_report_and_prints_a_table(data, test_records, tmp_path, run_cli):
     gen = _jsonl(tmp_path / "g.jsonl", [{"image": record_key(r, data), "output": "AU12 and the brow lowerer"}
                                         for r in test_records[:4]])
-    code, out, err = run_cli("audit", "--model", "emola", "--generations", gen, "--data", data, "--out", tmp_path / "rep")
+    code, out, err = run_cli("audit", "--model", "emola", "--generations", gen, "--data", data,
+                             "--out", tmp_path / "rep")
     assert code == 0, err
     assert "AUs named per frame" in out and "2.000" in out and "counterfactual figures: none" in out
     report = (tmp_path / "rep" / "report.md").read_text()
@@ -154,8 +155,11 @@ class StereotypeLLM:
         return "stereotype rule"
 
     def answer(self, evidence: set[str], classes: list[str]) -> tuple[str, list[str]]:
-        best = max(classes, key=lambda c: (len(evidence & set(self.graph.parents(c))) if c in self.graph.classes else -1,
-                                           -classes.index(c)))
+        def support(c: str) -> tuple[int, int]:  # parents in evidence; ties to the first class
+            shown = len(evidence & set(self.graph.parents(c))) if c in self.graph.classes else -1
+            return shown, -classes.index(c)
+
+        best = max(classes, key=support)
         return best, sorted(self.graph.parents(best)) if best in self.graph.classes else []
 
     def __call__(self, conversations, progress=False):
@@ -267,8 +271,8 @@ def test_frozen_smollm2_is_audited_with_its_own_answers(data, test_records, run_
     from facr.external.generations import extract_emotion
     from facr.external.llm import LocalChat
 
-    code, out, err = run_cli("audit", "--model", "frozen-llm", "--data", data, "--limit", "3", "--max-new-tokens", "40",
-                             "--json")
+    code, out, err = run_cli("audit", "--model", "frozen-llm", "--data", data, "--limit", "3",
+                             "--max-new-tokens", "40", "--json")
     assert code == 0, err
     m = json.loads(out)
     assert m["n_samples"] == 3 and m["llm"] == "local transformers model smollm2-135m"
@@ -315,7 +319,8 @@ per_class: ["EmoLA stand-in (not EmoLA)"]
     assert code == 0, err
     res = json.loads(out)
     assert res["n_cells"] == 2  # deterministic arms: one cell each, whatever the seeds
-    standin = json.loads((tmp_path / "exp" / "cells" / "emola-stand-in-not-emola" / "seed0" / "fixed" / "audit.json").read_text())
+    cell = tmp_path / "exp" / "cells" / "emola-stand-in-not-emola" / "seed0" / "fixed"
+    standin = json.loads((cell / "audit.json").read_text())
     assert standin["n_samples"] == 72
     assert res["arms"]["EmoLA stand-in (not EmoLA)"]["graph_causal_agreement"]["n_subjects"] == 6
     assert res["arms"]["frozen LLM"]["aus_per_frame"]["mean"] > 0
@@ -364,4 +369,5 @@ def test_shipped_standin_file_is_what_the_documented_command_writes(repo, tmp_pa
     code, _, err = run_cli("emola", "stand-in", "--data", data, "--split", "all", "--out", out)
     assert code == 0, err
     assert out.read_bytes() == shipped.read_bytes()
-    assert "NOT" in arm.name and all("NOT EmoLA output" in json.loads(x)["source"] for x in out.read_text().splitlines())
+    assert "NOT" in arm.name
+    assert all("NOT EmoLA output" in json.loads(x)["source"] for x in out.read_text().splitlines())

@@ -84,7 +84,8 @@ def test_unknown_au_name_raises_unknown_au_error(load, name):
         load(name).compute(predictions=[["AU6", "Smile Muscle"]], references=[["AU6"]])
 
 
-@pytest.mark.parametrize(("name", "references"), [("graph_causal_agreement", PARENTS), ("named_au_precision_recall", ACTIVE)])
+@pytest.mark.parametrize(("name", "references"),
+                         [("graph_causal_agreement", PARENTS), ("named_au_precision_recall", ACTIVE)])
 def test_add_batch_twice_then_compute_equals_one_compute(load, name, references):
     metric = load(name)
     metric.add_batch(predictions=NAMED[:2], references=references[:2])

@@ -33,7 +33,8 @@ def quotes(text: str) -> list[tuple[str, list[str]]]:
     """Every ``(path, lines)`` quoted between results markers; an unpaired marker is an error."""
     found = [(m["path"], m["body"].strip("\n").split("\n")) for m in QUOTE.finditer(text)]
     if len(MARKER.findall(text)) != 2 * len(found):
-        raise ValueError("a results marker without its partner (open with <!-- results: PATH -->, close with <!-- /results -->)")
+        raise ValueError("a results marker without its partner "
+                         "(open with <!-- results: PATH -->, close with <!-- /results -->)")
     return found
 
 
@@ -125,8 +126,9 @@ def test_results_md_keeps_the_experiment_files_order_through_canonical_json():
         return {"accuracy": {"mean": v, "std_subjects": None, "n_subjects": 2, "seed_sd_mean": None,
                              "pooled_mean": None, "pooled_std_seeds": None}}
 
-    results = {"experiment": "x", "folds": "fixed", "seeds": [0], "n_cells_done": 2, "n_cells": 2, "metrics": ["accuracy"],
-               "arms": {"zeta": arm(0.9), "alpha": arm(0.1)}, "paper": {"zeta": {"accuracy": 0.5}, "alpha": {"accuracy": 0.4}},
+    results = {"experiment": "x", "folds": "fixed", "seeds": [0], "n_cells_done": 2, "n_cells": 2,
+               "metrics": ["accuracy"], "arms": {"zeta": arm(0.9), "alpha": arm(0.1)},
+               "paper": {"zeta": {"accuracy": 0.5}, "alpha": {"accuracy": 0.4}},
                "per_class": {"zeta": {"sadness": {"n": 3, "recall": 0.2, "agreement": 0.7},
                                       "anger": {"n": 4, "recall": 0.3, "agreement": 0.8}}},
                "order": {"arms": ["zeta", "alpha"], "paper": ["zeta", "alpha"], "per_class": ["zeta"],

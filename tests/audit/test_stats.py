@@ -7,9 +7,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from facr.audit.stats import (bootstrap_ci, cohens_d_paired, holm, min_attainable_p, paired_comparison,
-                              per_unit_mean, wilcoxon_paired)
-
+from facr.audit.stats import (
+    bootstrap_ci,
+    cohens_d_paired,
+    holm,
+    min_attainable_p,
+    paired_comparison,
+    per_unit_mean,
+    wilcoxon_paired,
+)
 
 # --- holm ------------------------------------------------------------------------------------
 

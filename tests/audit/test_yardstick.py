@@ -111,8 +111,8 @@ def test_invoked_sets_text_named_sets_and_rationales_get_the_same_numbers():
     graph = graph_from_edges("hand", EDGES, classes=CLASSES, aus=AUS)
     text = summarize_named(_named_like_the_evaluation(), graph, ci=False)
     # the factual rationales name the invoked AUs; the do() rows are not read by the set figures
-    rows = RationaleRows(torch.full((10, 4), 0.7), ["happiness"] * 5 + ["sadness"] * 5, torch.ones(10, 4, dtype=torch.bool),
-                         np.repeat(np.arange(2), 5), np.tile(np.arange(-1, 4), 2))
+    rows = RationaleRows(torch.full((10, 4), 0.7), ["happiness"] * 5 + ["sadness"] * 5,
+                         torch.ones(10, 4, dtype=torch.bool), np.repeat(np.arange(2), 5), np.tile(np.arange(-1, 4), 2))
     texts = ["the face shows AU6 and AU12."] + [""] * 4 + ["AU1, AU12 and the brow lowerer."] + [""] * 4
     rationale = score_rationales(texts, rows, AUS, CLASSES, SIGNS, [set(), set()], ev.explanations(),
                                  np.array(["s0", "s1"]), ci=False)
@@ -185,7 +185,8 @@ class _Echo:
 
     def generate(self, z, emotions, mode="gated", plans=None):
         self.asked.extend(emotions)
-        return [f"{e}: " + " and ".join(a for a, v in zip(R_AUS, row) if v >= 0.5) for e, row in zip(emotions, z.tolist())]
+        return [f"{e}: " + " and ".join(a for a, v in zip(R_AUS, row) if v >= 0.5)
+                for e, row in zip(emotions, z.tolist())]
 
 
 def test_rationale_rows_carry_the_flipped_emotion():

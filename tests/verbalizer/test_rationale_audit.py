@@ -87,7 +87,10 @@ def test_the_hard_gate_also_holds_for_plain_text_spellings():
     plans = [RationalePlan([a for a, x in zip(v.config.aus, row) if x >= 0.5], "happiness", 0.8) for row in z]
     gated = v.generate(z, ["happiness"] * 24, plans=plans, extra_processors=[eager])
     ungated = v.generate(z, ["happiness"] * 24, mode="ungated", extra_processors=[eager])
-    named = lambda texts: [set(v.named_aus(t)) for t in texts]  # noqa: E731
+
+    def named(texts: list[str]) -> list[set[str]]:
+        return [set(v.named_aus(t)) for t in texts]
+
     assert sum(len(s) for s in named(gated)) >= 24  # active AUs are still written out ...
     for p, s in zip(plans, named(gated)):  # ... exactly the plan's, inactive ones never, in any spelling
         assert s == set(p.aus), s
@@ -125,7 +128,8 @@ def test_batched_generation_gives_the_same_rationales_as_one_call_per_row(reason
     torch.manual_seed(0)
     z = torch.rand(3 * 9, len(v.config.aus))
     emotions = ["happiness", "sadness", "fear"] * 9
-    plans = [RationalePlan([a for a, x in zip(v.config.aus, row) if x >= 0.5][:3], e, 0.5) for row, e in zip(z, emotions)]
+    plans = [RationalePlan([a for a, x in zip(v.config.aus, row) if x >= 0.5][:3], e, 0.5)
+             for row, e in zip(z, emotions)]
     rows = RationaleRows(z, emotions, torch.rand(27, len(v.config.aus)) > 0.5,
                          np.repeat(np.arange(3), 9), np.tile(np.arange(-1, 8), 3), plans)
     for mode in ("gated", "soft"):
