@@ -26,9 +26,11 @@ CLASS_WORDS = {
     "painful": "pain", "hurting": "pain", "in pain": "pain",
     "calm": "neutral",
 }
-_ABSENT = r"absent|off|removed?|gone|zero|missing|inactive|not there|not present|switched off|turned off|suppressed|without|no longer"
+_ABSENT = (r"absent|off|removed?|gone|zero|missing|inactive|not there|not present|switched off|turned off|suppressed"
+           r"|without|no longer")
 _PRESENT = r"present|on|active|fully|maximal|max|at full|strong|switched on|turned on"
-_WHAT_IF = re.compile(r"\b(what if|what would|what happens|suppose|imagine|if|without|remove|set|turn|switch|were|was|at|to)\b")
+_WHAT_IF = re.compile(r"\b(what if|what would|what happens|suppose|imagine|if|without|remove|set|turn|switch|were|was"
+                      r"|at|to)\b")
 _MATTERS = re.compile(r"\b(matters?|important|cause[sd]?|causal|drives?|responsible|parents?|needed|count)\b")
 _WHY = re.compile(r"\b(why|explain|rationale|reason|how come|justify)\b")
 _WHERE = re.compile(r"\b(where|locate[ds]?|location|which part|show me|look(?:s|ing)? at)\b")
@@ -75,7 +77,8 @@ def _segment_value(segment: str) -> tuple[float | None, str | None]:
         if m.group(2) == "%":
             v /= 100.0
         if not 0.0 <= v <= 1.0:
-            return None, f"{m.group(0).strip()} is outside [0, 1]: z_k is a probability (0 = absent, 1 = fully present)"
+            return None, (f"{m.group(0).strip()} is outside [0, 1]: z_k is a probability "
+                          "(0 = absent, 1 = fully present)")
         return v, None
     if re.search(rf"\b({_ABSENT})\b", s) or re.search(r"\b(no|not)\b", s):
         return 0.0, None

@@ -16,8 +16,8 @@ from facr.chat.explainer import Explainer, FaceCheck, Reading
 from facr.chat.questions import Question, parse_question
 from facr.chat.realface import LANDMARK_WORDS, to_picture
 
-EXAMPLES = ["why?", "what if AU12 were absent?", "what if AU4 were at 0.9?", "which AUs matter for sadness?", "where is AU12?",
-            "reset"]
+EXAMPLES = ["why?", "what if AU12 were absent?", "what if AU4 were at 0.9?", "which AUs matter for sadness?",
+            "where is AU12?", "reset"]
 
 
 def _au(a: str) -> str:
@@ -28,8 +28,8 @@ def _sign(s: int) -> str:
     return "+" if s > 0 else ("−" if s < 0 else "·")
 
 
-METHOD_WORDS = {"gradcam": "Grad-CAM", "cefam": "the CE-FAM concept map", "rollout": "gradient-weighted attention rollout",
-                "agcm": "the AGCM head's concept attention"}
+METHOD_WORDS = {"gradcam": "Grad-CAM", "cefam": "the CE-FAM concept map",
+                "rollout": "gradient-weighted attention rollout", "agcm": "the AGCM head's concept attention"}
 
 
 def _place(down: float, across: float) -> str:
@@ -110,7 +110,8 @@ class ChatSession:
         head += self._settings_suffix(r) + f".\n\n**Rationale** ({self.explainer.rationale_source}):\n\n"
         if self.current_rationale is None:
             text = ""
-            for md, text in self.stream_rationale(r, head):
+            for md, so_far in self.stream_rationale(r, head):
+                text = so_far  # the whole rationale once the stream ends
                 yield md
             self.current_rationale = text
             if r is self.face:
@@ -164,7 +165,8 @@ class ChatSession:
                      + ".")
         prefix = "\n".join(lines) + "\n\n**New rationale:**\n\n"
         text = ""
-        for md, text in self.stream_rationale(after, prefix):
+        for md, so_far in self.stream_rationale(after, prefix):
+            text = so_far  # the whole rationale once the stream ends
             yield md
         self.current, self.current_rationale = after, text
         old, new = set(Explainer.named(before_text or "")), set(Explainer.named(text))
@@ -187,13 +189,14 @@ class ChatSession:
         else:
             lines = [f"In G (`{name}`), **{cls}** has {len(parents)} parent AU(s):", ""]
             lines += [f"- {_sign(s)} {_au(a)} — weight {w:.2f}, {prov}"
-                      + (" — not seen by this front end" if self.explainer.unseen(a) else "") for a, s, w, prov in parents]
+                      + (" — not seen by this front end" if self.explainer.unseen(a) else "")
+                      for a, s, w, prov in parents]
         ranked = sorted(self.explainer.aus, key=lambda a: -abs(r.effect(a, cls)))[:5]
         lines += ["", f"On this face, the AUs whose do(z_k = 0) moves the {cls} logit most:", ""]
         lines += [f"- {a}: Δ = {r.effect(a, cls):+.2f} (z = {r.z_text(a)})" for a in ranked]
         chk = self.check(r, cls)
-        lines += ["", f"Check against G for {cls}: {chk.sens_hits}/{chk.sens_pairs} parents move it as their edge says, "
-                      f"{chk.inv_hits}/{chk.inv_pairs} non-parents leave it unchanged."]
+        lines += ["", f"Check against G for {cls}: {chk.sens_hits}/{chk.sens_pairs} parents move it as their edge "
+                      f"says, {chk.inv_hits}/{chk.inv_pairs} non-parents leave it unchanged."]
         yield "\n".join(lines)
 
     def _about_au(self, q: Question) -> Iterator[str]:

@@ -131,8 +131,9 @@ def _discard(path: str | None, cache: str) -> None:
 
 def _graph_line(session: ChatSession) -> str:
     g = session.graph
+    provenance = ", ".join(f"{k} {v}" for k, v in sorted(g.provenance_counts().items()))
     return (f"Graph G: `{g.name}` — {len(g.class_edges())} AU→class and {len(g.au_edges())} AU→AU edges over "
-            f"{len(g.classes)} classes; provenance: {', '.join(f'{k} {v}' for k, v in sorted(g.provenance_counts().items()))}")
+            f"{len(g.classes)} classes; provenance: {provenance}")
 
 
 def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = (), *,
@@ -159,13 +160,15 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
         chat = [{"role": "assistant", "content": intro + "> ▌"}]
         yield session, shown, label, bars, parents, f"**Face:** {note}", chat, None
         text = ""
-        for md, text in session.stream_rationale(r, intro):
+        for md, so_far in session.stream_rationale(r, intro):
+            text = so_far  # the whole rationale once the stream ends
             chat = [{"role": "assistant", "content": md}]
             yield session, gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), chat, gr.update()
         session.rationale = session.current_rationale = text
         chat = [{"role": "assistant", "content": intro + f"> {text}\n\nAsk me *why?*, *what if AU12 were absent?*, "
                                                          "*which AUs matter for sadness?*"}]
-        yield session, shown, label, bars, parents, f"**Face:** {note}", chat, None  # the whole state once more, for API callers
+        # the whole state once more, for API callers
+        yield session, shown, label, bars, parents, f"**Face:** {note}", chat, None
 
     def on_image(upload, as_crop, state):
         # ``upload`` is the uploaded file, not pixels: the event skips Gradio's preprocessing, which would decode
@@ -289,7 +292,8 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
                 seen = gr.Image(label="What the model sees", interactive=False, height=160, elem_id="face-seen")
                 probs = gr.Label(label="Stated emotion and class probabilities", num_top_classes=4,
                                  elem_id="emotion")
-                bars = gr.Image(label="AU latent z (active at z ≥ ½)", interactive=False, height=330, elem_id="au-bars")
+                bars = gr.Image(label="AU latent z (active at z ≥ ½)", interactive=False, height=330,
+                                elem_id="au-bars")
                 parents = gr.Image(label="Parents of the predicted class in G (signed)", interactive=False,
                                    height=260, elem_id="parents")
                 where = gr.Image(label="Where the AU is seen (ask: where is AU12?)", interactive=False,
@@ -323,10 +327,11 @@ def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = 
     return app
 
 
-DESCRIPTION = ("Give a face (upload, webcam, gallery), see the emotion, the AU latent and the parents of the predicted "
-               "class in G, and ask why, what if AU12 were absent, which AUs matter for sadness; swap G for a verified "
-               "graph file. With no flags it loads what `make demo` wrote in demo-out/, or, when there is nothing "
-               "there, runs on real faces: MediaPipe's front end and the shipped real-face head (--frontend mediapipe).")
+DESCRIPTION = ("Give a face (upload, webcam, gallery), see the emotion, the AU latent and the parents of the "
+               "predicted class in G, and ask why, what if AU12 were absent, which AUs matter for sadness; swap G for "
+               "a verified graph file. With no flags it loads what `make demo` wrote in demo-out/, or, when there is "
+               "nothing there, runs on real faces: MediaPipe's front end and the shipped real-face head "
+               "(--frontend mediapipe).")
 EPILOG = ("example:\n  facr chat                       # the checkpoints `make demo` wrote under demo-out/\n"
           "  facr chat --model runs/reasoner --verbalizer runs/verbalizer --graph emfacs --port 7861\n"
           "  facr chat --frontend mediapipe  # real photos and the webcam: MediaPipe + the shipped real-face head\n"
@@ -358,14 +363,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frontend", choices=FRONTENDS, default=None,
                    help="read real photos through this front end and an AU head instead of a pixel reasoner "
                         "(default: off, unless demo-out/ holds no checkpoints and no --model/--verbalizer is given)")
-    p.add_argument("--verbalizer", help="verbalizer checkpoint (run folder or verbalizer/); default: demo-out/verbalizer")
+    p.add_argument("--verbalizer",
+                   help="verbalizer checkpoint (run folder or verbalizer/); default: demo-out/verbalizer")
     p.add_argument("--no-verbalizer", action="store_true",
                    help="no language model: rationales are read off the intervention effects")
     p.add_argument("--graph", help="facr-graph file or built-in name (emfacs, pspi) to explain against; "
                                    "default: the reasoner's own G")
     p.add_argument("--data", default=None,
                    help=f"dataset whose test faces fill the gallery (default: {DEMO_DATA} when it exists)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on {HOST} (default {DEFAULT_PORT}; 0 = any free)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT,
+                   help=f"port on {HOST} (default {DEFAULT_PORT}; 0 = any free)")
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
     p.add_argument("--host", default=HOST, help=f"address to bind (default {HOST}: this machine only)")
     p.add_argument("--check", action="store_true",

@@ -25,7 +25,8 @@ def test_upload_a_photo_then_ask_a_what_if_that_changes_the_prediction(served, e
 
     url, _ = served
     client = Client(url, verbose=False)
-    seen, label, bars, parents, status, chat, where = client.predict(handle_file(str(astronaut)), False, api_name="/see")
+    seen, label, bars, parents, status, chat, where = client.predict(handle_file(str(astronaut)), False,
+                                                                     api_name="/see")
     assert where is None  # a new face clears the last overlay
     expected = explainer.read(prepare_face(astronaut, explainer.image_size).pixels)
     assert label["label"] == expected.predicted

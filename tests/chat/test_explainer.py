@@ -82,7 +82,8 @@ def test_loading_with_nothing_says_how_to_make_the_checkpoints(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FacrError, match=r"demo-out/verbalizer: no facr verbalizer checkpoint here \(run `make demo`"):
         Explainer.load()
-    with pytest.raises(FacrError, match=r"demo-out/experiment/cells/facr/seed0/fixed: no facr reasoner checkpoint here"):
+    missing = r"demo-out/experiment/cells/facr/seed0/fixed: no facr reasoner checkpoint here"
+    with pytest.raises(FacrError, match=missing):
         Explainer.load(use_verbalizer=False)
 
 

@@ -80,9 +80,12 @@ def test_a_12000_square_png_of_140_kb_is_refused_from_its_header_without_decodin
     assert read_image(small).shape == (30, 40, 3) and decodes == [(40, 30)]
 
 
+TRUNCATED = "cannot be decoded: truncated or corrupt (image file is truncated"
+
+
 @pytest.mark.parametrize("name, make, problem", [
-    ("cut.png", lambda: photo_bytes("PNG")[:6000], "cannot be decoded: truncated or corrupt (image file is truncated"),
-    ("cut.jpg", lambda: photo_bytes("JPEG")[:1500], "cannot be decoded: truncated or corrupt (image file is truncated"),
+    ("cut.png", lambda: photo_bytes("PNG")[:6000], TRUNCATED),
+    ("cut.jpg", lambda: photo_bytes("JPEG")[:1500], TRUNCATED),
     ("notes.png", lambda: b"these are not pixels\n", "not an image (no picture format PIL can read)"),
     ("empty.png", lambda: b"", "not an image (no picture format PIL can read)"),
 ])
