@@ -100,11 +100,13 @@ def maps_audit(model, dataset, methods: list[str] | None = None, *, batch_size: 
             if n_class[c] == 0:
                 continue
             mean_a, mean_d = contrib_sum[c] / n_class[c], delta_sum[c] / n_class[c]
-            rho_mean = float(spearmanr(mean_a, mean_d).statistic) if np.ptp(mean_a) > 0 and np.ptp(mean_d) > 0 else None
+            varies = np.ptp(mean_a) > 0 and np.ptp(mean_d) > 0  # Spearman's rho is undefined on a constant
+            rho_mean = float(spearmanr(mean_a, mean_d).statistic) if varies else None
             faces = rho_faces.get(c, [])
             per_class[name] = {"n": int(n_class[c]), "rho_mean_vectors": rho_mean,
                                "rho_per_face": float(np.mean(faces)) if faces else None,
-                               "top_contribution": aus[int(np.argmax(mean_a))], "top_do_effect": aus[int(np.argmax(mean_d))]}
+                               "top_contribution": aus[int(np.argmax(mean_a))],
+                               "top_do_effect": aus[int(np.argmax(mean_d))]}
         out["contribution_agreement"] = {
             "what": "Spearman rho over AUs between CE-FAM channel-masking contributions to p_c and do(z_k=0) effects "
                     "on the logit of c, faces labelled c",

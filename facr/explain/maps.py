@@ -199,17 +199,17 @@ def _cefam(model, trace, s: torch.Tensor) -> AUMaps:
     grads = _grads(s, trace.layers)  # [K][L]
     B, K = s.shape
     C = len(model.config.classes)
-    cand = [torch.stack([_fuse(enc, trace.layers[l], grads[k][l]) for k in range(K)], dim=1).detach()
-            for l in range(L)]  # L × [B, K, h_l, w_l]
+    cand = [torch.stack([_fuse(enc, hidden, grads[k][i]) for k in range(K)], dim=1).detach()
+            for i, hidden in enumerate(trace.layers)]  # L × [B, K, h_l, w_l]
     assoc = torch.zeros(B, K, L)
     contrib = torch.zeros(B, K, L, C)
-    for l in range(L):
-        top = min(TOP_CHANNELS, enc.grid(trace.layers[l]).shape[1])
-        orders = torch.stack([_importance_order(enc, trace.layers[l], grads[k][l], top) for k in range(K)], dim=1)
+    for i, hidden in enumerate(trace.layers):
+        top = min(TOP_CHANNELS, enc.grid(hidden).shape[1])
+        orders = torch.stack([_importance_order(enc, hidden, grads[k][i], top) for k in range(K)], dim=1)
         for b in range(B):
-            fall_s, fall_p = channel_masking(model, trace, l, orders[b], b)
-            assoc[b, :, l] = fall_s.mean(dim=1).cpu()
-            contrib[b, :, l] = fall_p.mean(dim=1).cpu()
+            fall_s, fall_p = channel_masking(model, trace, i, orders[b], b)
+            assoc[b, :, i] = fall_s.mean(dim=1).cpu()
+            contrib[b, :, i] = fall_p.mean(dim=1).cpu()
     layer = assoc.argmax(dim=2)  # [B, K]: CE-FAM's layer of each AU in each image
     size = max(c.shape[-1] for c in cand)
     ups = torch.stack([upsample(c, size).cpu() for c in cand], dim=2)  # [B, K, L, size, size]

@@ -46,7 +46,8 @@ class FaceMaps:
         return out
 
 
-def explain_face(model, graph, pixels: np.ndarray, method: str | None = None, aus: list[str] | None = None) -> FaceMaps:
+def explain_face(model, graph, pixels: np.ndarray, method: str | None = None,
+                 aus: list[str] | None = None) -> FaceMaps:
     """Maps of ``aus`` (default: the invoked AUs of the predicted class under ``graph``) on one
     uint8 ``[S, S, 3]`` face."""
     from facr.audit.metrics import invoked_aus

@@ -41,9 +41,27 @@ import numpy as np
 
 from facr.au import ACTIVE
 from facr.errors import FacrError
-from facr.explain.sources import (CAMERA, Counts, FaceTracker, image_batches, input_kind, open_video, open_webcam,
-                                  table_batches, video_batches)
-from facr.explain.writers import _video_writer, _write_picture, annotate, columns, csv_row, draw_timeline, face_json, face_line
+from facr.explain.sources import (
+    CAMERA,
+    Counts,
+    FaceTracker,
+    image_batches,
+    input_kind,
+    open_video,
+    open_webcam,
+    table_batches,
+    video_batches,
+)
+from facr.explain.writers import (
+    _video_writer,
+    _write_picture,
+    annotate,
+    columns,
+    csv_row,
+    draw_timeline,
+    face_json,
+    face_line,
+)
 from facr.frontends import FaceReading
 
 if TYPE_CHECKING:  # torch is imported where it runs: `facr --help` builds this command's parser without it
@@ -306,8 +324,9 @@ class Summary:
         """The lines that say what is not in the rows."""
         c, out = self.counts, []
         if self.kind == "folder":
+            listed = f" ({', '.join(c.no_face[:5])}{', ...' if len(c.no_face) > 5 else ''})" if c.no_face else ""
             out.append(f"{self.n_faces} face(s) in {c.images} picture(s); {len(c.no_face)} picture(s) without a face"
-                       + (f" ({', '.join(c.no_face[:5])}{', ...' if len(c.no_face) > 5 else ''})" if c.no_face else ""))
+                       + listed)
             if c.unreadable:
                 out.append(f"{len(c.unreadable)} file(s) skipped, not pictures: " + "; ".join(c.unreadable[:3])
                            + ("; ..." if len(c.unreadable) > 3 else ""))
@@ -393,8 +412,8 @@ def explain(options: ExplainOptions, emit=print) -> Summary:
                     if options.print_faces:
                         emit(face_line(res, model))
                     if kind in ("video", "webcam"):
-                        series.setdefault(res.reading.face_id, []).append(
-                            (batch.timestamp if batch.timestamp is not None else batch.frame, res.z, res.probabilities))
+                        when = batch.timestamp if batch.timestamp is not None else batch.frame
+                        series.setdefault(res.reading.face_id, []).append((when, res.z, res.probabilities))
                 summary.n_faces += len(results)
                 if options.annotate:
                     picture = annotate(batch.image, results, model)

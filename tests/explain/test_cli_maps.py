@@ -25,14 +25,16 @@ def face_png(reasoner, tmp_path_factory):
 def test_explain_maps_draws_one_overlay_per_invoked_au(reasoner, face_png, tmp_path, run_cli):
     _, run = reasoner
     out = tmp_path / "overlay.png"
-    code, stdout, err = run_cli("explain", "maps", "--model", run, "--image", face_png, "--crop", "--out", out, "--json")
+    code, stdout, err = run_cli("explain", "maps", "--model", run, "--image", face_png, "--crop", "--out", out,
+                                "--json")
     assert code == 0, err
     summary = json.loads(stdout)
     model, graph = load_reasoner(run / "model")
     x = torch.from_numpy(np.array(Image.open(face_png)))[None]
     with torch.no_grad():
         o = model(x, effects="batched")
-    expected = [model.config.aus[k] for k in invoked_aus(o.effects, graph_signs(graph, model.config.aus, model.config.classes))[0]]
+    signs = graph_signs(graph, model.config.aus, model.config.classes)
+    expected = [model.config.aus[k] for k in invoked_aus(o.effects, signs)[0]]
     assert set(summary["aus"]) == set(expected) and expected  # (JSON keys are sorted; the PNG keeps the order)
     assert summary["predicted"] == model.config.classes[int(o.logits.argmax())]
     assert summary["method"] == "gradcam"

@@ -75,7 +75,8 @@ def test_the_ot_term_is_added_with_its_weight_and_the_uniform_cost_is_one_minus_
     assert base.ot is None and "ot" in uni.as_floats()
 
 
-def test_training_with_the_ot_term_reports_the_affective_distance_and_a_pain_task_is_refused(reasoner, tmp_path, run_cli):
+def test_training_with_the_ot_term_reports_the_affective_distance_and_a_pain_task_is_refused(reasoner, tmp_path,
+                                                                                              run_cli):
     data, _ = reasoner
     common = ["--data", str(data), "--arch", "resnet-tiny", "--epochs", "1", "--batch-size", "32", "--graph", "truth",
               "--no-progress"]
@@ -89,7 +90,10 @@ def test_training_with_the_ot_term_reports_the_affective_distance_and_a_pain_tas
     labels, predicted, classes = _test_predictions(tmp_path / "ot", data)
     angle = {c: math.radians(ANGLES[c][1]) for c in classes if c != "neutral"}
     place = {c: (math.cos(a), math.sin(a)) for c, a in angle.items()} | {"neutral": (0.0, 0.0)}
-    d = lambda i, j: math.dist(place[classes[i]], place[classes[j]])  # noqa: E731
+
+    def d(i: int, j: int) -> float:
+        return math.dist(place[classes[i]], place[classes[j]])
+
     wrong = [(y, p) for y, p in zip(labels, predicted) if y != p]
     assert wrong  # a one-epoch model errs; the figures are about its errors
     assert m["affective_error_distance"] == pytest.approx(np.mean([d(y, p) for y, p in wrong]), abs=1e-5)

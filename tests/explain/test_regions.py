@@ -5,8 +5,17 @@ import pytest
 from scipy.ndimage import center_of_mass, gaussian_filter
 
 from facr.errors import UnknownAUError
-from facr.explain.regions import (AU_ROI_CENTRES, RegionScores, epg, fit_map, iou_curve, landmark_roi_maps,
-                                  landmark_roi_masks, nra, random_maps)
+from facr.explain.regions import (
+    AU_ROI_CENTRES,
+    RegionScores,
+    epg,
+    fit_map,
+    iou_curve,
+    landmark_roi_maps,
+    landmark_roi_masks,
+    nra,
+    random_maps,
+)
 
 
 def disc(shape=(32, 32), centre=(12, 18), radius=6.0) -> np.ndarray:
