@@ -109,8 +109,8 @@ def check_value(hint: Any, value: Any, where: str, source: str | None = None) ->
         if not isinstance(value, dict):
             raise _mismatch(hint, value, where, source)
         key_hint, value_hint = args or (Any, Any)
-        return {check_value(key_hint, k, f"{where} key {k!r}", source): check_value(value_hint, v, f"{where}.{k}", source)
-                for k, v in value.items()}
+        return {check_value(key_hint, k, f"{where} key {k!r}", source):
+                check_value(value_hint, v, f"{where}.{k}", source) for k, v in value.items()}
     if isinstance(hint, type) and not isinstance(value, hint):
         raise _mismatch(hint, value, where, source)
     return value
@@ -258,7 +258,8 @@ def _check_size(data: Any, path: Path) -> None:
         node, depth = stack.pop()
         seen += 1
         if seen > MAX_CONFIG_VALUES:
-            raise ConfigError(path, f"holds more than {MAX_CONFIG_VALUES:,} values (YAML aliases count each time used)")
+            raise ConfigError(path,
+                              f"holds more than {MAX_CONFIG_VALUES:,} values (YAML aliases count each time used)")
         if depth > MAX_JSON_DEPTH:
             raise ConfigError(path, f"nested deeper than {MAX_JSON_DEPTH} levels")
         if isinstance(node, dict):

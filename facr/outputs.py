@@ -288,7 +288,8 @@ def _swap(tmp: Path, path: Path) -> None:
     except OSError as exc:  # something took the name between the moves: put ours back, keep theirs
         if old is not None and not path.exists():
             os.replace(old, path)
-        raise OutputError(path, f"changed while facr was replacing it ({exc.strerror}); nothing was replaced") from None
+        raise OutputError(path,
+                          f"changed while facr was replacing it ({exc.strerror}); nothing was replaced") from None
     if old is not None:
         _remove(old)
 
@@ -320,7 +321,8 @@ def run_dir(path: str | os.PathLike, kind: str, *, overwrite: bool = False, resu
         try:
             yield path
         except BaseException:
-            if path.is_dir() and _holds_nothing(path):  # stopped before writing anything: leave no claimed empty folder
+            # stopped before writing anything: leave no claimed empty folder
+            if path.is_dir() and _holds_nothing(path):
                 (path / MARKER).unlink(missing_ok=True)
                 if created:
                     path.rmdir()

@@ -14,7 +14,6 @@ import pytest  # noqa: E402
 
 from facr.data.synth import SynthConfig, write_synth  # noqa: E402
 from facr.train import load_train_config, train  # noqa: E402
-
 from facr.utils import seed_everything  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -44,8 +44,10 @@ class FaceRecord:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
-        self.au_presence = {au_vocab.canonical(k): (None if v is None else int(v)) for k, v in self.au_presence.items()}
-        self.au_intensity = {au_vocab.canonical(k): (None if v is None else float(v)) for k, v in self.au_intensity.items()}
+        self.au_presence = {au_vocab.canonical(k): (None if v is None else int(v))
+                            for k, v in self.au_presence.items()}
+        self.au_intensity = {au_vocab.canonical(k): (None if v is None else float(v))
+                             for k, v in self.au_intensity.items()}
         for k, v in self.au_presence.items():
             if v not in (None, 0, 1):
                 raise ValueError(f"au_presence[{k}] must be 0, 1 or None, got {v!r}")

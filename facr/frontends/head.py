@@ -244,7 +244,8 @@ class AUData:
 
     def part(self, name: str) -> "AUData":
         keep = self.split == name
-        return replace(self, z=self.z[keep], labels=self.labels[keep], groups=self.groups[keep], split=self.split[keep])
+        return replace(self, z=self.z[keep], labels=self.labels[keep], groups=self.groups[keep],
+                       split=self.split[keep])
 
 
 def jitter(z: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:

@@ -102,7 +102,8 @@ def _vision():
         import mediapipe
         from mediapipe.tasks.python import vision
     except ImportError as exc:
-        raise FacrError("mediapipe", f"cannot import MediaPipe's runtime ({exc}); install it with: {INSTALL}") from None
+        raise FacrError("mediapipe",
+                        f"cannot import MediaPipe's runtime ({exc}); install it with: {INSTALL}") from None
     return mediapipe, vision
 
 

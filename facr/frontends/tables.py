@@ -328,7 +328,7 @@ def _au_values(fmt: str, cols: _Columns, header: list[str], line: int, row: list
         raise DataFormatError(path, f"line {line}, column {missing[0]!r}: empty or NaN in a face's row "
                                     f"({len(missing)} of its {len(cells)} AU values; a row with none is a frame "
                                     "without a face and is skipped)")
-    for (au, kind), (i, v) in cells.items():
+    for (_, kind), (i, v) in cells.items():
         if kind == "p" and v not in (0.0, 1.0):
             raise DataFormatError(path, f"line {line}, column {header[i]!r}: presence must be 0 or 1, got {v:g}")
         if kind == "r":
@@ -410,7 +410,7 @@ def read_au_table(path: str | os.PathLike, format: str | None = None, aus: Seque
     fmt = format or detect_format(header)
     if fmt is None:
         looks_au = [h for h in header if au_vocab.is_au(h)]
-        problem = ("cannot tell which tool wrote it from its columns" if looks_au else "no AU column among the columns")
+        problem = "cannot tell which tool wrote it from its columns" if looks_au else "no AU column among the columns"
         raise DataFormatError(path, f"{problem} ({_show(header)}); facr reads {', '.join(FORMATS)} tables "
                                     "(pass --format to name one)")
     cols = _columns(fmt, header, path)

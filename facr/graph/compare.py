@@ -23,7 +23,8 @@ class GraphDiff:
 
     @property
     def is_empty(self) -> bool:
-        return not (self.added or self.removed or self.sign_flips or self.changed or self.nodes_added or self.nodes_removed)
+        return not (self.added or self.removed or self.sign_flips or self.changed
+                    or self.nodes_added or self.nodes_removed)
 
     def to_dict(self) -> dict[str, Any]:
         def pair(x: Edge, y: Edge) -> dict[str, Any]:

@@ -128,7 +128,8 @@ class AUGraph:
         if self._g.nodes[dst]["kind"] == "au":
             if src == dst or nx.has_path(self._au_subgraph(), dst, src):
                 raise GraphError(f"edge {src} -> {dst} would close a cycle among AU->AU edges")
-        edge = Edge(src, dst, int(sign), float(weight), provenance, None if stability is None else float(stability), note)
+        stability = None if stability is None else float(stability)
+        edge = Edge(src, dst, int(sign), float(weight), provenance, stability, note)
         self._g.add_edge(src, dst, edge=edge)
         return edge
 
@@ -282,7 +283,8 @@ class AUGraph:
         return dict(sorted(counts.items()))
 
 
-def graph_from_edges(name: str, edges: Iterable[tuple], classes: Iterable[str] = (), aus: Iterable = (), meta=None) -> AUGraph:
+def graph_from_edges(name: str, edges: Iterable[tuple], classes: Iterable[str] = (), aus: Iterable = (),
+                     meta=None) -> AUGraph:
     """Build a graph from ``(source, target, sign[, weight[, provenance]])`` tuples."""
     g = AUGraph(name, meta)
     for c in classes:

@@ -247,7 +247,8 @@ def table_from_records(records, task: str = "emotion", source: str = "<records>"
     else:
         labels = [r.emotion for r in records]
     keep = [i for i, lab in enumerate(labels) if lab is not None and not np.isnan(x[i]).any()]
-    table = AUTable(aus, x[keep].astype(np.int8), [labels[i] for i in keep], source, n_dropped=len(records) - len(keep))
+    table = AUTable(aus, x[keep].astype(np.int8), [labels[i] for i in keep], source,
+                    n_dropped=len(records) - len(keep))
     if table.n_dropped:
         table.notes.append(f"{table.n_dropped} records dropped (no {task} label or an AU not coded)")
     return table

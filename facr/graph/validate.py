@@ -179,7 +179,8 @@ def _problems(doc: Any):
                 break
         else:
             if kinds[src] != "au":
-                yield f"{where}: edges must start at an AU node; {src!r} is a class (class -> AU edges are not allowed)"
+                yield (f"{where}: edges must start at an AU node; {src!r} is a class "
+                       "(class -> AU edges are not allowed)")
             for check, key in ((problem_sign, "sign"), (problem_weight, "weight"), (problem_provenance, "provenance")):
                 problem = check(edge[key])
                 if problem:

@@ -18,9 +18,12 @@ from facr.config import check_range
 ARCHS = {
     "resnet-18": dict(kind="resnet", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512], layer_type="basic"),
     "resnet-34": dict(kind="resnet", depths=[3, 4, 6, 3], hidden_sizes=[64, 128, 256, 512], layer_type="basic"),
-    "resnet-50": dict(kind="resnet", depths=[3, 4, 6, 3], hidden_sizes=[256, 512, 1024, 2048], layer_type="bottleneck"),
-    "vit-tiny": dict(kind="vit", hidden_size=192, num_hidden_layers=12, num_attention_heads=3, intermediate_size=768),
-    "vit-small": dict(kind="vit", hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536),
+    "resnet-50": dict(kind="resnet", depths=[3, 4, 6, 3], hidden_sizes=[256, 512, 1024, 2048],
+                      layer_type="bottleneck"),
+    "vit-tiny": dict(kind="vit", hidden_size=192, num_hidden_layers=12, num_attention_heads=3,
+                     intermediate_size=768),
+    "vit-small": dict(kind="vit", hidden_size=384, num_hidden_layers=12, num_attention_heads=6,
+                      intermediate_size=1536),
     # ResNet-10 at a quarter of the width (0.3 M parameters, ~10x faster than ResNet-18 on a CPU): the
     # synthetic benchmark's fast default, trained from scratch in minutes on 2 cores.
     "resnet-10-slim": dict(kind="resnet", depths=[1, 1, 1, 1], hidden_sizes=[16, 32, 64, 128], layer_type="basic",
@@ -56,7 +59,8 @@ class EncoderConfig:
         check_range("patch_size", self.patch_size, 1, self.image_size)
         if ARCHS[self.arch]["kind"] == "vit":
             if self.image_size % self.patch_size:
-                raise ValueError(f"image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})")
+                raise ValueError(f"image_size ({self.image_size}) must be a multiple of "
+                                 f"patch_size ({self.patch_size})")
             check_range("image_size / patch_size (ViT patches per side)", self.image_size // self.patch_size,
                         1, MAX_PATCH_GRID)
 
@@ -86,7 +90,8 @@ class Encoder(nn.Module):
             if config.backbone_config:
                 self.backbone = ViTModel(ViTConfig.from_dict(config.backbone_config), add_pooling_layer=False)
             elif config.pretrained:
-                self.backbone = _from_pretrained(ViTModel, config.pretrained, self.kind, config.arch, add_pooling_layer=False)
+                self.backbone = _from_pretrained(ViTModel, config.pretrained, self.kind, config.arch,
+                                                 add_pooling_layer=False)
                 config.backbone_config = self.backbone.config.to_dict()
             else:
                 self.backbone = ViTModel(

@@ -23,7 +23,7 @@ from PIL import Image
 
 from facr.data import images
 from facr.data.formats import load
-from facr.data.images import ImageReadError, SkippedImages, drop_unusable, open_image
+from facr.data.images import ImageReadError, drop_unusable, open_image
 from facr.data.records import FaceRecord, LoadIssue, LoadResult
 from facr.errors import DataFormatError
 

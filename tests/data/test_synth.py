@@ -271,7 +271,8 @@ def test_graph_induce_from_the_benchmark_recovers_its_class_edges(tmp_path, run_
     found = {(a, c, s) for c in induced.classes for a, s in induced.parents(c).items()}
     tp = len(true_edges & found)
     precision, recall = tp / len(found), tp / len(true_edges)
-    assert precision >= 0.9 and recall >= 0.9, (precision, recall, sorted(found - true_edges), sorted(true_edges - found))
+    assert precision >= 0.9 and recall >= 0.9, (precision, recall, sorted(found - true_edges),
+                                                sorted(true_edges - found))
     # the CSV and the data paths share one induction: both arguments at once is an error
     code, _, err = run_cli("graph", "induce", "x.csv", "--data", data, "--out", tmp_path / "y.json")
     assert code == 2 and "not both" in err

@@ -15,8 +15,17 @@ from safetensors.torch import load_file
 
 from facr.causal import do
 from facr.data.synth import SYNTH_AUS, SynthConfig, sample_scene
-from facr.frontends.head import (REALFACE_COMMAND, HeadTrainConfig, default_head_path, evaluate, load_default_head,
-                                 load_head, read_faces, scm_data, train_head)
+from facr.frontends.head import (
+    REALFACE_COMMAND,
+    HeadTrainConfig,
+    default_head_path,
+    evaluate,
+    load_default_head,
+    load_head,
+    read_faces,
+    scm_data,
+    train_head,
+)
 from facr.frontends.mediapipe import SEEN_AUS
 from facr.frontends.tables import FORMAT_AUS, OPENFACE3_AUS, intensity_to_z, read_au_table
 from facr.graph.prototypes import EMFACS_PROTOTYPES
@@ -40,26 +49,29 @@ def prototype_table(tmp_path, fmt: str, emotions=(*EMOTIONS, "neutral")):
             if not lines:
                 lines.append(", ".join(["frame", "face_id", "timestamp", "confidence", "success",
                                         *(f"AU{n:02d}_r" for n in r_aus), *(f"AU{n:02d}_c" for n in numbers)]))
-            lines.append(", ".join([str(i + 1), "0", f"{i / 30:.3f}", "0.98", "1", *("3.00" if n in on else "0.00" for n in r_aus),
+            lines.append(", ".join([str(i + 1), "0", f"{i / 30:.3f}", "0.98", "1",
+                                    *("3.00" if n in on else "0.00" for n in r_aus),
                                     *("1" if n in on else "0" for n in numbers)]))
         elif fmt == "pyfeat":
             if not lines:
-                lines.append(",".join(["frame", "FaceRectX", "FaceRectY", "FaceRectWidth", "FaceRectHeight", "FaceScore",
-                                       *(f"AU{n:02d}" for n in numbers), "input"]))
-            lines.append(",".join([str(i), "10", "20", "100", "120", "0.99", *("0.9" if n in on else "0.05" for n in numbers),
-                                   "faces.mp4"]))
+                lines.append(",".join(["frame", "FaceRectX", "FaceRectY", "FaceRectWidth", "FaceRectHeight",
+                                       "FaceScore", *(f"AU{n:02d}" for n in numbers), "input"]))
+            lines.append(",".join([str(i), "10", "20", "100", "120", "0.99",
+                                   *("0.9" if n in on else "0.05" for n in numbers), "faces.mp4"]))
         elif fmt == "openface3":
             if not lines:
                 lines.append("timestamp,video_path,frame_index,face_id,face_detection,landmarks,emotion,gaze_yaw,"
                              "gaze_pitch,action_units")
             scores = ", ".join("0.9" if int(a[2:]) in on else "0.05" for a in OPENFACE3_AUS)
-            lines.append(f'2025-06-01 10:00:00,faces.mp4,{i},0,"[1.0, 2.0, 50.0, 60.0, 0.99]",,0,0.0,0.0,"[[{scores}]]"')
+            lines.append(f'2025-06-01 10:00:00,faces.mp4,{i},0,"[1.0, 2.0, 50.0, 60.0, 0.99]",,0,0.0,0.0,'
+                         f'"[[{scores}]]"')
         else:  # libreface: BP4D detection, DISFA intensity
             det, inten = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24), (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
             if not lines:
-                lines.append(",".join(["frame_idx", "frame_time_in_ms", "pitch", "yaw", "roll", *(f"au_{n}" for n in det),
-                                       *(f"au_{n}_intensity" for n in inten), "facial_expression"]))
-            lines.append(",".join([str(i), str(33 * i), "0.0", "0.0", "0.0", *("1" if n in det and n in on else "0" for n in det),
+                lines.append(",".join(["frame_idx", "frame_time_in_ms", "pitch", "yaw", "roll",
+                                       *(f"au_{n}" for n in det), *(f"au_{n}_intensity" for n in inten),
+                                       "facial_expression"]))
+            lines.append(",".join([str(i), str(33 * i), "0.0", "0.0", "0.0", *("1" if n in on else "0" for n in det),
                                    *("3.0" if n in on else "0.0" for n in inten), "Neutral"]))
     path = tmp_path / f"{fmt}.csv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -215,7 +227,8 @@ def labelled_openface(path, n_per_class: int, seed: int) -> None:
         on = {"Happy": (6, 12), "Sad": (1, 4, 15), "Surprised": (1, 2, 5, 26)}[emotion]
         present = [(n in on) != (rng.random() < 0.05) for n in numbers]
         r = [rng.uniform(1.5, 4.5) if p else rng.uniform(0, 0.6) for p in present]
-        lines.append(", ".join([str(i + 1), "0", "1", *(f"{v:.2f}" for v in r), *(str(int(p)) for p in present), emotion]))
+        lines.append(", ".join([str(i + 1), "0", "1", *(f"{v:.2f}" for v in r), *(str(int(p)) for p in present),
+                                emotion]))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

@@ -58,7 +58,8 @@ def test_openface_landmarks_give_the_68_points_and_the_box(tmp_path):
     xs = [f"x_{k}" for k in range(68)]
     ys = [f"y_{k}" for k in range(68)]
     header = ", ".join(["frame", "face_id", "success", *xs, *ys, "AU12_r", "AU12_c"])
-    row = ", ".join(["1", "0", "1", *(str(100 + k) for k in range(68)), *(str(50 + 2 * k) for k in range(68)), "2.0", "1"])
+    row = ", ".join(["1", "0", "1", *(str(100 + k) for k in range(68)), *(str(50 + 2 * k) for k in range(68)),
+                     "2.0", "1"])
     r = read_au_table(write(tmp_path, "lm.csv", header + "\n" + row + "\n"))[0]
     assert r.landmarks.shape == (68, 2) and r.landmarks[5].tolist() == [105.0, 60.0]
     assert r.box == (100.0, 50.0, 167.0, 184.0)
@@ -68,7 +69,7 @@ def test_openface_landmarks_give_the_68_points_and_the_box(tmp_path):
 OPENFACE3 = """timestamp,video_path,frame_index,face_id,face_detection,landmarks,emotion,gaze_yaw,gaze_pitch,action_units
 2025-06-01 10:00:00,clip.mp4,0,0,"[10.0, 20.0, 110.0, 140.0, 0.99]","[[12.0, 30.0], [14.0, 31.0]]",1,0.1,-0.2,"[[0.9, 0.1, 0.05, 0.8, -0.02, 0.95, 0.3, 0.6]]"
 2025-06-01 10:00:00,clip.mp4,1,,,,,,,
-"""
+"""  # noqa: E501  the rows as OpenFace 3.0 writes them, unwrapped
 
 
 def test_openface3_action_units_cell_is_read_in_disfa_order_as_probabilities(tmp_path):
@@ -103,7 +104,7 @@ def test_pyfeat_probabilities_are_z_and_faces_of_a_frame_are_numbered(tmp_path):
 # AU5 and AU9 intensity only
 LIBREFACE = """frame_idx,frame_time_in_ms,pitch,yaw,roll,au_1,au_7,au_12,au_1_intensity,au_5_intensity,au_9_intensity,au_12_intensity,facial_expression
 0,0.0,1.0,2.0,3.0,1,1,0,0.5,3.0,0.4,1.8,Happiness
-"""
+"""  # noqa: E501  the header as LibreFace writes it, unwrapped
 
 
 def test_libreface_combines_detection_and_intensity_and_reads_each_alone(tmp_path):
@@ -146,10 +147,12 @@ BAD = [
     ("text.csv", b"frame, success, AU04_r, AU04_c\n1, 1, high, 1\n", "line 2, column 'AU04_r': not a number: 'high'"),
     ("nan.csv", b"frame, success, AU04_r, AU12_r\n1, 1, 1.0, 2.0\n2, 1, nan, 2.0\n",
      "line 3, column 'AU04_r': empty or NaN in a face's row"),
-    ("scale.csv", b"frame, success, AU04_r\n1, 1, 7.5\n", "line 2, column 'AU04_r': 7.5 is off the 0-5 intensity scale"),
+    ("scale.csv", b"frame, success, AU04_r\n1, 1, 7.5\n",
+     "line 2, column 'AU04_r': 7.5 is off the 0-5 intensity scale"),
     ("presence.csv", b"frame, success, AU04_c\n1, 1, 0.4\n", "line 2, column 'AU04_c': presence must be 0 or 1"),
     ("short.csv", b"frame, success, AU04_r\n1, 1\n", "line 2: 2 fields, the header has 3"),
-    ("of3.csv", b'face_id,action_units\n0,"[[0.1, 0.2]]"\n', "line 2, column 'action_units': 2 values, OpenFace 3.0 writes 8"),
+    ("of3.csv", b'face_id,action_units\n0,"[[0.1, 0.2]]"\n',
+     "line 2, column 'action_units': 2 values, OpenFace 3.0 writes 8"),
     ("pyfeat.csv", b"frame,FaceScore,AU04\n0,0.9,3.0\n", "line 2, column 'AU04': 3 is off the AU probability scale"),
 ]
 

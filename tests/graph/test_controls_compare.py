@@ -18,7 +18,8 @@ def test_permute_moves_every_class_row_to_another_class_with_a_seed():
 
 
 def test_permute_keeps_au_to_au_edges_and_needs_two_classes():
-    g = graph_from_edges("g", [("AU6", "happiness", 1), ("AU1", "sadness", 1), ("AU26", "AU25", 1, 1.0, "neighborhood")])
+    g = graph_from_edges("g", [("AU6", "happiness", 1), ("AU1", "sadness", 1),
+                               ("AU26", "AU25", 1, 1.0, "neighborhood")])
     p = permute(g, seed=0)
     assert p.parents("happiness") == {"AU1": 1} and p.parents("sadness") == {"AU6": 1}
     assert [(e.source, e.target, e.provenance) for e in p.au_edges()] == [("AU26", "AU25", "neighborhood")]

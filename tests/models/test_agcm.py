@@ -71,8 +71,8 @@ def test_the_dataset_serves_each_aus_region_flipped_and_shifted_with_its_image(r
     data, _ = reasoner
     recs = [r for r in formats.load("synth", data).records if r.split == "train"][:16]
     aus = ["AU1", "AU12", "AU45"]  # AU45 is not drawn by the benchmark: no region
-    plain = FaceTorchDataset(recs, aus, Task("emotion", ["neutral", "happiness", "sadness", "surprise", "fear", "anger",
-                                                         "disgust"]), 32, rois=True)
+    task = Task("emotion", ["neutral", "happiness", "sadness", "surprise", "fear", "anger", "disgust"])
+    plain = FaceTorchDataset(recs, aus, task, 32, rois=True)
     aug = FaceTorchDataset(plain.records, aus, plain.task, 32, augment=True, seed=0, rois=True)
     idx = np.arange(len(plain))
     masks, defined = region_masks(plain.records[0], aus, 32)

@@ -50,7 +50,8 @@ def test_checkpoint_round_trip_is_exact_and_overwrites_atomically(tmp_path):
     torch.manual_seed(0)
     model, graph = Reasoner(tiny_config()).eval(), emfacs_graph()
     path = save_reasoner(model, graph, tmp_path / "ckpt")
-    assert sorted(p.name for p in path.iterdir()) == [".facr-output.json", "config.json", "graph.json", "model.safetensors"]
+    assert sorted(p.name for p in path.iterdir()) == [".facr-output.json", "config.json", "graph.json",
+                                                      "model.safetensors"]
     loaded, g2 = load_reasoner(path)
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(loaded(x).logits, model(x).logits)
@@ -102,7 +103,8 @@ def test_pretrained_encoder_from_a_local_folder_and_its_checkpoint_reload_offlin
 
     torch.manual_seed(1)
     folder = tmp_path / "my-resnet"
-    ResNetModel(ResNetConfig(depths=[1, 1], hidden_sizes=[8, 16], embedding_size=8, layer_type="basic")).save_pretrained(folder)
+    tiny = ResNetConfig(depths=[1, 1], hidden_sizes=[8, 16], embedding_size=8, layer_type="basic")
+    ResNetModel(tiny).save_pretrained(folder)
     ref = ResNetModel.from_pretrained(folder)
     cfg = ReasonerConfig(aus=["AU6", "AU12"], classes=["neutral", "happiness"],
                          encoder=EncoderConfig(arch="resnet-tiny", pretrained=str(folder)))

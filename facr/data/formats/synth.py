@@ -77,7 +77,8 @@ def load(root: str | os.PathLike, *, strict: bool = False, splits: tuple[str, ..
         presence = np.asarray(cols["au_presence"], dtype=np.int64).reshape(len(ds), -1)
         intensity = np.asarray(cols["au_intensity"], dtype=np.float64).reshape(len(ds), -1)
         if presence.shape[1] != len(aus) or intensity.shape[1] != len(aus):
-            raise DataFormatError(root_path / split, f"AU vectors have {presence.shape[1]} entries, config.json lists {len(aus)} AUs")
+            raise DataFormatError(root_path / split,
+                                  f"AU vectors have {presence.shape[1]} entries, config.json lists {len(aus)} AUs")
         for i in range(len(ds)):
             png = cols["image"][i]["bytes"]
             image = None
