@@ -12,7 +12,6 @@ from pathlib import Path
 
 from facr.verbalizer.backbones import BACKBONES, BackboneSpec, quiet_loading
 
-
 # Every word a rationale template uses, so the tiny tokenizer has no unknown words in tests.
 _WORDS = """
 the face shows and these are characteristic of a an this is with no visible action unit units
@@ -85,8 +84,9 @@ class TinyBackboneSpec(BackboneSpec):
 
 # `--backbone tiny-qwen3` / `tiny-gemma3` anywhere: the backbone registry imports this module on a miss.
 for _family, _arch in (("qwen3", "Qwen3"), ("gemma3", "Gemma3")):
-    BACKBONES.register(f"tiny-{_family}", TinyBackboneSpec(f"tiny-{_family}", "tiny", _family,
-                                                           note=f"2-layer {_arch} from config (tests; knows no language)"))
+    BACKBONES.register(f"tiny-{_family}",
+                       TinyBackboneSpec(f"tiny-{_family}", "tiny", _family,
+                                        note=f"2-layer {_arch} from config (tests; knows no language)"))
 
 
 # The words of EmoLA's two prompts and of the LLaVA-1.5 conversation format, so a tiny VLM sees no <unk>.
@@ -96,7 +96,8 @@ _LLAVA_CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}"
     "{% for item in message['content'] %}{% if item['type'] == 'image' %}{{ '<image>\n' }}{% endif %}{% endfor %}"
-    "{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] + ' ' }}{% endif %}{% endfor %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] + ' ' }}{% endif %}"
+    "{% endfor %}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
 )
@@ -130,7 +131,8 @@ def tiny_llava(path: str | os.PathLike, seed: int = 0) -> Path:
     text = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=512,
                        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
+    config = LlavaConfig(vision_config=vision, text_config=text,
+                         image_token_index=tok.convert_tokens_to_ids("<image>"),
                          image_seq_length=(image_size // patch_size) ** 2, vision_feature_select_strategy="default",
                          vision_feature_layer=-2)
     torch.manual_seed(seed)

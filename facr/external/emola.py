@@ -149,7 +149,8 @@ def check_checkpoint(model_path: str | os.PathLike, model_base: str | os.PathLik
     if not base.is_dir():
         raise FacrError(base, "no such base model folder: download liuhaotian/llava-v1.5-7b and pass its folder")
     if not (base / "config.json").is_file():
-        raise FacrError(base / "config.json", "missing: the base folder must be LLaVA-1.5-7B (liuhaotian/llava-v1.5-7b)")
+        raise FacrError(base / "config.json",
+                        "missing: the base folder must be LLaVA-1.5-7B (liuhaotian/llava-v1.5-7b)")
 
 
 # ------------------------------------------------------------------ landmark features

@@ -240,7 +240,7 @@ _EMOTION_WORDS = {
     "pain": "pain", "painful": "pain", "grimace": "pain", "grimacing": "pain",
 }
 _NEGATIONS = {"not", "no", "never", "without", "neither", "nor", "lack", "lacks", "absence", "absent", "nothing",
-              "isn't", "aren't", "doesn't", "don't", "wasn't", "cannot", "can't", "hardly", "nor"}
+              "isn't", "aren't", "doesn't", "don't", "wasn't", "cannot", "can't", "hardly"}
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
 

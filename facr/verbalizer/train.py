@@ -91,9 +91,9 @@ def build_examples(cfg: VerbalizerTrainConfig) -> tuple[dict, list[dict]]:
         chosen = [mcfg.aus.index(a) for a in target] + rng.sample(others, min(cfg.extra_interventions, len(others)))
         for r in [r0] + [r0 + 1 + k for k in chosen]:
             plan = rows.plans[r]
+            invoked = [mcfg.aus[k] for k in torch.nonzero(rows.allowed[r]).flatten()]
             examples.append({"z": rows.z[r].tolist(), "emotion": plan.emotion, "probability": plan.probability,
-                             "named": plan.aus, "invoked": [mcfg.aus[k] for k in torch.nonzero(rows.allowed[r]).flatten()],
-                             "face": int(rows.face[r]), "au": int(rows.au[r])})
+                             "named": plan.aus, "invoked": invoked, "face": int(rows.face[r]), "au": int(rows.au[r])})
     info = {"aus": ev.aus, "classes": ev.classes, "n": len(examples), "n_faces": len(ev.labels),
             "graph": run.own_graph.name}
     return info, examples

@@ -18,7 +18,11 @@ import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
+# cv2, onnx and onnxruntime: the test extra installs them (make test), so a missing one is a failure, not a skip
+import cv2
 import numpy as np
+import onnx
+import onnxruntime  # noqa: F401  imported so its absence fails here, not deep inside facr.external.emola
 import pytest
 from PIL import Image
 
@@ -26,11 +30,6 @@ from facr.data.records import FaceRecord
 from facr.errors import FacrError
 from facr.external import emola
 from facr.external.generations import PROMPTS
-
-# The test extra installs these (make test): a missing one is a failure, not a skip.
-import cv2  # noqa: E402
-import onnx  # noqa: E402
-import onnxruntime  # noqa: E402,F401
 
 # A fixed 3 x 212 matrix with distinct rows, so a B/R swap changes every output.
 W = np.stack([np.linspace(0.0, 1.0, 212), np.linspace(1.0, -1.0, 212) ** 2,
@@ -256,7 +255,8 @@ FAKE_MODULES = {
 FIXED_INIT = BLOCKED_INIT.splitlines(keepends=True)
 FIXED_INIT = "".join(FIXED_INIT[:2])
 FIXED_CLIP = BLOCKED_CLIP.replace(
-    "CLIPVisionModel.from_pretrained(\n            '/home/liyifa11/MyCodes/EmoDQ/EmoDQ/checkpoints/clip-vit-large-patch14-336')",
+    "CLIPVisionModel.from_pretrained(\n"
+    "            '/home/liyifa11/MyCodes/EmoDQ/EmoDQ/checkpoints/clip-vit-large-patch14-336')",
     "CLIPVisionModel.from_pretrained(self.vision_tower_name)")
 
 
@@ -446,10 +446,8 @@ def test_prepare_inputs_writes_emolas_files(tmp_path):
     emo = json.loads((data / "eval_emotion_anno.json").read_text())
     sha = [e.pop("sha1") for e in au]
     assert [e.pop("sha1") for e in emo] == sha and len(set(sha)) == 3  # one per face, for the driver's resume
-    assert au == [
-        {"image": "images/test/00003.png", "landmark": "landmarks/test/00003.npy", "label": "", "gpt4": emola.DUMMY_GPT4},
-        {"image": "images/test/00012.png", "landmark": "landmarks/test/00012.npy", "label": "", "gpt4": emola.DUMMY_GPT4},
-        {"image": "images/img/a.jpg.png", "landmark": "landmarks/img/a.jpg.npy", "label": "", "gpt4": emola.DUMMY_GPT4}]
+    assert au == [{"image": f"images/{name}.png", "landmark": f"landmarks/{name}.npy", "label": "",
+                   "gpt4": emola.DUMMY_GPT4} for name in ("test/00003", "test/00012", "img/a.jpg")]
     assert [e["label"] for e in emo] == [4, 4, 4] and [e["image"] for e in emo] == [e["image"] for e in au]
     # EmoLA's parser: AU labels split on ', ' into numbers, emotion int(label), gpt4 non-empty
     assert all(isinstance(e["label"], str) for e in au) and all(int(e["label"]) == 4 for e in emo)
@@ -506,7 +504,8 @@ def test_generate_emola_joins_both_answers_back_to_their_records(fake, tmp_path)
 
     for row, rec in zip(rows, fake.records):
         expected = expected_feature(rec.image)
-        for key, question, ckpt in (("output", PROMPTS["au"], fake.au), ("emotion_output", PROMPTS["emotion"], fake.emo)):
+        for key, question, ckpt in (("output", PROMPTS["au"], fake.au),
+                                    ("emotion_output", PROMPTS["emotion"], fake.emo)):
             echo = json.loads(row[key])  # "</s>" stripped, whitespace trimmed, as EmoLA
             assert echo["prompt"] == V1_PROMPT.format(q=question)
             # the right face reached the model: its own landmark vector (fp16) and its own image
@@ -571,7 +570,8 @@ def test_a_failed_load_names_the_log(fake, tmp_path):
 def test_temporary_workdir_is_removed_on_success(fake, tmp_path, monkeypatch):
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    rows = emola.generate_emola(fake.repo, fake.au, fake.base, fake.records[:1], None, python=sys.executable, device="cpu")
+    rows = emola.generate_emola(fake.repo, fake.au, fake.base, fake.records[:1], None, python=sys.executable,
+                                device="cpu")
     assert len(rows) == 1 and rows[0]["source"] == "" and list((tmp_path / "tmp").iterdir()) == []
 
 

@@ -66,7 +66,8 @@ def test_train_verbalizer_cli_and_recipe_run(reasoner, tmp_path, run_cli):
     lines = out.splitlines()
     assert lines[0].startswith("wrote the verbalizer: 3 steps on tiny-gemma3")
     shown = json.loads((tmp_path / "cli2" / "examples.json").read_text())
-    assert len(lines) == 1 + min(4, len(shown)) and all(f'"{e["rationale"]}"' in line for e, line in zip(shown, lines[1:]))
+    assert len(lines) == 1 + min(4, len(shown))
+    assert all(f'"{e["rationale"]}"' in line for e, line in zip(shown, lines[1:]))
     proc = subprocess.run([sys.executable, str(REPO / "recipes" / "train_verbalizer.py"), *map(str, common),
                            "--out", str(tmp_path / "recipe"), "--no-progress"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
