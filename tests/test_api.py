@@ -47,8 +47,10 @@ def test_the_docs_hook_points_links_at_pages_and_leaves_no_dangling_one():
     finally:
         sys.path.pop(0)
     pages = _copied()
-    assert pages["README.md"] == "index.md" and pages["audits/results/synth_table1/results.md"] == "results/synth_table1.md"
-    text = "[spec](SPEC.md), [t](../audits/results/synth_table1/results.md#x), [c](../facr/cli.py), ![p](../docs/chat.png)"
+    assert pages["README.md"] == "index.md"
+    assert pages["audits/results/synth_table1/results.md"] == "results/synth_table1.md"
+    text = ("[spec](SPEC.md), [t](../audits/results/synth_table1/results.md#x), [c](../facr/cli.py), "
+            "![p](../docs/chat.png)")
     assert _rewrite(text, "graphs/README.md", "graph-swap.md", pages) == (
         "[spec](graph-format.md), [t](results/synth_table1.md#x), c (`facr/cli.py`), ![p](chat.png)")
     assert _rewrite("[x](docs/maps.md)", "README.md", "index.md", pages) == "[x](maps.md)"

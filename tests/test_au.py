@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 from facr import au
 from facr.errors import UnknownAUError
 
-MAIN = [1, 2, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 20, 22, 23, 24, 25, 26, 27, 28, 41, 42, 43, 44, 45, 46]
+MAIN = [1, 2, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 20, 22, 23, 24, 25, 26, 27, 28,
+        41, 42, 43, 44, 45, 46]
 
 
 def test_vocabulary_holds_every_facs_main_au_with_name_and_region():

@@ -10,7 +10,9 @@ class CountingLinear(torch.nn.Module):
 
     def __init__(self, weight, bias):
         super().__init__()
-        self.weight, self.bias, self.calls = torch.as_tensor(weight, dtype=torch.float32), torch.as_tensor(bias, dtype=torch.float32), 0
+        self.weight = torch.as_tensor(weight, dtype=torch.float32)
+        self.bias = torch.as_tensor(bias, dtype=torch.float32)
+        self.calls = 0
 
     def forward(self, z):
         self.calls += 1
@@ -29,7 +31,8 @@ def test_intervene_all_lays_out_factual_then_one_intervention_per_au():
     z = torch.tensor([[0.9, 0.2, 0.7]])
     grid = intervene_all(z)
     assert grid.shape == (1, 4, 3)
-    torch.testing.assert_close(grid[0], torch.tensor([[0.9, 0.2, 0.7], [0.0, 0.2, 0.7], [0.9, 0.0, 0.7], [0.9, 0.2, 0.0]]))
+    torch.testing.assert_close(grid[0], torch.tensor([[0.9, 0.2, 0.7], [0.0, 0.2, 0.7], [0.9, 0.0, 0.7],
+                                                      [0.9, 0.2, 0.0]]))
 
 
 def test_effects_come_from_one_batched_head_call_and_match_the_loop():
@@ -93,7 +96,8 @@ def test_au_bce_ignores_uncoded_aus():
     logits = torch.tensor([[2.0, -1.0, 5.0]])
     targets = torch.tensor([[1.0, 0.0, 0.0]])
     mask = torch.tensor([[1.0, 1.0, 0.0]])
-    expected = (torch.nn.functional.softplus(torch.tensor(-2.0)) + torch.nn.functional.softplus(torch.tensor(-1.0))) / 2
+    softplus = torch.nn.functional.softplus
+    expected = (softplus(torch.tensor(-2.0)) + softplus(torch.tensor(-1.0))) / 2
     assert au_bce(logits, targets, mask).item() == pytest.approx(expected.item())
 
 

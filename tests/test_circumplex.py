@@ -62,7 +62,8 @@ def test_sadness_is_farther_from_happiness_than_fear_is_from_anger():
 
 
 def test_uniform_cost_is_one_off_the_diagonal():
-    np.testing.assert_array_equal(cost_matrix(["anger", "fear", "neutral"], kind="uniform"), 1 - np.eye(3, dtype=np.float32))
+    np.testing.assert_array_equal(cost_matrix(["anger", "fear", "neutral"], kind="uniform"),
+                                  1 - np.eye(3, dtype=np.float32))
 
 
 def test_a_pain_class_has_no_circumplex_place_and_is_named():

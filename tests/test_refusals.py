@@ -205,7 +205,8 @@ def test_old_checkpoint_without_the_order_still_loads_and_a_class_too_many_misfi
     model, _ = load_reasoner(ckpt)
     assert model.config.classes == ["neutral", "happiness", "sadness"]
     _edit_config(ckpt, classes=["neutral", "happiness", "sadness", "fear"])
-    with pytest.raises(CheckpointError, match=r"2 misshapen tensors, e.g. head.3.bias is \[3\] in the file, \[4\] by config"):
+    misshapen = r"2 misshapen tensors, e.g. head.3.bias is \[3\] in the file, \[4\] by config"
+    with pytest.raises(CheckpointError, match=misshapen):
         load_reasoner(ckpt)
 
 
@@ -274,13 +275,16 @@ def test_types_are_checked_through_unions_lists_tuples_and_dicts():
 
     base = {"name": "x", "train_config": None, "arms": [{"name": "a"}], "data": {"path": "d"}, "metrics": ["accuracy"]}
     cases = [
-        (VerbalizerTrainConfig, {"verbalizer": {"beta": "hot"}}, "verbalizer.beta: expected a number or null, got 'hot'"),
+        (VerbalizerTrainConfig, {"verbalizer": {"beta": "hot"}},
+         "verbalizer.beta: expected a number or null, got 'hot'"),
         (VerbalizerTrainConfig, {"limit": True}, "limit: expected an integer or null, got true"),
         (VerbalizerTrainConfig, {"verbalizer": {"aus": "AU4"}}, "verbalizer.aus: expected a list, got 'AU4'"),
-        (VerbalizerTrainConfig, {"verbalizer": {"prompt_hidden": 10**9}}, "verbalizer.prompt_hidden must be in [1, 4096]"),
+        (VerbalizerTrainConfig, {"verbalizer": {"prompt_hidden": 10**9}},
+         "verbalizer.prompt_hidden must be in [1, 4096]"),
         (ExperimentSpec, {**base, "seeds": [0, "one"]}, "seeds[1]: expected an integer, got 'one'"),
         (ExperimentSpec, {**base, "arms": [{"name": 3.5}]}, "arms[0].name: expected a string, got 3.5"),
-        (ExperimentSpec, {**base, "paper": {"facr": {"acc": "high"}}}, "paper.facr.acc: expected a number, got 'high'"),
+        (ExperimentSpec, {**base, "paper": {"facr": {"acc": "high"}}},
+         "paper.facr.acc: expected a number, got 'high'"),
         (ExperimentSpec, {**base, "comparisons": [["a", 1.5]]}, "comparisons[0][1]: expected a string, got 1.5"),
         (ExperimentSpec, {"name": "x", "arms": []}, "missing config field(s): train_config, data, metrics"),
         (ExperimentSpec, {**base, "audit": {"data": {"format": "synth"}}}, "missing config field(s): audit.data.path"),
@@ -339,7 +343,8 @@ def test_out_naming_a_folder_is_refused_and_the_folder_kept(command, synth, chec
 
 # ------------------------------------------------------------------ flags out of range
 @pytest.mark.parametrize("argv, message", [
-    (["data", "synth", "--n", "30", "--subjects", "3", "--workers", "0"], "facr: --workers: must be in [1, 256], got 0"),
+    (["data", "synth", "--n", "30", "--subjects", "3", "--workers", "0"],
+     "facr: --workers: must be in [1, 256], got 0"),
     (["data", "synth", "--n", "30", "--subjects", "3", "--size", "40000"],
      "facr: --size: must be a multiple of 4 in [32, 1024], got 40000"),
     (["data", "synth", "--n", "2000000"], "facr: --n: must be in [1, 1000000], got 2000000"),
