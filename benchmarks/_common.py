@@ -1,5 +1,5 @@
-"""Shared by the benchmark scripts: machine description, appending a section to BENCHMARKS.md, and the
-floor check that makes a script exit 1 when a figure misses its floor."""
+"""Shared by the benchmark scripts: machine description, appending a section to BENCHMARKS.md, a table
+cell, and the floor check that makes a script exit 1 when a figure misses its floor."""
 
 from __future__ import annotations
 
@@ -30,6 +30,11 @@ def append_section(title: str, table: str, notes: str = "") -> None:
         body += f"\n{notes}\n"
     with path.open("a", encoding="utf-8") as handle:
         handle.write(head + body)
+
+
+def table_cell(value) -> str:
+    """A table cell: a float to three decimals, ``—`` for a figure that does not apply (None), else as is."""
+    return "—" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
 
 
 def check_floor(what: str, value: float | None, floor: float, *, at_most: bool = False) -> int:

@@ -95,7 +95,8 @@ def main(argv=None) -> int:
         proc.wait(timeout=30)
     result = {"startup_s": startup, "rss_after_start_gb": rss_idle / 2**20, "rss_end_gb": rss, "peak_rss_gb": peak,
               "seconds": seconds, "floor_gb": FLOOR_GB, "verbalizer": args.verbalizer}
-    table = ("| step | seconds |\n| --- | --- |\n" + f"| start-up (load reasoner + SmolLM2, gallery) | {startup:.1f} |\n"
+    table = ("| step | seconds |\n| --- | --- |\n"
+             + f"| start-up (load reasoner + SmolLM2, gallery) | {startup:.1f} |\n"
              + "\n".join(f"| {k} | {v:.2f} |" for k, v in seconds.items())
              + f"\n\nResident memory: {rss_idle / 2**20:.2f} GB after start-up, {rss:.2f} GB at the end, "
                f"**peak {peak:.2f} GB** (floor: < {FLOOR_GB:g} GB).")

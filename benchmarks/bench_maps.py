@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_section, check_floor  # noqa: E402
+from _common import append_section, check_floor, table_cell  # noqa: E402
 
 ARMS = ("FACR", "faith-off", "AGCM+FACR", "AGCM", "FACR+OT-circumplex", "FACR+OT-uniform")
 
@@ -58,7 +58,8 @@ def main() -> int:
         cell = Path(args.exp) / "cells" / slug(arm) / "seed0" / "fixed"
         audit = json.loads((cell / "audit.json").read_text())
         model, _ = load_reasoner(cell / "model")
-        ds = FaceTorchDataset(sub, model.config.aus, Task("emotion", list(model.config.classes)), model.config.encoder.image_size)
+        ds = FaceTorchDataset(sub, model.config.aus, Task("emotion", list(model.config.classes)),
+                              model.config.encoder.image_size)
         m = maps_audit(model, ds, progress=True)
         maps_of[arm] = (model, m)
         meth = m["methods"]
@@ -69,9 +70,9 @@ def main() -> int:
         rows.append((arm, audit, m, get))
         print(arm, {k: round(v["nra"], 3) for k, v in meth.items()}, file=sys.stderr)
 
-    f = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
-    head = ("| arm | head | loss | accuracy | macro-F1 | CF sens. | CF inv. | agreement (own G) | affective error dist. "
-            "| NRA Grad-CAM | NRA CE-FAM | NRA AGCM | NRA random | hit rate (best) | CE-FAM vs do() ρ |")
+    head = ("| arm | head | loss | accuracy | macro-F1 | CF sens. | CF inv. | agreement (own G) "
+            "| affective error dist. | NRA Grad-CAM | NRA CE-FAM | NRA AGCM | NRA random | hit rate (best) "
+            "| CE-FAM vs do() ρ |")
     lines = [head, "|" + "---|" * 15]
     for arm, a, m, get in rows:
         cfg = json.loads((Path(args.exp) / "cells" / slug(arm) / "seed0" / "fixed" / "config.json").read_text())
@@ -80,22 +81,24 @@ def main() -> int:
             loss += f" + OT ({cfg['loss']['ot_cost']})"
         best = max((v for k, v in m["methods"].items() if k != "random"), key=lambda v: v["nra"] or -1)
         agree = (m.get("contribution_agreement") or {}).get("mean_rho_mean_vectors")
-        lines.append(f"| {arm} | {cfg['head']} | {loss} | {f(a['accuracy'])} | {f(a['macro_f1'])} | "
-                     f"{f(a['cf_sensitivity'])} | {f(a['cf_invariance'])} | {f(a['graph_causal_agreement'])} | "
-                     f"{f(a.get('affective_error_distance'))} | {f(get('gradcam', 'nra'))} | {f(get('cefam', 'nra'))} | "
-                     f"{f(get('agcm', 'nra'))} | {f(get('random', 'nra'))} | {f(best['hit_rate'])} | {f(agree)} |")
+        figures = (a["accuracy"], a["macro_f1"], a["cf_sensitivity"], a["cf_invariance"], a["graph_causal_agreement"],
+                   a.get("affective_error_distance"), get("gradcam", "nra"), get("cefam", "nra"), get("agcm", "nra"),
+                   get("random", "nra"), best["hit_rate"], agree)
+        lines.append(f"| {arm} | {cfg['head']} | {loss} | " + " | ".join(map(table_cell, figures)) + " |")
     table = "\n".join(lines)
     detail = ["", "| arm | method | NRA [95% CI] | EPG | hit rate | AU instances |", "|---|---|---|---|---|---|"]
     for arm, _, m, _ in rows:
         for name, sc in m["methods"].items():
             ci = sc.get("nra_ci95")
             ci_s = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
-            detail.append(f"| {arm} | {name} | {f(sc['nra'])}{ci_s} | {f(sc['epg'])} | {f(sc['hit_rate'])} | {sc['n']} |")
+            detail.append(f"| {arm} | {name} | {table_cell(sc['nra'])}{ci_s} | {table_cell(sc['epg'])} | "
+                          f"{table_cell(sc['hit_rate'])} | {sc['n']} |")
     corr = ["", "CE-FAM channel-masking contributions vs do(z_k=0) effects, Spearman ρ over the AUs per class "
                 "(class-mean vectors / mean over faces), FACR:", "",
-            "| class | n | ρ (class means) | ρ (per face) | top CE-FAM AU | top do() AU |", "|---|---|---|---|---|---|"]
+            "| class | n | ρ (class means) | ρ (per face) | top CE-FAM AU | top do() AU |",
+            "|---|---|---|---|---|---|"]
     for cls, v in maps_of["FACR"][1]["contribution_agreement"]["per_class"].items():
-        corr.append(f"| {cls} | {v['n']} | {f(v['rho_mean_vectors'])} | {f(v['rho_per_face'])} | "
+        corr.append(f"| {cls} | {v['n']} | {table_cell(v['rho_mean_vectors'])} | {table_cell(v['rho_per_face'])} | "
                     f"{v['top_contribution']} | {v['top_do_effect']} |")
     out = table + "\n" + "\n".join(detail) + "\n" + "\n".join(corr)
     print(out)

@@ -46,7 +46,8 @@ def main(argv=None) -> int:
     graph = emfacs_graph()
     classes = ["neutral", "happiness", "sadness", "surprise", "fear", "anger", "disgust"]
     aus = graph.aus
-    model = Reasoner(ReasonerConfig(aus=aus, classes=classes, encoder=EncoderConfig(arch=args.arch, image_size=args.size)))
+    encoder = EncoderConfig(arch=args.arch, image_size=args.size)
+    model = Reasoner(ReasonerConfig(aus=aus, classes=classes, encoder=encoder))
     model = model.to(memory_format=torch.channels_last).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     signs = graph_signs(graph, aus, classes)
@@ -90,7 +91,8 @@ def main(argv=None) -> int:
              f"| (c) FACR, one head call per AU | {med['naive']:.3f} | {result['naive_over_plain']:.2f} |")
     if not args.no_append:
         append_section(f"Objective cost per training step ({args.arch}, {args.size}×{args.size}, batch {args.batch}, "
-                       f"K={len(aus)})", table, f"Floor: (b)/(a) ≤ {FLOOR}. {args.steps} rounds, order rotated each round.")
+                       f"K={len(aus)})", table,
+                       f"Floor: (b)/(a) ≤ {FLOOR}. {args.steps} rounds, order rotated each round.")
     print(json.dumps(result, indent=2, sort_keys=True) if args.json else table)
     return check_floor("(b) FACR batched / (a) CE + BCE, s per step", result["faith_over_plain"], FLOOR, at_most=True)
 

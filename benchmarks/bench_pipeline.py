@@ -47,7 +47,8 @@ def bare_loop(data: Path, arch: str, batch: int, steps: int, seed: int) -> float
     aus = sorted({a for r in records for a in r.au_presence}, key=lambda a: int(a[2:]))
     classes = ["neutral", "happiness", "sadness", "surprise", "fear", "anger", "disgust"]
     ds = FaceTorchDataset(records, aus, Task("emotion", classes), 112, augment=False)
-    x = torch.stack([torch.from_numpy(ds.pixels(i)) for i in range(len(ds))]).contiguous(memory_format=torch.channels_last)
+    x = torch.stack([torch.from_numpy(ds.pixels(i)) for i in range(len(ds))])
+    x = x.contiguous(memory_format=torch.channels_last)
     y = torch.from_numpy(ds.labels)
     t, m = torch.from_numpy(ds.au_targets), torch.from_numpy(ds.au_mask)
     signs = graph_signs(graph, aus, classes)
@@ -102,7 +103,8 @@ def main(argv=None) -> int:
     pipeline, bare = statistics.median(pipes), statistics.median(bares)
     ratio = pipeline / bare
     out = {"arch": args.arch, "batch": args.batch, "steps": steps, "num_workers": args.num_workers,
-           "repeats": args.repeats, "pipeline_runs": [round(v, 1) for v in pipes], "bare_runs": [round(v, 1) for v in bares],
+           "repeats": args.repeats, "pipeline_runs": [round(v, 1) for v in pipes],
+           "bare_runs": [round(v, 1) for v in bares],
            "pipeline_images_per_s": round(pipeline, 1), "bare_images_per_s": round(bare, 1),
            "pipeline_over_bare": round(ratio, 3), "floor": 0.85, "meets_floor": ratio >= 0.85}
     print(json.dumps(out, indent=2) if args.json else out)

@@ -65,11 +65,12 @@ def main(argv=None) -> int:
         "| arm | seconds (median) | × plain audit |", "| --- | --- | --- |",
         *(f"| {name} | {med[name]:.1f} | {med[name] / med['plain audit']:.2f} |" for name in arms)])
     shift = px["nuisance_z_shift"] or {}
-    notes = (f"{result['faces']} test faces, {px['pixel_n_pairs']} face-AU pairs re-rendered ({px['pixel_cf_method']}) "
-             f"+ 4 nuisance changes per face. Floor: the pixel audit ≤ {FLOOR_S:g} s. The model's figures: pixel AU "
-             f"sensitivity {px['pixel_au_sensitivity']:.3f}, leakage {px['pixel_au_leakage']:.3f}, pixel CF "
-             f"sensitivity {px['pixel_cf_sensitivity']:.3f} / invariance {px['pixel_cf_invariance']:.3f}, latent vs "
-             f"pixel agreement {px['latent_vs_pixel_agreement']:.3f}, nuisance z shift "
+    notes = (f"{result['faces']} test faces, {px['pixel_n_pairs']} face-AU pairs re-rendered "
+             f"({px['pixel_cf_method']}) + 4 nuisance changes per face. Floor: the pixel audit ≤ {FLOOR_S:g} s. "
+             f"The model's figures: pixel AU sensitivity {px['pixel_au_sensitivity']:.3f}, "
+             f"leakage {px['pixel_au_leakage']:.3f}, pixel CF sensitivity {px['pixel_cf_sensitivity']:.3f} / "
+             f"invariance {px['pixel_cf_invariance']:.3f}, latent vs pixel agreement "
+             f"{px['latent_vs_pixel_agreement']:.3f}, nuisance z shift "
              + ", ".join(f"{k} {v:.3f}" for k, v in shift.items()))
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))

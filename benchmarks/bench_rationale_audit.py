@@ -33,8 +33,13 @@ FLOOR = 3.0  # batched faces/s over one call per rationale
 
 def main(argv=None) -> int:
     from facr.audit.auditors import AuditRequest, run_reasoner_pass
-    from facr.audit.rationale import (RationaleRows, generate_rows, intervention_rows, verbalizer_folder,
-                                      verbalizer_reasoner)
+    from facr.audit.rationale import (
+        RationaleRows,
+        generate_rows,
+        intervention_rows,
+        verbalizer_folder,
+        verbalizer_reasoner,
+    )
     from facr.train import graph_signs
     from facr.verbalizer.model import load_verbalizer
 
@@ -63,8 +68,8 @@ def main(argv=None) -> int:
 
     def face_rows(f: int) -> RationaleRows:
         idx = np.flatnonzero(rows.face == f)
-        return RationaleRows(rows.z[idx], [rows.emotions[r] for r in idx], rows.allowed[idx], rows.face[idx], rows.au[idx],
-                             [rows.plans[r] for r in idx])
+        return RationaleRows(rows.z[idx], [rows.emotions[r] for r in idx], rows.allowed[idx], rows.face[idx],
+                             rows.au[idx], [rows.plans[r] for r in idx])
 
     arms = {
         "one call per rationale": lambda: generate_rows(v, rows, args.mode, batch_size=1),
@@ -99,9 +104,9 @@ def main(argv=None) -> int:
     if not args.no_append:
         append_section(f"Rationale audit regeneration ({v.config.backbone}, {args.mode}, {args.faces} faces × "
                        f"{per_face} rationales)", table,
-                       f"Floor: batched ≥ {FLOOR:g} × one call per rationale, with identical named sets (none set against "
-                       f"one call per face). Batch {args.batch} rows per generate call; {args.repeats} rounds, order "
-                       "rotated each round.")
+                       f"Floor: batched ≥ {FLOOR:g} × one call per rationale, with identical named sets "
+                       f"(none set against one call per face). Batch {args.batch} rows per generate call; "
+                       f"{args.repeats} rounds, order rotated each round.")
     print(json.dumps(result, indent=2) if args.json else table)
     status = check_floor("batched faces/s over one call per rationale (median)", result["speedup"], FLOOR)
     return max(status, check_floor("identical named sets in every arm (1 = yes)", float(same_sets), 1.0))

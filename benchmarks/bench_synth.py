@@ -40,7 +40,7 @@ def main(argv=None) -> int:
 
     cfg = S.SynthConfig(n=args.n, size=args.size, seed=0, style=args.style, shortcut=0.9)
     runs = []
-    for r in range(args.repeats):
+    for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
             summary = S.write_synth(Path(tmp) / "ds", cfg, workers=args.workers)
             size = sum(p.stat().st_size for p in (Path(tmp) / "ds").rglob("*") if p.is_file())
@@ -64,11 +64,13 @@ def main(argv=None) -> int:
     if not args.no_append:
         table = ("| images | side | workers | images/s (median) | total s | render s | write s | MB on disk | "
                  "render ms/img, 1 process |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
-                 f"| {args.n} | {args.size} | {result['workers']} | {med['images_per_s']:.0f} | {med['total_s']:.2f} | "
-                 f"{med['render_s']:.2f} | {med['write_s']:.2f} | {med['mb']:.0f} | {render_ms:.2f} |")
-        append_section(f"Synthetic benchmark generation ({args.n} images, {args.size}×{args.size}, style {args.style})",
-                       table, "Floor: ≥ 500 images/s at 112×112 on 2 cores, end to end (render + PNG + masks + "
-                              "Arrow + graph). `render s` overlaps the parent's Arrow work.")
+                 f"| {args.n} | {args.size} | {result['workers']} | {med['images_per_s']:.0f} | "
+                 f"{med['total_s']:.2f} | {med['render_s']:.2f} | {med['write_s']:.2f} | {med['mb']:.0f} | "
+                 f"{render_ms:.2f} |")
+        append_section(f"Synthetic benchmark generation ({args.n} images, {args.size}×{args.size}, "
+                       f"style {args.style})", table,
+                       "Floor: ≥ 500 images/s at 112×112 on 2 cores, end to end (render + PNG + masks + "
+                       "Arrow + graph). `render s` overlaps the parent's Arrow work.")
     return check_floor("images/s end to end (median)", med["images_per_s"], result["floor_images_per_s"])
 
 

@@ -33,7 +33,8 @@ READ = {
     "before": "from gradio.data_classes import ImageData\n"
               "from gradio.image_utils import preprocess_image\n"
               "def read(path):\n"
-              "    pixels = preprocess_image(ImageData(path=path, orig_name='bomb.png'), cache_dir=tmp, format='webp',\n"
+              "    pixels = preprocess_image(ImageData(path=path, orig_name='bomb.png'), cache_dir=tmp, "
+              "format='webp',\n"
               "                              image_mode='RGB', type='numpy')\n"
               "    return read_image(pixels, name='your picture')\n",
     "after": "def read(path):\n"

@@ -8,9 +8,10 @@ Trains with ``facr train verbalizer`` (the recipe's code) and times it; audits w
 ``facr audit --model V --rationale --data D --limit 40`` (the three modes) and reads the gated
 figures at the top level of its JSON. Floors (the script exits 1 when one is missed): training time
 ≤ 600 s for SmolLM2-135M and ≤ 1200 s for any other backbone, and for the gated mode
-``named_equals_target`` ≥ 0.95, ``empty_rationale_rate`` ≤ 0.01 (naming nothing although T is not empty), ``well_formed_rate`` ≥ 0.99,
-``named_inactive`` = 0, ``ablated_au_drop_rate`` = 1, ``rationale_sensitivity_nameable`` ≥ 0.95,
-``rationale_invariance`` ≥ 0.95 and fluency no worse than the template (``fluency_vs_template`` ≤ 0).
+``named_equals_target`` ≥ 0.95, ``empty_rationale_rate`` ≤ 0.01 (naming nothing although T is not
+empty), ``well_formed_rate`` ≥ 0.99, ``named_inactive`` = 0, ``ablated_au_drop_rate`` = 1,
+``rationale_sensitivity_nameable`` ≥ 0.95, ``rationale_invariance`` ≥ 0.95 and fluency no worse than
+the template (``fluency_vs_template`` ≤ 0).
 Run it on a benchmark seed the code was not tuned on.
 """
 
@@ -24,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import append_section, check_floor  # noqa: E402
+from benchmarks._common import append_section, check_floor, table_cell  # noqa: E402
 
 # (key, floor, at_most) of the gated audit
 GOALS = (("named_equals_target", 0.95, False), ("empty_rationale_rate", 0.01, True), ("well_formed_rate", 0.99, False),
@@ -36,10 +37,6 @@ SHOWN = ("rationale_sensitivity", "rationale_sensitivity_ceiling", "rationale_se
          "ablated_au_drop_rate", "named_inactive", "empty_rationale_rate", "no_au_named_rate", "empty_target_rate",
          "well_formed_rate", "named_equals_target",
          "fluency_nll", "template_nll", "graph_causal_agreement")
-
-
-def _fmt(v) -> str:
-    return "—" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
 
 def main(argv=None) -> int:
@@ -76,7 +73,8 @@ def main(argv=None) -> int:
               "modes": {mode: {k: m["modes"][mode].get(k) for k in SHOWN} for mode in m["modes"]}}
     modes = list(m["modes"])
     table = "| figure | " + " | ".join(modes) + " |\n|---|" + "---|" * len(modes) + "\n"
-    table += "\n".join(f"| {k} | " + " | ".join(_fmt(result["modes"][mode][k]) for mode in modes) + " |" for k in SHOWN)
+    table += "\n".join(f"| {k} | " + " | ".join(table_cell(result["modes"][mode][k]) for mode in modes) + " |"
+                       for k in SHOWN)
     table += f"\n\ntraining: {seconds:.0f} s (budget {budget} s)"
     if not args.no_append:
         append_section(f"Verbalizer end to end ({args.backbone}, {args.limit} audited faces of {args.data})", table,

@@ -36,7 +36,8 @@ def au_sheet(out: Path, size: int = 112) -> None:
         nz = S.Nuisance(noise=0.0, bg_hue=0.55)
         for j, name in enumerate(cols):
             inten = {} if name == "neutral" else {name: 1 if name == "AU43" else 5}
-            sheet.paste(Image.fromarray(S.render_face(ident, inten, nz, size=size, style=style)), (j * size, cap + i * size))
+            face = S.render_face(ident, inten, nz, size=size, style=style)
+            sheet.paste(Image.fromarray(face), (j * size, cap + i * size))
     sheet.save(out)
 
 

@@ -2,9 +2,10 @@
 
 * ``cli.md`` — the CLI reference: every ``facr`` command's ``--help``, walked from the parser
   ``facr.cli.build_parser()`` builds, so it cannot drift from the code;
-* pages made from repository files outside ``docs/``: the front page from ``README.md``, ``BENCHMARKS.md``, ``audits/README.md`` (the
-  experiment files), each committed ``audits/results/<name>/results.md``, and ``graphs/SPEC.md`` /
-  ``graphs/README.md`` (the graph format and how to swap a graph).
+* pages made from repository files outside ``docs/``: the front page from ``README.md``,
+  ``BENCHMARKS.md``, ``audits/README.md`` (the experiment files), each committed
+  ``audits/results/<name>/results.md``, and ``graphs/SPEC.md`` / ``graphs/README.md`` (the graph
+  format and how to swap a graph).
 
 A link in a copied file to another copied file is rewritten to that file's page; a link to any other
 repository file becomes its path in code (the site holds no copy of it), so ``mkdocs build --strict``
