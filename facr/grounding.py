@@ -12,8 +12,10 @@ options, each off by default so that the option off is its control (:class:`Grou
   (:func:`face_masks_for`).
 * ``au_pairs`` / ``nuisance_pairs`` — counterfactual pairs from the benchmark's renderer
   (:func:`facr.data.synth.render_intervention`): per batch, that many images x re-rendered as
-  x' = x^{do(AU_k = 0)} for a random active AU k, and as x'' with a nuisance changed (background
-  hue, identity — another *training* subject's face —, pose, light).
+  x' = x^{do(AU_k = 0)} for an active AU k drawn by rarity (``au_pair_share`` > 0: with each other
+  active AU also removed with that probability, x^{do(AU_S = 0)}, so that a pair breaks the AU
+  co-occurrences z otherwise reads an AU from), and as x'' with a nuisance changed (background hue,
+  identity — another *training* subject's face —, pose, light).
 * ``occlusion_pairs`` — the renderer-free pairs: x' = x with an active AU k's region inpainted
   (:func:`facr.audit.pixel.occlude`, the pixel audit's own fill), the region from the benchmark's
   masks or the landmark ROIs. An occlusion hides every AU whose region it covers: the AUs covered
@@ -60,6 +62,9 @@ class GroundingConfig:
 
     background: float = 0.0  # share of training images whose pixels outside the face are randomised
     au_pairs: int = 0  # per batch, images re-rendered with one active AU removed (benchmark only)
+    # and each of the face's other active AUs removed too with this probability: 0 is the single-AU pair
+    # x^{do(AU_k = 0)}; above 0 a pair also breaks the co-occurrences z otherwise reads an AU from
+    au_pair_share: float = 0.0
     nuisance_pairs: int = 0  # per batch, images re-rendered with one nuisance changed (benchmark only)
     nuisances: list[str] = field(default_factory=lambda: list(NUISANCES))
     occlusion_pairs: int = 0  # per batch, images with one active AU's region inpainted (any data with AU regions)
@@ -68,8 +73,9 @@ class GroundingConfig:
     lambda_nuisance: float = 1.0  # λ_nuis: |z(x'') − z(x)| under a nuisance change
 
     def __post_init__(self):
-        if not (0.0 <= self.background <= 1.0):
-            raise ValueError(f"background must be a share in [0, 1], got {self.background}")
+        for name in ("background", "au_pair_share"):
+            if not (0.0 <= getattr(self, name) <= 1.0):
+                raise ValueError(f"{name} must be a share in [0, 1], got {getattr(self, name)}")
         for name in ("au_pairs", "nuisance_pairs", "occlusion_pairs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -286,12 +292,12 @@ class PairMaker:
         rows, cols = self._pick(active, self.cfg.au_pairs, rng)
         if not len(rows):
             return None
-        sidx, names = self.index[rows_all[rows]], [ds.aus[k] for k in cols]
+        drop = active[rows] & (rng.random(active[rows].shape) < self.cfg.au_pair_share)
+        drop[np.arange(len(rows)), cols] = True
+        sidx, names = self.index[rows_all[rows]], [[ds.aus[k] for k in np.flatnonzero(d)] for d in drop]
         images = render_intervention(self.scene, sidx, au=names, value=0.0)
         face = face_masks(self.scene, sidx, au=names, value=0.0) if ds.face is not None else None
         images, face = self._sized(images, face)
-        drop = np.zeros((len(rows), len(ds.aus)), dtype=bool)
-        drop[np.arange(len(rows)), cols] = True
         coded = ds.au_mask[rows_all[rows]] > 0
         return rows, images, face, drop, coded, coded & ~drop, np.zeros(len(rows), dtype=bool)
 

@@ -211,6 +211,7 @@ def test_au_balance_weighs_each_aus_positives_by_its_rarity():
 @pytest.mark.parametrize("body, message", [
     ("grounding:\n  background: 1.5\n", "grounding.background must be a share in [0, 1], got 1.5"),
     ("grounding:\n  au_pairs: -1\n", "grounding.au_pairs must be >= 0, got -1"),
+    ("grounding:\n  au_pair_share: 2\n", "grounding.au_pair_share must be a share in [0, 1], got 2.0"),
     ("grounding:\n  nuisances: [weather]\n", "grounding.nuisances must be among hue, identity, pose, light, "
                                               "got 'weather'"),
     ("batch_size: 8\ngrounding:\n  au_pairs: 6\n  nuisance_pairs: 6\n",
@@ -269,3 +270,20 @@ def test_pairs_remove_rare_aus_more_often_than_they_occur(data):
     picked /= picked.sum()
     rare = share < np.median(share[share > 0])
     assert picked[rare].sum() > 1.5 * share[rare].sum()
+
+
+def test_au_pair_share_removes_the_faces_other_active_aus_too(data):
+    ds = _train_ds(data)
+    rows_all = np.arange(16)
+    single = build_grounding(GroundingConfig(au_pairs=6), ds, str(data))(torch.from_numpy(rows_all), 0, 0)
+    assert (single.drop.sum(1) == 1).all()  # x^{do(AU_k = 0)}: one AU per pair
+    maker = build_grounding(GroundingConfig(au_pairs=6, au_pair_share=1.0), ds, str(data))
+    pairs = maker(torch.from_numpy(rows_all), 0, 0)
+    for m in range(len(pairs)):
+        row = rows_all[int(pairs.ref[m])]
+        active = [ds.aus[k] for k in np.flatnonzero(ds.au_targets[row] > 0.5)]
+        assert [ds.aus[k] for k in np.flatnonzero(pairs.drop[m])] == active  # share 1: every active AU goes
+        bare = render_intervention(maker.scene, [maker.index[row]], au=[active], value=0.0)[0]
+        assert np.array_equal(pairs.images[m].numpy(), bare)
+        assert (pairs.targets[m] == 0).all()
+        assert torch.equal(pairs.keep[m], ~pairs.drop[m])  # the absent AUs must stay absent

@@ -1256,8 +1256,9 @@ def render_intervention(scene: Scene, indices, *, au=None, value=0.0, nuisance: 
                         masks: bool = False, subjects=None):
     """Images ``indices`` of a benchmark's ``scene`` re-rendered under an intervention in pixels.
 
-    ``au`` (an AU spelling, or one per index): do(AU_k = ``value``) — that AU drawn at intensity
-    ``value`` (0-5; one number or one per index), everything else held: identity, pose, light,
+    ``au`` (an AU spelling, or one per index, each an AU or a list of AUs set together):
+    do(AU_k = ``value``) — that AU drawn at intensity ``value`` (0-5; one number or one per index),
+    everything else held: identity, pose, light,
     noise, background and the other AUs (held, not propagated through the SCM's AU → AU
     co-activations: the question is whether z_k reads AU k's pixels). ``nuisance`` (one of
     :data:`NUISANCE_CHANGES`): that nuisance changed as documented there, the AUs held. Both may
@@ -1287,16 +1288,18 @@ def _intervention_rows(scene: Scene, idx: np.ndarray, au, value, nuisance: str |
         names = [au] * n if isinstance(au, (str, int, np.integer)) else list(au)
         if len(names) != n:
             raise ValueError(f"au: one AU or one per index ({n}), got {len(names)}")
-        cols = []
-        for a in names:
-            k = _IDX.get(au_vocab.parse(a))
-            if k is None:
-                raise ValueError(f"{a!r} is not drawn by the synthetic renderer (it draws {', '.join(SYNTH_AUS)})")
-            cols.append(k)
+        rows, cols = [], []
+        for i, entry in enumerate(names):  # an AU, or several AUs set together in this row
+            for a in ([entry] if isinstance(entry, (str, int, np.integer)) else entry):
+                k = _IDX.get(au_vocab.parse(a))
+                if k is None:
+                    raise ValueError(f"{a!r} is not drawn by the synthetic renderer (it draws {', '.join(SYNTH_AUS)})")
+                rows.append(i)
+                cols.append(k)
         v = np.broadcast_to(np.asarray(value, dtype=np.float64), (n,))
         if np.any(~np.isfinite(v)) or np.any(v < 0) or np.any(v > 5):
             raise ValueError("value: AU intensities must be in [0, 5]")
-        I[np.arange(n), cols] = v
+        I[rows, cols] = v[rows]
         I[:, _IDX[43]] = np.minimum(I[:, _IDX[43]], 1.0)  # AU43 is binary, as the SCM draws it
     if nuisance is not None:
         if nuisance not in NUISANCE_CHANGES:

@@ -212,16 +212,15 @@ class FaceTorchDataset(Dataset):
             h = _mix64(_mix64(np.uint64(self.seed) * np.uint64(0xD1B54A32D192ED03) + np.uint64(self.epoch))
                        + indices.astype(np.uint64))
         on = ((h & np.uint64(0xFFFF)).astype(np.float64) / 65536.0) < self.background
-        colour = np.stack([(h >> np.uint64(s)) & np.uint64(0xFF) for s in (16, 24, 32)], 1).astype(np.float32)
+        colour = np.stack([(h >> np.uint64(s)) & np.uint64(0xFF) for s in (16, 24, 32)], 1)
         S = x.shape[1]
         oy = ((h >> np.uint64(40)) % np.uint64(S)).astype(np.int64)
         ox = ((h >> np.uint64(52)) % np.uint64(S)).astype(np.int64)
-        ar = torch.arange(S)
-        noise = _background_noise(S)[torch.from_numpy(oy)[:, None, None] + ar[None, :, None],
-                                     torch.from_numpy(ox)[:, None, None] + ar[None, None, :]]
-        fill = (torch.from_numpy(colour)[:, None, None, :] + noise).round_().clamp_(0, 255).to(torch.uint8)
+        field_ = _background_noise(S)  # int16 in numpy: ~10x faster here than float tensors
+        noise = np.stack([field_[y:y + S, x_:x_ + S] for y, x_ in zip(oy.tolist(), ox.tolist())])
+        fill = np.clip(noise + colour.astype(np.int16)[:, None, None, :], 0, 255).astype(np.uint8)
         keep = face[..., None] | ~torch.from_numpy(on)[:, None, None, None]
-        return torch.where(keep, x, fill)
+        return torch.where(keep, x, torch.from_numpy(fill))
 
     def image(self, i: int) -> np.ndarray:
         """Image ``i`` as uint8 ``[H, W, 3]`` at ``image_size`` (augmented when enabled)."""
@@ -275,15 +274,15 @@ class FaceTorchDataset(Dataset):
 
 
 BACKGROUND_NOISE = 6.0
-_NOISE: dict[int, torch.Tensor] = {}
+_NOISE: dict[int, np.ndarray] = {}
 
 
-def _background_noise(size: int) -> torch.Tensor:
+def _background_noise(size: int) -> np.ndarray:
     # One fixed field per size, read through a hashed window (as the benchmark draws its own noise):
     # as good as fresh noise for this, and far cheaper than drawing B·S·S·3 normals per batch.
     if size not in _NOISE:
         rng = np.random.default_rng(20250121)
-        _NOISE[size] = torch.from_numpy((BACKGROUND_NOISE * rng.standard_normal((2 * size, 2 * size, 3))).astype(np.float32))
+        _NOISE[size] = np.rint(BACKGROUND_NOISE * rng.standard_normal((2 * size, 2 * size, 3))).astype(np.int16)
     return _NOISE[size]
 
 
