@@ -44,7 +44,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from facr.errors import FacrError
 
@@ -219,9 +218,9 @@ class PairMaker:
 
             if data_root is None or not is_synth(data_root) or \
                     not all("index" in (r.meta or {}) for r in dataset.records):
-                raise FacrError(data_root, "grounding.au_pairs / nuisance_pairs re-render faces and need the synthetic "
-                                           "benchmark (facr data synth); on other data use grounding.background and "
-                                           "grounding.occlusion_pairs")
+                raise FacrError(data_root, "grounding.au_pairs / nuisance_pairs re-render faces and need the "
+                                           "synthetic benchmark (facr data synth); on other data use "
+                                           "grounding.background and grounding.occlusion_pairs")
             self.scene = read_scene(data_root)
             self.index = np.array([int(r.meta["index"]) for r in dataset.records], dtype=np.int64)
             self.drawn = np.array([a in SYNTH_AUS for a in dataset.aus], dtype=bool)

@@ -529,8 +529,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, accelerator) -> RunRe
                 outputs = model(pixels, effects="batched" if weights.faithful else None)
                 grounded = None
                 if pairs is not None:
-                    grounded = grounding_loss(outputs.z_logits[n:], outputs.z[n:], outputs.z[pairs.ref.to(pixels.device)],
-                                              pairs, cfg.grounding, au_pos)
+                    z_ref = outputs.z[pairs.ref.to(pixels.device)]
+                    grounded = grounding_loss(outputs.z_logits[n:], outputs.z[n:], z_ref, pairs, cfg.grounding, au_pos)
                     outputs = outputs.head_rows(n)
                 effects = outputs.effects
                 if effects is None:
@@ -544,7 +544,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, accelerator) -> RunRe
                 accelerator.backward(losses.total if grounded is None else losses.total + grounded.total)
                 if cfg.lr_schedule == "cosine":  # from the step count alone, so a resumed run follows the same curve
                     for group in optimizer.param_groups:
-                        group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * min(position["global_step"] / total_steps, 1)))
+                        done = min(position["global_step"] / total_steps, 1.0)
+                        group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * done))
                 optimizer.step()
                 optimizer.zero_grad()
             batch_in_epoch += 1

@@ -11,10 +11,24 @@ import pytest
 import torch
 
 from facr.data.formats import load
-from facr.data.synth import SYNTH_AUS, SynthConfig, face_masks, read_scene, render_face, render_intervention, write_synth
+from facr.data.synth import (
+    SYNTH_AUS,
+    SynthConfig,
+    face_masks,
+    read_scene,
+    render_face,
+    render_intervention,
+    write_synth,
+)
 from facr.data.torch_data import FaceTorchDataset, Task
-from facr.grounding import (GroundingConfig, PairMaker, build_grounding, face_masks_for, grounding_loss,
-                            landmark_face_mask)
+from facr.grounding import (
+    GroundingConfig,
+    PairMaker,
+    build_grounding,
+    face_masks_for,
+    grounding_loss,
+    landmark_face_mask,
+)
 from facr.losses import au_bce, au_pos_weight
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +90,8 @@ def test_augmented_background_follows_the_flipped_and_shifted_face(data):
     idx = np.arange(len(ds))
     a, b = plain.images(idx).numpy(), ds.images(idx).numpy()
     # the face mask, augmented as the images: where it is True nothing changed
-    moved = ds.augment_images(torch.from_numpy(face[..., None].repeat(3, -1).astype(np.uint8)), idx).numpy()[..., 0] > 0
+    as_image = torch.from_numpy(face[..., None].repeat(3, -1).astype(np.uint8))
+    moved = ds.augment_images(as_image, idx).numpy()[..., 0] > 0
     assert not ((a != b).any(-1) & moved).any()
     assert ((a != b).any(-1) & ~moved).mean() > 0.4
 
