@@ -11,7 +11,8 @@ Field metadata (each key optional; a call site's ``extra`` overrides it for one 
 * ``help`` — the flag's help; ``(default X)`` is appended unless the text speaks of the default;
 * ``flag`` — the flag's name where it is not the field's (``--bootstrap`` for ``n_bootstrap``); a
   boolean field whose flag starts ``--no-`` sets False, any other boolean flag sets True;
-* ``choices``, ``metavar``, ``required``; ``action: "append"`` for a list given one item a flag
+* ``choices``, ``metavar``, ``required``, ``const`` (with ``nargs: "?"``);
+  ``action: "append"`` for a list given one item a flag
   (``--subject A --subject B``), ``nargs`` for a list given in one go.
 
 Torch-free and import-light: the recipes, the library's own flag functions and ``facr.cli`` use it.
@@ -24,7 +25,7 @@ import types
 import typing
 from typing import Any, Mapping, Sequence
 
-_ARGPARSE_KEYS = ("choices", "metavar", "required", "nargs", "action")
+_ARGPARSE_KEYS = ("choices", "metavar", "required", "nargs", "const", "action")
 
 
 def _resolve(cls: type, name: str) -> tuple[dataclasses.Field, Any]:

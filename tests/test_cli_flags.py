@@ -139,5 +139,8 @@ def test_the_generate_batch_size_is_one_value_for_the_command_and_the_frozen_llm
             self.name, self.batch_size = name, batch_size
 
     monkeypatch.setattr(facr.external.llm, "LocalChat", Chat)
-    assert make_chat({}).batch_size == GENERATE_BATCH_SIZE  # was 16 here, 64 through facr audit
-    assert make_chat({"generate_batch_size": 5}).batch_size == 5
+    from facr.audit.options import FrozenLLMOptions, VerbalizerOptions
+
+    assert make_chat(FrozenLLMOptions()).batch_size == GENERATE_BATCH_SIZE  # was 16 here, 64 through facr audit
+    assert make_chat(FrozenLLMOptions(generate_batch_size=5)).batch_size == 5
+    assert VerbalizerOptions().generate_batch_size == GENERATE_BATCH_SIZE

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from facr.audit.options import ReasonerOptions
 from facr.errors import FacrError
 from facr.registry import Registry
 
@@ -79,6 +80,7 @@ class Auditor:
     help: str
     run: Callable[[AuditRequest], AuditResult]
     recognises: Callable[[str], bool] | None = None
+    options: type | None = None  # its typed options (facr.audit.options); None: it takes none
 
 
 # The auditors of `facr audit --model`: this module's reasoner auditor, and those its providers register
@@ -87,12 +89,40 @@ AUDITORS: Registry[Auditor] = Registry("auditor", ["facr.audit.auditors", "facr.
                                                    "facr.audit.rationale"])
 
 
-def register_auditor(name: str, help: str, recognises: Callable[[str], bool] | None = None):
-    """Decorator: make ``facr audit --model NAME`` (or a path ``recognises`` accepts) run ``fn``."""
+def register_auditor(name: str, help: str, recognises: Callable[[str], bool] | None = None,
+                     options: type | None = None):
+    """Decorator: make ``facr audit --model NAME`` (or a path ``recognises`` accepts) run ``fn``, which
+    reads ``request.options`` as ``options`` (:func:`options_of`)."""
     def wrap(fn: Callable[[AuditRequest], AuditResult]):
-        AUDITORS.register(name, Auditor(name, help, fn, recognises))
+        AUDITORS.register(name, Auditor(name, help, fn, recognises, options))
         return fn
     return wrap
+
+
+def options_of(request: AuditRequest, cls: type):
+    """``request.options`` as the auditor's typed options ``cls``: each value checked against its field;
+    a setting ``cls`` has no field for (and that is set: not None, not False) is one line naming it."""
+    import re
+    from dataclasses import fields
+
+    from facr.config import ConfigError, from_dict
+    from facr.flags import flag_of
+
+    known = {f.name for f in fields(cls)}
+    given = {k: v for k, v in request.options.items() if v is not None and v is not False}
+    extra = sorted(set(given) - known)
+    if extra:
+        takes = ", ".join(sorted(flag_of(cls, k) for k in known))
+        raise FacrError("--" + extra[0].replace("_", "-"),
+                        f"not an option of the {cls.__name__.removesuffix('Options').lower()} auditor "
+                        f"(--model {request.model}); its options: {takes}")
+    try:
+        return from_dict(cls, given, None, "options")
+    except ConfigError as exc:  # "options.pixel_limit must be >= 1, got 0" -> "--pixel-limit: must be >= 1, got 0"
+        named = re.match(r"options\.(\w+):? (.*)", exc.message, re.S)
+        if named and named.group(1) in known:
+            raise FacrError(flag_of(cls, named.group(1)), named.group(2)) from None
+        raise FacrError(request.model, exc.message.removeprefix("options: ")) from None
 
 
 def audit(request: AuditRequest) -> AuditResult:
@@ -235,7 +265,7 @@ def run_reasoner_pass(request: AuditRequest) -> ReasonerPass:
 
 
 @register_auditor("reasoner", help="a facr reasoner checkpoint (the model/ folder of a run, or the run folder)",
-                  recognises=lambda path: reasoner_folder(path) is not None)
+                  recognises=lambda path: reasoner_folder(path) is not None, options=ReasonerOptions)
 def audit_reasoner(request: AuditRequest) -> AuditResult:
     """Interventional audit of a facr reasoner: one pass, every do(z_k = 0), scored against a graph."""
     from facr.train import graph_signs
@@ -243,6 +273,7 @@ def audit_reasoner(request: AuditRequest) -> AuditResult:
     if request.options.get("rationale"):
         raise FacrError(request.model, "--rationale audits a verbalizer's text: pass a verbalizer checkpoint "
                                        "(facr train verbalizer writes one)")
+    options = options_of(request, ReasonerOptions)
     run = run_reasoner_pass(request)
     model, own_graph, ds, ev, epsilon = run.model, run.own_graph, run.dataset, run.evaluation, run.epsilon
     cfg, task = model.config, ds.task
@@ -276,19 +307,19 @@ def audit_reasoner(request: AuditRequest) -> AuditResult:
             m["per_subject"][subject].update(extra)
         m["oracle"] = oracle
         m["true_parent_agreement"] = oracle["true_parent_agreement"]
-    if request.options.get("pixel_cf"):
+    if options.pixel_cf:
         from facr.audit.pixel import pixel_figures
 
         # z against the face: do() in pixels (facr.audit.pixel); the shortcut figure beside them
         synth_root = request.data if request.format in (None, "synth") else None
         m.update(pixel_figures(model, ds, ev, signs, data_root=synth_root,
-                               method=request.options["pixel_cf"], limit=request.options.get("pixel_limit"),
+                               method=options.pixel_cf, limit=options.pixel_limit,
                                margin=request.margin, batch_size=request.batch_size, progress=request.progress))
         m["shortcut_reliance"] = (m.get("oracle") or {}).get("shortcut_reliance")
-    if request.options.get("maps"):
+    if options.maps:
         from facr.explain.audit import maps_audit
 
-        maps = maps_audit(model, ds, request.options.get("map_methods"), seed=request.seed, progress=request.progress)
+        maps = maps_audit(model, ds, options.map_methods, seed=request.seed, progress=request.progress)
         m["maps"] = maps
         primary = maps["methods"].get(maps["primary"]) or next(iter(maps["methods"].values()))
         # the model's own map method at the top level: nra, epg, hit_rate overall and per AU

@@ -33,8 +33,14 @@ import numpy as np
 
 from facr import au as au_vocab
 from facr.au import named as read_named  # the AUs a free text names (facr.cli and the tests read it here)
-from facr.audit import GENERATE_BATCH_SIZE
-from facr.audit.auditors import AuditRequest, AuditResult, _json_safe, load_audit_records, register_auditor
+from facr.audit.auditors import (
+    AuditRequest,
+    AuditResult,
+    _json_safe,
+    load_audit_records,
+    options_of,
+    register_auditor,
+)
 from facr.audit.metrics import (
     SET_KEYS,
     Explanation,
@@ -43,6 +49,7 @@ from facr.audit.metrics import (
     pooled_ratio,
     score_explanations,
 )
+from facr.audit.options import EmolaOptions, FrozenLLMOptions
 from facr.data.records import EMOTIONS
 from facr.errors import FacrError
 
@@ -159,17 +166,17 @@ def _examples(samples: list[NamedSample], n: int = 4) -> list[dict]:
 
 
 # ------------------------------------------------------------------ EmoLA (from generations)
-def join_generations(gens, request: AuditRequest):
-    """(generation, record or None) pairs: lines with labels stand alone; the others must match a
-    record of ``--data`` (:func:`facr.external.generations.record_key`). Returns the pairs and the
-    number of lines that matched nothing (without labels)."""
+def join_generations(gens, request: AuditRequest, source: str):
+    """(generation, record or None) pairs of the generations file ``source``: lines with labels stand
+    alone; the others must match a record of ``--data`` (:func:`facr.external.generations.record_key`).
+    Returns the pairs and the number of lines that matched nothing (without labels)."""
     from facr.external.generations import normalise_key, record_key
 
     if request.data is None:
         unlabelled = [g for g in gens if not g.labelled]
         if unlabelled:
             g = unlabelled[0]
-            raise FacrError(f"{request.options.get('generations')}:{g.line}",
+            raise FacrError(f"{source}:{g.line}",
                             "this line has no labels (\"emotion\" / \"aus\"): pass --data to join it with a dataset")
         return [(g, None) for g in gens], 0
     records = load_audit_records(AuditRequest(**{**request.__dict__, "limit": None}))
@@ -183,23 +190,25 @@ def join_generations(gens, request: AuditRequest):
         pairs.append((g, r))
     if not pairs:
         example = next(iter(by_key), "?")
-        raise FacrError(request.options.get("generations"),
+        raise FacrError(source,
                         f"no line's image matches a selected record of {request.data} "
                         f"(split {request.split or 'all'}; first line: {gens[0].image!r}; "
                         f"record keys look like {example!r})")
     return pairs, unmatched
 
 
-@register_auditor("emola", help="EmoLA (or any model) from a generations JSONL: --generations FILE [--data D]")
+@register_auditor("emola", help="EmoLA (or any model) from a generations JSONL: --generations FILE [--data D]",
+                  options=EmolaOptions)
 def audit_emola(request: AuditRequest) -> AuditResult:
     """Score a generations file (EmoLA's answers) with facr's set metrics."""
     from facr.external.generations import extract_emotion, read_generations
 
-    path = request.options.get("generations")
+    options = options_of(request, EmolaOptions)
+    path = options.generations
     if not path:
         raise FacrError("emola", "--generations FILE.jsonl is required (facr emola generate writes one)")
     gens = read_generations(path)
-    pairs, unmatched = join_generations(gens, request)
+    pairs, unmatched = join_generations(gens, request, path)
     if request.limit is not None:
         pairs = pairs[: request.limit]
     graph = _audit_graph(request)
@@ -226,7 +235,7 @@ def audit_emola(request: AuditRequest) -> AuditResult:
         "cf_sensitivity": None, "cf_invariance": None, "intervention": None, "intervention_note": NO_INTERVENTION,
         "signed_agreement_note": SIGNED_NOTE["emola"], "examples": _examples(samples),
     })
-    if request.options.get("pixel_cf") or any("occlusions" in g.extra for g, _ in pairs):
+    if options.pixel_cf or any("occlusions" in g.extra for g, _ in pairs):
         from facr.audit.pixel import occluded_answer_figures
 
         # the answers on occluded faces (facr emola generate --pixel-cf): an intervention on the image
@@ -250,18 +259,16 @@ def frozen_prompt(evidence: list[str], classes: list[str]) -> list[dict]:
     return [{"role": "system", "content": FROZEN_SYSTEM}, {"role": "user", "content": user}]
 
 
-def make_chat(options: dict):
+def make_chat(options: FrozenLLMOptions):
     """The backend ``options`` name: ``llm_url`` (an OpenAI-compatible endpoint) or ``llm`` (a local
-    model: a registry name or a folder; default ``smollm2-135m``)."""
+    model: a registry name or a folder)."""
     from facr.external.llm import EndpointChat, LocalChat
 
-    max_new = int(options.get("max_new_tokens") or 96)
-    if options.get("llm_url"):
-        return EndpointChat(options["llm_url"], model=options.get("llm_model"), max_new_tokens=max_new,
-                            workers=int(options.get("workers") or 4))
-    return LocalChat(options.get("llm") or "smollm2-135m", max_new_tokens=max_new,
-                     batch_size=int(options.get("generate_batch_size") or GENERATE_BATCH_SIZE),
-                     load_in_4bit=bool(options.get("load_in_4bit")))
+    if options.llm_url:
+        return EndpointChat(options.llm_url, model=options.llm_model, max_new_tokens=options.max_new_tokens,
+                            workers=options.workers)
+    return LocalChat(options.llm, max_new_tokens=options.max_new_tokens, batch_size=options.generate_batch_size,
+                     load_in_4bit=options.load_in_4bit)
 
 
 @dataclass
@@ -276,21 +283,19 @@ class Evidence:
     source: str
 
 
-def collect_evidence(request: AuditRequest, graph) -> Evidence:
-    """Active AUs per face: the reasoner's (z ≥ ½; ``options['reasoner']``) or the labels'."""
+def collect_evidence(request: AuditRequest, graph, options: FrozenLLMOptions) -> Evidence:
+    """Active AUs per face: the reasoner's (z ≥ ½; ``options.reasoner``) or the labels'."""
     from facr.external.generations import record_key
 
-    reasoner = request.options.get("reasoner")
-    kind = request.options.get("evidence") or ("reasoner" if reasoner else "labels")
-    if kind not in ("labels", "reasoner"):
-        raise FacrError("--evidence", f"must be 'labels' or 'reasoner', got {kind!r}")
+    reasoner = options.reasoner
+    kind = options.evidence or ("reasoner" if reasoner else "labels")
     if kind == "reasoner":
         from facr.audit.auditors import run_reasoner_pass
 
         if not reasoner:
             raise FacrError("--evidence",
                             "reasoner evidence needs --reasoner RUN (a facr reasoner checkpoint or run folder)")
-        run = run_reasoner_pass(AuditRequest(**{**request.__dict__, "model": reasoner}))
+        run = run_reasoner_pass(AuditRequest(**{**request.__dict__, "model": reasoner, "options": {}}))
         ev, records = run.evaluation, run.dataset.records
         evidence = [ev.seen(i, list(ev.aus)) for i in range(len(records))]
         classes = list(ev.classes)
@@ -310,20 +315,22 @@ def collect_evidence(request: AuditRequest, graph) -> Evidence:
 
 
 @register_auditor("frozen-llm", help="a frozen instruct LLM handed the AU evidence as text (simulatability): "
-                                     "--llm NAME|PATH or --llm-url URL; --evidence labels|reasoner")
+                                     "--llm NAME|PATH or --llm-url URL; --evidence labels|reasoner",
+                  options=FrozenLLMOptions)
 def audit_frozen_llm(request: AuditRequest) -> AuditResult:
     """The simulatability audit of a frozen LLM reasoner."""
     from facr.external.generations import extract_emotion
 
-    if request.options.get("pixel_cf"):
+    options = options_of(request, FrozenLLMOptions)
+    if options.pixel_cf:
         raise FacrError("--pixel-cf", "a frozen LLM reads AU evidence as text, not a face: there are no pixels to "
                                       "intervene on (audit a reasoner, or EmoLA / VLM generations)")
 
     graph = _audit_graph(request)
-    faces = collect_evidence(request, graph)
+    faces = collect_evidence(request, graph, options)
     if not faces.keys:
         raise FacrError(request.data, "no record selected")
-    chat = make_chat(request.options)
+    chat = make_chat(options)
     prompts: dict[tuple[str, ...], int] = {}  # greedy answers depend only on the evidence: ask once
 
     def ask(evidence) -> int:

@@ -46,15 +46,22 @@ invoked AUs its latent shows, largest effect first, the stated emotion and its p
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from facr import au as au_vocab
-from facr.audit import GENERATE_BATCH_SIZE, RATIONALE_DEFAULT_LIMIT
-from facr.audit.auditors import AuditRequest, AuditResult, _json_safe, register_auditor, run_reasoner_pass
+from facr.audit import RATIONALE_DEFAULT_LIMIT
+from facr.audit.auditors import (
+    AuditRequest,
+    AuditResult,
+    _json_safe,
+    options_of,
+    register_auditor,
+    run_reasoner_pass,
+)
 from facr.audit.metrics import (
     SET_KEYS,
     Explanation,
@@ -63,6 +70,7 @@ from facr.audit.metrics import (
     pooled_ratio,
     score_explanations,
 )
+from facr.audit.options import ReasonerOptions, VerbalizerOptions
 from facr.audit.stats import cluster_bootstrap_ratio
 from facr.causal import intervene_all, intervention_effects
 from facr.errors import FacrError
@@ -295,10 +303,10 @@ def verbalizer_reasoner(folder: Path, override: str | None = None) -> str:
     raise FacrError(folder / "config.json", f"its reasoner {recorded} is not here: pass --reasoner")
 
 
-def _modes(request: AuditRequest, default: str) -> list[str]:
+def _modes(request: AuditRequest, asked: list[str] | None, default: str) -> list[str]:
     from facr.verbalizer.model import LEGACY_MODES, MODES
 
-    modes = request.options.get("modes") or [default, *(m for m in MODES if m != default)]
+    modes = asked or [default, *(m for m in MODES if m != default)]
     modes = [LEGACY_MODES.get(m, m) for m in modes]
     bad = [m for m in modes if m not in MODES]
     if bad:
@@ -308,10 +316,10 @@ def _modes(request: AuditRequest, default: str) -> list[str]:
 
 @register_auditor("verbalizer",
                   help="a facr verbalizer checkpoint (facr train verbalizer); --rationale audits its text",
-                  recognises=lambda path: verbalizer_folder(path) is not None)
+                  recognises=lambda path: verbalizer_folder(path) is not None, options=VerbalizerOptions)
 def audit_verbalizer(request: AuditRequest) -> AuditResult:
     """``--rationale``: the rationale audit of the verbalizer (every mode asked for). Without it: the
-    latent audit of the reasoner the verbalizer speaks for."""
+    latent audit of the reasoner the verbalizer speaks for (with the reasoner's options)."""
     from facr.audit.auditors import audit_reasoner, resolve_audit_graph
     from facr.train import graph_signs
     from facr.verbalizer.model import load_verbalizer
@@ -319,15 +327,20 @@ def audit_verbalizer(request: AuditRequest) -> AuditResult:
     folder = verbalizer_folder(request.model)
     if folder is None:
         raise FacrError(request.model, "not a facr verbalizer checkpoint (verbalizer.safetensors + config.json)")
-    reasoner = verbalizer_reasoner(folder, request.options.get("reasoner"))
-    if not request.options.get("rationale"):
-        result = audit_reasoner(replace(request, model=reasoner, options={}))
+    options = options_of(request, VerbalizerOptions)
+    reasoner = verbalizer_reasoner(folder, options.reasoner)
+    if not options.rationale:
+        latent = {f.name: getattr(options, f.name) for f in fields(ReasonerOptions)}
+        result = audit_reasoner(replace(request, model=reasoner, options=latent))
         result.metrics["verbalizer"] = str(folder)
         return result
+    if options.maps or options.pixel_cf:
+        raise FacrError("--maps" if options.maps else "--pixel-cf",
+                        "audits the reasoner's latent; without --rationale a verbalizer gets that audit")
     sub = replace(request, model=reasoner, limit=request.limit or RATIONALE_DEFAULT_LIMIT, oracle=False, options={})
     run = run_reasoner_pass(sub)
     ev, cfg = run.evaluation, run.model.config
-    v = load_verbalizer(folder, backbone=request.options.get("backbone"))
+    v = load_verbalizer(folder, backbone=options.backbone)
     if list(v.config.aus) != list(cfg.aus) or list(v.config.classes) != list(cfg.classes):
         raise FacrError(folder, f"the verbalizer's AUs / classes do not match the reasoner {reasoner}")
     device = next(v.lm.parameters()).device
@@ -341,8 +354,8 @@ def audit_verbalizer(request: AuditRequest) -> AuditResult:
     fact_emotions = [rows.emotions[r] for r in factual]
     template_nll = v.fluency_nll([rows.plans[r].text() for r in factual], fact_emotions)
     faces = ev.explanations()
-    batch = int(request.options.get("generate_batch_size") or GENERATE_BATCH_SIZE)
-    modes = _modes(request, v.config.mode)
+    batch = options.generate_batch_size
+    modes = _modes(request, options.modes, v.config.mode)
     by_mode = {}
     for mode in modes:
         texts = generate_rows(v, rows, mode, batch_size=batch, progress=request.progress)

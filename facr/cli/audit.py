@@ -12,6 +12,26 @@ from facr.flags import add_fields, given
 # the AuditRequest fields `facr audit` sets (their flags, help and defaults are the dataclass's)
 AUDIT_FIELDS = ("model", "data", "format", "graph", "split", "subjects", "limit", "max_bad_images", "epsilon",
                 "margin", "batch_size", "seed", "oracle")
+# The auditors' own flags, one group each: (title, options class, its fields); a field shared by two
+# auditors is a flag once (its first group). Read back into AuditRequest.options (facr.audit.options).
+OPTION_GROUPS = (
+    ("region maps (reasoner checkpoints)", "ReasonerOptions", ("maps", "map_methods")),
+    ("verbalizer checkpoints", "VerbalizerOptions", ("rationale", "modes", "reasoner", "backbone",
+                                                     "generate_batch_size")),
+    ("other reasoners: --model emola (from generations), --model frozen-llm", "EmolaOptions", ("generations",)),
+    ("", "FrozenLLMOptions", ("evidence", "llm", "llm_url", "llm_model", "max_new_tokens", "workers")),
+    ("pixel-level interventions (is z faithful to the face?)", "ReasonerOptions", ("pixel_cf", "pixel_limit")),
+)
+
+
+def _option_values(args) -> dict:
+    """AuditRequest.options: the auditor flags the user gave."""
+    from facr.audit import options
+
+    out: dict = {}
+    for _, cls, names in OPTION_GROUPS:
+        out.update(given(args, getattr(options, cls), names))
+    return out
 
 
 def _request(args):
@@ -20,13 +40,7 @@ def _request(args):
 
     try:
         return AuditRequest(**given(args, AuditRequest, AUDIT_FIELDS), progress=not (args.json or args.no_progress),
-                            options={"rationale": args.rationale, "modes": args.mode, "reasoner": args.reasoner,
-                                     "maps": args.maps, "map_methods": args.map_method,
-                                     "generate_batch_size": args.generate_batch_size,
-                                     "generations": args.generations, "evidence": args.evidence, "llm": args.llm,
-                                     "llm_url": args.llm_url, "llm_model": args.llm_model,
-                                     "max_new_tokens": args.max_new_tokens, "workers": args.workers,
-                                     "pixel_cf": args.pixel_cf, "pixel_limit": args.pixel_limit})
+                            options=_option_values(args))
     except ValueError as exc:
         raise FacrError(args.model, str(exc)) from None
 
@@ -155,47 +169,16 @@ def _arguments(p) -> None:
 
 
 def _option_arguments(p) -> None:
-    """The flags one auditor reads (``AuditRequest.options``), in one group per auditor."""
-    from facr.audit import GENERATE_BATCH_SIZE, RATIONALE_DEFAULT_LIMIT
+    """The flags one auditor reads (``AuditRequest.options``), in one group per auditor, from its
+    options dataclass (:mod:`facr.audit.options`)."""
+    from facr.audit import RATIONALE_DEFAULT_LIMIT, options
 
-    mp = p.add_argument_group("region maps (reasoner checkpoints)")
-    mp.add_argument("--maps", action="store_true",
-                    help="also score where each AU is seen: NRA, EPG and hit rate of every map method against the "
-                         "benchmark's AU masks (or landmark ROI maps), with a random-map baseline, and CE-FAM's "
-                         "contributions against do() effects")
-    mp.add_argument("--map-method", action="append", choices=("gradcam", "cefam", "rollout", "agcm", "random"),
-                    default=None, help="map method(s) to score (repeatable; default: every one that applies)")
-    r = p.add_argument_group("verbalizer checkpoints")
-    r.add_argument("--rationale", action="store_true",
-                   help="audit the generated text: regenerate under every do(z_k = 0) and read the named AUs "
-                        f"(default --limit {RATIONALE_DEFAULT_LIMIT})")
-    r.add_argument("--mode", action="append", choices=("gated", "soft", "ungated"), default=None,
-                   help="decoding mode(s) to audit (repeatable; default: all three, the checkpoint's mode first)")
-    r.add_argument("--reasoner", default=None, help="the reasoner the verbalizer speaks for (default: its config's)")
-    r.add_argument("--generate-batch-size", type=int, default=None,
-                   help=f"rationales (or frozen-LLM queries) per generate call (default {GENERATE_BATCH_SIZE})")
-    o = p.add_argument_group("other reasoners: --model emola (from generations), --model frozen-llm")
-    o.add_argument("--generations", default=None,
-                   help="emola: the generations JSONL (facr emola generate writes one; lines without labels are "
-                        "joined with --data records by image)")
-    o.add_argument("--evidence", choices=("labels", "reasoner"), default=None,
-                   help="frozen-llm: the AU evidence it is handed (default: reasoner with --reasoner, else labels)")
-    o.add_argument("--llm", default=None,
-                   help="frozen-llm: a local model, registry name or folder (default smollm2-135m)")
-    o.add_argument("--llm-url", default=None,
-                   help="frozen-llm: an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1")
-    o.add_argument("--llm-model", default=None, help="frozen-llm: the model name to send to the endpoint")
-    o.add_argument("--max-new-tokens", type=int, default=96, help="frozen-llm: tokens per answer (default 96)")
-    o.add_argument("--workers", type=int, default=4, help="frozen-llm: parallel requests to the endpoint (default 4)")
-    px = p.add_argument_group("pixel-level interventions (is z faithful to the face?)")
-    px.add_argument("--pixel-cf", nargs="?", const="auto", default=None, choices=("auto", "rerender", "occlusion"),
-                    help="also intervene on the image: do(AU_k = 0) by re-rendering the synthetic benchmark (exact; "
-                         "and hue / identity / pose / light changed) or by inpainting AU k's region on other data; "
-                         "pixel AU sensitivity / leakage, pixel CF sensitivity / invariance, nuisance z shift, "
-                         "latent-vs-pixel agreement (default auto: rerender where the data is the benchmark). "
-                         "--model emola: score the occluded answers its generations carry")
-    px.add_argument("--pixel-limit", type=int, default=None,
-                    help="the first N audited faces only, for the pixel figures (default: all; 480 take ~1 min)")
+    extra = {"rationale": {"help": "audit the generated text: regenerate under every do(z_k = 0) and read the named "
+                                   f"AUs (default --limit {RATIONALE_DEFAULT_LIMIT})"}}
+    group = p
+    for title, cls, names in OPTION_GROUPS:
+        group = p.add_argument_group(title) if title else group
+        add_fields(group, getattr(options, cls), names, extra=extra)
 
 
 HELP = "interventional faithfulness audit of a model on a dataset (report, JSON)"
