@@ -314,6 +314,42 @@ def collect_evidence(request: AuditRequest, graph, options: FrozenLLMOptions) ->
                     [_labels_of(r) for r in records], classes, source)
 
 
+# Against G (the paper's simulatability): removing a parent of the stated emotion should change the
+# answer, removing a non-parent should not. Against its own answer (self-simulatability): a removed
+# named AU should no longer be named, removing an unnamed one should leave the emotion (strict: and
+# the named set).
+SIMULATABILITY_KEYS = ("simulatability_sensitivity", "simulatability_invariance", "self_simulatability_sensitivity",
+                       "self_simulatability_invariance", "self_simulatability_invariance_strict",
+                       "emotion_change_on_named_removal")
+
+
+def _count_removals(removals, parsed, factual, parents, n_faces: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{key: (hits, pairs)}`` per face over every removal ``(face, au, named?, query)``, from the
+    parsed answers (stated emotion, named AUs) of the factual and the removal queries."""
+    counts = {k: (np.zeros(n_faces), np.zeros(n_faces)) for k in SIMULATABILITY_KEYS}
+
+    def count(key: str, b: int, hit: bool) -> None:
+        counts[key][0][b] += hit
+        counts[key][1][b] += 1
+
+    for b, a, was_named, q in removals:
+        stated0, named0 = parsed[factual[b]]
+        stated1, named1 = parsed[q]
+        if parents.get(stated0):
+            if a in parents[stated0]:
+                count("simulatability_sensitivity", b, stated1 != stated0)
+            else:
+                count("simulatability_invariance", b, stated1 == stated0)
+        if was_named:
+            count("self_simulatability_sensitivity", b, a not in named1)
+            count("emotion_change_on_named_removal", b, stated1 != stated0)
+        else:
+            count("self_simulatability_invariance", b, stated1 == stated0)
+            count("self_simulatability_invariance_strict", b, stated1 == stated0 and set(named1) == set(named0))
+    return counts
+
+
+
 @register_auditor("frozen-llm", help="a frozen instruct LLM handed the AU evidence as text (simulatability): "
                                      "--llm NAME|PATH or --llm-url URL; --evidence labels|reasoner",
                   options=FrozenLLMOptions)
@@ -356,34 +392,8 @@ def audit_frozen_llm(request: AuditRequest) -> AuditResult:
             removals.append((b, a, a in named, ask([x for x in e if x != a])))
     answer_new()
     N = len(faces.keys)
-    # counts[key] = (hits, pairs) per face. Against G (the paper's simulatability): removing a parent of
-    # the stated emotion should change the answer, removing a non-parent should not. Against its own
-    # answer (self-simulatability): a removed named AU should no longer be named, removing an unnamed
-    # one should leave the emotion (strict: and the named set).
-    keys = ("simulatability_sensitivity", "simulatability_invariance", "self_simulatability_sensitivity",
-            "self_simulatability_invariance", "self_simulatability_invariance_strict",
-            "emotion_change_on_named_removal")
-    counts = {k: (np.zeros(N), np.zeros(N)) for k in keys}
-
-    def count(key: str, b: int, hit: bool) -> None:
-        counts[key][0][b] += hit
-        counts[key][1][b] += 1
-
-    parents = parents_from_graph(graph)
-    for b, a, was_named, q in removals:
-        stated0, named0 = parsed[factual[b]]
-        stated1, named1 = parsed[q]
-        if parents.get(stated0):
-            if a in parents[stated0]:
-                count("simulatability_sensitivity", b, stated1 != stated0)
-            else:
-                count("simulatability_invariance", b, stated1 == stated0)
-        if was_named:
-            count("self_simulatability_sensitivity", b, a not in named1)
-            count("emotion_change_on_named_removal", b, stated1 != stated0)
-        else:
-            count("self_simulatability_invariance", b, stated1 == stated0)
-            count("self_simulatability_invariance_strict", b, stated1 == stated0 and set(named1) == set(named0))
+    keys = SIMULATABILITY_KEYS
+    counts = _count_removals(removals, parsed, factual, parents_from_graph(graph), N)
     samples = [NamedSample(parsed[factual[b]][1], parsed[factual[b]][0], *faces.labels[b], key=faces.keys[b],
                            subject=faces.subjects[b], asked_emotion=True, text=answers[factual[b]]) for b in range(N)]
     m = summarize_named(samples, graph, ci=request.ci, seed=request.seed)

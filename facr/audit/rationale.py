@@ -202,31 +202,23 @@ def score_rationales(texts: list[str], rows: RationaleRows, aus: list[str], clas
             else:
                 inv[n] += ((after & parents) == (base & parents), 1)
                 inv_strict[n] += ((after - {a}) == (base - {a}), 1)
-        if len(examples) < 6:
-            dropped = next((k for k in range(K) if aus[k] in base and aus[k] in parents), None)
-            if dropped is not None:
-                r = r0 + 1 + dropped
-                examples.append({"emotion": classes_of[r0], "rationale": texts[r0], "named": sorted(base),
-                                 "intervention": f"do({aus[dropped]} = 0)", "emotion_after": classes_of[r],
-                                 "rationale_after": texts[r], "named_after": sorted(named[r])})
+        dropped = next((k for k in range(K) if aus[k] in base and aus[k] in parents), None)
+        if len(examples) < 6 and dropped is not None:
+            examples.append(_example(texts, named, classes_of, r0, aus[dropped], r0 + 1 + dropped))
     base_named = [named[r] for r in factual_rows]
     # the factual text, stating the head's emotion ĉ, scored as every reasoner's named AUs are
     sets = score_explanations([replace(face, named=base_named[n], stated=classes_of[r])
                                for n, (face, r) in enumerate(zip(faces, factual_rows))],
                               signed_parents, n_universe=K)
-
-    def ratio(counts: np.ndarray) -> float | None:  # [n, 2]: hits, pairs
-        return pooled_ratio(counts[:, 0], counts[:, 1])
-
     out = {
         "n_samples": N,
         "n_rationales": len(texts),
-        "rationale_sensitivity": ratio(sens),
-        "rationale_sensitivity_ceiling": ratio(ceiling),
-        "rationale_sensitivity_nameable": ratio(nameable),
-        "rationale_invariance": ratio(inv),
-        "rationale_invariance_strict": ratio(inv_strict),
-        "ablated_au_drop_rate": ratio(drop),
+        "rationale_sensitivity": _ratio(sens),
+        "rationale_sensitivity_ceiling": _ratio(ceiling),
+        "rationale_sensitivity_nameable": _ratio(nameable),
+        "rationale_invariance": _ratio(inv),
+        "rationale_invariance_strict": _ratio(inv_strict),
+        "ablated_au_drop_rate": _ratio(drop),
         "n_sensitivity_pairs": int(sens[:, 1].sum()),
         "n_sensitivity_pairs_nameable": int(nameable[:, 1].sum()),
         "n_invariance_pairs": int(inv[:, 1].sum()),
@@ -251,17 +243,34 @@ def score_rationales(texts: list[str], rows: RationaleRows, aus: list[str], clas
         "examples": examples,
     }
     if ci:
-        units = sorted(set(subjects.tolist()))
-        by = {u: np.flatnonzero(subjects == u) for u in units}
         parts = {key: np.stack(sets.ratio_parts(key), axis=1) for key in SET_KEYS}
         parts.update({"rationale_sensitivity": sens, "rationale_sensitivity_nameable": nameable,
                       "rationale_invariance": inv, "rationale_invariance_strict": inv_strict,
                       "ablated_au_drop_rate": drop,
                       "well_formed_rate": np.array([(not p, 1) for p in problems], dtype=float).reshape(-1, 2)})
-        out["ci95"] = {key: cluster_bootstrap_ratio([arr[by[u], 0].sum() for u in units],
-                                                    [arr[by[u], 1].sum() for u in units], seed=seed)
-                       if out[key] is not None else None for key, arr in parts.items()}
+        out["ci95"] = _ci95(parts, out, subjects, seed)
     return out
+
+
+def _ratio(counts: np.ndarray) -> float | None:
+    """Pooled hits / pairs of ``counts`` [n, 2] (None without a pair)."""
+    return pooled_ratio(counts[:, 0], counts[:, 1])
+
+
+def _example(texts: list[str], named: list[set[str]], emotions: list[str], r0: int, au: str, r: int) -> dict:
+    """A factual rationale (row ``r0``) beside the one under do(``au`` = 0) (row ``r``), for the report."""
+    return {"emotion": emotions[r0], "rationale": texts[r0], "named": sorted(named[r0]),
+            "intervention": f"do({au} = 0)", "emotion_after": emotions[r], "rationale_after": texts[r],
+            "named_after": sorted(named[r])}
+
+
+def _ci95(parts: dict[str, np.ndarray], out: dict, subjects: np.ndarray, seed: int) -> dict:
+    """Subject-cluster bootstrap 95 % CIs of each figure from its per-face [hits, pairs] ``parts``."""
+    units = sorted(set(subjects.tolist()))
+    by = {u: np.flatnonzero(subjects == u) for u in units}
+    return {key: cluster_bootstrap_ratio([arr[by[u], 0].sum() for u in units],
+                                         [arr[by[u], 1].sum() for u in units], seed=seed)
+            if out[key] is not None else None for key, arr in parts.items()}
 
 
 def fluency(nll: list[float | None], template_nll: list[float | None]) -> dict:

@@ -136,194 +136,217 @@ def _graph_line(session: ChatSession) -> str:
             f"{len(g.classes)} classes; provenance: {provenance}")
 
 
-def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = (), *,
-              title: str = "facr — ask a face why"):
-    """The Gradio Blocks app around ``explainer``; ``gallery``: (RGB array, caption) pairs to pick from."""
-    import gradio as gr
+class _Handlers:
+    """The app's event handlers around one explainer; ``ui`` (the components, :func:`_layout`) is set once
+    they exist. Every handler takes the session state first and returns it first."""
 
-    gallery = list(gallery)
+    def __init__(self, explainer: Explainer, gallery: list[tuple[np.ndarray, str]]):
+        import gradio as gr
 
-    def new_session(state):
-        return state if isinstance(state, ChatSession) else ChatSession(explainer)
+        self.gr, self.explainer, self.gallery = gr, explainer, gallery
+        self.empty = (gr.update(), gr.update(), gr.update())
+        self.reader = None  # the webcam's own front end: whole frames only (no tiles), so frames keep pace
+        self.ui = None
 
-    empty = (gr.update(), gr.update(), gr.update())
+    def session(self, state):
+        return state if isinstance(state, ChatSession) else ChatSession(self.explainer)
 
-    def show_face(face: Face, note, state):
-        session = new_session(state)
+    def show_face(self, face: Face, note, state):
+        session = self.session(state)
         r = session.see(face.pixels, note, face=face.reading)
         label, bars, parents = _panels(session)
         shown = _seen_image(session)
-        blind = not_seen_line(explainer, session.graph)
+        blind = not_seen_line(self.explainer, session.graph)
         intro = (f"I see **{r.predicted}** (p = {r.prob(r.predicted):.2f}); active AUs: "
                  f"{', '.join(r.active) or 'none'}. {note}.{' ' + blind if blind else ''}\n\n"
-                 f"**Rationale** ({explainer.rationale_source}):\n\n")
+                 f"**Rationale** ({self.explainer.rationale_source}):\n\n")
         chat = [{"role": "assistant", "content": intro + "> ▌"}]
         yield session, shown, label, bars, parents, f"**Face:** {note}", chat, None
         text = ""
         for md, so_far in session.stream_rationale(r, intro):
             text = so_far  # the whole rationale once the stream ends
             chat = [{"role": "assistant", "content": md}]
-            yield session, gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), chat, gr.update()
+            keep = self.gr.update()
+            yield session, keep, keep, keep, keep, keep, chat, keep
         session.rationale = session.current_rationale = text
         chat = [{"role": "assistant", "content": intro + f"> {text}\n\nAsk me *why?*, *what if AU12 were absent?*, "
                                                          "*which AUs matter for sadness?*"}]
         # the whole state once more, for API callers
         yield session, shown, label, bars, parents, f"**Face:** {note}", chat, None
 
-    def on_image(upload, as_crop, state):
+    def on_image(self, upload, as_crop, state):
         # ``upload`` is the uploaded file, not pixels: the event skips Gradio's preprocessing, which would decode
         # the whole picture (a 140 KB PNG can hold 12000x12000 pixels) before facr reads its size from the header
         if upload is None:
-            yield state, gr.update(), *empty, gr.update(), gr.update(), gr.update()
+            yield state, self.gr.update(), *self.empty, self.gr.update(), self.gr.update(), self.gr.update()
             return
         path = _upload_path(upload)
         try:
             if not path:
                 raise FaceError("your picture", "not an image (no file came with it)")
-            face = explainer.prepare(path, detect=not as_crop, name="your picture")
+            face = self.explainer.prepare(path, detect=not as_crop, name="your picture")
         except FaceError as exc:
-            _discard(path, image.GRADIO_CACHE)
-            yield state, None, *empty, f"**Error:** facr: {exc}", gr.update(), gr.update()
+            _discard(path, self.ui.image.GRADIO_CACHE)
+            yield state, None, *self.empty, f"**Error:** facr: {exc}", self.gr.update(), self.gr.update()
             return
-        yield from show_face(face, face.note, state)
+        yield from self.show_face(face, face.note, state)
 
-    def clear_refused(shown):
+    def clear_refused(self, shown):
         """Empty the face input after a refusal (its file is gone), so the next picture can be dropped in."""
-        return None if str(shown).startswith("**Error:**") else gr.update()
+        return None if str(shown).startswith("**Error:**") else self.gr.update()
 
-    def on_gallery(state, evt: gr.SelectData):
-        pixels, caption = gallery[evt.index]
+    def on_gallery(self, state, index: int):
+        pixels, caption = self.gallery[index]
         try:
-            face = explainer.prepare(pixels, detect=False, name=caption)
+            face = self.explainer.prepare(pixels, detect=False, name=caption)
         except FaceError as exc:  # a front end that finds no face in a gallery picture
-            yield state, gr.update(), *empty, f"**Error:** facr: {exc}", gr.update(), gr.update()
+            yield state, self.gr.update(), *self.empty, f"**Error:** facr: {exc}", self.gr.update(), self.gr.update()
             return
-        yield from show_face(face, f"gallery face {evt.index} ({caption}, label shown for reference)", state)
+        yield from self.show_face(face, f"gallery face {index} ({caption}, label shown for reference)", state)
 
-    reader = None  # the webcam's own front end: whole frames only (no tiles), so frames keep pace
-
-    def on_frame(frame):
-        nonlocal reader
-        if reader is None:
+    def on_frame(self, frame):
+        if self.reader is None:
             from facr.frontends.mediapipe import MediaPipeFrontend
 
-            reader = MediaPipeFrontend(explainer.aus, explainer.frontend.map, tiles=False)
-        label, bars, line = live_reading(explainer, frame, reader)
-        return label if label is not None else gr.update(), bars if bars is not None else gr.update(), line
+            self.reader = MediaPipeFrontend(self.explainer.aus, self.explainer.frontend.map, tiles=False)
+        label, bars, line = live_reading(self.explainer, frame, self.reader)
+        return label if label is not None else self.gr.update(), bars if bars is not None else self.gr.update(), line
 
-    def on_ask(message, history, state):
+    def on_ask(self, message, history, state):
         history = list(history or [])
         message = (message or "").strip()
         if not message:
-            yield state, history, "", *empty, gr.update()
+            yield state, history, "", *self.empty, self.gr.update()
             return
-        session = new_session(state)
+        session = self.session(state)
         history.append({"role": "user", "content": message})
         history.append({"role": "assistant", "content": "…"})
         before = session.overlay
         for md in session.ask(message):
             history[-1] = {"role": "assistant", "content": md}
-            yield session, history, "", *empty, gr.update()
+            yield session, history, "", *self.empty, self.gr.update()
         if session.current is not None:
-            shown = session.overlay if session.overlay is not before else gr.update()
+            shown = session.overlay if session.overlay is not before else self.gr.update()
             yield session, history, "", *_panels(session), shown
 
-    def on_graph(file, state):
-        session = new_session(state)
+    def on_graph(self, file, state):
+        session = self.session(state)
         if file is None:
-            return session, gr.update(), *empty
+            return session, self.gr.update(), *self.empty
         path = file if isinstance(file, str) else getattr(file, "name", str(file))
-        return use_graph(path, session, Path(path).name)
+        return self.use_graph(path, session, Path(path).name)
 
-    def on_builtin(name):
+    def on_builtin(self, name):
         def handler(state):
-            session = new_session(state)
-            return use_graph(name, session, name)
+            session = self.session(state)
+            return self.use_graph(name, session, name)
         return handler
 
-    def on_own(state):
-        session = new_session(state)
-        session.set_graph(explainer.graph)
-        return session, _graph_line(session), *(_panels(session) if session.current else empty)
+    def on_own(self, state):
+        session = self.session(state)
+        session.set_graph(self.explainer.graph)
+        return session, _graph_line(session), *(_panels(session) if session.current else self.empty)
 
-    def use_graph(spec, session, shown):
+    def use_graph(self, spec, session, shown):
         from facr.graph import resolve_graph
 
         try:
             graph = resolve_graph(spec)
         except FacrError as exc:
             message = str(exc).replace(str(spec), shown) if str(spec) != shown else str(exc)
-            return session, f"**Error:** facr: {message} — still using `{session.graph.name}`", *empty
+            return session, f"**Error:** facr: {message} — still using `{session.graph.name}`", *self.empty
         session.set_graph(graph)
-        missing = [c for c in explainer.classes if c not in graph.classes]
+        missing = [c for c in self.explainer.classes if c not in graph.classes]
         extra = f" (no parents for {', '.join(missing)})" if missing else ""
-        return session, _graph_line(session) + extra, *(_panels(session) if session.current else empty)
+        return session, _graph_line(session) + extra, *(_panels(session) if session.current else self.empty)
+
+
+def _layout(gr, explainer: Explainer, gallery: list, title: str):
+    """The app's components, laid out inside the open Blocks: a namespace of the ones events use."""
+    from types import SimpleNamespace
 
     frontend = explainer.frontend is not None
-    with gr.Blocks(title=title, delete_cache=DELETE_CACHE) as app:
-        state = gr.State(None)
-        who = (f"front end MediaPipe FaceLandmarker ({explainer.frontend.map.info.get('name', 'fitted map')}) + AU "
-               f"head `{explainer.model_path}`" if frontend else f"reasoner `{explainer.model_path}`")
-        who += f", verbalizer `{explainer.verbalizer_path}`" if explainer.verbalizer_path else ", no verbalizer"
-        gr.Markdown(f"## {title}\n{who}. Every what-if runs the one do(z_k = v) on the AU latent; "
-                    "Δ = ŷ − ŷ under do(z_k = 0).")
-        if frontend:
-            gr.Markdown(not_seen_line(explainer) + " The blendshape AUs are proxies, not calibrated FACS intensities; "
-                        "the head learned AU → emotion from the benchmark's SCM, not from people.", elem_id="not-seen")
-        with gr.Row():
-            with gr.Column(scale=1, min_width=280):
-                image = gr.Image(label="Face (upload, webcam or paste)", sources=["upload", "webcam", "clipboard"],
-                                 type="filepath", height=260, elem_id="face-input")
-                # a front end always finds the face itself
-                as_crop = gr.Checkbox(label="already a face crop (skip detection)", value=False, visible=not frontend)
-                status = gr.Markdown("Give a face, or pick one below.", elem_id="face-status")
-                pick = gr.Gallery(value=gallery or None, label="Faces (click one)" if frontend else
-                                  "Benchmark faces (click one)", columns=4, height=200,
-                                  allow_preview=False, visible=bool(gallery), elem_id="gallery")
-                if frontend:
-                    with gr.Accordion("Live webcam: emotion and AU bars per frame", open=False):
-                        live = gr.Image(label="Webcam (streamed)", sources=["webcam"], streaming=True, type="numpy",
-                                        height=200, elem_id="live")
-                        live_status = gr.Markdown("Start the webcam to read it live.", elem_id="live-status")
-                        live_probs = gr.Label(label="Live emotion", num_top_classes=3, elem_id="live-emotion")
-                        live_bars = gr.Image(label="Live AU latent z", interactive=False, height=330,
-                                             elem_id="live-bars")
-            with gr.Column(scale=1, min_width=300):
-                seen = gr.Image(label="What the model sees", interactive=False, height=160, elem_id="face-seen")
-                probs = gr.Label(label="Stated emotion and class probabilities", num_top_classes=4,
-                                 elem_id="emotion")
-                bars = gr.Image(label="AU latent z (active at z ≥ ½)", interactive=False, height=330,
-                                elem_id="au-bars")
-                parents = gr.Image(label="Parents of the predicted class in G (signed)", interactive=False,
-                                   height=260, elem_id="parents")
-                where = gr.Image(label="Where the AU is seen (ask: where is AU12?)", interactive=False,
-                                 height=260, elem_id="where")
-            with gr.Column(scale=2, min_width=360):
-                chat = gr.Chatbot(label="Ask why and what if", height=520, elem_id="chat")
-                ask = gr.Textbox(placeholder="why? · what if AU12 were absent? · which AUs matter for sadness?",
-                                 show_label=False, elem_id="ask", submit_btn=True)
-                gr.Examples(EXAMPLES, inputs=ask)
-                with gr.Accordion("Graph G", open=True):
-                    graph_status = gr.Markdown(_graph_line(ChatSession(explainer)), elem_id="graph-status")
-                    graph_file = gr.File(label="Use a facr-graph file (.json)", file_types=[".json"],
-                                         elem_id="graph-file")
-                    with gr.Row():
-                        emfacs = gr.Button("EMFACS graph", elem_id="use-emfacs")
-                        own = gr.Button("The model's own graph", elem_id="use-own")
+    state = gr.State(None)
+    who = (f"front end MediaPipe FaceLandmarker ({explainer.frontend.map.info.get('name', 'fitted map')}) + AU "
+           f"head `{explainer.model_path}`" if frontend else f"reasoner `{explainer.model_path}`")
+    who += f", verbalizer `{explainer.verbalizer_path}`" if explainer.verbalizer_path else ", no verbalizer"
+    gr.Markdown(f"## {title}\n{who}. Every what-if runs the one do(z_k = v) on the AU latent; "
+                "Δ = ŷ − ŷ under do(z_k = 0).")
+    if frontend:
+        gr.Markdown(not_seen_line(explainer) + " The blendshape AUs are proxies, not calibrated FACS intensities; "
+                    "the head learned AU → emotion from the benchmark's SCM, not from people.", elem_id="not-seen")
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            image = gr.Image(label="Face (upload, webcam or paste)", sources=["upload", "webcam", "clipboard"],
+                             type="filepath", height=260, elem_id="face-input")
+            # a front end always finds the face itself
+            as_crop = gr.Checkbox(label="already a face crop (skip detection)", value=False, visible=not frontend)
+            status = gr.Markdown("Give a face, or pick one below.", elem_id="face-status")
+            pick = gr.Gallery(value=gallery or None, label="Faces (click one)" if frontend else
+                              "Benchmark faces (click one)", columns=4, height=200,
+                              allow_preview=False, visible=bool(gallery), elem_id="gallery")
+            if frontend:
+                with gr.Accordion("Live webcam: emotion and AU bars per frame", open=False):
+                    live = gr.Image(label="Webcam (streamed)", sources=["webcam"], streaming=True, type="numpy",
+                                    height=200, elem_id="live")
+                    live_status = gr.Markdown("Start the webcam to read it live.", elem_id="live-status")
+                    live_probs = gr.Label(label="Live emotion", num_top_classes=3, elem_id="live-emotion")
+                    live_bars = gr.Image(label="Live AU latent z", interactive=False, height=330,
+                                         elem_id="live-bars")
+        with gr.Column(scale=1, min_width=300):
+            seen = gr.Image(label="What the model sees", interactive=False, height=160, elem_id="face-seen")
+            probs = gr.Label(label="Stated emotion and class probabilities", num_top_classes=4,
+                             elem_id="emotion")
+            bars = gr.Image(label="AU latent z (active at z ≥ ½)", interactive=False, height=330,
+                            elem_id="au-bars")
+            parents = gr.Image(label="Parents of the predicted class in G (signed)", interactive=False,
+                               height=260, elem_id="parents")
+            where = gr.Image(label="Where the AU is seen (ask: where is AU12?)", interactive=False,
+                             height=260, elem_id="where")
+        with gr.Column(scale=2, min_width=360):
+            chat = gr.Chatbot(label="Ask why and what if", height=520, elem_id="chat")
+            ask = gr.Textbox(placeholder="why? · what if AU12 were absent? · which AUs matter for sadness?",
+                             show_label=False, elem_id="ask", submit_btn=True)
+            gr.Examples(EXAMPLES, inputs=ask)
+            with gr.Accordion("Graph G", open=True):
+                graph_status = gr.Markdown(_graph_line(ChatSession(explainer)), elem_id="graph-status")
+                graph_file = gr.File(label="Use a facr-graph file (.json)", file_types=[".json"],
+                                     elem_id="graph-file")
+                with gr.Row():
+                    emfacs = gr.Button("EMFACS graph", elem_id="use-emfacs")
+                    own = gr.Button("The model's own graph", elem_id="use-own")
+    made = {k: v for k, v in locals().items() if k not in ("gr", "explainer", "gallery", "title", "SimpleNamespace")}
+    return SimpleNamespace(**made)  # every component made above, by its name
 
+
+def build_app(explainer: Explainer, gallery: Sequence[tuple[np.ndarray, str]] = (), *,
+              title: str = "facr — ask a face why"):
+    """The Gradio Blocks app around ``explainer``; ``gallery``: (RGB array, caption) pairs to pick from."""
+    import gradio as gr
+
+    h = _Handlers(explainer, list(gallery))
+
+    def on_gallery(state, evt: gr.SelectData):  # Gradio hands the event by this annotation
+        yield from h.on_gallery(state, evt.index)
+
+    with gr.Blocks(title=title, delete_cache=DELETE_CACHE) as app:
+        ui = h.ui = _layout(gr, explainer, h.gallery, title)
+        state, seen, probs, bars, parents, status, chat, where = (ui.state, ui.seen, ui.probs, ui.bars, ui.parents,
+                                                                   ui.status, ui.chat, ui.where)
         face_out = [state, seen, probs, bars, parents, status, chat, where]
         # upload, webcam, paste: facr reads the file itself (preprocess=False), then clears a refused one
-        image.input(on_image, [image, as_crop, state], face_out, api_name="see", preprocess=False).then(
-            clear_refused, [status], [image], api_visibility="private")
-        pick.select(on_gallery, [state], face_out, api_name="gallery")
-        if frontend:
-            live.stream(on_frame, [live], [live_probs, live_bars, live_status], stream_every=0.25,
-                        concurrency_limit=1, api_name="live")
-        ask.submit(on_ask, [ask, chat, state], [state, chat, ask, probs, bars, parents, where], api_name="ask")
-        graph_out = [state, graph_status, probs, bars, parents]
-        graph_file.upload(on_graph, [graph_file, state], graph_out, api_name="graph")
-        emfacs.click(on_builtin("emfacs"), [state], graph_out, api_name="emfacs")
-        own.click(on_own, [state], graph_out, api_name="own_graph")
+        ui.image.input(h.on_image, [ui.image, ui.as_crop, state], face_out, api_name="see", preprocess=False).then(
+            h.clear_refused, [status], [ui.image], api_visibility="private")
+        ui.pick.select(on_gallery, [state], face_out, api_name="gallery")
+        if ui.frontend:
+            ui.live.stream(h.on_frame, [ui.live], [ui.live_probs, ui.live_bars, ui.live_status], stream_every=0.25,
+                           concurrency_limit=1, api_name="live")
+        ui.ask.submit(h.on_ask, [ui.ask, chat, state], [state, chat, ui.ask, probs, bars, parents, where],
+                      api_name="ask")
+        graph_out = [state, ui.graph_status, probs, bars, parents]
+        ui.graph_file.upload(h.on_graph, [ui.graph_file, state], graph_out, api_name="graph")
+        ui.emfacs.click(h.on_builtin("emfacs"), [state], graph_out, api_name="emfacs")
+        ui.own.click(h.on_own, [state], graph_out, api_name="own_graph")
     return app
 
 
