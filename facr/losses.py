@@ -43,6 +43,10 @@ class LossWeights:
     # positives weigh as much as its negatives. Rare AUs (AU14, AU17, AU43 on the benchmark) are never
     # detected at 0: the plain BCE is lowest when they are always called absent.
     au_balance: float = 0.0
+    # true: the class terms (CE, L_sens, L_inv, L_OT) train the head only and z learns from the AU labels
+    # (and facr.grounding's pairs) alone — a concept bottleneck's sequential training. Trained jointly, the
+    # CE pulls whatever predicts the class into z: an AU's co-occurring AUs, a background hue.
+    detach_z: bool = False
 
     def __post_init__(self):
         if self.ot_cost not in ("circumplex", "uniform"):

@@ -526,7 +526,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, accelerator) -> RunRe
                 pixels = batch["pixel_values"]
                 if pairs is not None:
                     pixels = torch.cat([pixels, pairs.images.to(pixels.device)])
-                outputs = model(pixels, effects="batched" if weights.faithful else None)
+                outputs = model(pixels, effects="batched" if weights.faithful else None, detach_z=weights.detach_z)
                 grounded = None
                 if pairs is not None:
                     z_ref = outputs.z[pairs.ref.to(pixels.device)]

@@ -31,6 +31,9 @@ OVERRIDES = {
     "--circumplex-ot": ("loss.circumplex_ot", "weight of the circumplex optimal-transport term (0 = off)"),
     "--ot-cost": ("loss.ot_cost", "ground cost of that term: circumplex, or uniform (the control)"),
     "--au-balance": ("loss.au_balance", "AU BCE positive weight (neg/pos)^x per AU (0 = plain BCE)"),
+    "--detach-z": ("loss.detach_z", "the class terms train the head only; z learns from the AU labels alone"),
+    "--au-pair-share": ("grounding.au_pair_share", "each other active AU of an AU pair's face removed too "
+                        "with this probability"),
     "--background": ("grounding.background", "share of training images whose pixels outside the face "
                      "are randomised (0 = off)"),
     "--au-pairs": ("grounding.au_pairs", "per batch, images re-rendered with an active AU removed "

@@ -302,3 +302,24 @@ def test_au_pair_share_removes_the_faces_other_active_aus_too(data):
         assert np.array_equal(pairs.images[m].numpy(), bare)
         assert (pairs.targets[m] == 0).all()
         assert torch.equal(pairs.keep[m], ~pairs.drop[m])  # the absent AUs must stay absent
+
+
+def test_detach_z_keeps_the_class_loss_out_of_the_encoder():
+    from facr.models.encoder import EncoderConfig
+    from facr.models.reasoner import Reasoner, ReasonerConfig
+
+    torch.manual_seed(0)
+    model = Reasoner(ReasonerConfig(aus=["AU1", "AU4", "AU12"], classes=["neutral", "happiness"],
+                                    encoder=EncoderConfig(arch="resnet-tiny", image_size=32)))
+    x = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8)
+    for detach, encoder_moves in ((False, True), (True, False)):
+        model.zero_grad(set_to_none=True)
+        out = model(x, effects="batched", detach_z=detach)
+        # the class terms: CE and an L_inv-like term on the do(z_k = 0) logits
+        (torch.nn.functional.cross_entropy(out.logits, torch.tensor([0, 1, 0, 1]))
+         + (out.effects.delta ** 2).mean()).backward()
+        grads = [p.grad for p in model.encoder.parameters()]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads) == encoder_moves
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.head.parameters())
+    z_free = model(x).z
+    assert torch.equal(model(x, detach_z=True).z, z_free)  # the same values, only the gradient differs

@@ -165,17 +165,21 @@ class Reasoner(nn.Module):
         [B, H, W, 3] images (normalised here, see :func:`normalize_images`)."""
         return self.latent(pixel_values).z_logits
 
-    def forward(self, pixel_values: torch.Tensor, effects: str | None = None) -> ReasonerOutput:
+    def forward(self, pixel_values: torch.Tensor, effects: str | None = None,
+                detach_z: bool = False) -> ReasonerOutput:
         """``effects='batched'`` also returns every do(z_k = 0) through one head call (the logits are
-        then its factual row); ``'loop'`` does the same with one call per AU (benchmarks only)."""
+        then its factual row); ``'loop'`` does the same with one call per AU (benchmarks only).
+        ``detach_z``: the head reads z without a gradient back into the encoder (training: see
+        ``LossWeights.detach_z``); the values are the same."""
         lat = self.latent(pixel_values)
         z = lat.z
+        z_head = z.detach() if detach_z else z
         if effects is None:
-            return ReasonerOutput(z_logits=lat.z_logits, z=z, logits=lat.head(z), attention=lat.attention)
+            return ReasonerOutput(z_logits=lat.z_logits, z=z, logits=lat.head(z_head), attention=lat.attention)
         if effects not in ("batched", "loop"):
             raise ValueError(f"effects must be None, 'batched' or 'loop', got {effects!r}")
         fn = intervention_effects if effects == "batched" else intervention_effects_loop
-        eff = fn(lat.head, z)
+        eff = fn(lat.head, z_head)
         return ReasonerOutput(z_logits=lat.z_logits, z=z, logits=eff.logits, effects=eff, attention=lat.attention)
 
 
