@@ -323,3 +323,20 @@ def test_detach_z_keeps_the_class_loss_out_of_the_encoder():
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.head.parameters())
     z_free = model(x).z
     assert torch.equal(model(x, detach_z=True).z, z_free)  # the same values, only the gradient differs
+
+
+def test_pair_consistency_pulls_the_pair_to_its_original_and_not_back():
+    from facr.grounding import PairBatch
+
+    K = 3
+    pairs = PairBatch(images=torch.zeros(2, 8, 8, 3, dtype=torch.uint8), ref=torch.tensor([0, 1]),
+                      targets=torch.tensor([[0.0, 1, 0], [1, 1, 0]]), known=torch.ones(2, K, dtype=torch.bool),
+                      drop=torch.tensor([[True, False, False], [False] * K]),
+                      keep=torch.tensor([[False, True, True], [False] * K]), nuisance=torch.tensor([False, True]))
+    z_logits = torch.zeros(2, K, requires_grad=True)
+    z_ref = torch.full((2, K), 0.9, requires_grad=True)
+    loss = grounding_loss(z_logits, torch.sigmoid(z_logits), z_ref, pairs, GroundingConfig())
+    loss.total.backward()
+    assert z_ref.grad is None  # the original is the target: a constant z cannot satisfy the pairs from both sides
+    assert z_logits.grad.abs().sum() > 0
+    assert loss.as_floats()["g_keep"] == pytest.approx(0.4) and loss.as_floats()["g_nuisance"] == pytest.approx(0.4)
