@@ -108,3 +108,15 @@ def pair_masks(signs: torch.Tensor, target: torch.Tensor, z: torch.Tensor | None
             raise ValueError("scope='active' needs z")
         causal = parent & (z > threshold)
     return PairMasks(sign=sign, causal=causal, irrelevant=~parent)
+
+
+def graph_signs(graph, aus: Sequence[str], classes: Sequence[str]) -> torch.Tensor:
+    """s [K, C] of ``graph`` (a :class:`facr.graph.AUGraph`) in the model's AU and class orders (int8:
+    +1, −1, 0); a class the graph lacks has no parents."""
+    out = torch.zeros(len(aus), len(classes), dtype=torch.int8)
+    known = [c for c in classes if c in graph.classes]
+    if known:
+        s = torch.as_tensor(graph.sign_matrix(list(aus), known))
+        for j, c in enumerate(known):
+            out[:, list(classes).index(c)] = s[:, j]
+    return out

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from facr.causal import graph_signs
 from facr.config import MAX_SEED, apply_overrides, check_range, from_dict, load_yaml, save_config
 from facr.data.images import SkippedImages, drop_unusable
 from facr.data.records import EMOTIONS, FaceRecord, au_order
@@ -32,7 +33,8 @@ from facr.losses import LossWeights, au_pos_weight, facr_loss
 from facr.models.encoder import MAX_IMAGE_SIZE, EncoderConfig
 from facr.models.reasoner import MAX_HEAD_HIDDEN, Reasoner, ReasonerConfig, save_reasoner
 from facr.outputs import output_dir, run_dir
-from facr.utils import loads_json, write_json
+from facr.utils import write_json
+
 
 @dataclass
 class DataConfig:
@@ -246,9 +248,11 @@ def induce_from_records(records: list[FaceRecord], task: Task, seed: int, au_edg
     try:
         table = table_from_records(records, task.kind, "training split")
     except ValueError as exc:  # e.g. RAF-DB / AffectNet: no AU labels to induce from
-        raise FacrError(None, f"graph: induced needs AU labels in training ({exc}); use --graph emfacs or a graph file") from None
+        raise FacrError(None, f"graph: induced needs AU labels in training ({exc}); "
+                              "use --graph emfacs or a graph file") from None
     if len(table.labels) < 20:
-        raise FacrError(None, f"graph: induced needs AU-coded training records; only {len(table.labels)} have every AU coded")
+        raise FacrError(None, "graph: induced needs AU-coded training records; "
+                              f"only {len(table.labels)} have every AU coded")
     cfg = InductionConfig(**{"n_bootstrap": 20, "seed": seed, "au_edges": au_edges, **(settings or {})})
     return induce_graph(table, cfg, name=name)
 
@@ -283,24 +287,14 @@ def _graph_classes_hint(cfg: TrainConfig, splits: Splits) -> list[str]:
     return resolve_graph(spec).classes
 
 
-def graph_signs(graph: AUGraph, aus: list[str], classes: list[str]) -> torch.Tensor:
-    """s [K, C] for the model's AU and class orders; a class the graph lacks has no parents."""
-    out = torch.zeros(len(aus), len(classes), dtype=torch.int8)
-    known = [c for c in classes if c in graph.classes]
-    if known:
-        s = torch.as_tensor(graph.sign_matrix(aus, known))
-        for j, c in enumerate(known):
-            out[:, classes.index(c)] = s[:, j]
-    return out
-
-
 # ------------------------------------------------------------------------ state io
 def _save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, position: dict) -> None:
     """Weights, optimizer moments (safetensors) and the loop position (JSON), swapped in atomically."""
     from safetensors.torch import save_file
 
     with output_dir(path, "state", overwrite=True) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"))
         opt = optimizer.state_dict()
         tensors = {"torch_rng": torch.get_rng_state()}
         for pid, st in opt["state"].items():
@@ -459,7 +453,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, accelerator) -> RunRe
     if accelerator.device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     train_ds = FaceTorchDataset(splits.train, aus, task, cfg.data.image_size, cfg.data.augment, cfg.seed,
-                                rois=(cfg.head == "agcm" and cfg.loss.lambda_m > 0) or cfg.grounding.occlusion_pairs > 0)
+                                rois=(cfg.head == "agcm" and cfg.loss.lambda_m > 0)
+                                or cfg.grounding.occlusion_pairs > 0)
     val_ds = FaceTorchDataset(splits.val, aus, task, cfg.data.image_size) if splits.val else None
     test_ds = FaceTorchDataset(splits.test, aus, task, cfg.data.image_size) if splits.test else None
     unscored = {"val": unscored_emotions(splits.val, task), "test": unscored_emotions(splits.test, task)}
@@ -501,7 +496,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, accelerator) -> RunRe
 
     def save_position(epoch: int, batch_in_epoch: int) -> None:
         if accelerator.is_main_process:
-            _save_state(state_dir, unwrapped, optimizer, {**position, "epoch": epoch, "batch_in_epoch": batch_in_epoch})
+            _save_state(state_dir, unwrapped, optimizer,
+                        {**position, "epoch": epoch, "batch_in_epoch": batch_in_epoch})
         accelerator.wait_for_everyone()
 
     bar = tqdm(total=total_steps, initial=position["global_step"], desc="train reasoner", unit="step",
@@ -610,26 +606,3 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, accelerator) -> RunRe
         write_json(out / "history.json", history)
     accelerator.wait_for_everyone()
     return RunResult(out, metrics, history)
-
-
-# ------------------------------------------------------------------------------ cli
-def run_from_args(args) -> RunResult:
-    """Train (or resume) as the parsed flags say; returns the run result.
-
-    ``--resume`` continues the run in the folder given (``--out``, else the config's ``out``) with the
-    settings saved there, except ``out``: a copied or moved run resumes where it is now, never in the
-    folder it was copied from."""
-    from facr.train_args import overrides_from_args
-
-    cfg = load_train_config(args.config, overrides_from_args(args))
-    if args.resume:
-        saved = Path(cfg.out) / "config.json"
-        if saved.exists():
-            try:
-                raw = loads_json(saved.read_text(encoding="utf-8"))
-            except (UnicodeDecodeError, ValueError) as exc:
-                raise FacrError(saved, f"cannot resume from it: not readable JSON ({str(exc).splitlines()[0]})") from None
-            if not isinstance(raw, dict):
-                raise FacrError(saved, "cannot resume from it: not a JSON object")
-            cfg = from_dict(TrainConfig, {**raw, "out": cfg.out}, str(saved))
-    return train(cfg, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)

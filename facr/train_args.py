@@ -96,3 +96,31 @@ def recipe_main(doc: str, add_arguments, run, argv=None) -> int:
     if metrics:
         print(json.dumps(metrics, indent=2, sort_keys=True))
     return 0
+
+
+def run_from_args(args):
+    """Train (or resume) as the parsed flags say; returns the run result (:class:`facr.train.RunResult`).
+
+    ``--resume`` continues the run in the folder given (``--out``, else the config's ``out``) with the
+    settings saved there, except ``out``: a copied or moved run resumes where it is now, never in the
+    folder it was copied from."""
+    from pathlib import Path
+
+    from facr.config import from_dict
+    from facr.errors import FacrError
+    from facr.train import TrainConfig, load_train_config, train
+    from facr.utils import loads_json
+
+    cfg = load_train_config(args.config, overrides_from_args(args))
+    if args.resume:
+        saved = Path(cfg.out) / "config.json"
+        if saved.exists():
+            try:
+                raw = loads_json(saved.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise FacrError(saved, "cannot resume from it: not readable JSON "
+                                       f"({str(exc).splitlines()[0]})") from None
+            if not isinstance(raw, dict):
+                raise FacrError(saved, "cannot resume from it: not a JSON object")
+            cfg = from_dict(TrainConfig, {**raw, "out": cfg.out}, str(saved))
+    return train(cfg, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)

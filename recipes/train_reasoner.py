@@ -8,8 +8,7 @@ The same code as ``facr train reasoner``; every flag overrides its config field.
 
 import sys
 
-from facr.train import run_from_args
-from facr.train_args import add_train_arguments, recipe_main
+from facr.train_args import add_train_arguments, recipe_main, run_from_args
 
 if __name__ == "__main__":
     sys.exit(recipe_main(__doc__, add_train_arguments, lambda args: run_from_args(args).metrics))

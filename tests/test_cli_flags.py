@@ -116,8 +116,8 @@ def test_every_train_reasoner_flag_sets_a_train_config_field_of_its_type():
         for part in parents:
             cls = {f.name: f for f in dataclasses.fields(cls)}[part].default_factory
         hint = {f.name: f.type for f in dataclasses.fields(cls)}[last]
-        kind = next(t for t in (float, int, str) if t.__name__ in str(hint))
-        argv += [flag, samples[kind]]
+        kind = next(t for t in (bool, float, int, str) if t.__name__ in str(hint))
+        argv += [flag] if kind is bool else [flag, samples[kind]]  # a boolean flag takes no value
     over = overrides_from_args(build_parser(argv).parse_args(argv))
     assert set(over) == {key for key, _ in OVERRIDES.values()}
     assert over["lr"] == 0.25 and over["epochs"] == 3 and over["data.path"] == "x" and over["loss.lambda_s"] == 0.25

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from facr.audit.pixel import occlude, occluded_answer_figures, occlusion_answers, rerender_plan, score_pixel
-from facr.causal import intervention_effects
+from facr.causal import graph_signs, intervention_effects
 from facr.data.synth import (
     MASK_STRIDE,
     NUISANCE_CHANGES,
@@ -23,7 +23,6 @@ from facr.data.synth import (
     sample_scene,
     true_graph,
 )
-from facr.train import graph_signs
 
 SIZE = 64
 

@@ -235,10 +235,10 @@ def run_reasoner_pass(request: AuditRequest) -> ReasonerPass:
     import torch
 
     from facr.audit.evaluate import run_reasoner
+    from facr.causal import graph_signs
     from facr.data.images import drop_unusable
     from facr.data.torch_data import FaceTorchDataset, Task
     from facr.models.reasoner import load_reasoner
-    from facr.train import graph_signs
 
     folder = reasoner_folder(request.model) if request.model != "reasoner" else None
     if folder is None:
@@ -268,7 +268,7 @@ def run_reasoner_pass(request: AuditRequest) -> ReasonerPass:
                   recognises=lambda path: reasoner_folder(path) is not None, options=ReasonerOptions)
 def audit_reasoner(request: AuditRequest) -> AuditResult:
     """Interventional audit of a facr reasoner: one pass, every do(z_k = 0), scored against a graph."""
-    from facr.train import graph_signs
+    from facr.causal import graph_signs
 
     if request.options.get("rationale"):
         raise FacrError(request.model, "--rationale audits a verbalizer's text: pass a verbalizer checkpoint "

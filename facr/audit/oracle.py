@@ -78,8 +78,8 @@ def oracle_figures(model, dataset: FaceTorchDataset, ev: Evaluation, root: str |
     """Agreement with the true causal parents (and true-graph sensitivity / invariance), plus the
     shortcut figures, for a model audited on a synth folder. ``per_subject`` holds the true-parent
     agreement of each subject (the unit of the experiment statistics)."""
+    from facr.causal import graph_signs
     from facr.graph import load_graph
-    from facr.train import graph_signs
 
     truth = load_graph(Path(root) / "graph.json")
     vs_truth = ev.summarize(graph_signs(truth, ev.aus, ev.classes).numpy(), per_subject=True)

@@ -330,7 +330,7 @@ def audit_verbalizer(request: AuditRequest) -> AuditResult:
     """``--rationale``: the rationale audit of the verbalizer (every mode asked for). Without it: the
     latent audit of the reasoner the verbalizer speaks for (with the reasoner's options)."""
     from facr.audit.auditors import audit_reasoner, resolve_audit_graph
-    from facr.train import graph_signs
+    from facr.causal import graph_signs
     from facr.verbalizer.model import load_verbalizer
 
     folder = verbalizer_folder(request.model)

@@ -246,7 +246,7 @@ class Explainer:
     # ------------------------------------------------------------------ readings
     def signs(self, graph=None) -> torch.Tensor:
         """s [K, C] of ``graph`` (default: the explainer's G) in the model's orders."""
-        from facr.train import graph_signs
+        from facr.causal import graph_signs
 
         return graph_signs(graph or self.graph, self.aus, self.classes)
 

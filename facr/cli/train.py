@@ -17,7 +17,7 @@ HEAD_FIELDS = ("data", "format", "label_column", "frontend", "graph", "epochs", 
 
 
 def cmd_train_reasoner(args) -> int:
-    from facr.train import run_from_args
+    from facr.train_args import run_from_args
 
     result = run_from_args(args)
     m = result.metrics

@@ -51,9 +51,9 @@ def explain_face(model, graph, pixels: np.ndarray, method: str | None = None,
     """Maps of ``aus`` (default: the invoked AUs of the predicted class under ``graph``) on one
     uint8 ``[S, S, 3]`` face."""
     from facr.audit.metrics import invoked_aus
+    from facr.causal import graph_signs
     from facr.errors import FacrError
     from facr.explain.audit import primary_method
-    from facr.train import graph_signs
 
     method = method or primary_method(model)
     cfg = model.config

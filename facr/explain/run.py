@@ -90,7 +90,7 @@ class FaceModel:
     signs: torch.Tensor = field(init=False, repr=False)
 
     def __post_init__(self):
-        from facr.train import graph_signs
+        from facr.causal import graph_signs
 
         self.signs = graph_signs(self.graph, self.aus, self.classes)
 

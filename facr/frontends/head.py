@@ -195,8 +195,7 @@ def read_faces(model: AUHead, graph: AUGraph, readings: Sequence[FaceReading]) -
     """Every face of ``readings`` through ``model``: probabilities, ĉ, every do(z_k = 0) in one batched
     head call (:func:`facr.causal.intervention_effects`) and the invoked AUs under ``graph``."""
     from facr.audit.metrics import invoked_aus
-    from facr.causal import intervention_effects
-    from facr.train import graph_signs
+    from facr.causal import graph_signs, intervention_effects
 
     if not readings:
         return []
@@ -491,10 +490,10 @@ def head_metrics(ev, true_signs: torch.Tensor | None = None) -> dict:
 
 def train_head(cfg: HeadTrainConfig, *, progress: bool = True, overwrite: bool = False) -> HeadRun:
     """Train an AU head as ``cfg`` says and write its checkpoint folder to ``cfg.out``."""
+    from facr.causal import graph_signs
     from facr.data.synth import SynthConfig, true_graph
     from facr.graph import resolve_graph
     from facr.outputs import check_target
-    from facr.train import graph_signs
 
     check_target(cfg.out, "au-head", overwrite=overwrite, inputs=[cfg.data])  # before the work, not after
     if cfg.graph == "truth" and cfg.data is not None:

@@ -74,7 +74,7 @@ def build_examples(cfg: VerbalizerTrainConfig) -> tuple[dict, list[dict]]:
     stated emotion and its plan; ``face`` and ``au`` (−1: factual) say which it is."""
     from facr.audit.auditors import AuditRequest, run_reasoner_pass
     from facr.audit.rationale import intervention_rows
-    from facr.train import graph_signs
+    from facr.causal import graph_signs
 
     run = run_reasoner_pass(AuditRequest(model=cfg.reasoner, data=cfg.data, format=cfg.format, split=cfg.split,
                                          limit=cfg.limit, oracle=False, ci=False))

@@ -74,11 +74,11 @@ def test_audit_limit_and_split_select_the_records(trained, run_cli):
 
 def test_audit_against_a_second_graph_rescores_the_same_pass(trained, run_cli, repo):
     from facr.audit.evaluate import run_reasoner
+    from facr.causal import graph_signs
     from facr.data import formats
     from facr.data.torch_data import FaceTorchDataset, Task
     from facr.graph import load_graph
     from facr.models.reasoner import load_reasoner
-    from facr.train import graph_signs
 
     data, run = trained
     code, out, _ = run_cli("audit", "--model", run, "--data", data, "--graph", repo / "graphs/emfacs.json", "--json",

@@ -5,11 +5,10 @@ import pytest
 import torch
 
 from facr.au import ACTIVE
-from facr.causal import do
+from facr.causal import do, graph_signs
 from facr.chat import ChatSession, Explainer
 from facr.errors import FacrError
 from facr.graph import resolve_graph
-from facr.train import graph_signs
 from facr.verbalizer.wellformed import check_rationale
 
 

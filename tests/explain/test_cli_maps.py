@@ -6,11 +6,11 @@ import torch
 from PIL import Image
 
 from facr.audit.metrics import invoked_aus
+from facr.causal import graph_signs
 from facr.data import formats
 from facr.data.torch_data import FaceTorchDataset, Task
 from facr.explain.truth import drawn, region_masks
 from facr.models.reasoner import load_reasoner
-from facr.train import graph_signs
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from facr.causal import do
+from facr.causal import do, graph_signs
 from facr.data.synth import SYNTH_AUS, SynthConfig, sample_scene
 from facr.frontends.head import (
     REALFACE_COMMAND,
@@ -31,7 +31,6 @@ from facr.frontends.tables import FORMAT_AUS, OPENFACE3_AUS, intensity_to_z, rea
 from facr.graph.prototypes import EMFACS_PROTOTYPES
 from facr.losses import LossWeights
 from facr.models.reasoner import CheckpointError
-from facr.train import graph_signs
 
 EMOTIONS = ("happiness", "sadness", "surprise", "fear", "anger", "disgust")
 

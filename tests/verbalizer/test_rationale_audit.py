@@ -100,7 +100,7 @@ def test_the_hard_gate_also_holds_for_plain_text_spellings():
 
 def test_rows_state_the_heads_emotion_under_each_intervention(reasoner, trained_verbalizer):
     from facr.audit.auditors import AuditRequest, run_reasoner_pass
-    from facr.train import graph_signs
+    from facr.causal import graph_signs
 
     data, run_dir = reasoner
     run = run_reasoner_pass(AuditRequest(model=str(run_dir), data=str(data), limit=10, oracle=False, ci=False))
