@@ -380,7 +380,8 @@ class _Canvas:
         self.poly(cu + ru * cos, cv + rv * sin, fill, outline, width)
 
 
-_CIRCLES = {n: (np.cos(np.linspace(0, 2 * np.pi, n, endpoint=False)), np.sin(np.linspace(0, 2 * np.pi, n, endpoint=False)))
+_CIRCLES = {n: (np.cos(np.linspace(0, 2 * np.pi, n, endpoint=False)),
+                np.sin(np.linspace(0, 2 * np.pi, n, endpoint=False)))
             for n in (8, 10, 20)}
 _T9 = np.linspace(0.0, 1.0, 9)
 _S15 = np.linspace(-1.0, 1.0, 15)
@@ -431,7 +432,8 @@ def _draw_face(cv: _Canvas, g: _Geom, I: np.ndarray, unilateral: bool) -> None:
 
     # ---- back hair, neck, shirt, ears
     if idn.hair_style == 1:  # long hair falls behind the shoulders
-        cv.poly(np.concatenate([[-1.28], _HAIR_OUT_U * 1.08, [1.28]]), np.concatenate([[1.5], _HAIR_OUT_V * 1.04, [1.5]]),
+        cv.poly(np.concatenate([[-1.28], _HAIR_OUT_U * 1.08, [1.28]]),
+                np.concatenate([[1.5], _HAIR_OUT_V * 1.04, [1.5]]),
                 hair * 0.85)
     cv.poly(np.array([-0.42, 0.42, 0.5, -0.5]), np.array([0.5, 0.5, 1.6, 1.6]), skin * 0.84)
     cv.poly(np.array([-1.7, -0.45, 0.0, 0.45, 1.7, 1.7, -1.7]), np.array([1.22, 1.05, 1.20, 1.05, 1.22, 1.8, 1.8]),
@@ -467,7 +469,8 @@ def _draw_face(cv: _Canvas, g: _Geom, I: np.ndarray, unilateral: bool) -> None:
     if a[2] > 0:
         for s in (-1, 1):
             for j in range(2):
-                cv.line(s * (0.46 + 0.16 * _L7), by - 0.14 - 0.06 * j - 0.02 * (1 - _L7**2), dark(0.55 * a[2]), lw * 0.9)
+                cv.line(s * (0.46 + 0.16 * _L7), by - 0.14 - 0.06 * j - 0.02 * (1 - _L7**2), dark(0.55 * a[2]),
+                        lw * 0.9)
     if a[4] > 0:
         for s in (-1, 1):
             cv.line(np.array([s * 0.055, s * 0.04]), np.array([by - 0.04, by + 0.07]), dark(0.6 * a[4]), lw)
@@ -530,7 +533,8 @@ def _draw_face(cv: _Canvas, g: _Geom, I: np.ndarray, unilateral: bool) -> None:
         for j in range(3):
             cv.line(0.08 * _L5, ey + 0.04 + 0.045 * j + 0.012 * (1 - _L5**2), dark(0.6 * a[9]), lw * 0.9)
         for s in (-1, 1):
-            cv.line(np.array([s * 0.07, s * 0.12]), np.array([ny - 0.17, ny - 0.09 - lift]), dark(0.5 * a[9]), lw * 0.9)
+            cv.line(np.array([s * 0.07, s * 0.12]), np.array([ny - 0.17, ny - 0.09 - lift]), dark(0.5 * a[9]),
+                    lw * 0.9)
     cv.line(np.array([0.06, 0.08, nw * 0.8]), np.array([ey + 0.07, ny - 0.08, ny - 0.03 - lift]), dark(0.35), lw * 0.8)
     cv.line(np.array([-nw, -0.6 * nw, 0.0, 0.6 * nw, nw]),
             np.array([ny - 0.01 - lift, ny + 0.05 - 0.5 * lift, ny + 0.065, ny + 0.05 - 0.5 * lift, ny - 0.01 - lift]),
@@ -583,7 +587,8 @@ def _draw_face(cv: _Canvas, g: _Geom, I: np.ndarray, unilateral: bool) -> None:
                     np.concatenate([np.maximum(ylt - 0.035, yub)[6:15], ylt[6:15][::-1]]), (0.93, 0.92, 0.86))
     cv.poly(np.concatenate([x, x[::-1]]), np.concatenate([yut, yub[::-1]]), lipc * 0.9, out, lw * 0.6)
     cv.poly(np.concatenate([x, x[::-1]]), np.concatenate([ylt, ylb[::-1]]), lipc, out, lw * 0.6)
-    cv.line(x, (yub + ylt) / 2 if opening <= 0.006 else yub, _mix(lipc, ink, 0.6 + 0.4 * a[24]), lw * (0.9 + 0.9 * a[24]))
+    cv.line(x, (yub + ylt) / 2 if opening <= 0.006 else yub, _mix(lipc, ink, 0.6 + 0.4 * a[24]),
+            lw * (0.9 + 0.9 * a[24]))
     # mentolabial furrow: AU17 deepens and raises it, AU16/AU26 carry it down with the lower lip
     cv.line(0.13 * _L7, ylb[10] + 0.075 - 0.03 * a[17] - 0.02 * (1 - _L7**2), dark(0.2 + 0.45 * a[17]), lw * 0.9)
 
@@ -620,7 +625,8 @@ def _mouth_box(g: _Geom, a: Mapping[int, float], unilateral: bool) -> tuple[floa
     return max(cws) + 0.075, top, bottom
 
 
-def _regions(g: _Geom, a: Mapping[int, float], unilateral: bool = False) -> list[tuple[int, float, float, float, float]]:
+def _regions(g: _Geom, a: Mapping[int, float],
+             unilateral: bool = False) -> list[tuple[int, float, float, float, float]]:
     """Per AU, boxes ``(au, u0, u1, v0, v1)`` in face units bounding everything that AU's drawing
     can change on this face, with the other AUs at their levels ``a`` and this one anywhere from
     0 to 5 (mirrors :func:`_draw_face`)."""
@@ -718,7 +724,8 @@ def _masks(g: _Geom, nz: Nuisance, size: int, regions) -> np.ndarray:
 def unpack_masks(packed: bytes | np.ndarray, size: int, n_aus: int = _K) -> np.ndarray:
     """The bool ``[K, size/4, size/4]`` masks from their stored bytes (``np.packbits(..., axis=0)``)."""
     m = size // MASK_STRIDE
-    arr = np.frombuffer(packed, dtype=np.uint8) if isinstance(packed, (bytes, bytearray, memoryview)) else np.asarray(packed, np.uint8)
+    is_bytes = isinstance(packed, (bytes, bytearray, memoryview))
+    arr = np.frombuffer(packed, dtype=np.uint8) if is_bytes else np.asarray(packed, np.uint8)
     arr = arr.reshape((n_aus + 7) // 8, m, m)
     return np.unpackbits(arr, axis=0, count=n_aus).astype(bool)
 
@@ -863,7 +870,8 @@ class SynthConfig:
         if self.subjects < 3:
             raise ValueError(f"subjects must be >= 3 (one per split at least), got {self.subjects}")
         if self.n < self.subjects:
-            raise ValueError(f"n must be >= subjects (every subject needs an image): n={self.n}, subjects={self.subjects}")
+            raise ValueError(f"n must be >= subjects (every subject needs an image): n={self.n}, "
+                             f"subjects={self.subjects}")
         for name in ("shortcut", "p_prototype", "base_rate", "p_inhibited", "pain_rate", "never_pain_fraction"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
@@ -874,7 +882,8 @@ class SynthConfig:
             raise ValueError("shortcut_target 'pain' needs pain=True")
         fr = tuple(float(f) for f in self.split_fractions)
         if len(fr) != 3 or any(f <= 0 for f in fr) or not math.isclose(sum(fr), 1.0, abs_tol=1e-6):
-            raise ValueError(f"split_fractions must be three positive numbers summing to 1, got {self.split_fractions!r}")
+            raise ValueError("split_fractions must be three positive numbers summing to 1, "
+                             f"got {self.split_fractions!r}")
         self.split_fractions = fr
         if not 0.0 <= self.max_angle <= 45.0:
             raise ValueError(f"max_angle must be in [0, 45] degrees, got {self.max_angle}")
@@ -884,7 +893,8 @@ class SynthConfig:
             prior = {str(k): float(v) for k, v in dict(self.emotion_prior).items()}
             unknown = sorted(set(prior) - set(self.emotions))
             if unknown:
-                raise ValueError(f"emotion_prior: unknown emotion(s) {', '.join(unknown)} (classes: {', '.join(self.emotions)})")
+                raise ValueError(f"emotion_prior: unknown emotion(s) {', '.join(unknown)} "
+                                 f"(classes: {', '.join(self.emotions)})")
             if any(not math.isfinite(v) or v < 0 for v in prior.values()) or sum(prior.values()) <= 0:
                 raise ValueError(f"emotion_prior: weights must be >= 0 with a positive sum, got {prior}")
             self.emotion_prior = prior
@@ -987,7 +997,8 @@ def sample_scene(config: SynthConfig) -> Scene:
     n_never = max(1, int(round(S * cfg.never_pain_fraction))) if cfg.pain else 0
     never = np.zeros(S, dtype=bool)
     never[r_subj.choice(S, n_never, replace=False)] = True
-    pain_rate = np.where(never, 0.0, np.clip(cfg.pain_rate * r_subj.uniform(0.5, 1.5, S), 0.0, 0.9)) if cfg.pain else np.zeros(S)
+    pain_rate = (np.where(never, 0.0, np.clip(cfg.pain_rate * r_subj.uniform(0.5, 1.5, S), 0.0, 0.9)) if cfg.pain
+                 else np.zeros(S))
     split_of = _subject_splits(S, cfg.split_fractions, r_subj)
     width = len(str(S))
     names = [f"S{j + 1:0{width}d}" for j in range(S)]
@@ -1565,7 +1576,8 @@ def write_synth(out: str | os.PathLike, config: SynthConfig, *, overwrite: bool 
             dd = datasets.DatasetDict()
             for sp, tables in parts.items():
                 table = pa.concat_tables(tables) if tables else _empty_table(features)
-                dd[sp] = datasets.Dataset.from_dict({c: table.column(c) for c in table.column_names}, features=features,
+                columns = {c: table.column(c) for c in table.column_names}
+                dd[sp] = datasets.Dataset.from_dict(columns, features=features,
                                                     info=info.copy(), split=datasets.NamedSplit(sp))
             dd.save_to_disk(str(tmp))
             graph = true_graph(config)

@@ -119,7 +119,8 @@ class FaceTorchDataset(Dataset):
             pairs = [region_masks(r, self.aus, image_size) for r in self.records]
             m = image_size // 4
             self.roi = np.stack([p[0] for p in pairs]) if pairs else np.zeros((0, K, m, m), dtype=bool)
-            self.roi_mask = np.stack([p[1] for p in pairs]).astype(np.float32) if pairs else np.zeros((0, K), np.float32)
+            self.roi_mask = (np.stack([p[1] for p in pairs]).astype(np.float32) if pairs
+                             else np.zeros((0, K), np.float32))
 
         self._in_memory = all(isinstance(r.image, np.ndarray) for r in self.records)
         self._bank: torch.Tensor | None = None

@@ -24,7 +24,6 @@ from facr.graph import AUGraph, load_graph, save_graph
 from facr.graph import validate as graph_rules
 from facr.models.encoder import Encoder, EncoderConfig
 
-
 HEADS = ("mlp", "linear", "agcm")
 # Bounds a reasoner config (and so a checkpoint's config.json) must keep to, checked before anything
 # is allocated: a hand-edited or hostile ``head_hidden: 3000000000`` is one line, not an out-of-memory.
@@ -241,8 +240,8 @@ def save_reasoner(model: Reasoner, graph: AUGraph, path: str | os.PathLike, *, o
 
 def checkpoint_metadata(config, kind: str = "reasoner") -> dict[str, str]:
     """The safetensors metadata of a reasoner's (``kind``: or an AU head's) weights: the AU and class
-    order they were trained with, so that :func:`load_reasoner` refuses a ``config.json`` edited afterwards (a reordered
-    ``classes`` list fits every tensor shape and would relabel each prediction silently)."""
+    order they were trained with, so that :func:`load_reasoner` refuses a ``config.json`` edited afterwards
+    (a reordered ``classes`` list fits every tensor shape and would relabel each prediction silently)."""
     import json
 
     return {"format": "pt", "facr": kind, "aus": json.dumps(config.aus), "classes": json.dumps(config.classes)}
