@@ -247,7 +247,8 @@ def test_grounded_recipe_trains_one_epoch_from_the_cli(data, tmp_path, run_cli):
 
     recipe = REPO / "recipes" / "configs" / "reasoner_synth_grounded.yaml"
     cfg = load_train_config(recipe)
-    assert cfg.grounding.background > 0 and cfg.grounding.au_pairs > 0 and cfg.grounding.nuisance_pairs > 0
+    assert cfg.grounding.background == 1.0 and cfg.loss.detach_z and cfg.lr_schedule == "cosine"
+    assert cfg.grounding.pairs == 0  # measured: the pairs did not earn their cost (README)
     out = tmp_path / "run"
     code, stdout, err = run_cli("train", "reasoner", "--config", recipe, "--data", data, "--out", out,
                                 "--arch", "resnet-tiny", "--epochs", 1, "--batch-size", 32, "--seed", 3,
@@ -257,6 +258,15 @@ def test_grounded_recipe_trains_one_epoch_from_the_cli(data, tmp_path, run_cli):
     assert metrics["global_step"] == 2  # 80 training images (4 subjects), batches of 32, the last one dropped
     saved = json.loads((out / "config.json").read_text())
     assert saved["grounding"] == json.loads(json.dumps(cfg.grounding.__dict__))
+    # every option on, from the flags: the pairs ride through the loop
+    code, stdout, err = run_cli("train", "reasoner", "--config", recipe, "--data", data, "--out", tmp_path / "all",
+                                "--arch", "resnet-tiny", "--max-steps", 1, "--batch-size", 32, "--au-pairs", 4,
+                                "--au-pair-share", 0.5, "--nuisance-pairs", 2, "--occlusion-pairs", 2,
+                                "--no-progress", "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["global_step"] == 1
+    grounding = json.loads((tmp_path / "all" / "config.json").read_text())["grounding"]
+    assert (grounding["au_pairs"], grounding["nuisance_pairs"], grounding["occlusion_pairs"]) == (4, 2, 2)
 
 
 def test_cosine_schedule_sets_the_learning_rate_from_the_step(data, tmp_path):
