@@ -282,21 +282,6 @@ def test_cosine_schedule_sets_the_learning_rate_from_the_step(data, tmp_path):
         assert groups[0]["lr"] == pytest.approx(last)  # 5 steps: the last one (step 4 of 5) set it
 
 
-def test_pairs_remove_rare_aus_more_often_than_they_occur(data):
-    ds = _train_ds(data)
-    maker = PairMaker(GroundingConfig(au_pairs=8), ds, str(data), seed=0)
-    active = (ds.au_targets > 0.5) & maker.drawn[None, :]
-    share = active.sum(0) / active.sum()  # how often each AU is there to be removed
-    picked = np.zeros(len(ds.aus))
-    for step in range(20):
-        rows = np.random.default_rng(step).permutation(len(ds))[:32]
-        pairs = maker(torch.from_numpy(rows), 0, step)
-        picked += pairs.drop.numpy().sum(0)
-    picked /= picked.sum()
-    rare = share < np.median(share[share > 0])
-    assert picked[rare].sum() > 1.5 * share[rare].sum()
-
-
 def test_au_pair_share_removes_the_faces_other_active_aus_too(data):
     ds = _train_ds(data)
     rows_all = np.arange(16)
@@ -349,4 +334,4 @@ def test_pair_consistency_pulls_the_pair_to_its_original_and_not_back():
     loss.total.backward()
     assert z_ref.grad is None  # the original is the target: a constant z cannot satisfy the pairs from both sides
     assert z_logits.grad.abs().sum() > 0
-    assert loss.as_floats()["g_keep"] == pytest.approx(0.4) and loss.as_floats()["g_nuisance"] == pytest.approx(0.4)
+    assert loss.as_floats()["g_keep"] == pytest.approx(0.16) and loss.as_floats()["g_nuisance"] == pytest.approx(0.16)
