@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import append_section, check_floor  # noqa: E402
 from facr.data import synth as S  # noqa: E402
+from facr.data.synth import writer as W  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -49,12 +50,12 @@ def main(argv=None) -> int:
     # one process, rendering only (no PNG, no Arrow): the renderer's own cost per image
     scene = S.sample_scene(S.SynthConfig(n=min(args.n, 1000), size=args.size, seed=0, style=args.style))
     t = time.perf_counter()
-    n1 = sum(len(res[1]) for res in S._run(scene, np.arange(scene.n), False, 1, False))
+    n1 = sum(len(res[1]) for res in W._run(scene, np.arange(scene.n), False, 1, False))
     render_ms = 1000 * (time.perf_counter() - t) / n1
 
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     result = {"n": args.n, "size": args.size, "style": args.style, "repeats": args.repeats,
-              "workers": args.workers or S._default_workers(args.n), **{k: round(v, 3) for k, v in med.items()},
+              "workers": args.workers or W._default_workers(args.n), **{k: round(v, 3) for k, v in med.items()},
               "render_ms_per_image_1proc": round(render_ms, 3), "floor_images_per_s": 500,
               "meets_floor": med["images_per_s"] >= 500}
     if args.json:

@@ -12,10 +12,6 @@ import networkx as nx
 
 FACR = Path(__file__).resolve().parents[1] / "facr"
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 700, 100
-# Still over the limits, to be split (issue 24): the benchmark's renderer module and its face drawing,
-# and the Stage-1 training loop. Named so that nothing new joins them; once one is split, the test
-# fails until it leaves this list.
-KNOWN_LONG = {"facr.data.synth", "facr.data.synth._draw_face", "facr.train._train"}
 
 
 def _modules() -> dict[str, Path]:
@@ -82,7 +78,7 @@ def test_the_cycle_finder_finds_a_cycle(tmp_path, monkeypatch):
     assert list(nx.simple_cycles(import_graph())) in ([["facr.a", "facr.b"]], [["facr.b", "facr.a"]])
 
 
-def test_no_module_is_over_700_lines_and_no_function_over_100_but_the_known_ones():
+def test_no_module_is_over_700_lines_and_no_function_over_100():
     too_long = {}
     for module, path in sorted(_modules().items()):
         text = path.read_text(encoding="utf-8")
@@ -93,5 +89,4 @@ def test_no_module_is_over_700_lines_and_no_function_over_100_but_the_known_ones
                 n = node.end_lineno - node.lineno + 1
                 if n > MAX_FUNCTION_LINES:
                     too_long[f"{module}.{node.name}"] = n
-    assert set(too_long) - KNOWN_LONG == set(), {k: v for k, v in too_long.items() if k not in KNOWN_LONG}
-    assert KNOWN_LONG <= set(too_long), f"within the limits now: drop {KNOWN_LONG - set(too_long)} from KNOWN_LONG"
+    assert too_long == {}

@@ -162,7 +162,7 @@ def test_identity_change_shows_the_next_training_subject_only(data):
     i = int(maker.index[0])
     s = int(scene.subject[i])
     nxt = int(pool[np.searchsorted(pool, s, side="right") % len(pool)])
-    from facr.data.synth import _nuisance_row
+    from facr.data.synth.writer import _nuisance_row
 
     expected = render_face(scene.identities[nxt], scene.intensity[i], _nuisance_row(scene.nuisance[i]),
                            size=48, style=scene.config.style, unilateral=bool(scene.unilateral[i]))
