@@ -31,6 +31,7 @@ from facr.graph import AUGraph, permute, resolve_graph
 from facr.grounding import GroundingConfig, build_grounding, grounding_loss
 from facr.losses import LossWeights, au_pos_weight, facr_loss
 from facr.models.encoder import MAX_IMAGE_SIZE, EncoderConfig
+from facr.models.heads import HEADS
 from facr.models.reasoner import MAX_HEAD_HIDDEN, Reasoner, ReasonerConfig, save_reasoner
 from facr.outputs import output_dir, run_dir
 from facr.utils import write_json
@@ -110,10 +111,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.faith not in ("on", "off"):
             raise ValueError(f"faith must be 'on' or 'off', got {self.faith!r}")
-        from facr.models.reasoner import HEADS
-
-        if self.head not in HEADS:
-            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        if self.head not in HEADS.names():
+            raise ValueError(f"head must be one of {', '.join(HEADS.names())}, got {self.head!r}")
         if self.class_weights not in ("balanced", "none"):
             raise ValueError(f"class_weights must be 'balanced' or 'none', got {self.class_weights!r}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
@@ -423,14 +422,52 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, overwri
 
 
 def _train(cfg: TrainConfig, resume: bool, progress: bool, accelerator) -> RunResult:
-    """The run of :func:`train`, in its claimed run folder: data, model, loop, final evaluation."""
+    """The run of :func:`train`, in its claimed run folder, phase by phase."""
     from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
 
-    from facr.audit.evaluate import evaluate_reasoner
-
-    out = Path(cfg.out)
     set_seed(cfg.seed)
+    # data, graph and model: everything the loop reads, built in the seeded order
+    run = _build(cfg, accelerator)
+    # optimiser and loader on the accelerator; the loop position, from state/ on --resume
+    loop = _prepare(cfg, run, accelerator, resume, progress)
+    # the loop: an epoch of steps, validation at its end, the position saved after each
+    stop = loop.position["global_step"] >= loop.total_steps
+    for epoch in range(loop.position["epoch"], cfg.epochs):
+        if stop:
+            break
+        stop, batch_in_epoch = _train_epoch(cfg, run, loop, accelerator, epoch)
+        _end_epoch(cfg, run, loop, accelerator, epoch, batch_in_epoch)
+        if cfg.early_stopping and loop.position["bad_epochs"] >= cfg.early_stopping:
+            break
+    loop.bar.close()
+    accelerator.wait_for_everyone()
+    # the final checkpoint (the best epoch's under early stopping) and its held-out figures
+    return _finish(cfg, run, loop, accelerator)
+
+
+@dataclass
+class _Run:
+    """What a training run is built from: the data, its task, the graph and the model, the datasets,
+    and the loss's extra inputs (class weights, AU positive weights, the circumplex OT cost)."""
+
+    splits: Splits
+    task: Task
+    graph: AUGraph
+    aus: list[str]
+    signs: torch.Tensor
+    model: Reasoner
+    train_ds: FaceTorchDataset
+    val_ds: FaceTorchDataset | None
+    test_ds: FaceTorchDataset | None
+    unscored: dict[str, dict[str, int]]
+    make_pairs: Any
+    class_weight: torch.Tensor | None
+    au_pos: torch.Tensor | None
+    ot_cost: torch.Tensor | None
+
+
+def _build(cfg: TrainConfig, accelerator) -> _Run:
+    """Read the data, choose the task, resolve the graph and build the model and the datasets."""
     splits = load_splits(cfg.data)
     if splits.skipped.count and accelerator.is_main_process:
         print(f"facr: warning: {cfg.data.path}: {splits.skipped.summary()}", file=sys.stderr)
@@ -470,139 +507,186 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, accelerator) -> RunRe
     make_pairs = build_grounding(cfg.grounding, train_ds, cfg.data.path, cfg.seed)
     class_weight = inverse_frequency_weights(train_ds.class_counts()) if cfg.class_weights == "balanced" else None
     au_pos = au_pos_weight(train_ds.au_targets, train_ds.au_mask, cfg.loss.au_balance)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loader = make_loader(train_ds, cfg.batch_size, shuffle=True, num_workers=cfg.data.num_workers,
-                         drop_last=len(train_ds) > cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed))
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    return _Run(splits, task, graph, aus, signs, model, train_ds, val_ds, test_ds, unscored, make_pairs,
+                class_weight, au_pos, ot_cost)
+
+
+@dataclass
+class _Loop:
+    """The loop's state: the prepared model, optimiser and loader, the loss inputs on the device,
+    the position (epoch, batch, step, best score, history) and the throughput counters."""
+
+    model: Any
+    unwrapped: Reasoner
+    optimizer: torch.optim.Optimizer
+    loader: Any
+    signs: torch.Tensor
+    class_weight: torch.Tensor | None
+    au_pos: torch.Tensor | None
+    ot_cost: torch.Tensor | None
+    total_steps: int
+    position: dict
+    state_dir: Path
+    bar: Any
+    seen: int = 0          # training images on this process
+    loop_s: float = 0.0    # seconds in the loop, validation excluded
+
+    def save_position(self, accelerator, epoch: int, batch_in_epoch: int) -> None:
+        if accelerator.is_main_process:
+            _save_state(self.state_dir, self.unwrapped, self.optimizer,
+                        {**self.position, "epoch": epoch, "batch_in_epoch": batch_in_epoch})
+        accelerator.wait_for_everyone()
+
+
+def _prepare(cfg: TrainConfig, run: _Run, accelerator, resume: bool, progress: bool) -> _Loop:
+    """The optimiser and the loader, prepared with the model; the position (resumed from ``state/``)."""
+    from tqdm.auto import tqdm
+
+    out = Path(cfg.out)
+    optimizer = torch.optim.Adam(run.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loader = make_loader(run.train_ds, cfg.batch_size, shuffle=True, num_workers=cfg.data.num_workers,
+                         drop_last=len(run.train_ds) > cfg.batch_size,
+                         generator=torch.Generator().manual_seed(cfg.seed))
+    model, optimizer, loader = accelerator.prepare(run.model, optimizer, loader)
     unwrapped = accelerator.unwrap_model(model)
-    signs_dev = signs.to(accelerator.device)
-    weights = cfg.weights
-    if class_weight is not None:
-        class_weight = class_weight.to(accelerator.device)
-    if ot_cost is not None:
-        ot_cost = ot_cost.to(accelerator.device)
-    if au_pos is not None:
-        au_pos = au_pos.to(accelerator.device)
+    device = accelerator.device
+    on_device = [None if x is None else x.to(device) for x in (run.class_weight, run.au_pos, run.ot_cost)]
 
     steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
     total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
     position = {"epoch": 0, "batch_in_epoch": 0, "global_step": 0, "best": None, "bad_epochs": 0, "history": []}
-    state_dir = out / "state"
     if resume:
-        position = _load_state(state_dir, unwrapped, optimizer)
+        position = _load_state(out / "state", unwrapped, optimizer)
     if accelerator.is_main_process:  # on resume: the same settings, with out where the run is now
         save_config(cfg, out / "config.json")
-    history: list[dict] = position["history"]
-
-    def save_position(epoch: int, batch_in_epoch: int) -> None:
-        if accelerator.is_main_process:
-            _save_state(state_dir, unwrapped, optimizer,
-                        {**position, "epoch": epoch, "batch_in_epoch": batch_in_epoch})
-        accelerator.wait_for_everyone()
-
     bar = tqdm(total=total_steps, initial=position["global_step"], desc="train reasoner", unit="step",
                disable=not (progress and accelerator.is_main_process), dynamic_ncols=True)
-    stop = position["global_step"] >= total_steps
-    seen, loop_s = 0, 0.0  # training images on this process, and seconds in the loop (validation excluded)
-    for epoch in range(position["epoch"], cfg.epochs):
-        if stop:
-            break
-        loader.set_epoch(epoch)
-        train_ds.set_epoch(epoch)
-        skip = position["batch_in_epoch"] if epoch == position["epoch"] else 0
-        epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
-        model.train()
-        batch_in_epoch = skip
-        t_epoch = time.perf_counter()
-        for batch in epoch_loader:
-            # the grounding pairs ride in the same forward (one set of batch-norm statistics), after the batch
-            pairs = make_pairs(batch["index"].cpu(), epoch, batch_in_epoch) if make_pairs else None
-            n = len(batch["labels"])
-            with accelerator.accumulate(model):
-                pixels = batch["pixel_values"]
-                if pairs is not None:
-                    pixels = torch.cat([pixels, pairs.images.to(pixels.device)])
-                outputs = model(pixels, effects="batched" if weights.faithful else None, detach_z=weights.detach_z)
-                grounded = None
-                if pairs is not None:
-                    z_ref = outputs.z[pairs.ref.to(pixels.device)]
-                    grounded = grounding_loss(outputs.z_logits[n:], outputs.z[n:], z_ref, pairs, cfg.grounding, au_pos)
-                    outputs = outputs.head_rows(n)
-                effects = outputs.effects
-                if effects is None:
-                    from facr.causal import Effects
+    return _Loop(model, unwrapped, optimizer, loader, run.signs.to(device), *on_device, total_steps, position,
+                 out / "state", bar)
 
-                    effects = Effects(outputs.logits, outputs.logits.unsqueeze(1), 0.0)
-                losses = facr_loss(effects, outputs.z, outputs.z_logits, batch["labels"], batch["au_targets"],
-                                   batch["au_mask"], signs_dev, weights, class_weight, attention=outputs.attention,
-                                   roi=batch.get("roi"), roi_mask=batch.get("roi_mask"), ot_cost=ot_cost,
-                                   au_pos_weight=au_pos)
-                accelerator.backward(losses.total if grounded is None else losses.total + grounded.total)
-                if cfg.lr_schedule == "cosine":  # from the step count alone, so a resumed run follows the same curve
-                    for group in optimizer.param_groups:
-                        done = min(position["global_step"] / total_steps, 1.0)
-                        group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * done))
-                optimizer.step()
-                optimizer.zero_grad()
-            batch_in_epoch += 1
-            seen += len(batch["labels"])
-            if accelerator.sync_gradients:
-                position["global_step"] += 1
-                bar.update(1)
-                shown = {**losses.as_floats(), **(grounded.as_floats() if grounded is not None else {})}
-                bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()}, refresh=False)
-                if cfg.save_every and position["global_step"] % cfg.save_every == 0:
-                    save_position(epoch, batch_in_epoch)
-                if position["global_step"] >= total_steps:
-                    stop = True
-                    break
-        loop_s += time.perf_counter() - t_epoch
-        finished_epoch = batch_in_epoch >= len(loader)
-        record = {"epoch": epoch, "global_step": position["global_step"]}
-        if val_ds is not None and finished_epoch and accelerator.is_main_process:
-            ev = evaluate_reasoner(unwrapped, val_ds, signs, epsilon=cfg.epsilon, batch_size=cfg.batch_size * 2)
-            record.update({k: v for k, v in ev.metrics.items() if k != "per_class"})
-            bar.write(file=sys.stderr, s=epoch_line(epoch, ev.metrics))
-            score = ev.metrics["macro_f1"]
-            if score is not None:  # None: no validation record of a training class, nothing to watch
-                if position["best"] is None or score > position["best"]:
-                    position["best"], position["bad_epochs"] = score, 0
-                    if cfg.early_stopping:
-                        save_reasoner(unwrapped, graph, out / "best", overwrite=True)
-                else:
-                    position["bad_epochs"] += 1
-        if finished_epoch:
-            history.append(record)
-            position["history"] = history
-            save_position(epoch + 1, 0)
-        else:
-            save_position(epoch, batch_in_epoch)
-        if cfg.early_stopping and position["bad_epochs"] >= cfg.early_stopping:
-            break
-    bar.close()
-    accelerator.wait_for_everyone()
+
+def _train_epoch(cfg: TrainConfig, run: _Run, loop: _Loop, accelerator, epoch: int) -> tuple[bool, int]:
+    """One epoch of optimiser steps (from the saved batch on a resumed run); (stop, batches done)."""
+    position = loop.position
+    loop.loader.set_epoch(epoch)
+    run.train_ds.set_epoch(epoch)
+    skip = position["batch_in_epoch"] if epoch == position["epoch"] else 0
+    epoch_loader = accelerator.skip_first_batches(loop.loader, skip) if skip else loop.loader
+    loop.model.train()
+    batch_in_epoch, stop = skip, False
+    t_epoch = time.perf_counter()
+    for batch in epoch_loader:
+        with accelerator.accumulate(loop.model):
+            losses, grounded = _step(cfg, run, loop, accelerator, batch, epoch, batch_in_epoch)
+        batch_in_epoch += 1
+        loop.seen += len(batch["labels"])
+        if accelerator.sync_gradients:
+            position["global_step"] += 1
+            loop.bar.update(1)
+            shown = {**losses.as_floats(), **(grounded.as_floats() if grounded is not None else {})}
+            loop.bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()}, refresh=False)
+            if cfg.save_every and position["global_step"] % cfg.save_every == 0:
+                loop.save_position(accelerator, epoch, batch_in_epoch)
+            if position["global_step"] >= loop.total_steps:
+                stop = True
+                break
+    loop.loop_s += time.perf_counter() - t_epoch
+    return stop, batch_in_epoch
+
+
+def _step(cfg: TrainConfig, run: _Run, loop: _Loop, accelerator, batch: dict, epoch: int, batch_in_epoch: int):
+    """Forward, the FACR loss (plus the grounding pairs' loss), backward and the optimiser step."""
+    # the grounding pairs ride in the same forward (one set of batch-norm statistics), after the batch
+    pairs = run.make_pairs(batch["index"].cpu(), epoch, batch_in_epoch) if run.make_pairs else None
+    n = len(batch["labels"])
+    weights = cfg.weights
+    pixels = batch["pixel_values"]
+    if pairs is not None:
+        pixels = torch.cat([pixels, pairs.images.to(pixels.device)])
+    outputs = loop.model(pixels, effects="batched" if weights.faithful else None, detach_z=weights.detach_z)
+    grounded = None
+    if pairs is not None:
+        z_ref = outputs.z[pairs.ref.to(pixels.device)]
+        grounded = grounding_loss(outputs.z_logits[n:], outputs.z[n:], z_ref, pairs, cfg.grounding, loop.au_pos)
+        outputs = outputs.head_rows(n)
+    effects = outputs.effects
+    if effects is None:
+        from facr.causal import Effects
+
+        effects = Effects(outputs.logits, outputs.logits.unsqueeze(1), 0.0)
+    losses = facr_loss(effects, outputs.z, outputs.z_logits, batch["labels"], batch["au_targets"],
+                       batch["au_mask"], loop.signs, weights, loop.class_weight, attention=outputs.attention,
+                       roi=batch.get("roi"), roi_mask=batch.get("roi_mask"), ot_cost=loop.ot_cost,
+                       au_pos_weight=loop.au_pos)
+    accelerator.backward(losses.total if grounded is None else losses.total + grounded.total)
+    if cfg.lr_schedule == "cosine":  # from the step count alone, so a resumed run follows the same curve
+        done = min(loop.position["global_step"] / loop.total_steps, 1.0)
+        for group in loop.optimizer.param_groups:
+            group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * done))
+    loop.optimizer.step()
+    loop.optimizer.zero_grad()
+    return losses, grounded
+
+
+def _end_epoch(cfg: TrainConfig, run: _Run, loop: _Loop, accelerator, epoch: int, batch_in_epoch: int) -> None:
+    """Validate a finished epoch (keeping the best checkpoint under early stopping), add it to the
+    history and save the position; an epoch cut short by ``max_steps`` only saves the position."""
+    from facr.audit.evaluate import evaluate_reasoner
+
+    position = loop.position
+    finished_epoch = batch_in_epoch >= len(loop.loader)
+    record = {"epoch": epoch, "global_step": position["global_step"]}
+    if run.val_ds is not None and finished_epoch and accelerator.is_main_process:
+        ev = evaluate_reasoner(loop.unwrapped, run.val_ds, run.signs, epsilon=cfg.epsilon,
+                               batch_size=cfg.batch_size * 2)
+        record.update({k: v for k, v in ev.metrics.items() if k != "per_class"})
+        loop.bar.write(file=sys.stderr, s=epoch_line(epoch, ev.metrics))
+        score = ev.metrics["macro_f1"]
+        if score is not None:  # None: no validation record of a training class, nothing to watch
+            if position["best"] is None or score > position["best"]:
+                position["best"], position["bad_epochs"] = score, 0
+                if cfg.early_stopping:
+                    save_reasoner(loop.unwrapped, run.graph, Path(cfg.out) / "best", overwrite=True)
+            else:
+                position["bad_epochs"] += 1
+    if finished_epoch:
+        position["history"].append(record)
+        loop.save_position(accelerator, epoch + 1, 0)
+    else:
+        loop.save_position(accelerator, epoch, batch_in_epoch)
+
+
+def _finish(cfg: TrainConfig, run: _Run, loop: _Loop, accelerator) -> RunResult:
+    """Save ``model/`` (the best epoch's weights under early stopping), evaluate it on the held-out
+    split (test, else val; against the dataset's true graph too, where it ships one) and write
+    ``metrics.json`` and ``history.json``."""
+    from facr.audit.evaluate import evaluate_reasoner
+
+    out = Path(cfg.out)
     metrics: dict = {}
     if accelerator.is_main_process:
-        final = unwrapped
+        final = loop.unwrapped
         if cfg.early_stopping and (out / "best").exists():
             from facr.models.reasoner import load_reasoner
 
             final, _ = load_reasoner(out / "best")
-        save_reasoner(final, graph, out / "model", overwrite=True)
-        held_out = test_ds if test_ds is not None and len(test_ds) else val_ds
+        save_reasoner(final, run.graph, out / "model", overwrite=True)
+        held_out = run.test_ds if run.test_ds is not None and len(run.test_ds) else run.val_ds
         if held_out is not None:  # an empty one (no record of a training class) still says n_samples 0
-            ev = evaluate_reasoner(final, held_out, signs, epsilon=cfg.epsilon, batch_size=cfg.batch_size * 2)
+            ev = evaluate_reasoner(final, held_out, run.signs, epsilon=cfg.epsilon, batch_size=cfg.batch_size * 2)
             metrics = ev.metrics
-            if splits.dataset_graph is not None:
-                truth = resolve_graph(splits.dataset_graph)
-                vs_truth = ev.summarize(graph_signs(truth, aus, task.classes).numpy())
+            if run.splits.dataset_graph is not None:
+                truth = resolve_graph(run.splits.dataset_graph)
+                vs_truth = ev.summarize(graph_signs(truth, run.aus, run.task.classes).numpy())
                 metrics["true_graph_agreement"] = vs_truth["graph_causal_agreement"]
-        metrics = _round({"split": "test" if held_out is test_ds else "val", "graph": graph.name,
+        metrics = _round({"split": "test" if held_out is run.test_ds else "val", "graph": run.graph.name,
                           "faith": cfg.faith, "num_processes": accelerator.num_processes,
-                          "global_step": position["global_step"],
-                          "train_images_per_s": seen * accelerator.num_processes / loop_s if loop_s else None,
-                          "skipped_images": splits.skipped.to_dict(), "unscored_emotions": unscored, **metrics})
+                          "global_step": loop.position["global_step"],
+                          "train_images_per_s": (loop.seen * accelerator.num_processes / loop.loop_s
+                                                 if loop.loop_s else None),
+                          "skipped_images": run.splits.skipped.to_dict(), "unscored_emotions": run.unscored,
+                          **metrics})
         write_json(out / "metrics.json", metrics)
-        write_json(out / "history.json", history)
+        write_json(out / "history.json", loop.position["history"])
     accelerator.wait_for_everyone()
-    return RunResult(out, metrics, history)
+    return RunResult(out, metrics, loop.position["history"])

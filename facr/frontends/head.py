@@ -1,6 +1,6 @@
 """A reasoner on any front end: the graph-conditioned emotion head trained on AU vectors, not pixels.
 
-The reasoner's head (:func:`facr.models.reasoner.build_head`: z → ŷ) is trained with the FACR
+The reasoner's head (:func:`facr.models.heads.build_head`: z → ŷ) is trained with the FACR
 objective (:func:`facr.losses.facr_loss`: CE + λs·L_sens + λi·L_inv, every Δ_kc through
 :func:`facr.causal.intervention_effects`, the one do()) on AU vectors z ∈ [0, 1]^K that a front end
 would give, so it reads whatever reads AUs: MediaPipe's blendshapes (:mod:`facr.frontends.mediapipe`),
@@ -91,7 +91,7 @@ class AUHead(nn.Module):
 
     def __init__(self, config: HeadConfig):
         super().__init__()
-        from facr.models.reasoner import build_head
+        from facr.models.heads import build_head
 
         self.config = config
         self.head = build_head(config.head, len(config.aus), len(config.classes), config.head_hidden)

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facr.models.heads import HEADS, HeadSpec
+
 
 @dataclass
 class ConceptOutput:
@@ -110,3 +112,12 @@ def map_loss(attention: torch.Tensor, roi: torch.Tensor, roi_mask: torch.Tensor)
     cos = F.cosine_similarity(attention.flatten(2).float(), target.flatten(2), dim=-1, eps=1e-8)  # [B, K]
     mask = roi_mask.to(cos.dtype) * (target.flatten(2).sum(-1) > 0).to(cos.dtype)
     return ((1 - cos) * mask).sum() / mask.sum().clamp(min=1)
+
+
+def _modules(dim: int, K: int, C: int, config) -> dict[str, nn.Module]:
+    return {"concepts": AGCMConcepts(dim, K, config.concept_embedding),
+            "head": AGCMHead(K, C, config.concept_embedding)}
+
+
+HEADS.register("agcm", HeadSpec("agcm", "AGCM's attention-guided concept head: z and the image's concept "
+                                "embeddings (not z-only)", _modules))

@@ -23,8 +23,8 @@ from facr.errors import FacrError
 from facr.graph import AUGraph, load_graph, save_graph
 from facr.graph import validate as graph_rules
 from facr.models.encoder import Encoder, EncoderConfig
+from facr.models.heads import HEADS
 
-HEADS = ("mlp", "linear", "agcm")
 # Bounds a reasoner config (and so a checkpoint's config.json) must keep to, checked before anything
 # is allocated: a hand-edited or hostile ``head_hidden: 3000000000`` is one line, not an out-of-memory.
 MAX_HEAD_HIDDEN = 65536
@@ -68,8 +68,8 @@ class ReasonerConfig:
         if isinstance(self.encoder, dict):
             self.encoder = EncoderConfig(**self.encoder)
         self.aus = check_aus_classes(self.aus, self.classes)
-        if self.head not in HEADS:
-            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        if self.head not in HEADS.names():
+            raise ValueError(f"head must be one of {', '.join(HEADS.names())}, got {self.head!r}")
         check_range("concept_embedding", self.concept_embedding, 1, MAX_CONCEPT_EMBEDDING)
         check_range("head_hidden", self.head_hidden, 1, MAX_HEAD_HIDDEN)
         if not 0.0 <= self.dropout < 1.0:
@@ -116,20 +116,14 @@ class Reasoner(nn.Module):
         self.config = config
         self.encoder = Encoder(config.encoder)
         K, C = len(config.aus), len(config.classes)
-        if config.head == "agcm":
-            from facr.models.agcm import AGCMConcepts, AGCMHead
-
-            self.concepts = AGCMConcepts(self.encoder.dim, K, config.concept_embedding)
-            self.head = AGCMHead(K, C, config.concept_embedding)
-            return
-        self.to_au = nn.Linear(self.encoder.dim, K)
-        self.head = build_head(config.head, K, C, config.head_hidden, config.dropout)
+        for name, module in HEADS[config.head].modules(self.encoder.dim, K, C, config).items():
+            setattr(self, name, module)  # to_au + head, or agcm's concepts + head
 
     @property
     def z_only(self) -> bool:
         """Whether ŷ is a function of z alone (mlp, linear), so a stored z can be intervened on
         without the image."""
-        return self.config.head != "agcm"
+        return HEADS[self.config.head].z_only
 
     def latent_head(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """The z → logits head for callers that hold z without the image (the rationale audit,
@@ -180,16 +174,6 @@ class Reasoner(nn.Module):
         fn = intervention_effects if effects == "batched" else intervention_effects_loop
         eff = fn(lat.head, z_head)
         return ReasonerOutput(z_logits=lat.z_logits, z=z, logits=eff.logits, effects=eff, attention=lat.attention)
-
-
-def build_head(kind: str, n_aus: int, n_classes: int, hidden: int = 64, dropout: float = 0.0) -> nn.Module:
-    """The z → ŷ emotion head (``mlp`` or ``linear``): the one the reasoner puts on its encoder and the
-    AU-vector head of :mod:`facr.frontends.head` puts on any front end."""
-    if kind == "linear":
-        return nn.Linear(n_aus, n_classes)
-    if kind != "mlp":
-        raise ValueError(f"a z-only head is mlp or linear, got {kind!r}")
-    return nn.Sequential(nn.Linear(n_aus, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes))
 
 
 def normalize_images(images: torch.Tensor) -> torch.Tensor:
