@@ -46,3 +46,17 @@ def check_floor(what: str, value: float | None, floor: float, *, at_most: bool =
     print(f"floor: {what} {'<=' if at_most else '>='} {floor:g}; measured {shown}: "
           f"{'met' if met else 'NOT MET (exit 1)'}", file=sys.stderr)
     return 0 if met else 1
+
+
+def report(args, result: dict, title: str, table: str, notes: str = "") -> None:
+    """Print the result (one JSON object with ``--json``, else the table and notes) and append the
+    section to BENCHMARKS.md unless ``--no-append``."""
+    import json
+
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        print(table)
+        print(notes)
+    if not args.no_append:
+        append_section(title, table, notes)

@@ -15,14 +15,13 @@ trains in ≤ 2× the time of today's; the script exits 1 above it.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, append_section, check_floor  # noqa: E402
+from _common import ROOT, check_floor, report  # noqa: E402
 
 FLOOR = 2.0  # grounded / today's training time
 RECIPES = {"today's (reasoner_synth.yaml)": "reasoner_synth.yaml",
@@ -76,13 +75,7 @@ def main(argv=None) -> int:
     epochs = "each recipe's own epochs" if args.epochs is None else f"{args.epochs} epochs each"
     notes = (f"{epochs}, seed {args.seed}, {args.repeats} run(s) per recipe in alternating order. "
              f"Floor: grounded ≤ {FLOOR:g}× today's training loop.")
-    if args.json:
-        print(json.dumps(result, indent=2, sort_keys=True))
-    else:
-        print(table)
-        print(notes)
-    if not args.no_append:
-        append_section(f"Grounded vs today's reasoner recipe, training time ({args.data})", table, notes)
+    report(args, result, f"Grounded vs today's reasoner recipe, training time ({args.data})", table, notes)
     return check_floor("grounded / today's training time", ratio, FLOOR, at_most=True)
 
 

@@ -14,14 +14,13 @@ script exits 1 otherwise.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_section, check_floor  # noqa: E402
+from _common import check_floor, report  # noqa: E402
 
 FLOOR_S = 180.0  # the pixel audit of 480 faces, seconds
 
@@ -72,13 +71,7 @@ def main(argv=None) -> int:
              f"invariance {px['pixel_cf_invariance']:.3f}, latent vs pixel agreement "
              f"{px['latent_vs_pixel_agreement']:.3f}, nuisance z shift "
              + ", ".join(f"{k} {v:.3f}" for k, v in shift.items()))
-    if args.json:
-        print(json.dumps(result, indent=2, sort_keys=True))
-    else:
-        print(table)
-        print(notes)
-    if not args.no_append:
-        append_section(f"Pixel audit vs plain audit ({result['faces']} faces of {args.data})", table, notes)
+    report(args, result, f"Pixel audit vs plain audit ({result['faces']} faces of {args.data})", table, notes)
     return check_floor(f"pixel audit of {result['faces']} faces, seconds", med["--pixel-cf"], FLOOR_S, at_most=True)
 
 
