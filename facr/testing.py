@@ -21,7 +21,7 @@ jaw drop eyes closed dimpler which point to suggest suggests indicate indicates 
 neutral happiness sadness surprise fear anger disgust contempt pain no_pain
 points reads as sign yet reasoner marks that all along alongside also at both call combination conclusion
 consistent evidence for here in lead leads mark on pattern plus seen signal signals so still their them
-they those together typical what while relies The Because With No
+they those together typical what while relies The Because With No Although Despite Even against speak speaks
 """.split()
 
 

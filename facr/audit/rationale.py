@@ -110,7 +110,8 @@ def intervention_rows(head, z: torch.Tensor, classes: list[str], own_signs: torc
                       aus: list[str] | None = None) -> RationaleRows:
     """Every face's factual row and its K do(z_k = 0) rows, each with the emotion the head states for
     it, the AUs it invokes for that emotion under the reasoner's own graph (top-|Pa(ĉ)| by effect)
-    and its plan (those of them the row's latent shows, z ≥ ½, largest effect first; ĉ and p(ĉ)).
+    and its plan (those of them the row's latent shows, z ≥ ½, largest effect first, those with
+    Δ_kĉ < 0 marked against ĉ; ĉ and p(ĉ)).
     ``aus`` names the AUs in the plans (default: the first K FACS AUs, for a bare head)."""
     from facr.verbalizer.plan import RationalePlan
 
@@ -125,7 +126,10 @@ def intervention_rows(head, z: torch.Tensor, classes: list[str], own_signs: torc
     names = list(aus) if aus is not None else [f"AU{n}" for n in sorted(au_vocab.AUS)[:K]]
     prob = torch.softmax(eff.logits.float(), dim=1).gather(1, pred[:, None]).squeeze(1).tolist()
     shown = (grid >= au_vocab.ACTIVE).cpu()
-    plans = [RationalePlan([names[k] for k in idx if shown[r, k]], classes[int(pred[r])], round(float(prob[r]), 2))
+    delta = eff.for_class(pred).cpu()
+    plans = [RationalePlan.from_effects([names[k] for k in idx if shown[r, k]],
+                                        [float(delta[r, k]) for k in idx if shown[r, k]],
+                                        classes[int(pred[r])], round(float(prob[r]), 2))
              for r, idx in enumerate(invoked)]
     face = np.repeat(np.arange(N), K + 1)
     au = np.tile(np.arange(-1, K), N)

@@ -368,14 +368,16 @@ class Explainer:
     # ------------------------------------------------------------------ words
     def plan(self, reading: Reading):
         """What the rationale of ``reading`` says (:class:`facr.verbalizer.plan.RationalePlan`): the AUs
-        invoked for the predicted class under G that the latent shows, largest effect first; the
-        predicted class and its probability."""
+        invoked for the predicted class under G that the latent shows, largest effect first (those whose
+        removal raises the class's logit counted against it); the predicted class and its probability."""
         from facr.verbalizer.plan import RationalePlan
 
         active = set(reading.active)
-        invoked = self.check(reading).invoked
-        return RationalePlan([a for a in invoked if a in active], reading.predicted,
-                             round(reading.prob(reading.predicted), 2))
+        check = self.check(reading)
+        delta = {row.au: row.delta for row in check.rows}
+        shown = [a for a in check.invoked if a in active]
+        return RationalePlan.from_effects(shown, [delta.get(a, 0.0) for a in shown], reading.predicted,
+                                          round(reading.prob(reading.predicted), 2))
 
     def rationale_stream(self, reading: Reading) -> Iterator[str]:
         """The verbalizer's rationale for ``reading`` (its z and its predicted emotion), growing token by

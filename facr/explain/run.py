@@ -245,13 +245,16 @@ def explain_faces(model: FaceModel, readings: Sequence[FaceReading], image: np.n
 
 def _rationales(verbalizer, model: FaceModel, results: list[FaceResult]) -> list[str]:
     """The verbalizer's rationale of each face, realising the plan the chat's explainer makes: the
-    invoked AUs the face shows (largest effect first), ĉ and p(ĉ)."""
+    invoked AUs the face shows (largest effect first; those with Δ < 0 against ĉ), ĉ and p(ĉ)."""
     import torch
 
     from facr.verbalizer.plan import RationalePlan
 
-    plans = [RationalePlan([a for a in r.invoked if r.z[model.aus.index(a)] >= ACTIVE], r.emotion,
-                           round(float(r.probabilities[model.classes.index(r.emotion)]), 2)) for r in results]
+    plans = []
+    for r in results:
+        shown = [a for a in r.invoked if r.z[model.aus.index(a)] >= ACTIVE]
+        plans.append(RationalePlan.from_effects(shown, [float(r.delta[model.aus.index(a)]) for a in shown], r.emotion,
+                                                round(float(r.probabilities[model.classes.index(r.emotion)]), 2)))
     z = torch.from_numpy(np.stack([r.z for r in results]))
     return verbalizer.generate(z, [r.emotion for r in results], plans=plans)
 

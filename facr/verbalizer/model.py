@@ -277,7 +277,8 @@ class Verbalizer(nn.Module):
         out = []
         for row, p in zip(z.float().cpu(), plans):
             aus = [a for a in p.aus if a in index and float(row[index[a]]) >= au_vocab.ACTIVE]
-            out.append(p if aus == p.aus else RationalePlan(aus, p.emotion, p.probability))
+            out.append(p if aus == p.aus else RationalePlan(aus, p.emotion, p.probability,
+                                                            [a for a in p.against if a in aus]))
         return out
 
     @torch.no_grad()

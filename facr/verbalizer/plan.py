@@ -1,9 +1,9 @@
 """Plan, then realise: the reasoner decides *what* a rationale says, the language model only *how*.
 
 A :class:`RationalePlan` is the content of one rationale: the target set T (the invoked AUs the
-latent shows, z_k ≥ ½, largest intervention effect first), the stated emotion ĉ (the head's
-argmax) and its probability. :class:`PlanLogitsProcessor` realises it at decoding time as a small
-automaton per row, over a closed phrase grammar:
+latent shows, z_k ≥ ½, largest intervention effect first), which of them count against ĉ, the
+stated emotion ĉ (the head's argmax) and its probability. :class:`PlanLogitsProcessor` realises it
+at decoding time as a small automaton per row, over a closed phrase grammar:
 
 * **the frame** — the LM chooses how the sentence opens (:data:`FRAMES`: "The face shows …",
   "Because of …", "With … present", or the AUs first) and, once every AU of T is named, how it
@@ -15,6 +15,11 @@ automaton per row, over a closed phrase grammar:
 * **an AU** — the plan's next AU token ``<AUk>``, allowed only once the stretch before it is a whole
   phrase; its FACS name follows, forced: ``<AU12> (lip corner puller)``; each AU of T once, in the
   plan's order, every other AU token masked;
+* **polarity** — an AU of T can count *against* ĉ (removing it raises ĉ's logit: a lowered brow
+  on a face read as happy). It is never said to point to ĉ: such AUs come first, in a contrast
+  clause (:data:`CONTRASTS`: "Although AU4 (brow lowerer) is visible, AU12 (lip corner puller)
+  points to happiness …"), and when every AU of T counts against ĉ the sentence says they speak
+  against it (:data:`AGAINST_FRAMES`). :func:`realisations` lists every wording of a plan;
 * **the emotion** — only once every AU of T is named and a closing phrase is complete may the LM
   start the emotion word (the first token of `` happiness``); its rest, the probability and the full
   stop follow, forced: ``happiness (p = 0.93).``, then end-of-text. With T empty the frame is one of
@@ -37,7 +42,8 @@ piece by piece as decoding emits them (:meth:`RationalePlan.segments`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 
 import torch
 from transformers import LogitsProcessor
@@ -68,6 +74,23 @@ SEPARATOR, LAST_SEPARATOR = ", ", " and "
 # When T is empty (no invoked AU is shown): say so, and still state the emotion.
 NONE_PHRASES = ("No action unit the reasoner relies on is visible; it still reads",
                 "The face shows no action unit the reasoner relies on; it still reads")
+# Polarity: an AU of T can count *against* ĉ (removing it raises ĉ's logit, Δ < 0: AU4 for a face
+# read as happy). Such AUs are never said to point to ĉ: a contrast clause names them first (opener,
+# then its (plural, singular) joiner), and a frame that may follow mid-sentence names the rest.
+CONTRASTS: tuple[tuple[str, tuple[str, str]], ...] = (
+    ("Although ", (" are visible, ", " is visible, ")),
+    ("Despite ", (", ", ", ")),
+    ("Even with ", (" present, ", " present, ")),
+)
+AFTER_CONTRAST: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("the face shows ", FRAMES[0][1]),
+    ("", ((" point to", " points to"), (" together indicate", " indicates"))),
+)
+# When every AU of T counts against ĉ: say that they speak against the emotion the reasoner still reads.
+AGAINST_FRAMES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("The face shows ", (("; these speak against", "; this speaks against"),)),
+    ("", ((" speak against", " speaks against"),)),
+)
 
 
 def name_text(au: str) -> str:
@@ -95,55 +118,109 @@ def join_aus(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
+def _separators(n: int) -> list[str]:
+    """The stretches between n listed AUs: ", " and, before the last, " and "."""
+    return [LAST_SEPARATOR if i == n - 1 else SEPARATOR for i in range(1, n)]
+
+
+def _number(pair: tuple[str, str], n: int) -> str:
+    return pair[0] if n > 1 else pair[1]
+
+
+@functools.lru_cache(maxsize=256)
+def realisations(n_against: int, n_support: int) -> tuple[tuple[str, ...], ...]:
+    """Every way the grammar can realise a plan whose T holds ``n_against`` AUs that count against ĉ
+    and ``n_support`` that support it: each a tuple of the n + 1 stretches (before the first AU,
+    between two, after the last; AUs against ĉ come first, in the contrast clause)."""
+    n = n_against + n_support
+    if n == 0:
+        return tuple((phrase,) for phrase in NONE_PHRASES)
+    if n_against == 0:
+        return tuple((o, *_separators(n), _number(c, n)) for o, cs in FRAMES for c in cs)
+    if n_support == 0:
+        return tuple((o, *_separators(n), _number(c, n)) for o, cs in AGAINST_FRAMES for c in cs)
+    return tuple((co, *_separators(n_against), _number(cj, n_against) + o, *_separators(n_support),
+                  _number(c, n_support))
+                 for co, cj in CONTRASTS for o, cs in AFTER_CONTRAST for c in cs)
+
+
 def template_rationale(aus: list[str], emotion: str, probability: float | None = None, *, index: int = 0,
-                       token: bool = False) -> str:
+                       token: bool = False, against: list[str] = ()) -> str:
     """A rationale naming exactly ``aus`` (in FACS form) for ``emotion``, in realisation ``index`` of
-    :data:`TEMPLATES` (0: :data:`TEMPLATE`, the fluency baseline); AU tokens with ``token=True``
-    (training targets)."""
+    :func:`realisations` (0 with nothing ``against``: :data:`TEMPLATE`, the fluency baseline); AU
+    tokens with ``token=True`` (training targets)."""
     return "".join((f"<{t}>" if token else t) if kind == "au" else t
-                   for kind, t in segments(aus, emotion, probability, index))
+                   for kind, t in segments(aus, emotion, probability, index, against))
 
 
-def segments(aus: list[str], emotion: str, probability: float | None = None, index: int = 0) -> list[tuple[str, str]]:
+def segments(aus: list[str], emotion: str, probability: float | None = None, index: int = 0,
+             against: list[str] = ()) -> list[tuple[str, str]]:
     """A rationale as the decoder builds it: ``("prose", text)`` (a phrase of the grammar, the LM's
     choice), ``("au", AUk)`` (the AU token), ``("name", text)`` (its forced FACS name),
-    ``("emotion", text)`` and ``("tail", text)`` (forced)."""
-    if not aus:
-        out = [("prose", NONE_PHRASES[index % len(NONE_PHRASES)])]
-    else:
-        opener, plural, singular = TEMPLATES[index % len(TEMPLATES)]
-        out = [("prose", opener)]
-        for i, a in enumerate(aus):
-            if i:
-                out.append(("prose", LAST_SEPARATOR if i == len(aus) - 1 else SEPARATOR))
-            out += [("au", au_vocab.canonical(a)), ("name", name_text(a))]
-        out.append(("prose", plural if len(aus) > 1 else singular))
+    ``("emotion", text)`` and ``("tail", text)`` (forced). The AUs of ``against`` come first."""
+    order = speaking_order(aus, against)
+    n_against = sum(a in set(map(au_vocab.canonical, against)) for a in order)
+    stretches = realisations(n_against, len(order) - n_against)
+    out: list[tuple[str, str]] = []
+    for i, stretch in enumerate(stretches[index % len(stretches)]):
+        out.append(("prose", stretch))
+        if i < len(order):
+            out += [("au", order[i]), ("name", name_text(order[i]))]
     out += [("emotion", emotion_text(emotion)), ("tail", probability_tail(probability))]
     return [(k, t) for k, t in out if t]
 
 
+def speaking_order(aus: list[str], against: list[str] = ()) -> list[str]:
+    """The order a rationale names ``aus`` in: those ``against`` ĉ first, then the rest, each part in
+    the plan's order (largest effect first)."""
+    against = set(map(au_vocab.canonical, against))
+    aus = [au_vocab.canonical(a) for a in aus]
+    return [a for a in aus if a in against] + [a for a in aus if a not in against]
+
+
 @dataclass
 class RationalePlan:
-    """What one rationale says: the AUs of T in order, the stated emotion and its probability."""
+    """What one rationale says: the AUs of T in order, the stated emotion and its probability, and
+    ``against``: the AUs of T that count against the emotion (removing one raises its logit), which
+    the rationale names in a contrast clause ("Although AU4 (brow lowerer) is visible, …")."""
 
     aus: list[str]
     emotion: str
     probability: float | None = None
+    against: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         self.aus = [au_vocab.canonical(a) for a in self.aus]
         if len(set(self.aus)) != len(self.aus):
             raise ValueError(f"a plan names each AU once: {self.aus}")
+        self.against = [a for a in self.aus if a in set(map(au_vocab.canonical, self.against))]
         if self.probability is not None and not 0.0 <= float(self.probability) <= 1.0:
             raise ValueError(f"probability must be in [0, 1], got {self.probability}")
 
+    @classmethod
+    def from_effects(cls, aus: list[str], effects: list[float], emotion: str,
+                     probability: float | None = None) -> RationalePlan:
+        """The plan naming ``aus`` (T, largest effect first) whose intervention effects on ĉ's logit,
+        Δ = ŷ_ĉ(z) − ŷ_ĉ(do(z_k = 0)), are ``effects``: an AU with Δ < 0 counts against ĉ."""
+        return cls(list(aus), emotion, probability, [a for a, d in zip(aus, effects) if d < 0])
+
+    @property
+    def order(self) -> list[str]:
+        """The AUs in the order the rationale names them (:func:`speaking_order`)."""
+        return speaking_order(self.aus, self.against)
+
+    def realisations(self) -> tuple[tuple[str, ...], ...]:
+        """Every wording the grammar has for this plan (:func:`realisations`)."""
+        return realisations(len(self.against), len(self.aus) - len(self.against))
+
     def text(self, index: int = 0, token: bool = False) -> str:
-        return template_rationale(self.aus, self.emotion, self.probability, index=index, token=token)
+        return template_rationale(self.aus, self.emotion, self.probability, index=index, token=token,
+                                  against=self.against)
 
     def segments(self, index: int = 0) -> list[tuple[str, str]]:
         """The rationale of realisation ``index`` piece by piece (:func:`segments`). Training encodes
         each piece on its own, as decoding emits it, so the LM learns the very tokens it will meet."""
-        return segments(self.aus, self.emotion, self.probability, index)
+        return segments(self.aus, self.emotion, self.probability, index, self.against)
 
 
 class PlanLogitsProcessor(LogitsProcessor):
@@ -170,47 +247,30 @@ class PlanLogitsProcessor(LogitsProcessor):
             missing = [a for a in p.aus if a not in index]
             if missing:
                 raise ValueError(f"plan names AUs the verbalizer does not know: {missing}")
-            n = len(p.aus)
-            if n:
-                openers = [encode(o) for o, _ in FRAMES]
-                closers = [[encode(pl if n > 1 else sg) for pl, sg in c] for _, c in FRAMES]
-                between = [(encode(LAST_SEPARATOR if i == n - 1 else SEPARATOR),) for i in range(1, n)]
-            else:
-                openers, closers, between = [encode(t) for t in NONE_PHRASES], None, []
+            order = p.order
             self.rows.append({
-                "au_ids": [au_token_ids[index[a]] for a in p.aus],
-                "names": [encode(name_text(a)) for a in p.aus],
+                "au_ids": [au_token_ids[index[a]] for a in order],
+                "names": [encode(name_text(a)) for a in order],
                 "emotion": encode(emotion_text(p.emotion)),  # a word of its own, never glued to the last
                 "tail": encode(probability_tail(p.probability)) + (self.eos,),
-                "openers": openers, "between": between, "closers": closers})
+                "stretches": [tuple(encode(s) for s in r) for r in p.realisations()]})
 
     def max_new_tokens(self) -> int:
-        """The most tokens any row can take: the longest phrase of each stretch, every forced FACS
+        """The most tokens any row can take: its longest realisation's phrases, every forced FACS
         name, the emotion word, its tail and end-of-text."""
         best = 1
         for r in self.rows:
-            phrases = max(map(len, r["openers"])) + sum(max(map(len, b)) for b in r["between"])
-            if r["closers"]:
-                phrases += max(len(c) for cs in r["closers"] for c in cs)
+            phrases = max(sum(map(len, stretches)) for stretches in r["stretches"])
             forced = sum(1 + len(n) for n in r["names"]) + len(r["emotion"]) + len(r["tail"])
             best = max(best, phrases + forced)
         return best
 
     # ------------------------------------------------------------------ the automaton
-    @staticmethod
-    def _phrases(row: dict, nxt: int, opener: int | None) -> list[tuple[int, ...]]:
-        """The phrases the stretch before step ``nxt`` may be (step len(T): the emotion)."""
-        if nxt == 0:
-            return row["openers"]
-        if nxt < len(row["au_ids"]):
-            return list(row["between"][nxt - 1])
-        return row["closers"][opener] if row["closers"] and opener is not None else []
-
     def _state(self, row: dict, ids: list[int]):
         """(forced next token or None, index of the plan's next step, this stretch's tokens, the
-        opener chosen, finished) after the row's generated ``ids``."""
+        stretches written so far, finished) after the row's generated ``ids``."""
         forced: list[int] = []
-        nxt, stretch, opener, finished = 0, [], None, False
+        nxt, stretch, done, finished = 0, [], [], False
         n = len(row["au_ids"])
         for t in ids:
             if finished:
@@ -220,8 +280,7 @@ class PlanLogitsProcessor(LogitsProcessor):
                 finished = t == self.eos
                 continue
             if nxt < n and t == row["au_ids"][nxt]:
-                if nxt == 0:
-                    opener = next((j for j, o in enumerate(row["openers"]) if list(o) == stretch), None)
+                done.append(tuple(stretch))
                 forced, nxt, stretch = list(row["names"][nxt]), nxt + 1, []
             elif nxt == n and t == row["emotion"][0]:
                 forced = list(row["emotion"][1:]) + list(row["tail"])
@@ -229,17 +288,21 @@ class PlanLogitsProcessor(LogitsProcessor):
                 finished = True
             else:
                 stretch.append(t)
-        return (forced[0] if forced else None), nxt, stretch, opener, finished
+        return (forced[0] if forced else None), nxt, stretch, done, finished
 
-    def _allowed(self, row: dict, nxt: int, stretch: list[int], opener: int | None) -> list[int]:
-        """The tokens the LM may choose from: each phrase's next token where the stretch is a prefix
-        of it, and the plan's next step where the stretch is a whole phrase."""
-        k = len(stretch)
+    def _allowed(self, row: dict, nxt: int, stretch: list[int], done: list[tuple[int, ...]]) -> list[int]:
+        """The tokens the LM may choose from: over the realisations that agree with the stretches
+        written so far, each one's next token where this stretch is a prefix of its phrase here, and
+        the plan's next step where the stretch is a whole phrase."""
+        k, stretch_t = len(stretch), tuple(stretch)
         allowed, whole = set(), False
-        for ph in self._phrases(row, nxt, opener):
-            if list(ph[:k]) == stretch:
-                if len(ph) > k:
-                    allowed.add(ph[k])
+        for stretches in row["stretches"]:
+            if any(stretches[i] != d for i, d in enumerate(done)):
+                continue
+            phrase = stretches[nxt]
+            if phrase[:k] == stretch_t:
+                if len(phrase) > k:
+                    allowed.add(phrase[k])
                 else:
                     whole = True
         if whole or not allowed:  # nothing left to write here (or a stretch off the grammar): the plan goes on
@@ -254,13 +317,13 @@ class PlanLogitsProcessor(LogitsProcessor):
         out = torch.full_like(scores, float("-inf"))
         for b in range(rows):
             row = self.rows[b]
-            forced, nxt, stretch, opener, finished = self._state(row, input_ids[b].tolist())
+            forced, nxt, stretch, done, finished = self._state(row, input_ids[b].tolist())
             if finished:
                 forced = self.eos  # only padding from here on
             if forced is not None:
                 out[b, forced] = 0.0
                 continue
-            allowed = torch.as_tensor(self._allowed(row, nxt, stretch, opener), device=scores.device)
+            allowed = torch.as_tensor(self._allowed(row, nxt, stretch, done), device=scores.device)
             out[b, allowed] = scores[b, allowed]
             if out[b].max() == float("-inf"):  # another processor ruled all of them out: take the first
                 out[b, allowed[0]] = 0.0

@@ -93,7 +93,8 @@ def build_examples(cfg: VerbalizerTrainConfig) -> tuple[dict, list[dict]]:
             plan = rows.plans[r]
             invoked = [mcfg.aus[k] for k in torch.nonzero(rows.allowed[r]).flatten()]
             examples.append({"z": rows.z[r].tolist(), "emotion": plan.emotion, "probability": plan.probability,
-                             "named": plan.aus, "invoked": invoked, "face": int(rows.face[r]), "au": int(rows.au[r])})
+                             "named": plan.aus, "against": plan.against, "invoked": invoked,
+                             "face": int(rows.face[r]), "au": int(rows.au[r])})
     info = {"aus": ev.aus, "classes": ev.classes, "n": len(examples), "n_faces": len(ev.labels),
             "graph": run.own_graph.name}
     return info, examples
@@ -152,8 +153,8 @@ def _train_verbalizer(cfg: VerbalizerTrainConfig, progress: bool, accelerator) -
         for j in range(max(1, len(mine) // cfg.batch_size)):  # full batches (one short one if that is all)
             batch = [examples[i] for i in mine[j * cfg.batch_size:(j + 1) * cfg.batch_size]]
             z = torch.tensor([b["z"] for b in batch], device=accelerator.device)
-            targets = [inner.plan_ids(RationalePlan(b["named"], b["emotion"], b["probability"]),
-                                      rng.randrange(len(TEMPLATES))) for b in batch]
+            plans = [RationalePlan(b["named"], b["emotion"], b["probability"], b["against"]) for b in batch]
+            targets = [inner.plan_ids(p, rng.randrange(len(p.realisations()))) for p in plans]
             ids, att, lab = inner.instruction_batch([b["emotion"] for b in batch], targets)
             loss = model(z, ids.to(accelerator.device), att.to(accelerator.device), lab.to(accelerator.device)).loss
             accelerator.backward(loss)
@@ -176,7 +177,8 @@ def _train_verbalizer(cfg: VerbalizerTrainConfig, progress: bool, accelerator) -
             b["z"] = [round(v, 6) for v in b["z"]]
         z = torch.tensor([b["z"] for b in sample], device=accelerator.device)
         texts = inner.generate(z, [b["emotion"] for b in sample],
-                               plans=[RationalePlan(b["named"], b["emotion"], b["probability"]) for b in sample])
+                               plans=[RationalePlan(b["named"], b["emotion"], b["probability"], b["against"])
+                                      for b in sample])
         shown = [{"emotion": b["emotion"], "probability": b["probability"], "invoked": b["invoked"],
                   "target_aus": b["named"], "rationale": t,
                   "named": inner.named_aus(t), "z": [round(v, 6) for v in b["z"]]} for b, t in zip(sample, texts)]

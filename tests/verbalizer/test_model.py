@@ -71,8 +71,9 @@ def _random_plans(z, seed=0):
     for row in z:
         shown = [a for a, v in zip(AUS, row.tolist()) if v >= 0.5]
         rng.shuffle(shown)
-        plans.append(RationalePlan(shown[:rng.randint(0, 4)], rng.choice(["happiness", "sadness"]),
-                                   round(rng.random(), 2)))
+        aus = shown[:rng.randint(0, 4)]
+        plans.append(RationalePlan(aus, rng.choice(["happiness", "sadness"]), round(rng.random(), 2),
+                                   against=[a for a in aus if rng.random() < 0.3]))  # polarity: some count against
     return plans
 
 
@@ -95,8 +96,13 @@ def test_gated_decoding_names_exactly_the_plan_however_much_the_lm_wants_otherwi
     for p, text in zip(plans, texts):
         assert check_rationale(text, p.aus, p.emotion) == [], (p, text)
         mentioned = [m.number for m in au_vocab.mentions(text)]
-        assert sorted(mentioned) == sorted(au_vocab.parse(a) for a in p.aus), (p, text)
+        assert mentioned == [au_vocab.parse(a) for a in p.order], (p, text)  # those against ĉ first
         assert text.endswith(f"{p.emotion} (p = {p.probability:.2f}).")
+        if p.against:  # never said to point to ĉ: a contrast clause, or "speak(s) against"
+            assert text.startswith(("Although", "Despite", "Even with")) or "against" in text, (p, text)
+        else:
+            assert not text.startswith(("Although", "Despite", "Even with")) and "against" not in text, (p, text)
+    assert sum(bool(p.against) for p in plans) > 8 and sum(p.against != p.aus and bool(p.against) for p in plans) > 4
     ungated = v.generate(z, [p.emotion for p in plans], mode="ungated", extra_processors=[wilful])
     assert sum(bool(check_rationale(t, p.aus, p.emotion)) for p, t in zip(plans, ungated)) > 32
     inactive = sum(row[AUS.index(a)] < 0.5 for row, t in zip(z, ungated) for a in v.named_aus(t) if a in AUS)
@@ -215,10 +221,22 @@ def test_the_phrase_grammar_says_nothing_of_its_own_and_every_realisation_is_wel
 
     from facr import au as au_vocab
     from facr.external.generations import _EMOTION_WORDS
-    from facr.verbalizer.plan import FRAMES, LAST_SEPARATOR, NONE_PHRASES, SEPARATOR, TEMPLATES, RationalePlan
+    from facr.verbalizer.plan import (
+        AFTER_CONTRAST,
+        AGAINST_FRAMES,
+        CONTRASTS,
+        FRAMES,
+        LAST_SEPARATOR,
+        NONE_PHRASES,
+        SEPARATOR,
+        TEMPLATES,
+        RationalePlan,
+    )
     from facr.verbalizer.wellformed import check_rationale
 
-    phrases = [o for o, _ in FRAMES] + [c for _, cs in FRAMES for pair in cs for c in pair]
+    frames = FRAMES + AFTER_CONTRAST + AGAINST_FRAMES
+    phrases = [o for o, _ in frames] + [c for _, cs in frames for pair in cs for c in pair]
+    phrases += [o for o, _ in CONTRASTS] + [j for _, pair in CONTRASTS for j in pair]
     phrases += [*NONE_PHRASES, SEPARATOR, LAST_SEPARATOR]
     words = {w.lower() for p in phrases for w in re.findall(r"[A-Za-z]+", p)}
     facs_words = {w for n in au_vocab.AUS for w in au_vocab.info(f"AU{n}").name.lower().split()}
@@ -231,3 +249,19 @@ def test_the_phrase_grammar_says_nothing_of_its_own_and_every_realisation_is_wel
             assert check_rationale(t, aus, "sadness") == [], t
             assert t[0].isupper() and t.endswith("sadness (p = 0.87).") and t.count(".") == 2, t
     assert RationalePlan(["AU4"], "sadness").text(index=4) == "AU4 (brow lowerer) is visible, which points to sadness."
+    # polarity: the AUs against ĉ first, in a contrast clause; every wording well formed and distinct
+    for aus, against in ((["AU12", "AU6", "AU4"], ["AU4"]), (["AU12", "AU4", "AU15"], ["AU4", "AU15"]),
+                         (["AU4"], ["AU4"]), (["AU4", "AU15"], ["AU15", "AU4"])):
+        plan = RationalePlan(aus, "happiness", 0.82, against=against)
+        texts = {plan.text(index=i) for i in range(len(plan.realisations()))}
+        assert len(texts) == len(plan.realisations()) >= 2
+        for t in texts:
+            assert check_rationale(t, aus, "happiness") == [], t
+            assert t[0].isupper() and t.endswith("happiness (p = 0.82).") and t.count(".") == 2, t
+            named = [f"AU{m.number}" for m in au_vocab.mentions(t)]
+            assert named == plan.order and set(named[:len(plan.against)]) == set(against), t
+    assert RationalePlan(["AU12", "AU6", "AU4"], "happiness", 0.82, against=["AU4"]).text(index=4) == (
+        "Although AU4 (brow lowerer) is visible, AU12 (lip corner puller) and AU6 (cheek raiser) point to "
+        "happiness (p = 0.82).")
+    assert RationalePlan(["AU4"], "happiness", 0.41, against=["AU4"]).text(index=1) == (
+        "AU4 (brow lowerer) speaks against happiness (p = 0.41).")
