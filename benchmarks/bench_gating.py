@@ -1,8 +1,8 @@
 """Decoding speed with the AU gate on and off: tokens/s of the same verbalizer, same z, same run.
 
 Modes: ``ungated`` (no processor), ``gated`` (plan and realise, coverage on: every AU of each row's
-plan named once in FACS form, the emotion statement forced, the text-level checks on each prose
-token), ``soft`` (the paper's finite-β bias on the AU tokens alone). Each row's plan is the AUs its
+plan named once in FACS form, the words between them chosen token by token among the phrase
+grammar's, the emotion statement forced), ``soft`` (the paper's finite-β bias on the AU tokens alone). Each row's plan is the AUs its
 random z shows, at most four. The gated rows stop when their plan is realised, the others run to
 ``--tokens``; tokens/s counts the decoding steps each call took (rows × generated length, padding
 of finished rows included: what the backbone computed). Calls are interleaved, in an order that

@@ -2,7 +2,8 @@
 training time and the rationale goals of the gated mode, with floors.
 
     python benchmarks/bench_verbalizer.py --reasoner R --data D --backbone smollm2-135m --out V \\
-        [--config recipes/configs/verbalizer_synth.yaml] [--limit 40] [--max-steps N] [--json] [--no-append]
+        [--config recipes/configs/verbalizer_synth.yaml] [--limit 40] [--mode M ...] [--max-steps N] [--json]
+        [--no-append]
 
 Trains with ``facr train verbalizer`` (the recipe's code) and times it; audits with
 ``facr audit --model V --rationale --data D --limit 40`` (the three modes) and reads the gated
@@ -50,6 +51,8 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default="recipes/configs/verbalizer_synth.yaml")
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--limit", type=int, default=40, help="test faces audited")
+    ap.add_argument("--mode", action="append", choices=("gated", "soft", "ungated"), default=None,
+                    help="decoding mode(s) audited (repeatable; default: all three)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-append", action="store_true", help="do not append to BENCHMARKS.md")
     args = ap.parse_args(argv)
@@ -64,7 +67,8 @@ def main(argv=None) -> int:
     seconds = time.perf_counter() - t0
     audit_json = out.parent / f"{out.name}-audit.json"
     if facr(["audit", "--model", str(out), "--rationale", "--data", args.data, "--limit", str(args.limit),
-             "--json", "--no-progress", "--out", str(out.parent / f"{out.name}-audit"), "--overwrite"]) != 0:
+             "--json", "--no-progress", "--out", str(out.parent / f"{out.name}-audit"), "--overwrite",
+             *(f"--mode={m}" for m in args.mode or ())]) != 0:
         return 2
     m = json.loads((out.parent / f"{out.name}-audit" / "metrics.json").read_text())
     audit_json.write_text(json.dumps(m, indent=1))
