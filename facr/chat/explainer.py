@@ -425,14 +425,24 @@ class Explainer:
         return last
 
     def effects_rationale(self, reading: Reading) -> str:
-        """Words without a verbalizer: the active AUs whose removal moves the predicted class most."""
+        """Words without a verbalizer: the active AUs whose removal moves the predicted class most,
+        those that support it, then those that speak against it (removing one raises the class)."""
         c = reading.predicted
         ranked = sorted(reading.active, key=lambda a: -abs(reading.effect(a, c)))
         drivers = [a for a in ranked if abs(reading.effect(a, c)) > self.epsilon][:4]
         if not drivers:
             return f"The face shows {c}; no active AU moves that decision by more than ε = {self.epsilon:g}."
-        parts = [f"{a} ({au_vocab.info(a).name.lower()})" for a in drivers]
-        return f"The face shows {c} because of " + ", ".join(parts) + "."
+        def listed(aus: list[str]) -> str:
+            parts = [f"{a} ({au_vocab.info(a).name.lower()})" for a in aus]
+            return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+        support = [a for a in drivers if reading.effect(a, c) > 0]
+        against = [a for a in drivers if reading.effect(a, c) < 0]  # removing it raises c: it speaks against c
+        verb = "speak" if len(against) > 1 else "speaks"
+        if not support:
+            return f"The face shows {c}, although {listed(against)} {verb} against it."
+        tail = f", although {listed(against)} {verb} against it" if against else ""
+        return f"The face shows {c} because of {listed(support)}{tail}."
 
     @staticmethod
     def named(text: str) -> list[str]:

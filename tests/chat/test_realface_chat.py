@@ -271,3 +271,22 @@ def test_facr_chat_frontend_mediapipe_serves_on_loopback(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_the_effects_rationale_never_says_an_au_that_speaks_against_the_emotion_supports_it():
+    """Without a verbalizer the words come from the effects: an AU whose removal raises the class's
+    logit (Δ < 0) is said to speak against it, never given as a reason for it."""
+    from types import SimpleNamespace
+
+    from facr.chat.explainer import Explainer
+
+    effects = {"AU12": 2.0, "AU6": 0.8, "AU4": -1.2, "AU15": 0.01}
+    reading = SimpleNamespace(predicted="happiness", active=list(effects), effect=lambda a, c: effects[a])
+    say = Explainer.effects_rationale
+    assert say(SimpleNamespace(epsilon=0.1), reading) == (
+        "The face shows happiness because of AU12 (lip corner puller) and AU6 (cheek raiser), although AU4 "
+        "(brow lowerer) speaks against it.")
+    effects.update(AU12=-0.5, AU6=-0.3)
+    assert say(SimpleNamespace(epsilon=0.1), reading) == (
+        "The face shows happiness, although AU4 (brow lowerer), AU12 (lip corner puller) and AU6 (cheek raiser) "
+        "speak against it.")
