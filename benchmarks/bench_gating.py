@@ -2,8 +2,9 @@
 
 Modes: ``ungated`` (no processor), ``gated`` (plan and realise, coverage on: every AU of each row's
 plan named once in FACS form, the words between them chosen token by token among the phrase
-grammar's, the emotion statement forced), ``soft`` (the paper's finite-β bias on the AU tokens alone). Each row's plan is the AUs its
-random z shows, at most four. The gated rows stop when their plan is realised, the others run to
+grammar's, the emotion statement forced), ``soft`` (the paper's finite-β bias on the AU tokens
+alone). Each row's plan is the AUs its random z shows, at most four. The gated rows stop when their
+plan is realised, the others run to
 ``--tokens``; tokens/s counts the decoding steps each call took (rows × generated length, padding
 of finished rows included: what the backbone computed). Calls are interleaved, in an order that
 rotates each round, and medians reported. Floor: gated ≥ 0.9 × ungated; the script exits 1 below it.
