@@ -45,6 +45,9 @@ class VerbalizerTrainConfig:
     split: str = "train"
     limit: int | None = field(default=512, metadata={"help": "training faces the reasoner is run on"})
     extra_interventions: int = 2  # do(z_k = 0) rows per face on AUs outside its target (besides one per target AU)
+    fluent_targets: bool = field(default=True, metadata={
+        "help": "train on the wordings the frozen backbone itself reads most fluently (the better half of "
+                "each plan shape's realisations by its NLL on sample plans); off: all of them, uniformly"})
     verbalizer: VerbalizerConfig = field(default_factory=VerbalizerConfig)
     lr: float = field(default=3e-3, metadata={"help": "learning rate"})
     batch_size: int = field(default=8, metadata={"help": "rows per optimizer step"})
@@ -100,6 +103,35 @@ def build_examples(cfg: VerbalizerTrainConfig) -> tuple[dict, list[dict]]:
     return info, examples
 
 
+def plan_shape(plan: RationalePlan) -> str:
+    """Which realisations a plan has: ``none`` (T empty), ``support``, ``contrast`` or ``against``
+    (the index of a realisation means the same wording for every plan of a shape)."""
+    n_against, n_support = len(plan.against), len(plan.aus) - len(plan.against)
+    return "none" if not plan.aus else "contrast" if n_against and n_support else "against" if n_against else "support"
+
+
+def fluent_realisations(plans: list[RationalePlan], nll, per_shape: int = 8,
+                        rng: random.Random | None = None) -> dict[str, list[int]]:
+    """Per plan shape, the realisation indices the backbone reads most fluently: for up to
+    ``per_shape`` sample plans of the shape, every realisation is scored by ``nll(texts, emotions)``
+    (the frozen backbone's mean per-token NLL, :meth:`Verbalizer.fluency_nll`), and the better half
+    by mean NLL is kept (at least one). Training on those only makes the soft prompt prefer wordings
+    the LM itself finds natural; which it picks for a face is still its own choice."""
+    rng = rng or random.Random(0)
+    by_shape: dict[str, list[RationalePlan]] = {}
+    for plan in plans:
+        by_shape.setdefault(plan_shape(plan), []).append(plan)
+    out = {}
+    for shape, group in sorted(by_shape.items()):
+        sample = rng.sample(group, min(per_shape, len(group)))
+        n = len(sample[0].realisations())
+        texts = [p.text(index=i) for p in sample for i in range(n)]
+        scores = nll(texts, [p.emotion for p in sample for _ in range(n)])
+        mean = [sum(scores[j * n + i] for j in range(len(sample))) / len(sample) for i in range(n)]
+        out[shape] = sorted(sorted(range(n), key=lambda i: mean[i])[:max(1, n // 2)])
+    return out
+
+
 def train_verbalizer(cfg: VerbalizerTrainConfig, progress: bool = True, overwrite: bool = False) -> dict:
     """Train the verbalizer as ``cfg`` says; writes ``<out>/verbalizer`` (the checkpoint),
     ``config.json``, ``examples.json`` (a few generations) and ``metrics.json``. The run folder ``out``
@@ -143,6 +175,14 @@ def _train_verbalizer(cfg: VerbalizerTrainConfig, progress: bool, accelerator) -
         save_config(cfg, out / "config.json")
     order = list(range(len(examples)))
     losses, t0 = [], time.perf_counter()
+    plans_of = [RationalePlan(b["named"], b["emotion"], b["probability"], b["against"]) for b in examples]
+    fluent: dict[str, list[int]] = {}
+    if cfg.fluent_targets:  # counted in the training time: it is part of training
+        was_training = inner.training
+        inner.eval()
+        with torch.no_grad():
+            fluent = fluent_realisations(plans_of, inner.fluency_nll, rng=random.Random(cfg.seed))
+        inner.train(was_training)
     bar = tqdm(total=cfg.max_steps, desc="train verbalizer", unit="step",
                disable=not (progress and accelerator.is_main_process), dynamic_ncols=True)
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -153,8 +193,9 @@ def _train_verbalizer(cfg: VerbalizerTrainConfig, progress: bool, accelerator) -
         for j in range(max(1, len(mine) // cfg.batch_size)):  # full batches (one short one if that is all)
             batch = [examples[i] for i in mine[j * cfg.batch_size:(j + 1) * cfg.batch_size]]
             z = torch.tensor([b["z"] for b in batch], device=accelerator.device)
-            plans = [RationalePlan(b["named"], b["emotion"], b["probability"], b["against"]) for b in batch]
-            targets = [inner.plan_ids(p, rng.randrange(len(p.realisations()))) for p in plans]
+            plans = [plans_of[i] for i in mine[j * cfg.batch_size:(j + 1) * cfg.batch_size]]
+            targets = [inner.plan_ids(p, rng.choice(fluent.get(plan_shape(p)) or range(len(p.realisations()))))
+                       for p in plans]
             ids, att, lab = inner.instruction_batch([b["emotion"] for b in batch], targets)
             loss = model(z, ids.to(accelerator.device), att.to(accelerator.device), lab.to(accelerator.device)).loss
             accelerator.backward(loss)
@@ -188,7 +229,8 @@ def _train_verbalizer(cfg: VerbalizerTrainConfig, progress: bool, accelerator) -
                    "n_examples": len(examples), "n_faces": info["n_faces"],
                    "loss_first": sum(losses[:k]) / k, "loss_last": sum(losses[-k:]) / k,
                    "seconds": round(time.perf_counter() - t0, 1),
-                   "exact_named_set": sum(set(s["named"]) == set(s["target_aus"]) for s in shown) / len(shown)}
+                   "exact_named_set": sum(set(s["named"]) == set(s["target_aus"]) for s in shown) / len(shown),
+                   "fluent_realisations": fluent}
         write_json(out / "metrics.json", metrics)
     accelerator.wait_for_everyone()
     return metrics

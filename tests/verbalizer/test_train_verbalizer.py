@@ -120,3 +120,28 @@ def test_4bit_training_without_a_gpu_is_one_line(reasoner, tmp_path, run_cli):
     code, _, err = run_cli("train", "verbalizer", "--reasoner", run, "--data", data, "--backbone", "tiny-qwen3",
                            "--load-in-4bit", "--max-steps", 1, "--limit", 4, "--out", tmp_path / "q")
     assert code == 2 and "4-bit loading needs a CUDA GPU" in err and err.count("\n") == 1
+
+
+def test_fluent_targets_keep_the_better_half_of_each_plan_shapes_wordings_by_the_backbones_nll():
+    """The training targets are drawn from the realisations the scorer (the frozen backbone's NLL)
+    reads best, per plan shape, from sample plans of that shape; the half kept is the best half."""
+    from facr.verbalizer.plan import RationalePlan
+    from facr.verbalizer.train import fluent_realisations, plan_shape
+
+    plans = [RationalePlan(["AU12", "AU6"], "happiness", 0.9), RationalePlan(["AU12"], "happiness", 0.7),
+             RationalePlan(["AU1", "AU15", "AU12"], "sadness", 0.6, against=["AU12"]),
+             RationalePlan(["AU4"], "happiness", 0.4, against=["AU4"]), RationalePlan([], "neutral", 0.8)]
+    assert [plan_shape(p) for p in plans] == ["support", "support", "contrast", "against", "none"]
+    seen = []
+
+    def nll(texts, emotions):  # a backbone that prefers "which points to" and short texts
+        seen.extend(texts)
+        return [len(t) / 100 - ("which points to" in t) for t in texts]
+
+    fluent = fluent_realisations(plans, nll)
+    assert set(fluent) == {"support", "contrast", "against", "none"}
+    assert len(fluent["support"]) == 5 and len(fluent["contrast"]) == 9 and len(fluent["against"]) == 1
+    texts = [RationalePlan(["AU12", "AU6"], "happiness").text(index=i) for i in fluent["support"]]
+    assert sum("which points to" in t for t in texts) == 2  # both "which points to" wordings are kept
+    assert fluent["against"] == [1]  # "AU4 (brow lowerer) speaks against happiness": the shorter one
+    assert len(seen) == 2 * 11 + 18 + 2 + 2  # every realisation of every sample plan, scored once
