@@ -6,7 +6,8 @@ install step) with ``CHAT=0``, so it ends where the chat would open, timed as a 
 
 The ``facr`` console script beside this interpreter is the one the demo calls (``FACR``). Floor (exit
 1 above it): the whole demo ≤ 600 s on the machine it runs on; a 2-core machine is the one the floor is
-meant for. The output folder is replaced.
+meant for. The output folder is replaced only when this script wrote it (a marker file says so);
+any other existing folder stops the script with one line.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import ROOT, check_floor, report  # noqa: E402 - after the path line
 
 FLOOR_S = 600.0
+MARKER = ".facr-bench-demo"  # in the output folder: this script wrote it, and may replace it
 STEP = re.compile(r"^\x1b\[1m== (.*)\x1b\[0m$")
 
 
@@ -35,8 +37,14 @@ def main(argv=None) -> int:
     p.add_argument("--no-append", action="store_true", help="do not append the table to BENCHMARKS.md")
     args = p.parse_args(argv)
     out = ROOT / args.out
+    marker = out / MARKER
+    if out.exists() and not marker.exists():  # never delete a folder this script did not write
+        print(f"bench_demo: {out}: exists and was not written by bench_demo; choose another --out", file=sys.stderr)
+        return 2
     if out.exists():
         shutil.rmtree(out)
+    out.mkdir(parents=True)
+    marker.touch()
     script = Path(sys.executable).with_name("facr")
     env = {**os.environ, "CHAT": "0", "FACR": str(script), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "MPLBACKEND": "Agg"}

@@ -159,7 +159,7 @@ def segments(aus: list[str], emotion: str, probability: float | None = None, ind
     choice), ``("au", AUk)`` (the AU token), ``("name", text)`` (its forced FACS name),
     ``("emotion", text)`` and ``("tail", text)`` (forced). The AUs of ``against`` come first."""
     order = speaking_order(aus, against)
-    n_against = sum(a in set(map(au_vocab.canonical, against)) for a in order)
+    n_against = len(set(order) & set(map(au_vocab.canonical, against)))
     stretches = realisations(n_against, len(order) - n_against)
     out: list[tuple[str, str]] = []
     for i, stretch in enumerate(stretches[index % len(stretches)]):
@@ -193,7 +193,8 @@ class RationalePlan:
         self.aus = [au_vocab.canonical(a) for a in self.aus]
         if len(set(self.aus)) != len(self.aus):
             raise ValueError(f"a plan names each AU once: {self.aus}")
-        self.against = [a for a in self.aus if a in set(map(au_vocab.canonical, self.against))]
+        against = set(map(au_vocab.canonical, self.against))
+        self.against = [a for a in self.aus if a in against]
         if self.probability is not None and not 0.0 <= float(self.probability) <= 1.0:
             raise ValueError(f"probability must be in [0, 1], got {self.probability}")
 
