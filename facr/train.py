@@ -78,6 +78,7 @@ class TrainConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     head: str = "mlp"  # mlp | linear | agcm (AGCM's concept head, supervised by AU regions: loss.lambda_m)
     head_hidden: int = 64
+    au_readout: str = "pool"  # pool | attention: a spatial map per AU, supervised by its region (facr.models.readout)
     # graph: a facr-graph file, a built-in name (emfacs, pspi), "truth" (the dataset's own graph.json),
     # "induced" (L1 induction on the training split: one-vs-neutral, stability-selected edges),
     # "induced-ovr" (the paper's §3.2: one-vs-rest, every non-zero coefficient an edge) or "permuted"
@@ -113,6 +114,10 @@ class TrainConfig:
             raise ValueError(f"faith must be 'on' or 'off', got {self.faith!r}")
         if self.head not in HEADS.names():
             raise ValueError(f"head must be one of {', '.join(HEADS.names())}, got {self.head!r}")
+        from facr.models.readout import READOUTS
+
+        if self.au_readout not in READOUTS:
+            raise ValueError(f"au_readout must be one of {', '.join(READOUTS)}, got {self.au_readout!r}")
         if self.class_weights not in ("balanced", "none"):
             raise ValueError(f"class_weights must be 'balanced' or 'none', got {self.class_weights!r}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
@@ -477,7 +482,8 @@ def _build(cfg: TrainConfig, accelerator) -> _Run:
     aus = [a for a in sorted(set(au_order(splits.train)) | set(graph.aus), key=lambda a: int(a[2:]))]
     signs = graph_signs(graph, aus, task.classes)
     encoder = replace(cfg.encoder, image_size=cfg.data.image_size)  # one image size: the data's
-    rcfg = ReasonerConfig(aus=aus, classes=task.classes, encoder=encoder, head=cfg.head, head_hidden=cfg.head_hidden)
+    rcfg = ReasonerConfig(aus=aus, classes=task.classes, encoder=encoder, head=cfg.head, head_hidden=cfg.head_hidden,
+                          au_readout=cfg.au_readout)
     model = Reasoner(rcfg)
     ot_cost = None
     if cfg.loss.circumplex_ot > 0:
@@ -490,7 +496,8 @@ def _build(cfg: TrainConfig, accelerator) -> _Run:
     if accelerator.device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     train_ds = FaceTorchDataset(splits.train, aus, task, cfg.data.image_size, cfg.data.augment, cfg.seed,
-                                rois=(cfg.head == "agcm" and cfg.loss.lambda_m > 0)
+                                rois=((cfg.head == "agcm" or cfg.au_readout == "attention")
+                                      and cfg.loss.lambda_m > 0)
                                 or cfg.grounding.occlusion_pairs > 0)
     val_ds = FaceTorchDataset(splits.val, aus, task, cfg.data.image_size) if splits.val else None
     test_ds = FaceTorchDataset(splits.test, aus, task, cfg.data.image_size) if splits.test else None

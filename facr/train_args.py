@@ -28,6 +28,7 @@ OVERRIDES = {
     "--loso-subject": ("data.loso_subject", "hold this subject out as the test set"),
     "--stride": ("data.stride", "keep every k-th training frame"),
     "--head": ("head", "emotion head: mlp, linear or agcm (AGCM's attention-guided concept head)"),
+    "--au-readout": ("au_readout", "how z reads the encoder: pool, or attention (a spatial map per AU)"),
     "--circumplex-ot": ("loss.circumplex_ot", "weight of the circumplex optimal-transport term (0 = off)"),
     "--ot-cost": ("loss.ot_cost", "ground cost of that term: circumplex, or uniform (the control)"),
     "--au-balance": ("loss.au_balance", "AU BCE positive weight (neg/pos)^x per AU (0 = plain BCE)"),

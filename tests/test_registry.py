@@ -45,7 +45,7 @@ def test_the_auditors_and_map_methods_are_registered_where_they_are_defined():
 
     assert AUDITORS.names()[:1] == ["reasoner"] and {"emola", "frozen-llm", "verbalizer"} <= set(AUDITORS.names())
     assert AUDITORS["emola"].run.__module__ == "facr.audit.external"
-    assert METHODS == ("gradcam", "cefam", "rollout", "agcm", "random") == tuple(MAP_METHODS.names())
+    assert METHODS == ("gradcam", "cefam", "rollout", "agcm", "attention", "random") == tuple(MAP_METHODS.names())
 
 
 def test_the_emotion_heads_are_registered_where_they_are_defined_and_build_the_checkpoint_modules():

@@ -15,7 +15,8 @@ from facr.audit import GENERATE_BATCH_SIZE
 from facr.config import check_range
 
 PIXEL_METHODS = ("auto", "rerender", "occlusion")
-MAP_METHOD_NAMES = ("gradcam", "cefam", "rollout", "agcm", "random")  # facr.explain.maps.METHODS, without torch
+# facr.explain.maps.METHODS, without torch
+MAP_METHOD_NAMES = ("gradcam", "cefam", "rollout", "agcm", "attention", "random")
 
 
 def _pixel_cf(**extra):

@@ -8,7 +8,7 @@ from facr.errors import FacrError
 
 EXPLAIN_INPUT = "input"  # the verb `facr explain INPUT` runs; it is never typed (see _route_explain)
 EXPLAIN_VERBS = ("maps",)
-MAP_METHODS = ("gradcam", "cefam", "rollout", "agcm", "random")
+MAP_METHODS = ("gradcam", "cefam", "rollout", "agcm", "attention", "random")
 
 
 def _route_explain(argv: list[str]) -> list[str]:

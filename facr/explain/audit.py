@@ -25,9 +25,12 @@ PRIMARY = {"agcm": "agcm", "vit": "rollout", "resnet": "gradcam"}
 
 
 def primary_method(model) -> str:
-    """The map a model is shown with by default: AGCM's own attention, ViT rollout, ResNet Grad-CAM."""
+    """The map a model is shown with by default: its own attention (AGCM head, attention readout), ViT
+    rollout, ResNet Grad-CAM."""
     if model.config.head == "agcm":
         return "agcm"
+    if model.config.au_readout == "attention":
+        return "attention"
     return PRIMARY[model.encoder.kind]
 
 

@@ -16,6 +16,8 @@ so a saturated unit still has a gradient). Methods (``METHODS``):
   Attention-model Explainability"): R ← R + mean_heads((∂s_k/∂A ⊙ A)⁺) R from the identity, the
   CLS row over the patches.
 - ``agcm`` — ``head: agcm`` only: the head's own spatial concept attention â_k.
+- ``attention`` — ``au_readout: attention`` only: the AU readout's own attention â_k, the map z_k
+  is read through (:mod:`facr.models.readout`).
 - ``random`` — i.i.d. uniform maps (seeded): the baseline every figure is read against.
 
 :func:`au_maps` returns maps on each method's native grid (non-negative); :func:`upsample` brings
@@ -96,8 +98,8 @@ def _random(model, x: torch.Tensor, seed: int) -> torch.Tensor:
     return torch.rand(B, len(model.config.aus), H // 4, H // 4, generator=torch.Generator().manual_seed(seed))
 
 
-def _agcm(model, x: torch.Tensor, seed: int) -> torch.Tensor:
-    """An AGCM head's own spatial concept attention."""
+def _own_attention(model, x: torch.Tensor, seed: int) -> torch.Tensor:
+    """The model's own spatial attention per AU: an AGCM head's, or an attention readout's."""
     with torch.no_grad():
         return model.latent(x).attention.cpu()
 
@@ -249,8 +251,10 @@ for _method in (
     MapMethod("cefam", _traced(_cefam)),
     MapMethod("rollout", _rollout_maps, lambda model: None if model.encoder.kind == "vit"
               else "rollout needs a ViT encoder (use gradcam or cefam on a ResNet)"),
-    MapMethod("agcm", _agcm, lambda model: None if model.config.head == "agcm"
+    MapMethod("agcm", _own_attention, lambda model: None if model.config.head == "agcm"
               else "the agcm maps are the concept attention of a head: agcm reasoner"),
+    MapMethod("attention", _own_attention, lambda model: None if model.config.au_readout == "attention"
+              else "the attention maps are the AU readout's of an au_readout: attention reasoner"),
     MapMethod("random", _random),
 ):
     MAP_METHODS.register(_method.name, _method)

@@ -52,7 +52,12 @@ HEADS: Registry[HeadSpec] = Registry("emotion head", {"mlp": __name__, "linear":
 
 def _z_only(name: str, help: str, z_head: Callable[[int, int, int, float], nn.Module]) -> HeadSpec:
     def modules(dim: int, K: int, C: int, config) -> dict[str, nn.Module]:
-        to_au = nn.Linear(dim, K)  # first: the initialisation order of every checkpoint so far
+        if getattr(config, "au_readout", "pool") == "attention":
+            from facr.models.readout import AttentionReadout
+
+            to_au = AttentionReadout(dim, K)
+        else:
+            to_au = nn.Linear(dim, K)  # first: the initialisation order of every checkpoint so far
         return {"to_au": to_au, "head": z_head(K, C, config.head_hidden, config.dropout)}
 
     return HEADS.register(name, HeadSpec(name, help, modules, z_head))

@@ -63,6 +63,7 @@ class ReasonerConfig:
     head_hidden: int = 64
     dropout: float = 0.0
     concept_embedding: int = 16  # head agcm: size of each AU's activated / inactivated embedding
+    au_readout: str = "pool"  # pool | attention: how z reads the encoder (facr.models.readout)
 
     def __post_init__(self):
         if isinstance(self.encoder, dict):
@@ -71,6 +72,13 @@ class ReasonerConfig:
         if self.head not in HEADS.names():
             raise ValueError(f"head must be one of {', '.join(HEADS.names())}, got {self.head!r}")
         check_range("concept_embedding", self.concept_embedding, 1, MAX_CONCEPT_EMBEDDING)
+        from facr.models.readout import READOUTS
+
+        if self.au_readout not in READOUTS:
+            raise ValueError(f"au_readout must be one of {', '.join(READOUTS)}, got {self.au_readout!r}")
+        if self.au_readout != "pool" and not HEADS[self.head].z_only:
+            raise ValueError(f"au_readout {self.au_readout} needs a z-only head (mlp or linear); "
+                             f"head {self.head} reads the feature grid itself")
         check_range("head_hidden", self.head_hidden, 1, MAX_HEAD_HIDDEN)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
@@ -141,7 +149,7 @@ class Reasoner(nn.Module):
     def latent(self, pixel_values: torch.Tensor) -> Latent:
         """z's logits and the bound head for a batch (uint8 or normalised pixels)."""
         pixel_values = self._pixels(pixel_values)
-        if self.z_only:
+        if self.z_only and self.config.au_readout == "pool":
             return Latent(self.to_au(self.encoder(pixel_values)), self.head)
         return self.latent_from_trace(self.encoder.trace(pixel_values))
 
@@ -149,7 +157,10 @@ class Reasoner(nn.Module):
         """:meth:`latent` from an :class:`~facr.models.encoder.EncoderTrace` (region maps need the
         layers' activations in the autograd graph)."""
         if self.z_only:
-            return Latent(self.to_au(trace.pooled), self.head)
+            if self.config.au_readout == "pool":
+                return Latent(self.to_au(trace.pooled), self.head)
+            z_logits, attention = self.to_au(self.encoder.feature_grid(trace))
+            return Latent(z_logits, self.head, attention)
         c = self.concepts(self.encoder.feature_grid(trace))
         return Latent(c.z_logits, self.head.bind(c.positive, c.negative), c.attention)
 
