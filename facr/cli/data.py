@@ -1,5 +1,5 @@
 """``facr data``: datasets — summarise a dataset folder, render the known-structure synthetic benchmark,
-preview it."""
+preview it, and make your own photos a dataset the audits read."""
 
 from __future__ import annotations
 
@@ -85,6 +85,33 @@ def cmd_data_preview(args) -> int:
     return 0
 
 
+def cmd_data_faces(args) -> int:
+    from facr.data.photos import parse_photo, write_photo_faces
+
+    photos = [parse_photo(a, args.emotion) for a in args.photos]
+    summary = write_photo_faces(photos, args.out, overwrite=args.overwrite)
+    if args.json:
+        print_json(summary)
+        return 0
+    print(f"wrote {summary['out']}: {summary['n']} face(s) in AffectNet's layout (read it with --format affectnet "
+          f"--split all)")
+    for f in summary["faces"]:
+        x, y, w, h = f["box_in_photo"]
+        more = f"; {f['faces_found'] - 1} more face(s) ignored" if f["faces_found"] > 1 else ""
+        print(f"  {f['photo']}: {f['emotion']}, face at x={x:.0f}, y={y:.0f}, {w:.0f}x{h:.0f}{more}")
+    return 0
+
+
+def _faces_arguments(p) -> None:
+    p.add_argument("photos", nargs="+", metavar="PHOTO[=EMOTION]",
+                   help="photos, each with its emotion (neutral, happiness, sadness, surprise, fear, disgust, anger, "
+                        "contempt) or --emotion for all")
+    p.add_argument("--out", required=True, help="output folder (missing or empty; one facr wrote with --overwrite)")
+    p.add_argument("--emotion", default=None, help="the emotion of every PHOTO given without one")
+    p.add_argument("--overwrite", action="store_true", help="replace a folder facr data faces wrote before")
+    add_json(p, "print the summary as one JSON object")
+
+
 def _inspect_arguments(p) -> None:
     from facr.data.formats import FORMATS
 
@@ -141,6 +168,18 @@ GROUP = Group("data", "datasets: the synthetic benchmark and loaders for the rea
                            "facr data synth --out data/synth-b --n 2000 --style b                (the second domain)",
                            "facr data synth --out data/pain --n 3000 --emotion-prior neutral=1 --shortcut 0.8 "
                            "--shortcut-target pain")),
+    Command("faces", "make photos a dataset the audits read: MediaPipe's face box and 68 landmarks, your labels",
+            _faces_arguments, cmd_data_faces,
+            description="Read each photo through the MediaPipe front end (its largest face: box and 478 landmarks "
+                        "mapped to the 68-point layout) and write OUT in AffectNet's released layout: the face "
+                        "cropped square as the chat frames it, its box and landmarks in the crop, and the emotion "
+                        "you give. facr audit --format affectnet --split all "
+                        "then reads it, and --pixel-cf occludes each AU's landmark region on the real face.",
+            epilog=example("facr data faces face.jpg=happiness other.png=neutral --out real",
+                           "facr audit --model runs/synth/grounded --data real --format affectnet --split all "
+                           "--pixel-cf --json",
+                           "facr emola generate --model hf-vlm --vlm /models/llava-1.5-7b-hf --data real --format "
+                           "affectnet --split all --pixel-cf --out vlm.jsonl")),
     Command("preview", "save a grid of captioned samples of a synth dataset as a PNG", _preview_arguments,
             cmd_data_preview,
             description="Save a grid of samples of a facr synth dataset, each captioned with its emotion, PSPI and "

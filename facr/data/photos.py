@@ -1,0 +1,88 @@
+"""Your own photos as a dataset every facr audit reads (``facr data faces``).
+
+Each photo goes through the MediaPipe front end (:class:`facr.frontends.mediapipe.MediaPipeFrontend`):
+its largest face's box and 478 landmarks, mapped to the 68-point iBUG layout
+(:func:`facr.frontends.mediapipe.to_ibug68`). The folder is written in AffectNet's released layout —
+the face cropped square as the chat frames it (:func:`facr.chat.face.square_crop`, a PNG), one CSV row
+with the face box and the 68 landmarks in that crop's pixels and the emotion you give — so that
+``facr audit --format affectnet`` reads it: the reasoner sees the face as it sees the chat's, and
+``--pixel-cf`` occludes each AU's landmark region on the real face (EAC-Net ROI centres,
+:func:`facr.explain.regions.landmark_roi_masks`), for a facr reasoner and, through
+``facr emola generate --model hf-vlm --pixel-cf``, for a VLM.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from facr.errors import FacrError
+
+KIND = "photo-faces"
+
+
+def parse_photo(arg: str, emotion: str | None) -> tuple[Path, str]:
+    """``PHOTO`` or ``PHOTO=EMOTION`` → (path, facr emotion). A path that exists as given is a path even
+    when it holds ``=``."""
+    from facr.data.formats.affectnet import EXPRESSIONS
+
+    path, label = arg, emotion
+    if not os.path.exists(arg) and "=" in arg:
+        path, _, label = arg.rpartition("=")
+    if not os.path.isfile(path):
+        raise FacrError(path, "no such photo")
+    if not label:
+        raise FacrError(path, "no emotion: give PHOTO=EMOTION or --emotion EMOTION (the label the audit scores "
+                              "sensitivity and invariance against)")
+    if label not in EXPRESSIONS.values():
+        raise FacrError(path, f"emotion must be one of {', '.join(EXPRESSIONS.values())}, got {label!r}")
+    return Path(path), label
+
+
+def write_photo_faces(photos: Sequence[tuple[Path, str]], out: str | os.PathLike, *, overwrite: bool = False,
+                      split: str = "val") -> dict:
+    """Read each (photo, emotion) through the front end and write the AffectNet-layout folder ``out``
+    (``split``: ``val`` writes ``validation.csv``, ``train`` ``training.csv``). A photo without a face,
+    or one that is not a picture, is one :class:`FacrError` naming it, and nothing is written."""
+    from PIL import Image
+
+    from facr.chat.face import read_image, square_box, square_crop
+    from facr.data.formats.affectnet import COLUMNS, CSV_FILES, EXPRESSIONS, IMAGE_DIR
+    from facr.frontends.mediapipe import MediaPipeFrontend, to_ibug68
+    from facr.outputs import output_dir
+
+    code = {name: c for c, name in EXPRESSIONS.items()}
+    csv_name = {s: f for f, s in CSV_FILES.items()}[split]
+    names = [f"{i:04d}_{p.stem}.png" for i, (p, _) in enumerate(photos)]
+    rows, faces, crops = [], [], []
+    with MediaPipeFrontend() as frontend:
+        for (path, emotion), name in zip(photos, names):
+            rgb = read_image(str(path))
+            found = frontend.read(rgb, source=str(path))
+            if not found:
+                H, W = rgb.shape[:2]
+                raise FacrError(path, f"no face found ({W}x{H} picture; MediaPipe's face detector)")
+            x0, y0, x1, y1 = (int(round(float(v))) for v in found[0].box)  # AffectNet's box is in whole pixels
+            box = (x0, y0, x1 - x0, y1 - y0)
+            ox, oy, side = square_box(box)
+            crops.append(square_crop(rgb, box))
+            points = to_ibug68(found[0].landmarks)[:, :2] - np.array([ox, oy], dtype=np.float32)
+            cells = ";".join(f"{v:.2f}" for v in np.asarray(points, dtype=np.float64).reshape(-1))
+            rows.append([name, str(x0 - ox), str(y0 - oy), str(box[2]), str(box[3]), cells,
+                         str(code[emotion]), "-2", "-2"])
+            faces.append({"photo": str(path), "image": name, "emotion": emotion, "box_in_photo": list(box),
+                          "crop": [ox, oy, side], "faces_found": len(found)})
+    out = Path(out)
+    with output_dir(out, KIND, overwrite=overwrite, inputs=[p for p, _ in photos]) as tmp:
+        images = tmp.joinpath(*IMAGE_DIR)
+        images.mkdir(parents=True)
+        for crop, name in zip(crops, names):
+            Image.fromarray(np.ascontiguousarray(crop)).save(images / name)
+        lists = tmp / "Manually_Annotated_file_lists"
+        lists.mkdir()
+        lines = [",".join(COLUMNS)] + [",".join(r) for r in rows]
+        (lists / csv_name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return {"out": str(out), "format": "affectnet", "split": split, "n": len(rows), "faces": faces}
