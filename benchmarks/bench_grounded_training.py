@@ -2,7 +2,7 @@
 
 Both arms are ``facr train reasoner`` in this process on the same data with the same seed:
 ``recipes/configs/reasoner_synth.yaml`` (today's) and ``recipes/configs/reasoner_synth_grounded.yaml``
-(background randomisation, counterfactual pairs re-rendered every batch, :mod:`facr.grounding`).
+(background randomisation, the attention readout, ``detach_z``, 14 epochs: :mod:`facr.grounding`).
 Each arm runs ``--repeats`` times in alternating order; the figure is the training loop's seconds
 (images seen / ``train_images_per_s`` of its metrics.json: the loop without the per-epoch validation),
 medians reported, and the wall clock of the whole run beside it. Floor (issue 21): the grounded recipe
