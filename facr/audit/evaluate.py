@@ -45,6 +45,10 @@ class SampleScores:
     inv_pairs: np.ndarray
     invoked: list[list[str]]
     sets: SetScores  # the invoked AUs scored by the one yardstick (facr.audit.metrics.score_explanations)
+    # sensitivity over the parents z sees (z_k > ½, scope "active"): where the scope-"all" figure counts absent
+    # parents too, which a z that reads only the AUs drawn cannot move
+    seen_hits: np.ndarray | None = None
+    seen_pairs: np.ndarray | None = None
 
     def ratio_parts(self, key: str, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Numerator and denominator per sample whose sums give the pooled figure ``key``."""
@@ -54,6 +58,8 @@ class SampleScores:
             return self.sens_hits.astype(float), self.sens_pairs.astype(float)
         if key == "cf_invariance":
             return self.inv_hits.astype(float), self.inv_pairs.astype(float)
+        if key == "cf_sensitivity_seen" and self.seen_hits is not None:
+            return self.seen_hits.astype(float), self.seen_pairs.astype(float)
         return self.sets.ratio_parts(key)
 
 
@@ -146,10 +152,13 @@ class Evaluation:
         eff = self.effects()
         hits = pair_hits(eff, s_t, torch.from_numpy(self.labels), torch.from_numpy(self.z), self.epsilon,
                          self.margin, self.scope)
+        seen = pair_hits(eff, s_t, torch.from_numpy(self.labels), torch.from_numpy(self.z), self.epsilon,
+                         self.margin, "active")
         invoked = [[self.aus[k] for k in idx] for idx in invoked_aus(eff, s_t, torch.from_numpy(self.predicted))]
         sets = score_explanations(self.explanations(invoked), parents_from_signs(s, self.aus, self.classes),
                                   n_universe=len(self.aus), pain_class=self.pain_class)
-        return SampleScores(hits["sens_hits"], hits["sens_pairs"], hits["inv_hits"], hits["inv_pairs"], invoked, sets)
+        return SampleScores(hits["sens_hits"], hits["sens_pairs"], hits["inv_hits"], hits["inv_pairs"], invoked, sets,
+                            seen["sens_hits"], seen["sens_pairs"])
 
     def _summary(self, sc: SampleScores, idx: np.ndarray) -> dict:
         y, logits = self.labels[idx], self.logits[idx]
@@ -159,6 +168,7 @@ class Evaluation:
             "au_f1": au_f1(self.z[idx], self.au_targets[idx], self.au_mask[idx]),
             "cf_sensitivity": pooled_ratio(sc.sens_hits[idx], sc.sens_pairs[idx]),
             "cf_invariance": pooled_ratio(sc.inv_hits[idx], sc.inv_pairs[idx]),
+            "cf_sensitivity_seen": pooled_ratio(sc.seen_hits[idx], sc.seen_pairs[idx]),
             **sc.sets.summary(idx),
         })
         return out

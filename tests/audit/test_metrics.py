@@ -103,3 +103,21 @@ def test_recognition_auc_is_undefined_for_a_single_class_subject():
     assert both["auc"] == 1.0 and both["f1_positive"] == 1.0
     multi = recognition(np.array([0, 1, 2]), np.eye(3) * 3, ["a", "b", "c"])
     assert multi["accuracy"] == 1.0 and multi["macro_f1"] == 1.0 and multi["auc"] == 1.0
+
+
+def test_sensitivity_over_the_parents_z_sees_leaves_out_absent_parents():
+    """A linear head on a z that reads exactly the AUs drawn: do(z_k = 0) on an absent parent (z_k = 0) moves
+    nothing, so the paper's cf_sensitivity (every parent) is 3/4 where cf_sensitivity_seen (z_k > ½) is 1."""
+    from facr.audit.evaluate import Evaluation
+
+    # two AUs, both parents (+) of class 1; face 0 shows AU0 only, face 1 shows both
+    z = np.array([[1.0, 0.0], [1.0, 1.0]])
+    w = np.array([[0.0, 1.0], [0.0, 1.0]])  # ŷ_1 = z_0 + z_1, ŷ_0 = 0
+    logits = z @ w
+    cf = np.stack([np.stack([(zz * (np.arange(2) != k)) @ w for k in range(2)]) for zz in z])
+    ev = Evaluation(classes=["neutral", "happiness"], aus=["AU6", "AU12"], labels=np.array([1, 1]), logits=logits,
+                    cf_logits=cf, z=z, au_targets=z, au_mask=np.ones_like(z), subjects=np.array(["a", "b"]),
+                    signs=np.array([[0, 1], [0, 1]]))
+    m = ev.summarize()
+    assert m["cf_sensitivity"] == pytest.approx(3 / 4)  # face 0's absent AU12 cannot move ŷ_1
+    assert m["cf_sensitivity_seen"] == pytest.approx(1.0)
