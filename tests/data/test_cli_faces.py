@@ -6,10 +6,9 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from skimage import data as skimage_data
 
 from facr.data import formats
-
-skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (the [test] extra) ships the real photo")
 
 
 @pytest.fixture(scope="module")
