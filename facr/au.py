@@ -39,8 +39,10 @@ __all__ = [
     "extract",
     "info",
     "is_au",
+    "listed",
     "mentions",
     "parse",
+    "phrase",
     "pspi",
     "sort_aus",
 ]
@@ -205,6 +207,18 @@ def canonical(text: AULike) -> str:
 def info(text: AULike) -> ActionUnit:
     """The :class:`ActionUnit` (number, FACS name, region) an AU spelling names."""
     return AUS[parse(text)]
+
+
+def phrase(text: AULike) -> str:
+    """An AU as prose names it: ``phrase("AU12") == "AU12 (lip corner puller)"``."""
+    return f"{canonical(text)} ({info(text).name.lower()})"
+
+
+def listed(aus: Iterable[AULike]) -> str:
+    """One or more AUs in prose (:func:`phrase`), the last joined by "and": ``listed(["AU6", "AU12"]) ==
+    "AU6 (cheek raiser) and AU12 (lip corner puller)"``; three or more take commas before it."""
+    parts = [phrase(a) for a in aus]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def sort_aus(aus: Iterable[AULike]) -> list[str]:

@@ -114,10 +114,9 @@ class TrainConfig:
             raise ValueError(f"faith must be 'on' or 'off', got {self.faith!r}")
         if self.head not in HEADS.names():
             raise ValueError(f"head must be one of {', '.join(HEADS.names())}, got {self.head!r}")
-        from facr.models.readout import READOUTS
+        from facr.models.readout import check_readout
 
-        if self.au_readout not in READOUTS:
-            raise ValueError(f"au_readout must be one of {', '.join(READOUTS)}, got {self.au_readout!r}")
+        check_readout(self.au_readout)
         if self.class_weights not in ("balanced", "none"):
             raise ValueError(f"class_weights must be 'balanced' or 'none', got {self.class_weights!r}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):

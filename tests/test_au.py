@@ -122,3 +122,12 @@ def test_pspi_rejects_negative_intensities_and_duplicate_aus():
 
 def test_sort_aus_deduplicates_and_orders_by_number():
     assert au.sort_aus(["AU12", "au 4", "AU04_r", "Jaw Drop"]) == ["AU4", "AU12", "AU26"]
+
+
+def test_aus_in_prose_are_named_and_joined_with_and():
+    from facr import au as au_vocab
+
+    assert au_vocab.phrase("AU04_r") == "AU4 (brow lowerer)"
+    assert au_vocab.listed(["AU12"]) == "AU12 (lip corner puller)"
+    assert au_vocab.listed(["AU6", "au 12", "AU4"]) == \
+        "AU6 (cheek raiser), AU12 (lip corner puller) and AU4 (brow lowerer)"

@@ -47,8 +47,8 @@ class SampleScores:
     sets: SetScores  # the invoked AUs scored by the one yardstick (facr.audit.metrics.score_explanations)
     # sensitivity over the parents z sees (z_k > ½, scope "active"): where the scope-"all" figure counts absent
     # parents too, which a z that reads only the AUs drawn cannot move
-    seen_hits: np.ndarray | None = None
-    seen_pairs: np.ndarray | None = None
+    seen_hits: np.ndarray
+    seen_pairs: np.ndarray
 
     def ratio_parts(self, key: str, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Numerator and denominator per sample whose sums give the pooled figure ``key``."""
@@ -58,7 +58,7 @@ class SampleScores:
             return self.sens_hits.astype(float), self.sens_pairs.astype(float)
         if key == "cf_invariance":
             return self.inv_hits.astype(float), self.inv_pairs.astype(float)
-        if key == "cf_sensitivity_seen" and self.seen_hits is not None:
+        if key == "cf_sensitivity_seen":
             return self.seen_hits.astype(float), self.seen_pairs.astype(float)
         return self.sets.ratio_parts(key)
 

@@ -432,17 +432,13 @@ class Explainer:
         drivers = [a for a in ranked if abs(reading.effect(a, c)) > self.epsilon][:4]
         if not drivers:
             return f"The face shows {c}; no active AU moves that decision by more than ε = {self.epsilon:g}."
-        def listed(aus: list[str]) -> str:
-            parts = [f"{a} ({au_vocab.info(a).name.lower()})" for a in aus]
-            return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-
         support = [a for a in drivers if reading.effect(a, c) > 0]
         against = [a for a in drivers if reading.effect(a, c) < 0]  # removing it raises c: it speaks against c
         verb = "speak" if len(against) > 1 else "speaks"
         if not support:
-            return f"The face shows {c}, although {listed(against)} {verb} against it."
-        tail = f", although {listed(against)} {verb} against it" if against else ""
-        return f"The face shows {c} because of {listed(support)}{tail}."
+            return f"The face shows {c}, although {au_vocab.listed(against)} {verb} against it."
+        tail = f", although {au_vocab.listed(against)} {verb} against it" if against else ""
+        return f"The face shows {c} because of {au_vocab.listed(support)}{tail}."
 
     @staticmethod
     def named(text: str) -> list[str]:

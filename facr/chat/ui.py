@@ -86,7 +86,7 @@ def not_seen_line(explainer: Explainer, graph=None) -> str:
         return ""
     from facr import au as au_vocab
 
-    names = ", ".join(f"{a} ({au_vocab.info(a).name.lower()})" for a in blind)
+    names = ", ".join(au_vocab.phrase(a) for a in blind)
     return f"Not seen by this front end (not coded, never read as 0): {names}."
 
 

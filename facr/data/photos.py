@@ -49,14 +49,12 @@ def _reasoner_box(rgb: np.ndarray, landmark_box) -> tuple[int, int, int, int]:
     sees it there; the framing moves what a benchmark-trained encoder reads), else the box of the front
     end's landmarks. Whole pixels, as AffectNet's box."""
     from facr.chat.face import detect_faces
+    from facr.frontends.mediapipe import _iou
 
     x0, y0, x1, y1 = (float(v) for v in landmark_box)
     best, best_iou = None, 0.3  # a Haar box must overlap the landmarks' box this much to stand for it
     for bx, by, bw, bh in detect_faces(rgb):
-        ix = max(0.0, min(x1, bx + bw) - max(x0, bx))
-        iy = max(0.0, min(y1, by + bh) - max(y0, by))
-        inter = ix * iy
-        iou = inter / ((x1 - x0) * (y1 - y0) + bw * bh - inter)
+        iou = _iou((x0, y0, x1, y1), (bx, by, bx + bw, by + bh))[0]
         if iou > best_iou:
             best, best_iou = (int(bx), int(by), int(bw), int(bh)), iou
     if best is not None:

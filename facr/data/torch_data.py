@@ -87,6 +87,14 @@ def make_loader(dataset: "FaceTorchDataset", batch_size: int, *, shuffle: bool =
                       collate_fn=collate_batch, persistent_workers=num_workers > 0, generator=generator)
 
 
+
+def _flip_shift(x: np.ndarray, flip: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+    """Each ``x[i]`` (``[..., H, W]``: a face mask, a stack of AU regions) mirrored left-right where
+    ``flip[i]``, then shifted circularly by ``(dy[i], dx[i])``: what the augmentation does to its image.
+    One item at a time: 2.5–4x faster here than one gather over the batch."""
+    return np.stack([np.roll(m[..., ::-1] if f else m, (int(y), int(x_)), axis=(-2, -1))
+                     for m, f, y, x_ in zip(x, flip, dy, dx)])
+
 class FaceTorchDataset(Dataset):
     """Records with a label for ``task`` as training items (dicts of tensors)."""
 
@@ -200,9 +208,8 @@ class FaceTorchDataset(Dataset):
             cols = torch.where(torch.from_numpy(flip)[:, None], W - 1 - cols, cols)
             b = torch.arange(len(indices))[:, None, None]
             x = x[b, rows[:, :, None], cols[:, None, :]]
-            if f is not None:  # the same flip and shift, one mask at a time: 2.5x faster than the 3-D gather
-                f = np.stack([np.roll(m[:, ::-1] if fl else m, (int(y), int(x_)), axis=(0, 1))
-                              for m, fl, y, x_ in zip(f, flip, dy, dx)])
+            if f is not None:
+                f = _flip_shift(f, flip, dy, dx)
         if f is None:
             return x.contiguous()
         return self._replace_background(x, torch.from_numpy(np.ascontiguousarray(f)), indices)
@@ -261,10 +268,7 @@ class FaceTorchDataset(Dataset):
             return torch.from_numpy(x)
         flip, dy, dx = self.augmentation(indices)
         cy, cx = np.rint(dy / 4).astype(np.int64), np.rint(dx / 4).astype(np.int64)
-        out = np.empty_like(x)
-        for i in range(len(x)):  # flip, then the circular shift (as the images): 4x faster than one 4-D gather
-            out[i] = np.roll(x[i, :, :, ::-1] if flip[i] else x[i], (int(cy[i]), int(cx[i])), axis=(1, 2))
-        return torch.from_numpy(out)
+        return torch.from_numpy(_flip_shift(x, flip, cy, cx))
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {k: v[0] for k, v in self.__getitems__([i]).items()}

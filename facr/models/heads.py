@@ -52,7 +52,7 @@ HEADS: Registry[HeadSpec] = Registry("emotion head", {"mlp": __name__, "linear":
 
 def _z_only(name: str, help: str, z_head: Callable[[int, int, int, float], nn.Module]) -> HeadSpec:
     def modules(dim: int, K: int, C: int, config) -> dict[str, nn.Module]:
-        if getattr(config, "au_readout", "pool") == "attention":
+        if config.au_readout == "attention":
             from facr.models.readout import AttentionReadout
 
             to_au = AttentionReadout(dim, K)

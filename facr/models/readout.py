@@ -22,6 +22,13 @@ from torch import nn
 READOUTS = ("pool", "attention")
 
 
+def check_readout(name: str) -> None:
+    """ValueError naming the field unless ``name`` is one of :data:`READOUTS` (a reasoner's config and a
+    training config both check it)."""
+    if name not in READOUTS:
+        raise ValueError(f"au_readout must be one of {', '.join(READOUTS)}, got {name!r}")
+
+
 class AttentionReadout(nn.Module):
     """Feature grid ``[B, D, h, w]`` → (AU logits ``[B, K]``, attention ``[B, K, h, w]``, each map summing to 1)."""
 

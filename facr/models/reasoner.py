@@ -72,10 +72,9 @@ class ReasonerConfig:
         if self.head not in HEADS.names():
             raise ValueError(f"head must be one of {', '.join(HEADS.names())}, got {self.head!r}")
         check_range("concept_embedding", self.concept_embedding, 1, MAX_CONCEPT_EMBEDDING)
-        from facr.models.readout import READOUTS
+        from facr.models.readout import check_readout
 
-        if self.au_readout not in READOUTS:
-            raise ValueError(f"au_readout must be one of {', '.join(READOUTS)}, got {self.au_readout!r}")
+        check_readout(self.au_readout)
         if self.au_readout != "pool" and not HEADS[self.head].z_only:
             raise ValueError(f"au_readout {self.au_readout} needs a z-only head (mlp or linear); "
                              f"head {self.head} reads the feature grid itself")

@@ -114,10 +114,6 @@ def probability_tail(probability: float | None) -> str:
     return "." if probability is None else f" (p = {probability:.2f})."
 
 
-def join_aus(parts: list[str]) -> str:
-    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-
-
 def _separators(n: int) -> list[str]:
     """The stretches between n listed AUs: ", " and, before the last, " and "."""
     return [LAST_SEPARATOR if i == n - 1 else SEPARATOR for i in range(1, n)]
