@@ -2,7 +2,7 @@
 
 Both arms are ``facr train reasoner`` in this process on the same data with the same seed:
 ``recipes/configs/reasoner_synth.yaml`` (today's) and ``recipes/configs/reasoner_synth_grounded.yaml``
-(background randomisation, the attention readout, ``detach_z``, 14 epochs: :mod:`facr.grounding`).
+(background randomisation, the attention readout, ``detach_z``, 13 epochs: :mod:`facr.grounding`).
 Each arm runs ``--repeats`` times in alternating order; the figure is the training loop's seconds
 (images seen / ``train_images_per_s`` of its metrics.json: the loop without the per-epoch validation),
 medians reported, and the wall clock of the whole run beside it. Floor (issue 21): the grounded recipe
@@ -47,7 +47,9 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="epochs of each run (default: each recipe's own)")
     p.add_argument("--seed", type=int, default=3)
     p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--out", default="runs/bench-grounded", help="folder for the runs (replaced)")
+    p.add_argument("--out", default="runs/bench-grounded",
+                   help="folder for the runs, one subfolder per recipe (a run facr wrote there is replaced; "
+                        "anything else is refused)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-append", action="store_true", help="do not append to BENCHMARKS.md")
     args = p.parse_args(argv)
@@ -80,4 +82,10 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from facr.errors import FacrError
+
+    try:
+        sys.exit(main())
+    except FacrError as exc:  # a bad --data or an --out facr may not write: one line, as the CLI says it
+        print(f"bench_grounded_training: {exc}", file=sys.stderr)
+        sys.exit(2)
