@@ -177,6 +177,8 @@ def test_an_encoder_that_reads_only_the_hue_sees_no_au_in_pixels(scene):
     m = _score(scene, HueReader(len(SYNTH_AUS)))
     assert m["pixel_cf_method"] == "rerender" and m["pixel_n_pairs"] > 100
     assert m["pixel_au_sensitivity"] == 0.0 and m["pixel_au_leakage"] < 1e-6  # (float noise of batching)
+    # the hue puts some z_k above ½ (those AUs are "seen"), and none of them drops with the AU
+    assert 0.0 < m["pixel_au_seen"] < 1.0 and m["pixel_au_drop_when_seen"] == 0.0
     assert m["pixel_cf_sensitivity"] == 0.0 and m["pixel_cf_invariance"] == 1.0
     assert m["nuisance_z_shift"]["hue"] > 0.15  # z moves with the background and nothing else
     assert m["nuisance_z_shift"]["hue"] > 5 * m["nuisance_z_shift"]["identity"]
@@ -191,6 +193,26 @@ def test_an_oracle_encoder_gets_full_pixel_sensitivity_and_no_shift(scene):
     assert all(v == 0.0 for v in m["nuisance_prediction_change"].values())
     assert m["pixel_n_invisible"] > 0  # AU5 / AU7 under closed eyes: no pixel to remove, left out
     assert m["pixel_n_pairs"] + m["pixel_n_invisible"] == int((scene.intensity > 0).sum())
+    assert m["pixel_au_seen"] == 1.0 and m["pixel_au_drop_when_seen"] == 1.0
+
+
+def test_pixel_au_sensitivity_splits_into_seen_and_dropped_when_seen(scene):
+    """An encoder that reads every AU exactly but AU12 from elsewhere (always present): z sees every
+    AU12, and none of them drops, so AU12's pixel AU sensitivity is 0 with ``seen`` 1."""
+    oracle, k = _oracle(scene, list(SYNTH_AUS)), SYNTH_AUS.index("AU12")
+
+    def sticky(images):
+        z = oracle(images).clone()
+        z[:, k] = 0.9
+        return z
+
+    m = _score(scene, sticky)
+    au12 = m["pixel_per_au"]["AU12"]
+    assert au12["n_pairs"] > 0 and au12["seen"] == 1.0 and au12["drop_when_seen"] == 0.0 == au12["au_sensitivity"]
+    assert all(v["seen"] == 1.0 == v["drop_when_seen"] for a, v in m["pixel_per_au"].items() if a != "AU12")
+    assert m["pixel_au_seen"] == 1.0
+    assert m["pixel_au_drop_when_seen"] == pytest.approx(1 - au12["n_pairs"] / m["pixel_n_pairs"])
+    assert m["pixel_au_sensitivity"] == pytest.approx(m["pixel_au_seen"] * m["pixel_au_drop_when_seen"])
 
 
 # ------------------------------------------------------------------ the CLI, on a trained reasoner
@@ -206,6 +228,7 @@ def test_audit_pixel_cf_puts_the_pixel_figures_at_the_top_of_the_json(reasoner, 
     assert m["pixel_cf_method"] == "rerender" and m["pixel_n_faces"] == m["n_samples"] > 0
     for key in PIXEL_KEYS:
         assert m[key] is not None and 0.0 <= m[key] <= 1.0, key
+    assert m["pixel_au_sensitivity"] == pytest.approx(m["pixel_au_seen"] * (m["pixel_au_drop_when_seen"] or 0.0))
     assert set(m["nuisance_z_shift"]) == {*NUISANCE_CHANGES, "mean"}
     assert all(0.0 <= v <= 1.0 for v in m["nuisance_z_shift"].values())
     assert m["shortcut_reliance"] == m["oracle"]["shortcut_reliance"]
@@ -217,6 +240,7 @@ def test_audit_pixel_cf_puts_the_pixel_figures_at_the_top_of_the_json(reasoner, 
     assert "in pixels (occlusion, 5 faces)" in out and "pixel CF invariance" in out
     report = (tmp_path / "audit" / "report.md").read_text()
     assert "## In pixels (occlusion)" in report and "inpaint" in report
+    assert "| AU | pairs | z saw it | dropped when seen |" in report  # the per-AU table
     m = json.loads((tmp_path / "audit" / "metrics.json").read_text())
     assert m["pixel_fill"].startswith("inpaint") and m["nuisance_z_shift"] is None
 

@@ -28,7 +28,10 @@ z_k ≥ ½ elsewhere — whose intervention changes the image the model sees. Pa
 leaves that image unchanged (AU5 under closed eyes) are counted (``pixel_n_invisible``) and left out.
 
 * ``pixel_au_sensitivity``: the share of pairs where z saw the AU (z_k(x) ≥ ½) and stops seeing it
-  once it is gone from the pixels (z_k(x^{do(AU_k = 0)}) < ½). An AU z never saw is a miss.
+  once it is gone from the pixels (z_k(x^{do(AU_k = 0)}) < ½). An AU z never saw is a miss. It is
+  the product of its two parts, reported beside it: ``pixel_au_seen`` (the share of pairs z saw: a
+  detection figure) and ``pixel_au_drop_when_seen`` (the share of those that drop: whether z_k reads
+  AU k's pixels or infers it from elsewhere, e.g. from an AU that co-occurs with it).
 * ``pixel_au_leakage``: mean over pairs of mean_{j ≠ k} |z_j(x^{do}) − z_j(x)|.
 * ``pixel_cf_sensitivity`` / ``pixel_cf_invariance``: the paper's figures (the definitions of
   :func:`facr.audit.metrics.pair_hits`, same ε and margin as the latent figures) with the
@@ -225,7 +228,8 @@ def score_pixel(forward: Forward, plan: PixelPlan, labels: np.ndarray, signs: np
 
     # what z does: the removed AU's own z_k, and the others'
     zk0, zk1 = z0[ps, pk], z1[np.arange(P), pk]
-    au_hit = (zk0 >= ACTIVE) & (zk1 < ACTIVE)
+    seen = zk0 >= ACTIVE
+    au_hit = seen & (zk1 < ACTIVE)
     others = np.ones((P, K), dtype=bool)
     others[np.arange(P), pk] = False
     leak = (np.abs(z1 - z0[ps]) * others).sum(axis=1) / max(K - 1, 1)
@@ -244,12 +248,15 @@ def score_pixel(forward: Forward, plan: PixelPlan, labels: np.ndarray, signs: np
         "pixel_n_pairs": P,
         "pixel_n_invisible": n_invisible,
         "pixel_au_sensitivity": _mean(au_hit),
+        "pixel_au_seen": _mean(seen),
+        "pixel_au_drop_when_seen": _mean(au_hit[seen]),
         "pixel_au_leakage": _mean(leak),
         "pixel_cf_sensitivity": float(sens_hit.sum() / causal.sum()) if causal.any() else None,
         "pixel_cf_invariance": float(inv_hit.sum() / (~causal).sum()) if (~causal).any() else None,
         "pixel_n_sensitivity_pairs": int(causal.sum()),
         "pixel_n_invariance_pairs": int((~causal).sum()),
         "pixel_per_au": {a: {"n_pairs": int((pk == k).sum()), "au_sensitivity": _mean(au_hit[pk == k]),
+                             "seen": _mean(seen[pk == k]), "drop_when_seen": _mean(au_hit[(pk == k) & seen]),
                              "leakage": _mean(leak[pk == k])}
                          for k, a in enumerate(plan.aus) if (pk == k).any()},
     }

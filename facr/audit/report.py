@@ -69,6 +69,8 @@ NAMED_KINDS = ("generations", "frozen-llm")
 
 # facr audit --pixel-cf (facr.audit.pixel): z against the face, do() in pixels.
 PIXEL_ROWS = (("pixel_au_sensitivity", "pixel AU sensitivity (z_k < ½ once AU k is gone)"),
+              ("pixel_au_seen", "  of which: z saw the AU (z_k ≥ ½)"),
+              ("pixel_au_drop_when_seen", "  of which: seen, then dropped"),
               ("pixel_au_leakage", "pixel AU leakage (mean |Δz_j|, other AUs)"),
               ("pixel_cf_sensitivity", "pixel CF sensitivity"), ("pixel_cf_invariance", "pixel CF invariance"),
               ("latent_vs_pixel_agreement", "latent vs pixel do(): same move of ŷ_ĉ"),
@@ -174,8 +176,15 @@ def pixel_lines(metrics: dict) -> list[str]:
 def _pixel_section(metrics: dict) -> list[str]:
     if not metrics.get("pixel_cf_method"):
         return []
-    return ["", f"## In pixels ({metrics['pixel_cf_method']})", "",
-            f"- intervention: {metrics.get('pixel_intervention')}", "", "```", *pixel_lines(metrics), "```"]
+    lines = ["", f"## In pixels ({metrics['pixel_cf_method']})", "",
+             f"- intervention: {metrics.get('pixel_intervention')}", "", "```", *pixel_lines(metrics), "```"]
+    per_au = metrics.get("pixel_per_au") or {}
+    if per_au:
+        lines += ["", "| AU | pairs | z saw it | dropped when seen | pixel AU sensitivity | leakage |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {a} | {v['n_pairs']} | {fmt(v.get('seen'))} | {fmt(v.get('drop_when_seen'))} | "
+                  f"{fmt(v['au_sensitivity'])} | {fmt(v['leakage'])} |" for a, v in per_au.items()]
+    return lines
 
 
 def _skipped_lines(metrics: dict) -> list[str]:
