@@ -144,3 +144,13 @@ def seed_everything(seed: int) -> None:
     except ImportError:  # torch is a dependency, but the graph toolkit does not need it
         return
     torch.manual_seed(seed)
+
+
+def box_overlap(a, b) -> tuple[float, float]:
+    """(intersection over union, intersection over the smaller box) of two (x0, y0, x1, y1) boxes
+    (extra entries, such as a detector's score, are ignored)."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    area_a, area_b = (a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1])
+    return inter / max(area_a + area_b - inter, 1e-9), inter / max(min(area_a, area_b), 1e-9)

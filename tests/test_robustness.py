@@ -221,3 +221,11 @@ def test_image_of_any_content_is_read_or_refused_in_one_line(tmp_path, reasoner,
     (root / "face.png").write_bytes(data)
     run_guarded(root, out, "explain", "maps", "--model", run, "--image", root / "face.png", "--crop",
                 "--out", out / "overlay.png")
+
+
+def test_box_overlap_is_iou_and_the_share_of_the_smaller_box():
+    from facr.utils import box_overlap
+
+    assert box_overlap((0, 0, 2, 2), (1, 1, 3, 3)) == pytest.approx((1 / 7, 1 / 4))
+    assert box_overlap((0, 0, 4, 4, 0.9), (1, 1, 2, 2)) == pytest.approx((1 / 16, 1.0))  # a score is ignored
+    assert box_overlap((0, 0, 1, 1), (2, 2, 3, 3)) == (0.0, 0.0)

@@ -49,12 +49,12 @@ def _reasoner_box(rgb: np.ndarray, landmark_box) -> tuple[int, int, int, int]:
     sees it there; the framing moves what a benchmark-trained encoder reads), else the box of the front
     end's landmarks. Whole pixels, as AffectNet's box."""
     from facr.chat.face import detect_faces
-    from facr.frontends.mediapipe import _iou
+    from facr.utils import box_overlap
 
     x0, y0, x1, y1 = (float(v) for v in landmark_box)
     best, best_iou = None, 0.3  # a Haar box must overlap the landmarks' box this much to stand for it
     for bx, by, bw, bh in detect_faces(rgb):
-        iou = _iou((x0, y0, x1, y1), (bx, by, bx + bw, by + bh))[0]
+        iou = box_overlap((x0, y0, x1, y1), (bx, by, bx + bw, by + bh))[0]
         if iou > best_iou:
             best, best_iou = (int(bx), int(by), int(bw), int(bh)), iou
     if best is not None:

@@ -14,6 +14,7 @@ import numpy as np
 
 from facr.errors import FacrError
 from facr.frontends import FaceReading
+from facr.utils import box_overlap
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".gif")
@@ -26,14 +27,6 @@ TRACK_PATIENCE = 30  # frames a track may miss before its id is retired
 
 
 # ------------------------------------------------------------------------------ face ids across frames
-def _overlap(a, b) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - iw * ih
-    return iw * ih / max(union, 1e-9)
-
-
 class FaceTracker:
     """Face ids that follow faces across a video's frames. Each face continues the track whose last box
     it overlaps most (IoU ≥ :data:`TRACK_IOU`) or, failing that, whose last centre is nearest within
@@ -52,7 +45,7 @@ class FaceTracker:
         for i, r in enumerate(readings):
             side = max(r.box[2] - r.box[0], r.box[3] - r.box[1], 1e-9)
             for t, (box, _) in self.tracks.items():
-                iou = _overlap(r.box, box)
+                iou = box_overlap(r.box, box)[0]
                 dist = math.hypot((r.box[0] + r.box[2] - box[0] - box[2]) / 2,
                                   (r.box[1] + r.box[3] - box[1] - box[3]) / 2) / side
                 if iou >= TRACK_IOU or dist <= TRACK_CENTRE:

