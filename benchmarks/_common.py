@@ -1,5 +1,6 @@
 """Shared by the benchmark scripts: machine description, appending a section to BENCHMARKS.md, a table
-cell, and the floor check that makes a script exit 1 when a figure misses its floor."""
+cell, the floor check that makes a script exit 1 when a figure misses its floor, and :func:`run`, which
+turns a refusal into one line and exit 2 as the CLI does."""
 
 from __future__ import annotations
 
@@ -60,3 +61,15 @@ def report(args, result: dict, title: str, table: str, notes: str = "") -> None:
         print(notes)
     if not args.no_append:
         append_section(title, table, notes)
+
+
+def run(main) -> int:
+    """``main()``'s exit status; a :class:`~facr.errors.FacrError` (a bad ``--data``, an ``--out`` facr may
+    not write) is one line on stderr, named after the script, and exit 2, as the CLI says it."""
+    from facr.errors import FacrError
+
+    try:
+        return main()
+    except FacrError as exc:
+        print(f"{Path(sys.argv[0]).stem}: {exc}", file=sys.stderr)
+        return 2

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import ROOT, append_section, check_floor  # noqa: E402 - after the path line
+from benchmarks._common import ROOT, append_section, check_floor, run  # noqa: E402 - after the path line
 
 FLOOR_HELP_S = 1.0
 COMMANDS = {  # label -> arguments of facr (None: the bare interpreter)
@@ -75,4 +75,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import ROOT, check_floor, report  # noqa: E402 - after the path line
+from benchmarks._common import ROOT, check_floor, report, run  # noqa: E402 - after the path line
 
 FLOOR_S = 600.0
 MARKER = ".facr-bench-demo"  # in the output folder: this script wrote it, and may replace it
@@ -74,4 +74,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import append_section, check_floor  # noqa: E402 - after the path line
+from benchmarks._common import append_section, check_floor, run  # noqa: E402 - after the path line
 
 FLOOR_FPS = 30.0
 FLOOR_RSS_MB = 1024.0
@@ -139,4 +139,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import append_section, check_floor  # noqa: E402
+from benchmarks._common import append_section, check_floor, run  # noqa: E402
 
 FLOOR_IMAGES_PER_S = 20.0
 CONFIGS = {"mediapipe": {}, "mediapipe, whole picture": {"tiles": False}, "haar": {"detector": "haar"}}
@@ -136,4 +136,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

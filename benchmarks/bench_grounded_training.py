@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, check_floor, report  # noqa: E402
+from _common import ROOT, check_floor, report, run  # noqa: E402
 
 FLOOR = 2.0  # grounded / today's training time
 RECIPES = {"today's (reasoner_synth.yaml)": "reasoner_synth.yaml",
@@ -82,10 +82,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from facr.errors import FacrError
-
-    try:
-        sys.exit(main())
-    except FacrError as exc:  # a bad --data or an --out facr may not write: one line, as the CLI says it
-        print(f"bench_grounded_training: {exc}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run(main))

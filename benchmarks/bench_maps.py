@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_section, check_floor, table_cell  # noqa: E402
+from _common import append_section, check_floor, run, table_cell  # noqa: E402
 
 ARMS = ("FACR", "faith-off", "AGCM+FACR", "AGCM", "FACR+OT-circumplex", "FACR+OT-uniform")
 
@@ -168,4 +168,4 @@ def draw_grid(maps_of: dict, records, path: str, n_faces: int = 4) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import append_section, check_floor  # noqa: E402
+from benchmarks._common import append_section, check_floor, run  # noqa: E402
 
 FLOOR = 1.15  # (b) / (a): the batched objective costs at most 15 % over CE + BCE
 from facr.causal import Effects  # noqa: E402
@@ -98,4 +98,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import check_floor, report  # noqa: E402
+from _common import check_floor, report, run  # noqa: E402
 
 FLOOR_S = 180.0  # the pixel audit of 480 faces, seconds
 
@@ -76,4 +76,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(run(main))

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import append_section, check_floor  # noqa: E402
+from benchmarks._common import append_section, check_floor, run  # noqa: E402
 
 FLOOR = 3.0  # batched faces/s over one call per rationale
 
@@ -113,4 +113,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import append_section, check_floor  # noqa: E402
+from benchmarks._common import append_section, check_floor, run  # noqa: E402
 from facr.data import synth as S  # noqa: E402
 from facr.data.synth import writer as W  # noqa: E402
 
@@ -76,4 +76,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import append_section, check_floor, table_cell  # noqa: E402
+from benchmarks._common import append_section, check_floor, run, table_cell  # noqa: E402
 
 # (key, floor, at_most) of the gated audit
 GOALS = (("named_equals_target", 0.95, False), ("empty_rationale_rate", 0.01, True), ("well_formed_rate", 0.99, False),
@@ -92,4 +92,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -16,6 +16,7 @@ import io
 import json
 import shutil
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -229,3 +230,15 @@ def test_box_overlap_is_iou_and_the_share_of_the_smaller_box():
     assert box_overlap((0, 0, 2, 2), (1, 1, 3, 3)) == pytest.approx((1 / 7, 1 / 4))
     assert box_overlap((0, 0, 4, 4, 0.9), (1, 1, 2, 2)) == pytest.approx((1 / 16, 1.0))  # a score is ignored
     assert box_overlap((0, 0, 1, 1), (2, 2, 3, 3)) == (0.0, 0.0)
+
+
+def test_a_benchmark_script_refuses_in_one_line_and_exit_2(capsys, monkeypatch):
+    from benchmarks._common import run
+    from facr.errors import FacrError
+
+    def refused():
+        raise FacrError("/no/such/data", "no such folder")
+
+    monkeypatch.setattr(sys, "argv", ["benchmarks/bench_pixel_audit.py"])
+    assert run(refused) == 2 and run(lambda: 1) == 1
+    assert capsys.readouterr().err == "bench_pixel_audit: /no/such/data: no such folder\n"
