@@ -31,7 +31,7 @@ from facr.graph import AUGraph, permute, resolve_graph
 from facr.grounding import GroundingConfig, build_grounding, grounding_loss
 from facr.losses import LossWeights, au_pos_weight, facr_loss
 from facr.models.encoder import MAX_IMAGE_SIZE, EncoderConfig
-from facr.models.heads import HEADS
+from facr.models.heads import HEADS, graph_edges
 from facr.models.reasoner import MAX_HEAD_HIDDEN, Reasoner, ReasonerConfig, save_reasoner
 from facr.outputs import output_dir, run_dir
 from facr.utils import write_json
@@ -76,7 +76,7 @@ class TrainConfig:
 
     data: DataConfig = field(default_factory=DataConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    head: str = "mlp"  # mlp | linear | agcm (AGCM's concept head, supervised by AU regions: loss.lambda_m)
+    head: str = "mlp"  # mlp | linear | graph (Pa(c) only) | agcm (AGCM's concept head, supervised: loss.lambda_m)
     head_hidden: int = 64
     au_readout: str = "pool"  # pool | attention: a spatial map per AU, supervised by its region (facr.models.readout)
     # graph: a facr-graph file, a built-in name (emfacs, pspi), "truth" (the dataset's own graph.json),
@@ -482,7 +482,8 @@ def _build(cfg: TrainConfig, accelerator) -> _Run:
     signs = graph_signs(graph, aus, task.classes)
     encoder = replace(cfg.encoder, image_size=cfg.data.image_size)  # one image size: the data's
     rcfg = ReasonerConfig(aus=aus, classes=task.classes, encoder=encoder, head=cfg.head, head_hidden=cfg.head_hidden,
-                          au_readout=cfg.au_readout)
+                          au_readout=cfg.au_readout,
+                          edges=graph_edges(signs.numpy(), aus, task.classes) if cfg.head == "graph" else None)
     model = Reasoner(rcfg)
     ot_cost = None
     if cfg.loss.circumplex_ot > 0:

@@ -27,7 +27,8 @@ OVERRIDES = {
     "--lambda-s": ("loss.lambda_s", "sensitivity weight λs"),
     "--loso-subject": ("data.loso_subject", "hold this subject out as the test set"),
     "--stride": ("data.stride", "keep every k-th training frame"),
-    "--head": ("head", "emotion head: mlp, linear or agcm (AGCM's attention-guided concept head)"),
+    "--head": ("head", "emotion head: mlp, linear, graph (one MLP per class over its parents in G) or agcm "
+                       "(AGCM's attention-guided concept head)"),
     "--au-readout": ("au_readout", "how z reads the encoder: pool, or attention (a spatial map per AU)"),
     "--circumplex-ot": ("loss.circumplex_ot", "weight of the circumplex optimal-transport term (0 = off)"),
     "--ot-cost": ("loss.ot_cost", "ground cost of that term: circumplex, or uniform (the control)"),

@@ -58,19 +58,23 @@ def test_the_emotion_heads_are_registered_where_they_are_defined_and_build_the_c
     from facr.models.heads import HEADS, build_head
     from facr.models.reasoner import Reasoner, ReasonerConfig
 
-    assert HEADS.names() == ["mlp", "linear", "agcm"]  # all known before any is imported
+    assert HEADS.names() == ["mlp", "linear", "graph", "agcm"]  # all known before any is imported
     assert HEADS["agcm"].modules.__module__ == "facr.models.agcm" and not HEADS["agcm"].z_only
     keys = {}
+    edges = {"happiness": {"AU12": 1}, "anger": {"AU4": 1}}
     for name in HEADS.names():
-        model = Reasoner(ReasonerConfig(aus=["AU1", "AU4", "AU12"], classes=["happiness", "anger"], head=name))
+        model = Reasoner(ReasonerConfig(aus=["AU1", "AU4", "AU12"], classes=["happiness", "anger"], head=name,
+                                        edges=edges if name == "graph" else None))
         keys[name] = sorted({k.split(".")[0] for k in model.state_dict()})
         assert model.z_only == HEADS[name].z_only
     assert keys == {"mlp": ["encoder", "head", "to_au"], "linear": ["encoder", "head", "to_au"],
+                    "graph": ["encoder", "head", "to_au"],
                     "agcm": ["concepts", "encoder", "head"]}  # the names every checkpoint so far was saved with
     assert build_head("linear", 3, 2)(torch.ones(1, 3)).shape == (1, 2)
-    with pytest.raises(ValueError, match="a z-only head is mlp or linear, got 'agcm'"):
+    assert build_head("graph", 3, 2, signs=[[0, 0], [0, 1], [1, 0]])(torch.ones(1, 3)).shape == (1, 2)
+    with pytest.raises(ValueError, match="a z-only head is mlp, linear or graph, got 'agcm'"):
         build_head("agcm", 3, 2)
-    with pytest.raises(ValueError, match="head must be one of mlp, linear, agcm, got 'gru'"):
+    with pytest.raises(ValueError, match="head must be one of mlp, linear, graph, agcm, got 'gru'"):
         ReasonerConfig(aus=["AU1"], classes=["a", "b"], head="gru")
     for module in (facr.registry, facr.models.heads):  # the examples in their docstrings hold
         assert doctest.testmod(module).failed == 0

@@ -8,7 +8,9 @@
   ŷ_ĉ(x) − mean_c' ŷ_ĉ(x^{do(cue = c')}), the effect of the hue against its test-time (uniformly
   random) distribution. A prediction *relies on the shortcut* when that effect is larger in
   magnitude than the largest single-AU effect max_k |Δ_kĉ| — the decision moves more with the
-  background than with any AU cause. ``prediction_follows_cue`` is the share of predictions
+  background than with any AU cause. Effects below :data:`ROUNDING` are float rounding (the same
+  logit computed in another batch), not effects: a class whose logit nothing moves (neutral under
+  ``head: graph``) does not rely on the hue by a rounding error. ``prediction_follows_cue`` is the share of predictions
   equal to the class whose hue the image shows (chance: 1/C on the test split).
 """
 
@@ -22,6 +24,8 @@ import torch
 
 from facr.audit.evaluate import Evaluation
 from facr.data.torch_data import FaceTorchDataset
+
+ROUNDING = 1e-5  # logit differences at or below this are float rounding, not an effect
 
 
 def is_synth(root: str | Path) -> bool:
@@ -58,7 +62,7 @@ def shortcut_reliance(model, dataset: FaceTorchDataset, ev: Evaluation, root: st
                    for j in range(len(cue_classes))], axis=1)
     cue_effect = ev.logits[rows, pred] - cf.mean(axis=1)
     max_au = np.abs(ev.delta_pred).max(axis=1)
-    relies = np.abs(cue_effect) > max_au
+    relies = np.abs(cue_effect) > np.maximum(max_au, ROUNDING)
     shown = np.array([str(r.meta.get("cue")) for r in dataset.records], dtype=object)  # the class whose hue shows
     follows = None
     if set(cue_classes) <= set(ev.classes):

@@ -59,11 +59,13 @@ class ReasonerConfig:
     aus: list[str]
     classes: list[str]
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    head: str = "mlp"  # mlp | linear | agcm (AGCM's attention-guided concept head, facr.models.agcm)
+    head: str = "mlp"  # mlp | linear | graph | agcm (AGCM's attention-guided concept head, facr.models.agcm)
     head_hidden: int = 64
     dropout: float = 0.0
     concept_embedding: int = 16  # head agcm: size of each AU's activated / inactivated embedding
     au_readout: str = "pool"  # pool | attention: how z reads the encoder (facr.models.readout)
+    # head graph: G's edges {class: {AU: ±1}}, the head's wiring (facr.models.heads.GraphHead)
+    edges: dict[str, dict[str, int]] | None = None
 
     def __post_init__(self):
         if isinstance(self.encoder, dict):
@@ -76,8 +78,17 @@ class ReasonerConfig:
 
         check_readout(self.au_readout)
         if self.au_readout != "pool" and not HEADS[self.head].z_only:
-            raise ValueError(f"au_readout {self.au_readout} needs a z-only head (mlp or linear); "
+            raise ValueError(f"au_readout {self.au_readout} needs a z-only head (mlp, linear or graph); "
                              f"head {self.head} reads the feature grid itself")
+        if (self.head == "graph") != (self.edges is not None):
+            raise ValueError("edges: head graph is wired by G's edges, and only head graph reads them "
+                             f"(head {self.head}, edges {'given' if self.edges is not None else 'missing'})")
+        if self.edges is not None:
+            from facr.models.heads import edge_signs
+
+            self.edges = {c: {au_vocab.canonical(a): s for a, s in parents.items()}
+                          for c, parents in self.edges.items()}
+            edge_signs(self.edges, self.aus, self.classes)
         check_range("head_hidden", self.head_hidden, 1, MAX_HEAD_HIDDEN)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
@@ -139,7 +150,7 @@ class Reasoner(nn.Module):
         if not self.z_only:
             raise FacrError(None, "head agcm: its logits read the image's concept embeddings as well as z, so an "
                                   "intervention needs the image (use Reasoner.latent(pixels).head); train the "
-                                  "verbalizer and its audits on an mlp or linear reasoner")
+                                  "verbalizer and its audits on an mlp, linear or graph reasoner")
         return self.head
 
     def _pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:

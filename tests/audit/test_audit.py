@@ -205,6 +205,21 @@ def test_shortcut_reliance_is_one_for_a_hue_reader_and_zero_when_au_effects_domi
     assert relies["cue_effect_mean_abs"] > 1.0
     assert shortcut_reliance(model, ds, ev_with(100.0), data)["shortcut_reliance"] == 0.0
 
+    # a logit nothing moves (neutral under head: graph), recomputed in another batch, differs by float
+    # rounding only: that is no reliance; a real hue effect, however small, still is
+    class Scaled(torch.nn.Module):
+        def __init__(self, scale):
+            super().__init__()
+            self.scale, self.hue = scale, _HueReader(len(classes))
+
+        def forward(self, pixel_values):
+            return type("Out", (), {"logits": self.scale * self.hue(pixel_values).logits})()
+
+    for scale, expected in ((1e-8, 0.0), (1e-3, 1.0)):
+        scaled = Scaled(scale)
+        logits = scaled(ds.__getitems__(list(range(len(ds))))["pixel_values"]).logits.numpy()
+        assert shortcut_reliance(scaled, ds, ev_with(0.0), data)["shortcut_reliance"] == expected, scale
+
 
 def test_pain_audit_scores_pspi_agreement_on_pain_predictions(trained, run_cli, tmp_path):
     from facr.models.reasoner import load_reasoner, save_reasoner

@@ -72,7 +72,7 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
     cfg = json.loads((path / "config.json").read_text())
     cfg["head"] = "transformer"
     (path / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ConfigError, match="head must be one of mlp, linear, agcm"):
+    with pytest.raises(ConfigError, match="head must be one of mlp, linear, graph, agcm"):
         load_reasoner(path)
     cfg["head"] = "mlp"
     cfg["head_hidden"] = 5
