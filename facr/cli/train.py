@@ -13,7 +13,7 @@ from facr.flags import add_fields, given
 from facr.utils import loads_json
 
 # the HeadTrainConfig fields `facr train head` sets (their flags, help and defaults are the dataclass's)
-HEAD_FIELDS = ("data", "format", "label_column", "frontend", "graph", "epochs", "n", "noise", "seed", "out")
+HEAD_FIELDS = ("data", "format", "label_column", "frontend", "graph", "head", "epochs", "n", "noise", "seed", "out")
 
 
 def cmd_train_reasoner(args) -> int:

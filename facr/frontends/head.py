@@ -58,6 +58,7 @@ FRONTENDS = ("scm", "mediapipe", "openface", "openface3", "pyfeat", "libreface")
 its hand table codes) and the table formats (the AUs each tool codes)."""
 
 HEAD_FILES = ("model.safetensors", "config.json", "graph.json")
+Z_HEADS = ("mlp", "linear", "graph")  # the reasoner's z-only heads (facr.models.heads)
 REALFACE_DIR = Path(__file__).resolve().parent / "assets" / "realface-head"
 REALFACE_COMMAND = ("facr train head --frontend mediapipe --graph emfacs --seed 0 "
                     "--out facr/frontends/assets/realface-head")
@@ -74,14 +75,18 @@ class HeadConfig:
     classes: list[str]
     graph: str = ""
     frontend: str = "scm"
-    head: str = "mlp"  # mlp | linear (the reasoner's z-only heads)
+    head: str = "mlp"  # mlp | linear | graph (the reasoner's z-only heads)
     head_hidden: int = 64
+    edges: dict[str, dict[str, int]] | None = None  # head graph: G's edges {class: {AU: ±1}}, its wiring
 
     def __post_init__(self):
         self.aus = check_aus_classes(self.aus, self.classes)
-        if self.head not in ("mlp", "linear"):
-            raise ValueError(f"head must be mlp or linear, got {self.head!r}")
+        if self.head not in Z_HEADS:
+            raise ValueError(f"head must be {', '.join(Z_HEADS[:-1])} or {Z_HEADS[-1]}, got {self.head!r}")
         check_range("head_hidden", self.head_hidden, 1, MAX_HEAD_HIDDEN)
+        from facr.models.heads import check_edges
+
+        self.edges = check_edges(self.head, self.edges, self.aus, self.classes)
 
 
 class AUHead(nn.Module):
@@ -94,7 +99,10 @@ class AUHead(nn.Module):
         from facr.models.heads import build_head
 
         self.config = config
-        self.head = build_head(config.head, len(config.aus), len(config.classes), config.head_hidden)
+        from facr.models.heads import edge_signs
+
+        signs = None if config.edges is None else edge_signs(config.edges, config.aus, config.classes)
+        self.head = build_head(config.head, len(config.aus), len(config.classes), config.head_hidden, signs=signs)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.head(z)
@@ -344,7 +352,8 @@ class HeadTrainConfig:
     aus: list[str] | None = None  # None: the front end's AUs (those the SCM draws, for SCM data)
     graph: str = field(default="emfacs", metadata={
         "help": "G: a facr-graph file, emfacs, pspi, or truth (the SCM's graph)"})
-    head: str = "mlp"
+    head: str = field(default="mlp", metadata={
+        "choices": Z_HEADS, "help": "the emotion head: mlp, linear, or graph (one MLP per class over its parents)"})
     head_hidden: int = 64
     n: int = field(default=20000, metadata={"help": "SCM faces to draw"})
     subjects: int = 100  # SCM subjects (splits are subject-disjoint)
@@ -366,8 +375,8 @@ class HeadTrainConfig:
             raise ValueError(f"frontend must be one of {', '.join(FRONTENDS)}, got {self.frontend!r}")
         if self.aus is not None:
             self.aus = au_vocab.sort_aus(self.aus)
-        if self.head not in ("mlp", "linear"):
-            raise ValueError(f"head must be mlp or linear, got {self.head!r}")
+        if self.head not in Z_HEADS:
+            raise ValueError(f"head must be {', '.join(Z_HEADS[:-1])} or {Z_HEADS[-1]}, got {self.head!r}")
         check_range("head_hidden", self.head_hidden, 1, MAX_HEAD_HIDDEN)
         check_range("n", self.n, 100, 1_000_000)
         check_range("subjects", self.subjects, 3, self.n)
@@ -493,6 +502,7 @@ def train_head(cfg: HeadTrainConfig, *, progress: bool = True, overwrite: bool =
     from facr.causal import graph_signs
     from facr.data.synth import SynthConfig, true_graph
     from facr.graph import resolve_graph
+    from facr.models.heads import graph_edges
     from facr.outputs import check_target
 
     check_target(cfg.out, "au-head", overwrite=overwrite, inputs=[cfg.data])  # before the work, not after
@@ -504,8 +514,9 @@ def train_head(cfg: HeadTrainConfig, *, progress: bool = True, overwrite: bool =
     truth = true_graph(SynthConfig(n=cfg.n, seed=cfg.seed, subjects=cfg.subjects)) if cfg.data is None else None
     graph = truth if cfg.graph == "truth" else resolve_graph(cfg.graph)
     signs = graph_signs(graph, train.aus, train.classes)
+    edges = graph_edges(signs.numpy(), train.aus, train.classes) if cfg.head == "graph" else None
     config = HeadConfig(aus=train.aus, classes=train.classes, graph=graph.name, frontend=frontend, head=cfg.head,
-                        head_hidden=cfg.head_hidden)
+                        head_hidden=cfg.head_hidden, edges=edges)
     with _one_thread():
         torch.manual_seed(cfg.seed)
         model = AUHead(config)

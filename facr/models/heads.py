@@ -102,6 +102,22 @@ def graph_edges(signs, aus: Sequence[str], classes: Sequence[str]) -> dict[str, 
     return {c: {aus[k]: int(s[k, j]) for k in np.flatnonzero(s[:, j])} for j, c in enumerate(classes)}
 
 
+def check_edges(head: str, edges: dict[str, dict[str, int]] | None, aus: Sequence[str],
+                classes: Sequence[str]) -> dict[str, dict[str, int]] | None:
+    """The ``edges`` field of a config whose head is ``head``, its AUs canonical; ValueError when head
+    graph lacks them, another head has them, or an edge does not fit ``aus`` / ``classes``."""
+    from facr import au as au_vocab
+
+    if (head == "graph") != (edges is not None):
+        raise ValueError("edges: head graph is wired by G's edges, and only head graph reads them "
+                         f"(head {head}, edges {'given' if edges is not None else 'missing'})")
+    if edges is None:
+        return None
+    edges = {c: {au_vocab.canonical(a): s for a, s in parents.items()} for c, parents in edges.items()}
+    edge_signs(edges, aus, classes)
+    return edges
+
+
 def edge_signs(edges: dict[str, dict[str, int]], aus: Sequence[str], classes: Sequence[str]) -> np.ndarray:
     """The ``[K, C]`` sign matrix of ``edges`` (``{class: {AU: ±1}}``) in the order of ``aus`` / ``classes``;
     ValueError names an edge that does not fit them."""

@@ -80,15 +80,9 @@ class ReasonerConfig:
         if self.au_readout != "pool" and not HEADS[self.head].z_only:
             raise ValueError(f"au_readout {self.au_readout} needs a z-only head (mlp, linear or graph); "
                              f"head {self.head} reads the feature grid itself")
-        if (self.head == "graph") != (self.edges is not None):
-            raise ValueError("edges: head graph is wired by G's edges, and only head graph reads them "
-                             f"(head {self.head}, edges {'given' if self.edges is not None else 'missing'})")
-        if self.edges is not None:
-            from facr.models.heads import edge_signs
+        from facr.models.heads import check_edges
 
-            self.edges = {c: {au_vocab.canonical(a): s for a, s in parents.items()}
-                          for c, parents in self.edges.items()}
-            edge_signs(self.edges, self.aus, self.classes)
+        self.edges = check_edges(self.head, self.edges, self.aus, self.classes)
         check_range("head_hidden", self.head_hidden, 1, MAX_HEAD_HIDDEN)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")

@@ -17,6 +17,7 @@ from facr.causal import do, graph_signs
 from facr.data.synth import SYNTH_AUS, SynthConfig, sample_scene
 from facr.frontends.head import (
     REALFACE_COMMAND,
+    HeadConfig,
     HeadTrainConfig,
     default_head_path,
     evaluate,
@@ -204,6 +205,21 @@ def test_train_head_on_the_scm_writes_a_head_and_refuses_to_overwrite_unasked(tm
     assert code == 2 and err.startswith(f"facr: {out}: already holds a facr au-head output") and err.count("\n") == 1
     code, stdout, _ = run_cli(*args, "--overwrite")
     assert code == 0 and stdout.startswith(f"wrote {out}: an AU head over 7 classes; held-out ")
+
+
+def test_train_head_with_the_graph_head_is_wired_by_g(tmp_path, run_cli):
+    out = tmp_path / "graph-head"
+    code, stdout, err = run_cli("train", "head", "--head", "graph", "--n", "2000", "--epochs", "3", "--out", out,
+                                "--no-progress", "--json")
+    assert code == 0, err
+    m = json.loads(stdout)
+    assert m["cf_invariance"] == 1.0 and m["accuracy"] > 1 / 7
+    model, graph = load_head(out)
+    assert model.config.head == "graph"
+    assert model.config.edges == {c: dict(graph.parents(c)) for c in model.config.classes if c in graph.classes} | {
+        c: {} for c in model.config.classes if c not in graph.classes}
+    with pytest.raises(ValueError, match="edges: head graph is wired by G's edges"):
+        HeadConfig(aus=["AU6", "AU12"], classes=["neutral", "happiness"], head="graph")
 
 
 def test_train_head_for_openface_leaves_out_the_aus_the_scm_does_not_draw(tmp_path, run_cli):
