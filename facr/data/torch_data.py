@@ -88,11 +88,13 @@ def make_loader(dataset: "FaceTorchDataset", batch_size: int, *, shuffle: bool =
 
 
 
-def _flip_shift(x: np.ndarray, flip: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
-    """Each ``x[i]`` (``[..., H, W]``: a face mask, a stack of AU regions) mirrored left-right where
-    ``flip[i]``, then shifted circularly by ``(dy[i], dx[i])``: what the augmentation does to its image.
-    One item at a time: 2.5–4x faster here than one gather over the batch."""
-    return np.stack([np.roll(m[..., ::-1] if f else m, (int(y), int(x_)), axis=(-2, -1))
+def _flip_shift(x: np.ndarray, flip: np.ndarray, dy: np.ndarray, dx: np.ndarray,
+                axes: tuple[int, int] = (-2, -1)) -> np.ndarray:
+    """Each ``x[i]`` mirrored left-right where ``flip[i]``, then shifted circularly by ``(dy[i], dx[i])``,
+    its rows and columns on ``axes``: the augmentation of an image (``[H, W, 3]``, axes (0, 1)) and of
+    what follows it (a face mask, a stack of AU regions: ``[..., H, W]``). One item at a time: about 2x
+    faster than one gather over the batch for images, 2.5–4x for masks."""
+    return np.stack([np.roll(np.flip(m, axes[1]) if f else m, (int(y), int(x_)), axis=axes)
                      for m, f, y, x_ in zip(x, flip, dy, dx)])
 
 class FaceTorchDataset(Dataset):
@@ -202,12 +204,7 @@ class FaceTorchDataset(Dataset):
         f = None if face is None or self.background == 0 else np.asarray(face, dtype=bool)
         if self.augment:
             flip, dy, dx = self.augmentation(indices)
-            H, W = x.shape[1], x.shape[2]
-            rows = (torch.arange(H)[None, :] - torch.from_numpy(dy)[:, None]) % H
-            cols = (torch.arange(W)[None, :] - torch.from_numpy(dx)[:, None]) % W
-            cols = torch.where(torch.from_numpy(flip)[:, None], W - 1 - cols, cols)
-            b = torch.arange(len(indices))[:, None, None]
-            x = x[b, rows[:, :, None], cols[:, None, :]]
+            x = torch.from_numpy(_flip_shift(x.numpy(), flip, dy, dx, axes=(0, 1)))
             if f is not None:
                 f = _flip_shift(f, flip, dy, dx)
         if f is None:
@@ -229,8 +226,10 @@ class FaceTorchDataset(Dataset):
         noise = np.stack([field_[y:y + S, x_:x_ + S] for y, x_ in zip(oy.tolist(), ox.tolist())])
         fill = torch.from_numpy(noise).add_(torch.from_numpy(colour.astype(np.int16))[:, None, None, :])
         fill = fill.clamp_(0, 255).to(torch.uint8)  # in place in torch: ~25 % faster than numpy's clip here
-        keep = face[..., None] | ~torch.from_numpy(on)[:, None, None, None]
-        return torch.where(keep, x, fill)
+        keep = (face[..., None] | ~torch.from_numpy(on)[:, None, None, None]).to(torch.uint8)
+        # torch.where(keep, x, fill) as uint8 arithmetic (keep is 0 or 1, so nothing overflows): the same
+        # bytes, 2-3x faster here than where's broadcast over the channels
+        return fill.mul_(1 - keep).add_(x * keep)
 
     def image(self, i: int) -> np.ndarray:
         """Image ``i`` as uint8 ``[H, W, 3]`` at ``image_size`` (augmented when enabled)."""
