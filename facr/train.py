@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from facr.audit.metrics import parents_from_signs
 from facr.causal import graph_signs
 from facr.config import MAX_SEED, apply_overrides, check_range, from_dict, load_yaml, save_config
 from facr.data.images import SkippedImages, drop_unusable
@@ -31,7 +32,7 @@ from facr.graph import AUGraph, permute, resolve_graph
 from facr.grounding import GroundingConfig, build_grounding, grounding_loss
 from facr.losses import LossWeights, au_pos_weight, facr_loss
 from facr.models.encoder import MAX_IMAGE_SIZE, EncoderConfig
-from facr.models.heads import HEADS, graph_edges
+from facr.models.heads import HEADS
 from facr.models.reasoner import MAX_HEAD_HIDDEN, Reasoner, ReasonerConfig, save_reasoner
 from facr.outputs import output_dir, run_dir
 from facr.utils import write_json
@@ -483,7 +484,7 @@ def _build(cfg: TrainConfig, accelerator) -> _Run:
     encoder = replace(cfg.encoder, image_size=cfg.data.image_size)  # one image size: the data's
     rcfg = ReasonerConfig(aus=aus, classes=task.classes, encoder=encoder, head=cfg.head, head_hidden=cfg.head_hidden,
                           au_readout=cfg.au_readout,
-                          edges=graph_edges(signs.numpy(), aus, task.classes) if cfg.head == "graph" else None)
+                          edges=parents_from_signs(signs.numpy(), aus, task.classes) if cfg.head == "graph" else None)
     model = Reasoner(rcfg)
     ot_cost = None
     if cfg.loss.circumplex_ot > 0:

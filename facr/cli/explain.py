@@ -8,7 +8,6 @@ from facr.errors import FacrError
 
 EXPLAIN_INPUT = "input"  # the verb `facr explain INPUT` runs; it is never typed (see _route_explain)
 EXPLAIN_VERBS = ("maps",)
-MAP_METHODS = ("gradcam", "cefam", "rollout", "agcm", "attention", "random")
 
 
 def _route_explain(argv: list[str]) -> list[str]:
@@ -71,11 +70,14 @@ def _input_arguments(p) -> None:
 
 
 def _maps_arguments(p) -> None:
+    from facr.audit.options import MAP_METHOD_NAMES  # facr.explain.maps.METHODS, without torch
+
     p.add_argument("--model", required=True, help="a reasoner checkpoint or run folder")
     p.add_argument("--image", required=True, help="a picture with a face (or a face crop with --crop)")
     p.add_argument("--out", required=True, help="the overlay PNG to write")
-    p.add_argument("--method", choices=MAP_METHODS, default=None,
-                   help="map method (default: agcm for an agcm head, rollout for a ViT, else gradcam)")
+    p.add_argument("--method", choices=MAP_METHOD_NAMES, default=None,
+                   help="map method (default: agcm for an agcm head, attention for an attention readout, rollout "
+                        "for a ViT, else gradcam)")
     p.add_argument("--au", action="append", default=None, help="show this AU (repeatable; default: the invoked AUs)")
     p.add_argument("--graph", default=None, help="the graph whose Pa(c) sizes the invoked set (default: the model's)")
     p.add_argument("--crop", action="store_true", help="the picture is already a face crop: no detection")

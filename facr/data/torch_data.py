@@ -87,7 +87,6 @@ def make_loader(dataset: "FaceTorchDataset", batch_size: int, *, shuffle: bool =
                       collate_fn=collate_batch, persistent_workers=num_workers > 0, generator=generator)
 
 
-
 def _flip_shift(x: np.ndarray, flip: np.ndarray, dy: np.ndarray, dx: np.ndarray,
                 axes: tuple[int, int] = (-2, -1)) -> np.ndarray:
     """Each ``x[i]`` mirrored left-right where ``flip[i]``, then shifted circularly by ``(dy[i], dx[i])``,
@@ -96,6 +95,7 @@ def _flip_shift(x: np.ndarray, flip: np.ndarray, dy: np.ndarray, dx: np.ndarray,
     faster than one gather over the batch for images, 2.5–4x for masks."""
     return np.stack([np.roll(np.flip(m, axes[1]) if f else m, (int(y), int(x_)), axis=axes)
                      for m, f, y, x_ in zip(x, flip, dy, dx)])
+
 
 class FaceTorchDataset(Dataset):
     """Records with a label for ``task`` as training items (dicts of tensors)."""

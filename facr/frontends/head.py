@@ -499,10 +499,10 @@ def head_metrics(ev, true_signs: torch.Tensor | None = None) -> dict:
 
 def train_head(cfg: HeadTrainConfig, *, progress: bool = True, overwrite: bool = False) -> HeadRun:
     """Train an AU head as ``cfg`` says and write its checkpoint folder to ``cfg.out``."""
+    from facr.audit.metrics import parents_from_signs
     from facr.causal import graph_signs
     from facr.data.synth import SynthConfig, true_graph
     from facr.graph import resolve_graph
-    from facr.models.heads import graph_edges
     from facr.outputs import check_target
 
     check_target(cfg.out, "au-head", overwrite=overwrite, inputs=[cfg.data])  # before the work, not after
@@ -514,7 +514,7 @@ def train_head(cfg: HeadTrainConfig, *, progress: bool = True, overwrite: bool =
     truth = true_graph(SynthConfig(n=cfg.n, seed=cfg.seed, subjects=cfg.subjects)) if cfg.data is None else None
     graph = truth if cfg.graph == "truth" else resolve_graph(cfg.graph)
     signs = graph_signs(graph, train.aus, train.classes)
-    edges = graph_edges(signs.numpy(), train.aus, train.classes) if cfg.head == "graph" else None
+    edges = parents_from_signs(signs.numpy(), train.aus, train.classes) if cfg.head == "graph" else None
     config = HeadConfig(aus=train.aus, classes=train.classes, graph=graph.name, frontend=frontend, head=cfg.head,
                         head_hidden=cfg.head_hidden, edges=edges)
     with _one_thread():

@@ -96,12 +96,6 @@ class GraphHead(nn.Module):
         return torch.einsum("...ch,ch->...c", h, self.w2.to(z.dtype)) + self.b2.to(z.dtype)
 
 
-def graph_edges(signs, aus: Sequence[str], classes: Sequence[str]) -> dict[str, dict[str, int]]:
-    """G's edges from its ``[K, C]`` sign matrix, as ``{class: {AU: ±1}}`` (every class, in order)."""
-    s = np.asarray(signs)
-    return {c: {aus[k]: int(s[k, j]) for k in np.flatnonzero(s[:, j])} for j, c in enumerate(classes)}
-
-
 def check_edges(head: str, edges: dict[str, dict[str, int]] | None, aus: Sequence[str],
                 classes: Sequence[str]) -> dict[str, dict[str, int]] | None:
     """The ``edges`` field of a config whose head is ``head``, its AUs canonical; ValueError when head
@@ -119,7 +113,8 @@ def check_edges(head: str, edges: dict[str, dict[str, int]] | None, aus: Sequenc
 
 
 def edge_signs(edges: dict[str, dict[str, int]], aus: Sequence[str], classes: Sequence[str]) -> np.ndarray:
-    """The ``[K, C]`` sign matrix of ``edges`` (``{class: {AU: ±1}}``) in the order of ``aus`` / ``classes``;
+    """The ``[K, C]`` sign matrix of ``edges`` (``{class: {AU: ±1}}``, as
+    :func:`facr.audit.metrics.parents_from_signs` writes it) in the order of ``aus`` / ``classes``;
     ValueError names an edge that does not fit them."""
     out = np.zeros((len(aus), len(classes)), dtype=np.int8)
     for c, parents in edges.items():

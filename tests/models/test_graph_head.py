@@ -5,10 +5,11 @@ import json
 import pytest
 import torch
 
+from facr.audit.metrics import parents_from_signs
 from facr.causal import intervention_effects
 from facr.config import ConfigError
 from facr.models.encoder import EncoderConfig
-from facr.models.heads import GraphHead, edge_signs, graph_edges
+from facr.models.heads import GraphHead, edge_signs
 from facr.models.reasoner import CheckpointError, Reasoner, ReasonerConfig, load_reasoner, save_reasoner
 
 AUS = ["AU4", "AU6", "AU12", "AU15"]
@@ -69,10 +70,10 @@ def test_a_graph_head_reasoner_round_trips_with_its_edges(tmp_path):
         load_reasoner(path)
 
 
-def test_graph_edges_and_edge_signs_are_inverse():
+def test_parents_from_signs_and_edge_signs_are_inverse():
     signs = edge_signs(EDGES, AUS, CLASSES)
     assert signs.tolist() == [[0, 0, 1], [0, 1, 0], [0, 1, -1], [0, 0, 1]]
-    assert graph_edges(signs, AUS, CLASSES) == {"neutral": {}, **EDGES}
+    assert parents_from_signs(signs, AUS, CLASSES) == {"neutral": {}, **EDGES}
 
 
 @pytest.mark.parametrize("kwargs, message", [
