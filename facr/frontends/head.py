@@ -47,6 +47,7 @@ from facr.errors import DataFormatError, FacrError
 from facr.frontends import FaceReading
 from facr.graph import AUGraph, load_graph, save_graph
 from facr.losses import LossWeights
+from facr.models.heads import z_only_heads
 from facr.models.reasoner import MAX_HEAD_HIDDEN, CheckpointError, check_aus_classes
 
 __all__ = ["AUHead", "FRONTENDS", "HeadConfig", "HeadReading", "HeadTrainConfig", "REALFACE_COMMAND",
@@ -58,11 +59,17 @@ FRONTENDS = ("scm", "mediapipe", "openface", "openface3", "pyfeat", "libreface")
 its hand table codes) and the table formats (the AUs each tool codes)."""
 
 HEAD_FILES = ("model.safetensors", "config.json", "graph.json")
-Z_HEADS = ("mlp", "linear", "graph")  # the reasoner's z-only heads (facr.models.heads)
+Z_HEADS = z_only_heads()  # the reasoner's z-only heads: mlp, linear, graph
 REALFACE_DIR = Path(__file__).resolve().parent / "assets" / "realface-head"
 REALFACE_COMMAND = ("facr train head --frontend mediapipe --graph emfacs --seed 0 "
                     "--out facr/frontends/assets/realface-head")
 """The command that writes the shipped real-face head (run from the repository root; a test reruns it)."""
+
+
+def _check_head(head: str) -> None:
+    """ValueError naming the field unless ``head`` is a z-only head (an AU head and its training config)."""
+    if head not in Z_HEADS:
+        raise ValueError(f"head must be {', '.join(Z_HEADS[:-1])} or {Z_HEADS[-1]}, got {head!r}")
 
 
 # ------------------------------------------------------------------------------ the model
@@ -81,8 +88,7 @@ class HeadConfig:
 
     def __post_init__(self):
         self.aus = check_aus_classes(self.aus, self.classes)
-        if self.head not in Z_HEADS:
-            raise ValueError(f"head must be {', '.join(Z_HEADS[:-1])} or {Z_HEADS[-1]}, got {self.head!r}")
+        _check_head(self.head)
         check_range("head_hidden", self.head_hidden, 1, MAX_HEAD_HIDDEN)
         from facr.models.heads import check_edges
 
@@ -96,13 +102,11 @@ class AUHead(nn.Module):
 
     def __init__(self, config: HeadConfig):
         super().__init__()
-        from facr.models.heads import build_head
+        from facr.models.heads import build_head, config_signs
 
         self.config = config
-        from facr.models.heads import edge_signs
-
-        signs = None if config.edges is None else edge_signs(config.edges, config.aus, config.classes)
-        self.head = build_head(config.head, len(config.aus), len(config.classes), config.head_hidden, signs=signs)
+        self.head = build_head(config.head, len(config.aus), len(config.classes), config.head_hidden,
+                               signs=config_signs(config))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.head(z)
@@ -375,8 +379,7 @@ class HeadTrainConfig:
             raise ValueError(f"frontend must be one of {', '.join(FRONTENDS)}, got {self.frontend!r}")
         if self.aus is not None:
             self.aus = au_vocab.sort_aus(self.aus)
-        if self.head not in Z_HEADS:
-            raise ValueError(f"head must be {', '.join(Z_HEADS[:-1])} or {Z_HEADS[-1]}, got {self.head!r}")
+        _check_head(self.head)
         check_range("head_hidden", self.head_hidden, 1, MAX_HEAD_HIDDEN)
         check_range("n", self.n, 100, 1_000_000)
         check_range("subjects", self.subjects, 3, self.n)

@@ -129,6 +129,17 @@ def edge_signs(edges: dict[str, dict[str, int]], aus: Sequence[str], classes: Se
     return out
 
 
+def config_signs(config) -> np.ndarray | None:
+    """G's ``[K, C]`` sign matrix from a head's config (a reasoner's or an AU head's: its ``edges``, ``aus``
+    and ``classes``); None for a head without edges (every head but ``graph``)."""
+    return None if config.edges is None else edge_signs(config.edges, config.aus, config.classes)
+
+
+def z_only_heads() -> tuple[str, ...]:
+    """The names of the z-only heads (those an AU head on any front end can be), in registry order."""
+    return tuple(n for n in HEADS.names() if HEADS[n].z_only)
+
+
 def _z_only(name: str, help: str, z_head: Callable[[int, int, int, float, Any], nn.Module]) -> HeadSpec:
     def modules(dim: int, K: int, C: int, config) -> dict[str, nn.Module]:
         if config.au_readout == "attention":
@@ -137,8 +148,7 @@ def _z_only(name: str, help: str, z_head: Callable[[int, int, int, float, Any], 
             to_au = AttentionReadout(dim, K)
         else:
             to_au = nn.Linear(dim, K)  # first: the initialisation order of every checkpoint so far
-        signs = None if config.edges is None else edge_signs(config.edges, config.aus, config.classes)
-        return {"to_au": to_au, "head": z_head(K, C, config.head_hidden, config.dropout, signs)}
+        return {"to_au": to_au, "head": z_head(K, C, config.head_hidden, config.dropout, config_signs(config))}
 
     return HEADS.register(name, HeadSpec(name, help, modules, z_head))
 
@@ -165,6 +175,6 @@ def build_head(kind: str, n_aus: int, n_classes: int, hidden: int = 64, dropout:
     head of :mod:`facr.frontends.head` puts on any front end (``signs``: G's sign matrix, for ``graph``)."""
     spec = HEADS.get(kind)
     if spec is None or spec.z_head is None:
-        z_only = [n for n in HEADS.names() if HEADS[n].z_only]
+        z_only = z_only_heads()
         raise ValueError(f"a z-only head is {', '.join(z_only[:-1])} or {z_only[-1]}, got {kind!r}")
     return spec.z_head(n_aus, n_classes, hidden, dropout, signs)
