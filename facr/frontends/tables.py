@@ -33,7 +33,8 @@ landmarks ``x_0..x_67, y_0..y_67``, ``Pitch, Roll, Yaw``, then ``AU01 ... AU43``
 default ``xgb`` model: 1, 2, 4, 5, 6, 7, 9, 10, 11, 12, 14, 15, 17, 20, 23, 24, 25, 26, 28, 43;
 other models write other sets, every ``AUxx`` column is read), the emotion probabilities and
 ``input``. AU values are in [0, 1]: the ``xgb`` model's probability of the AU, or 0/1 with ``svm``.
-A frame where py-feat found no face is a row of empty / NaN values: skipped and counted.
+A frame where py-feat found no face is a row of empty / NaN values: skipped and counted. The face id is
+py-feat's ``Identity``, else ``face_id`` (the tracked id in a ``results.csv`` of ``facr explain``).
 
 ``libreface`` — LibreFace (ihp-lab/LibreFace, the ``libreface`` package, read in its source:
 ``save_facial_attributes_video`` / ``_image``): ``frame_idx, frame_time_in_ms`` (video), head pose
@@ -231,7 +232,8 @@ def _columns(fmt: str, header: list[str], path: Path) -> _Columns:
         cols.frame, cols.face, cols.success = _index(header, "frame"), _index(header, "face_id", "face"), \
             _index(header, "success")
     elif fmt == "pyfeat":
-        cols.frame, cols.face = _index(header, "frame"), _index(header, "Identity", "identity")
+        # py-feat's own Identity, else the face_id of a table `facr explain` wrote (its results.csv)
+        cols.frame, cols.face = _index(header, "frame"), _index(header, "Identity", "identity", "face_id")
     elif fmt == "libreface":
         cols.frame = _index(header, "frame_idx")
     if cols.au_list is None and not (cols.presence or cols.intensity or cols.probability):

@@ -100,6 +100,16 @@ def test_pyfeat_probabilities_are_z_and_faces_of_a_frame_are_numbered(tmp_path):
     assert [(r.frame, r.face_id) for r in table] == [(0, 0), (0, 1)]
 
 
+
+def test_a_facr_results_table_keeps_its_tracked_face_ids(tmp_path):
+    # facr explain writes py-feat's columns with its tracker's face_id: face 1 alone in frame 4 stays face 1
+    text = ("input,frame,timestamp,face_id,FaceRectX,FaceRectY,FaceRectWidth,FaceRectHeight,AU06,AU12\n"
+            "v.mp4,3,0.1,0,10,20,100,120,0.2,0.9\nv.mp4,3,0.1,1,300,20,100,120,0.8,0.1\n"
+            "v.mp4,4,0.13,1,302,21,100,120,0.7,0.2\n")
+    table = read_au_table(write(tmp_path, "results.csv", text))
+    assert table.format == "pyfeat"
+    assert [(r.frame, r.face_id) for r in table] == [(3, 0), (3, 1), (4, 1)]
+
 # LibreFace: au_n (BP4D detection 0/1) and au_n_intensity (DISFA intensity 0-5); AU7 detection only,
 # AU5 and AU9 intensity only
 LIBREFACE = """frame_idx,frame_time_in_ms,pitch,yaw,roll,au_1,au_7,au_12,au_1_intensity,au_5_intensity,au_9_intensity,au_12_intensity,facial_expression
