@@ -125,11 +125,9 @@ def intervention_rows(head, z: torch.Tensor, classes: list[str], own_signs: torc
         allowed[r, idx] = True
     names = list(aus) if aus is not None else [f"AU{n}" for n in sorted(au_vocab.AUS)[:K]]
     prob = torch.softmax(eff.logits.float(), dim=1).gather(1, pred[:, None]).squeeze(1).tolist()
-    shown = (grid >= au_vocab.ACTIVE).cpu()
-    delta = eff.for_class(pred).cpu()
-    plans = [RationalePlan.from_effects([names[k] for k in idx if shown[r, k]],
-                                        [float(delta[r, k]) for k in idx if shown[r, k]],
-                                        classes[int(pred[r])], round(float(prob[r]), 2))
+    z_rows, delta = grid.cpu().tolist(), eff.for_class(pred).cpu().tolist()
+    plans = [RationalePlan.for_face([names[k] for k in idx], dict(zip(names, z_rows[r])), dict(zip(names, delta[r])),
+                                    classes[int(pred[r])], round(float(prob[r]), 2))
              for r, idx in enumerate(invoked)]
     face = np.repeat(np.arange(N), K + 1)
     au = np.tile(np.arange(-1, K), N)

@@ -372,12 +372,10 @@ class Explainer:
         removal raises the class's logit counted against it); the predicted class and its probability."""
         from facr.verbalizer.plan import RationalePlan
 
-        active = set(reading.active)
         check = self.check(reading)
-        delta = {row.au: row.delta for row in check.rows}
-        shown = [a for a in check.invoked if a in active]
-        return RationalePlan.from_effects(shown, [delta.get(a, 0.0) for a in shown], reading.predicted,
-                                          round(reading.prob(reading.predicted), 2))
+        return RationalePlan.for_face(check.invoked, dict(zip(reading.aus, reading.z.tolist())),
+                                      {row.au: row.delta for row in check.rows}, reading.predicted,
+                                      round(reading.prob(reading.predicted), 2))
 
     def rationale_stream(self, reading: Reading) -> Iterator[str]:
         """The verbalizer's rationale for ``reading`` (its z and its predicted emotion), growing token by

@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from facr.au import ACTIVE
 from facr.errors import FacrError
 from facr.explain.sources import (
     CAMERA,
@@ -252,9 +251,9 @@ def _rationales(verbalizer, model: FaceModel, results: list[FaceResult]) -> list
 
     plans = []
     for r in results:
-        shown = [a for a in r.invoked if r.z[model.aus.index(a)] >= ACTIVE]
-        plans.append(RationalePlan.from_effects(shown, [float(r.delta[model.aus.index(a)]) for a in shown], r.emotion,
-                                                round(float(r.probabilities[model.classes.index(r.emotion)]), 2)))
+        plans.append(RationalePlan.for_face(r.invoked, dict(zip(model.aus, r.z.tolist())),
+                                            dict(zip(model.aus, r.delta.tolist())), r.emotion,
+                                            round(float(r.probabilities[model.classes.index(r.emotion)]), 2)))
     z = torch.from_numpy(np.stack([r.z for r in results]))
     return verbalizer.generate(z, [r.emotion for r in results], plans=plans)
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import torch
 from transformers import LogitsProcessor
@@ -200,6 +201,15 @@ class RationalePlan:
         """The plan naming ``aus`` (T, largest effect first) whose intervention effects on ĉ's logit,
         Δ = ŷ_ĉ(z) − ŷ_ĉ(do(z_k = 0)), are ``effects``: an AU with Δ < 0 counts against ĉ."""
         return cls(list(aus), emotion, probability, [a for a, d in zip(aus, effects) if d < 0])
+
+    @classmethod
+    def for_face(cls, invoked, z: Mapping[str, float], effects: Mapping[str, float], emotion: str,
+                 probability: float | None = None) -> RationalePlan:
+        """The plan of one face (what the audit, the chat and ``facr explain`` all say): of the AUs
+        ``invoked`` for ĉ, in their order, those its latent shows (``z[a]`` ≥ ``facr.au.ACTIVE``), with
+        their effects Δ on ĉ's logit (:meth:`from_effects`; an AU missing from ``effects`` has Δ = 0)."""
+        shown = [a for a in invoked if z[a] >= au_vocab.ACTIVE]
+        return cls.from_effects(shown, [float(effects.get(a, 0.0)) for a in shown], emotion, probability)
 
     @property
     def order(self) -> list[str]:

@@ -265,3 +265,14 @@ def test_the_phrase_grammar_says_nothing_of_its_own_and_every_realisation_is_wel
         "happiness (p = 0.82).")
     assert RationalePlan(["AU4"], "happiness", 0.41, against=["AU4"]).text(index=1) == (
         "AU4 (brow lowerer) speaks against happiness (p = 0.41).")
+
+
+def test_a_faces_plan_names_the_invoked_aus_its_latent_shows_in_order_with_the_ones_against_marked():
+    from facr.verbalizer.plan import RationalePlan
+
+    z = {"AU4": 0.9, "AU6": 0.2, "AU12": 0.97, "AU25": 0.5}
+    effects = {"AU4": -0.4, "AU6": 0.8, "AU12": 1.3}  # AU25 has no entry: Δ = 0
+    plan = RationalePlan.for_face(["AU12", "AU6", "AU4", "AU25"], z, effects, "happiness", 0.88)
+    assert plan.aus == ["AU12", "AU4", "AU25"]  # AU6 is invoked but z < ½: not said
+    assert plan.against == ["AU4"] and plan.emotion == "happiness" and plan.probability == 0.88
+    assert RationalePlan.for_face(["AU6"], z, effects, "sadness").aus == []
