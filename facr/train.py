@@ -173,9 +173,7 @@ def load_splits(cfg: DataConfig) -> Splits:
     root = Path(cfg.path)
     if not root.exists():
         raise FacrError(root, "no such dataset (make one with: facr data synth --out DIR)")
-    fmt = cfg.format or formats.detect_format(root)
-    if fmt is None:
-        raise FacrError(root, f"cannot tell the dataset format: set data.format (one of {', '.join(formats.FORMATS)})")
+    fmt = formats.resolve_format(root, cfg.format, "set data.format")
     result = formats.load(fmt, root)
     records = result.records
     if cfg.loso_subject is not None:

@@ -155,9 +155,7 @@ def select_audit_records(request: AuditRequest):
     root = Path(request.data)
     if not root.exists():
         raise FacrError(root, "no such dataset folder")
-    fmt = request.format or formats.detect_format(root)
-    if fmt is None:
-        raise FacrError(root, f"cannot tell the dataset format: pass --format (one of {', '.join(formats.FORMATS)})")
+    fmt = formats.resolve_format(root, request.format)
     result = formats.load(fmt, root)
     records = result.records
     if request.split not in (None, "all"):

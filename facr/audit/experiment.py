@@ -189,10 +189,7 @@ class Experiment:
             if not root.exists():
                 raise FacrError(root, "the LOSO folds are the data's subjects, and the data does not exist yet "
                                       "(facr experiment run makes it from data.synth)")
-            fmt = self.spec.data.format or formats.detect_format(root)
-            if fmt is None:
-                raise FacrError(root,
-                                f"cannot tell the dataset format: set data.format ({', '.join(formats.FORMATS)})")
+            fmt = formats.resolve_format(root, self.spec.data.format, "set data.format")
             options = {"decode": False} if fmt == "synth" else {}
             subjects = sorted({r.subject for r in formats.load(fmt, root, **options).records})
         if self.spec.folds.max_folds:

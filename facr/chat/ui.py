@@ -39,10 +39,7 @@ def gallery_samples(data: str | os.PathLike | None, classes: list[str], split: s
     from facr.data import formats
 
     root = Path(data)
-    fmt = formats.detect_format(root)
-    if fmt is None:
-        raise FacrError(root, f"cannot tell the dataset format (one of {', '.join(formats.FORMATS)})")
-    records = formats.load(fmt, root).records
+    records = formats.load(formats.resolve_format(root, how="give a folder in a known layout"), root).records
     pick = [r for r in records if r.split == split] or records
     out, counts = [], {c: 0 for c in classes}
     for r in pick:

@@ -83,11 +83,9 @@ def load_labels(root: str, fmt: str | None, strict: bool, verify: bool = False):
     """The records of the dataset folder ``root`` (format ``fmt`` or recognised from its layout),
     labels only: a synth folder's images are not decoded (summaries and induction need no pixels)
     unless ``verify`` asks to decode every image once, as a check."""
-    from facr.data.formats import FORMATS, detect_format, load
+    from facr.data.formats import load, resolve_format
 
     if not os.path.isdir(root):
         raise FacrError(root, "no such folder")
-    fmt = fmt or detect_format(root)
-    if fmt is None:
-        raise FacrError(root, f"cannot tell the dataset format from its layout; pass --format ({', '.join(FORMATS)})")
+    fmt = resolve_format(root, fmt)
     return load(fmt, root, strict=strict, verify_images=verify, **({"decode": False} if fmt == "synth" else {}))

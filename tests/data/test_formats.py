@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from facr import au
-from facr.data.formats import FORMATS, detect_format, disfa, load, rafdb, unbc
+from facr.data.formats import FORMATS, detect_format, disfa, load, rafdb, resolve_format, unbc
 from facr.data.formats.affectnet import crop_face, load_with_faba
 from facr.data.summary import summarize
 from facr.errors import DataFormatError
@@ -508,7 +508,8 @@ def test_inspect_bad_roots_exit_2_with_one_line(run_cli, tmp_path):
     code, out, err = run_cli("data", "inspect", tmp_path / "missing")
     assert (code, out, err) == (2, "", f"facr: {tmp_path / 'missing'}: no such folder\n")
     code, _, err = run_cli("data", "inspect", tmp_path)
-    assert code == 2 and err.startswith(f"facr: {tmp_path}: cannot tell the dataset format") and err.count("\n") == 1
+    listed = ", ".join(FORMATS)
+    assert (code, err) == (2, f"facr: {tmp_path}: cannot tell the dataset format: pass --format (one of {listed})\n")
     code, _, err = run_cli("data", "inspect", "--format", "disfa", tmp_path)
     assert code == 2 and err == f"facr: {tmp_path}: no ActionUnit_Labels/ folder (expected the DISFA release layout)\n"
 
@@ -534,3 +535,14 @@ def test_every_format_name_is_accepted_by_the_cli():
 
     for fmt in FORMATS:
         assert build_parser().parse_args(["data", "inspect", "--format", fmt, "x"]).format == fmt
+
+
+def test_a_format_is_the_one_given_else_the_layouts_else_one_line_saying_how_to_give_it(tmp_path):
+    assert resolve_format(FIXTURES / "bp4d") == "bp4d" == detect_format(FIXTURES / "bp4d")
+    assert resolve_format(FIXTURES / "bp4d", "disfa") == "disfa"  # what the user says wins over the layout
+    from facr.errors import FacrError
+
+    with pytest.raises(FacrError) as info:
+        resolve_format(tmp_path, how="set data.format")
+    listed = ", ".join(FORMATS)
+    assert str(info.value) == f"{tmp_path}: cannot tell the dataset format: set data.format (one of {listed})"

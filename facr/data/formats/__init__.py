@@ -53,6 +53,17 @@ _MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+def resolve_format(root: str | os.PathLike, fmt: str | None = None, how: str = "pass --format") -> str:
+    """``fmt`` when given, else the format :func:`detect_format` judges ``root`` to be. Neither: a
+    :class:`~facr.errors.FacrError` naming ``root`` and ``how`` to say it (a flag, a config key)."""
+    fmt = fmt or detect_format(root)
+    if fmt is None:
+        from facr.errors import FacrError
+
+        raise FacrError(root, f"cannot tell the dataset format: {how} (one of {', '.join(FORMATS)})")
+    return fmt
+
+
 def detect_format(root: str | os.PathLike) -> str | None:
     """The format of the dataset folder ``root``, judged by its layout, or None when unknown.
 
