@@ -13,6 +13,7 @@ Register another reasoner with::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -63,6 +64,10 @@ class AuditRequest:
             raise ValueError(f"max_bad_images must be a share in [0, 1], got {self.max_bad_images}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        for name in ("epsilon", "margin"):  # NaN or < 0 would score every pair as a pass or a miss
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
 
 
 @dataclass

@@ -41,7 +41,12 @@ def _request(args):
     try:
         return AuditRequest(**given(args, AuditRequest, AUDIT_FIELDS), progress=not (args.json or args.no_progress),
                             options=_option_values(args))
-    except ValueError as exc:
+    except ValueError as exc:  # "limit must be >= 1, got 0" -> facr: --limit: must be >= 1, got 0
+        from facr.flags import flag_of
+
+        name, _, rest = str(exc).partition(" ")
+        if name in AUDIT_FIELDS:
+            raise FacrError(flag_of(AuditRequest, name), rest) from None
         raise FacrError(args.model, str(exc)) from None
 
 

@@ -136,7 +136,10 @@ def test_audit_out_writes_a_report_with_plots(trained, run_cli, tmp_path):
     (["--model", "{run}", "--data", "{data}", "--split", "holdout"], "no records in split 'holdout'"),
     (["--model", "{run}", "--data", "{data}", "--subject", "S99"], "subject(s) not in the selected records: S99"),
     (["--model", "{run}", "--data", "{data}", "--graph", "{tmp}/g.json"], "g.json"),
-    (["--model", "{run}", "--data", "{data}", "--limit", "0"], "limit must be >= 1"),
+    (["--model", "{run}", "--data", "{data}", "--limit", "0"], "facr: --limit: must be >= 1, got 0"),
+    (["--model", "{run}", "--data", "{data}", "--epsilon=nan"], "facr: --epsilon: must be a finite number >= 0"),
+    (["--model", "{run}", "--data", "{data}", "--epsilon=-1"], "facr: --epsilon: must be a finite number >= 0"),
+    (["--model", "{run}", "--data", "{data}", "--margin=-5"], "facr: --margin: must be a finite number >= 0"),
 ])
 def test_audit_bad_input_is_one_line_naming_the_file(trained, run_cli, tmp_path, argv, needle):
     data, run = trained
