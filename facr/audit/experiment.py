@@ -169,14 +169,20 @@ class Experiment:
             if not root.exists():
                 raise FacrError(root, f"no such dataset (experiment {self.source})")
             return
-        from facr.data.synth import SynthConfig, write_synth
+        from facr.data.synth import write_synth
 
-        try:
-            config = SynthConfig.from_dict(dict(data.synth))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(self.source, f"data.synth: {exc}") from None
+        config = self._synth_config(data)
         print(f"experiment {self.spec.name}: rendering the benchmark into {root}", file=sys.stderr)
         write_synth(root, config, progress=progress)
+
+    def _synth_config(self, data: DataSpec):
+        """``data.synth`` as a :class:`~facr.data.synth.SynthConfig` (a bad field: one line naming the file)."""
+        from facr.data.synth import SynthConfig
+
+        try:
+            return SynthConfig.from_dict(dict(data.synth))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(self.source, f"data.synth: {exc}") from None
 
     def folds(self) -> list[str]:
         if self.spec.folds.kind == "fixed":
@@ -186,12 +192,17 @@ class Experiment:
             from facr.data import formats
 
             root = Path(self.spec.data.path)
-            if not root.exists():
+            if not root.exists() and self.spec.data.synth:  # not rendered yet: the subjects its config draws
+                from facr.data.synth import sample_scene
+
+                subjects = sorted(set(sample_scene(self._synth_config(self.spec.data)).subject_names))
+            elif not root.exists():
                 raise FacrError(root, "the LOSO folds are the data's subjects, and the data does not exist yet "
                                       "(facr experiment run makes it from data.synth)")
-            fmt = formats.resolve_format(root, self.spec.data.format, "set data.format")
-            options = {"decode": False} if fmt == "synth" else {}
-            subjects = sorted({r.subject for r in formats.load(fmt, root, **options).records})
+            else:
+                fmt = formats.resolve_format(root, self.spec.data.format, "set data.format")
+                options = {"decode": False} if fmt == "synth" else {}
+                subjects = sorted({r.subject for r in formats.load(fmt, root, **options).records})
         if self.spec.folds.max_folds:
             subjects = subjects[: self.spec.folds.max_folds]
         return list(subjects)

@@ -118,6 +118,21 @@ def test_experiment_dry_run_lists_cells_and_data_flag_overrides_the_file(data, t
     assert code == 0 and "12 cells, 0 done" in out
 
 
+def test_a_dry_run_lists_the_loso_folds_of_a_benchmark_not_rendered_yet_and_renders_nothing(data, tmp_path, run_cli):
+    # data.synth names the benchmark the run would render: its subjects are the folds, as once it is written
+    synth = {"n": 96, "seed": 0, "subjects": 8, "size": 32}
+    spec = _write(tmp_path / "tiny.yaml", tmp_path / "later", seeds=[0])
+    doc = yaml.safe_load(spec.read_text())
+    doc["data"]["synth"] = synth
+    doc["folds"] = {"kind": "loso"}
+    spec.write_text(yaml.safe_dump(doc))
+    code, planned, err = run_cli("experiment", "run", spec, "--dry-run")
+    assert code == 0, err
+    assert planned.count("todo ") == 16 and not (tmp_path / "later").exists() and not (tmp_path / "exp-out").exists()
+    code, written, _ = run_cli("experiment", "run", spec, "--dry-run", "--data", data)  # the same config, rendered
+    assert code == 0 and written.replace(str(data), "D") == planned.replace(str(tmp_path / "later"), "D")
+
+
 @pytest.mark.parametrize("over, needle", [
     ({"arms": []}, "arms must list at least one arm"),
     ({"comparisons": [["FACR", "nope"]]}, "comparisons: each entry is [arm, arm]"),
