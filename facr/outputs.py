@@ -131,6 +131,24 @@ def check_target(path: str | os.PathLike, kind: str, *, overwrite: bool = False,
                                 "pass --overwrite to replace it")
 
 
+def output_file(path: str | os.PathLike, *, overwrite: bool = False,
+                inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+    """Check a command's one-file ``--out`` before its work (the file itself is written later, through
+    :func:`facr.utils.atomic_path`): not a folder, not one of ``inputs`` nor a file already inside one
+    (a new file beside a model's or a dataset's own files is fine), and an existing file only with
+    ``overwrite`` — a file carries no marker, so facr cannot tell its own from a user's.
+    :class:`OutputError` otherwise."""
+    from facr.utils import file_target
+
+    target = file_target(path)
+    clash = _input_clash(target, inputs)
+    if clash and (target.exists() or not clash.startswith("lies inside")):
+        raise OutputError(target, f"{clash}: facr never writes over what it reads; choose another --out")
+    if target.exists() and not overwrite:
+        raise OutputError(target, "already exists; pass --overwrite to replace it")
+    return target
+
+
 def _holds_nothing(path: Path) -> bool:
     """Empty, or nothing but the marker (a job that stopped before writing anything)."""
     return all(p.name == MARKER for p in path.iterdir())

@@ -77,7 +77,7 @@ def test_induce_writes_a_valid_graph_and_reports_it(run_cli, emotion_csv, tmp_pa
     assert summary["contrast"] == "one-vs-neutral" and summary["n_rows"] == 900
     assert summary["provenance"]["induced-l1"] == 4
     code, out, _ = run_cli("graph", "induce", emotion_csv, "--label-column", "emotion", "--out", out_path,
-                           "--bootstrap", 5, "--no-au-edges")
+                           "--bootstrap", 5, "--no-au-edges", "--overwrite")
     assert code == 0 and out.startswith(f"wrote {out_path}: 4 AU->class and 0 AU->AU edges")
 
 

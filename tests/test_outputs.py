@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from facr.data.synth import SynthConfig, write_synth
-from facr.outputs import MARKER, OutputError, output_dir, read_marker, write_marker
+from facr.errors import FacrError
+from facr.outputs import MARKER, OutputError, output_dir, output_file, read_marker, write_marker
 from facr.train import load_train_config, train
 
 SYNTH = ("--n", 12, "--subjects", 3, "--size", 32, "--workers", 1)
@@ -387,3 +388,26 @@ def test_experiment_and_verbalizer_runs_refuse_a_users_folder(trained, run_cli, 
                            "--max-steps", 1, "--limit", 4, "--out", mine, "--overwrite", "--no-progress")
     assert "facr did not write it" in one_line(code, err)
     assert sorted(p.name for p in mine.iterdir()) == ["thesis.txt"]
+
+
+def test_a_one_file_out_never_replaces_an_input_or_a_file_inside_one_and_a_file_only_with_overwrite(tmp_path):
+    model = tmp_path / "run"
+    (model / "model").mkdir(parents=True)
+    weights = model / "model" / "model.safetensors"
+    weights.write_bytes(b"weights")
+    table = tmp_path / "t.csv"
+    table.write_text("a,b\n")
+    mine = tmp_path / "mine.png"
+    mine.write_bytes(b"mine")
+    assert output_file(model / "overlay.png", inputs=[model]) == model / "overlay.png"  # new, beside the model
+    assert output_file(mine, overwrite=True, inputs=[model, table]) == mine
+    for target, overwrite, words in [
+            (weights, True, f"lies inside the input {model}: facr never writes over what it reads"),
+            (table, True, f"is the input {table} itself: facr never writes over what it reads"),
+            (mine, False, "already exists; pass --overwrite to replace it"),
+            (model, True, "is a directory, expected a file path")]:
+        with pytest.raises(FacrError) as info:
+            output_file(target, overwrite=overwrite, inputs=[model, table])
+        assert words in str(info.value)
+    assert weights.read_bytes() == b"weights" and table.read_text() == "a,b\n" and mine.read_bytes() == b"mine"
+    assert issubclass(OutputError, FacrError)

@@ -326,10 +326,16 @@ def _out_commands(tmp_path: Path, synth: Path, checkpoint: Path, face: Path, out
         "data preview": ["data", "preview", synth, "--n", "4", "--out", out],
         "graph export": ["graph", "export", "emfacs", "--out", out],
         "emola stand-in": ["emola", "stand-in", "--data", synth, "--split", "all", "--out", out],
+        "graph permute": ["graph", "permute", "emfacs", "--seed", "1", "--out", out],
+        "graph draw": ["graph", "draw", "emfacs", "--out", out],
     }
 
 
-@pytest.mark.parametrize("command", ["explain maps", "graph induce", "data preview", "graph export", "emola stand-in"])
+ONE_FILE = ["explain maps", "graph induce", "data preview", "graph export", "emola stand-in", "graph permute",
+            "graph draw"]
+
+
+@pytest.mark.parametrize("command", ONE_FILE)
 def test_out_naming_a_folder_is_refused_and_the_folder_kept(command, synth, checkpoint, face, tmp_path, run_cli):
     out = tmp_path / "results"
     out.mkdir()
@@ -339,6 +345,40 @@ def test_out_naming_a_folder_is_refused_and_the_folder_kept(command, synth, chec
     refused(code, err, f"facr: {out}: is a directory, expected a file path")
     assert [p.name for p in out.iterdir()] == ["mine.txt"] and (out / "mine.txt").read_text() == "keep me"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".results")]  # no temp file left beside it
+
+
+@pytest.mark.parametrize("command", ONE_FILE)
+def test_a_file_at_out_is_replaced_only_with_overwrite(command, synth, checkpoint, face, tmp_path, run_cli):
+    out = tmp_path / ("mine.png" if command in ("explain maps", "data preview", "graph draw") else "mine.json")
+    out.write_bytes(b"a file of mine")
+    argv = _out_commands(tmp_path, synth, checkpoint, face, out)[command]
+    code, _, err = run_cli(*argv)
+    refused(code, err, f"facr: {out}: already exists; pass --overwrite to replace it")
+    assert out.read_bytes() == b"a file of mine"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".mine")]  # no temp file left beside it
+    code, _, err = run_cli(*argv, "--overwrite")
+    assert code == 0, err
+    assert out.read_bytes() != b"a file of mine" and out.stat().st_size > 100
+
+
+@pytest.mark.parametrize("command, argv", [
+    ("graph permute", ["graph", "permute", "{graph}", "--seed", "1", "--out", "{graph}"]),
+    ("graph induce", ["graph", "induce", "{table}", "--label-column", "label", "--out", "{table}"]),
+    ("explain maps", ["explain", "maps", "--model", "{checkpoint}", "--image", "{face}", "--crop", "--out", "{face}"]),
+    ("explain", ["explain", "{table}", "--format", "pyfeat", "--out", "{table}"]),
+])
+def test_out_naming_the_input_is_refused_even_with_overwrite(command, argv, checkpoint, face, tmp_path, run_cli):
+    graph = tmp_path / "g.json"
+    shutil.copy(Path(__file__).resolve().parents[1] / "graphs" / "emfacs.json", graph)
+    table = tmp_path / "t.csv"
+    table.write_text("AU4,AU12,label\n" + "".join(f"{i % 2},{(i + 1) % 2},{'happiness' if i % 2 else 'sadness'}\n"
+                                                  for i in range(40)))
+    paths = {"graph": graph, "table": table, "checkpoint": checkpoint, "face": face}
+    before = {p: p.read_bytes() for p in (graph, table, face)}
+    argv = [a.format(**paths) for a in argv]
+    code, _, err = run_cli(*argv, "--overwrite")
+    refused(code, err, "itself: facr never writes over what it reads; choose another --out")
+    assert {p: p.read_bytes() for p in before} == before
 
 
 # ------------------------------------------------------------------ flags out of range

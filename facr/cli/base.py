@@ -56,6 +56,20 @@ def add_json(p, help: str = "print one JSON object") -> None:
     p.add_argument("--json", action="store_true", help=help)
 
 
+def add_out_file(p, help: str) -> None:
+    """``--out FILE`` (required) and ``--overwrite`` for a command that writes one file (:func:`out_file`)."""
+    p.add_argument("--out", required=True, help=help)
+    p.add_argument("--overwrite", action="store_true", help="replace the file at --out if there is one")
+
+
+def out_file(args, *inputs):
+    """``args.out`` checked before the work (:func:`facr.outputs.output_file`): not a folder, none of
+    ``inputs`` (the files and folders the command reads), an existing file only with ``--overwrite``."""
+    from facr.outputs import output_file
+
+    return output_file(args.out, overwrite=args.overwrite, inputs=inputs)
+
+
 def add_no_progress(p, help: str = "no progress bar") -> None:
     p.add_argument("--no-progress", action="store_true", help=help)
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import sys
 
-from facr.cli.base import Command, Group, add_json, check_flag, example, load_labels, print_json
+from facr.cli.base import (
+    Command,
+    Group,
+    add_json,
+    add_out_file,
+    check_flag,
+    example,
+    load_labels,
+    out_file,
+    print_json,
+)
 from facr.errors import FacrError
 from facr.flags import add_fields, flag_of, given
 
@@ -77,6 +87,7 @@ def cmd_data_synth(args) -> int:
 def cmd_data_preview(args) -> int:
     from facr.data.synth import preview_grid
 
+    out_file(args, args.root)
     try:
         out = preview_grid(args.root, args.out, n=args.n, split=args.split, columns=args.columns, seed=args.seed)
     except ValueError as exc:
@@ -93,8 +104,8 @@ def cmd_data_faces(args) -> int:
     if args.json:
         print_json(summary)
         return 0
-    print(f"wrote {summary['out']}: {summary['n']} face(s) in AffectNet's layout (read it with --format affectnet "
-          f"--split all)")
+    print(f"wrote {summary['out']}: {summary['n']} face(s) in AffectNet's layout (audit or train on it with "
+          f"--format affectnet --split all)")
     for f in summary["faces"]:
         x, y, w, h = f["box_in_photo"]
         more = f"; {f['faces_found'] - 1} more face(s) ignored" if f["faces_found"] > 1 else ""
@@ -139,7 +150,7 @@ def _synth_arguments(p) -> None:
 
 def _preview_arguments(p) -> None:
     p.add_argument("root", help="a folder written by facr data synth")
-    p.add_argument("--out", required=True, help="the PNG to write")
+    add_out_file(p, "the PNG to write")
     p.add_argument("--n", type=int, default=32, help="number of samples (default 32)")
     p.add_argument("--split", choices=("train", "val", "test"), default=None, help="take samples from one split")
     p.add_argument("--columns", type=int, default=8, help="grid columns (default 8)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facr.cli.base import Command, Group, add_json, add_no_progress, example, print_json
+from facr.cli.base import Command, Group, add_json, add_no_progress, add_out_file, example, out_file, print_json
 from facr.errors import FacrError
 
 
@@ -46,13 +46,13 @@ def _add_generation_io(p) -> None:
     p.add_argument("--format", choices=FORMATS, default=None, help="dataset format (default: recognised)")
     p.add_argument("--split", default="test", help="which split (default test; 'all' for every record)")
     p.add_argument("--limit", type=int, default=None, help="the first N faces of the split")
-    p.add_argument("--out", required=True, help="the generations JSONL to write")
+    add_out_file(p, "the generations JSONL to write")
 
 
 def cmd_emola_generate(args) -> int:
-    from facr.utils import file_target
-
-    file_target(args.out)  # a folder named by --out is refused now, not after hours of generation
+    # --out is checked now (a folder, an input, a file without --overwrite), not after hours of generation
+    out_file(args, args.data, getattr(args, "vlm", None), getattr(args, "model_path", None),
+             getattr(args, "emotion_model_path", None), getattr(args, "model_base", None))
     tasks = ("au", "emotion") if args.task == "both" else (args.task,)
     rows = _vlm_rows(args, tasks) if args.model == "hf-vlm" else _emola_rows(args, tasks)
     return _write_generations(rows, args.out, args.json, {"model": args.model, "tasks": list(tasks)})
@@ -105,6 +105,7 @@ def _emola_rows(args, tasks: tuple[str, ...]) -> list[dict]:
 def cmd_emola_standin(args) -> int:
     from facr.external.standin import standin_generations
 
+    out_file(args, args.data)
     records = _generation_records(args)
     classes = args.classes or sorted({r.emotion for r in records if r.emotion})
     if not classes:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from facr.cli.base import Command, Group, add_json, example, print_json
+from facr.cli.base import Command, Group, add_json, add_out_file, example, out_file, print_json
 from facr.errors import FacrError
 
 EXPLAIN_INPUT = "input"  # the verb `facr explain INPUT` runs; it is never typed (see _route_explain)
@@ -27,6 +27,7 @@ def cmd_explain_maps(args) -> int:
     from facr.models.reasoner import load_reasoner
     from facr.utils import atomic_path
 
+    out_file(args, args.model, args.image, args.graph)
     folder = reasoner_folder(args.model)
     if folder is None:
         raise FacrError(args.model,
@@ -74,7 +75,7 @@ def _maps_arguments(p) -> None:
 
     p.add_argument("--model", required=True, help="a reasoner checkpoint or run folder")
     p.add_argument("--image", required=True, help="a picture with a face (or a face crop with --crop)")
-    p.add_argument("--out", required=True, help="the overlay PNG to write")
+    add_out_file(p, "the overlay PNG to write")
     p.add_argument("--method", choices=MAP_METHOD_NAMES, default=None,
                    help="map method (default: agcm for an agcm head, attention for an attention readout, rollout "
                         "for a ViT, else gradcam)")

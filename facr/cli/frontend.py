@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-from facr.cli.base import Command, Group, add_json, add_no_progress, check_flag, example, load_labels, print_json
+from facr.cli.base import (
+    Command,
+    Group,
+    add_json,
+    add_no_progress,
+    add_out_file,
+    check_flag,
+    example,
+    load_labels,
+    out_file,
+    print_json,
+)
 from facr.errors import FacrError
 
 
 def cmd_frontend_calibrate(args) -> int:
     from facr.frontends.mediapipe import MODEL_SHA256, MediaPipeFrontend, calibrate, read_labelled
-    from facr.utils import file_target
-
     check_flag("--limit", args.limit, 1, 10**9)
     check_flag("--min-each", args.min_each, 1, 10**6)
-    out = file_target(args.out)  # a folder at --out is refused before the work, not after
+    out = out_file(args, args.data)  # checked before the work, not after
     result = load_labels(args.data, args.format, strict=False)
     records = [r for r in result.records if any(v is not None for v in r.au_presence.values())
                and (args.split == "all" or r.split == args.split)][:args.limit]
@@ -44,7 +53,7 @@ def _calibrate_arguments(p) -> None:
 
     p.add_argument("--data", required=True, help="an AU-labelled dataset folder (any facr loader)")
     p.add_argument("--format", choices=FORMATS, default=None, help="its format (default: recognised from the layout)")
-    p.add_argument("--out", required=True, help="the JSON file to write")
+    add_out_file(p, "the JSON file to write")
     p.add_argument("--split", choices=("all", "train", "val", "test"), default="all",
                    help="which records (default all)")
     p.add_argument("--limit", type=int, default=None, help="at most this many labelled records")

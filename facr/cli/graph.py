@@ -7,7 +7,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from facr.cli.base import Command, Group, add_json, example, load_labels, print_json, with_source
+from facr.cli.base import (
+    Command,
+    Group,
+    add_json,
+    add_out_file,
+    example,
+    load_labels,
+    out_file,
+    print_json,
+    with_source,
+)
 from facr.errors import FacrError
 from facr.flags import add_fields, given
 
@@ -89,6 +99,7 @@ def cmd_graph_induce(args) -> int:
         raise FacrError(None, str(exc)) from None
     if (args.table is None) == (args.data is None):
         raise FacrError("facr graph induce", "give either a CSV table or --data DIR (not both)")
+    out_file(args, args.table, args.data)
     if args.table is not None:
         if not args.label_column:
             raise FacrError(args.table, "a CSV table needs --label-column")
@@ -138,6 +149,7 @@ def _records_table(args):
 def cmd_graph_permute(args) -> int:
     from facr.graph import permute, resolve_graph, save_graph
 
+    out_file(args, args.file)
     graph = resolve_graph(args.file)
     out = with_source(args.file, lambda: permute(graph, args.seed))
     save_graph(out, args.out)
@@ -161,9 +173,10 @@ def cmd_graph_draw(args) -> int:
     from facr.graph import resolve_graph
     from facr.graph.draw import draw_graph
 
-    graph = resolve_graph(args.file)
+    out_file(args, args.file)
     if Path(args.out).suffix.lower() not in (".png", ".svg", ".pdf"):
         raise FacrError(args.out, "output must end in .png, .svg or .pdf")
+    graph = resolve_graph(args.file)
     draw_graph(graph, args.out, show_au_edges=not args.no_au_edges)
     print(f"wrote {args.out}")
     return 0
@@ -172,6 +185,7 @@ def cmd_graph_draw(args) -> int:
 def cmd_graph_export(args) -> int:
     from facr.graph import builtin_graph, save_graph
 
+    out_file(args)
     save_graph(builtin_graph(args.name), args.out)
     print(f"wrote {args.out}")
     return 0
@@ -195,7 +209,7 @@ def _induce_arguments(p) -> None:
                    help="with --data: which split to learn from (default train)")
     p.add_argument("--task", choices=("emotion", "pain"), default="emotion",
                    help="with --data: emotion classes, or pain/no_pain from PSPI > 0 (default emotion)")
-    p.add_argument("--out", required=True, help="facr-graph file to write")
+    add_out_file(p, "facr-graph file to write")
     p.add_argument("--presence-threshold", type=float, default=None,
                    help="intensity at which an AU counts as present (default 1 for 0-5 scales, else 0.5)")
     p.add_argument("--name", default=None, help="graph name (default: induced-<table>)")
@@ -206,7 +220,7 @@ def _induce_arguments(p) -> None:
 def _permute_arguments(p) -> None:
     p.add_argument("file")
     p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--out", required=True)
+    add_out_file(p, "facr-graph file to write")
 
 
 def _diff_arguments(p) -> None:
@@ -218,13 +232,13 @@ def _diff_arguments(p) -> None:
 
 def _draw_arguments(p) -> None:
     p.add_argument("file")
-    p.add_argument("--out", required=True, help=".png, .svg or .pdf")
+    add_out_file(p, ".png, .svg or .pdf")
     p.add_argument("--no-au-edges", action="store_true", help="leave out AU->AU arcs")
 
 
 def _export_arguments(p) -> None:
     p.add_argument("name", choices=["emfacs", "pspi"])
-    p.add_argument("--out", required=True)
+    add_out_file(p, "facr-graph file to write")
 
 
 GROUP = Group("graph", "AU->emotion causal graphs (facr-graph files)", commands=(

@@ -350,8 +350,8 @@ def explain(options: ExplainOptions, emit=print) -> Summary:
     (``print_faces``). Returns the :class:`Summary`."""
     from facr.frontends.mediapipe import MediaPipeFrontend
     from facr.frontends.tables import read_au_table
-    from facr.outputs import output_dir
-    from facr.utils import atomic_path, file_target
+    from facr.outputs import output_dir, output_file
+    from facr.utils import atomic_path
 
     path = Path(options.input) if options.input is not None else None
     kind = "webcam" if options.webcam else input_kind(path, options.format)
@@ -359,8 +359,9 @@ def explain(options: ExplainOptions, emit=print) -> Summary:
         raise FacrError("--annotate", "an AU table has no pictures to draw on")
     if options.out is not None and path is not None and Path(options.out).resolve() == path.resolve():
         raise FacrError(options.out, "is the input itself: facr never writes over what it reads; choose another --out")
-    if options.out_is_file:
-        file_target(options.out)
+    if options.out_is_file:  # a CSV: not an input, and an existing file only with --overwrite
+        output_file(options.out, overwrite=options.overwrite,
+                    inputs=[options.input, options.model, options.verbalizer])
     model = load_model(options.model, options.graph)
     verbalizer = load_verbalizer_for(options.verbalizer, model)
     counts = Counts()
@@ -487,7 +488,8 @@ def add_arguments(p) -> None:
                    help="with --out DIR: draw each face's box, emotion and invoked AUs (annotated.mp4 for a video, "
                         "annotated/<picture's name> for pictures)")
     p.add_argument("--webcam", action="store_true", help=f"read the camera (cv2.VideoCapture({CAMERA})) until Ctrl-C")
-    p.add_argument("--overwrite", action="store_true", help="replace an --out folder facr explain wrote before")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an --out folder facr explain wrote before, or the --out CSV file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (none when stderr is not a terminal)")
 
 

@@ -349,8 +349,10 @@ def test_hf_vlm_generations_feed_the_emola_audit(data, test_records, tmp_path, r
     assert code == 0, err
     m = json.loads(stdout)
     assert m["n_samples"] == 3 and m["n_unmatched_lines"] == 0 and m["sources"] == [f"hf-vlm {vlm}"]
-    code, _, err = run_cli("emola", "generate", "--model", "hf-vlm", "--data", data, "--out", out)
+    code, _, err = run_cli("emola", "generate", "--model", "hf-vlm", "--data", data, "--out", tmp_path / "v2.jsonl")
     assert code == 2 and "--vlm PATH" in err
+    code, _, err = run_cli("emola", "generate", "--model", "hf-vlm", "--vlm", vlm, "--data", data, "--out", out)
+    assert code == 2 and err.endswith(": already exists; pass --overwrite to replace it\n")  # checked before loading
 
 
 @pytest.mark.slow

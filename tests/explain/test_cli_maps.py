@@ -44,7 +44,7 @@ def test_explain_maps_draws_one_overlay_per_invoked_au(reasoner, face_png, tmp_p
     img = Image.open(out)
     assert img.format == "PNG" and img.width > 200
     code, stdout, err = run_cli("explain", "maps", "--model", run, "--image", face_png, "--crop", "--out", out,
-                                "--method", "cefam", "--au", "AU12", "--au", "au 6")
+                                "--method", "cefam", "--au", "AU12", "--au", "au 6", "--overwrite")
     assert code == 0 and "AU12" in stdout and "AU6" in stdout and "(cefam)" in stdout
 
 

@@ -621,5 +621,7 @@ def test_cli_generate_with_a_fake_checkout_feeds_the_emola_audit(fake, tmp_path,
     code, stdout, err = run_cli("audit", "--model", "emola", "--generations", out, "--data", data, "--json")
     assert code == 0, err
     assert json.loads(stdout)["n_samples"] == 2
-    code, _, err = run_cli("emola", "generate", "--model", "emola", "--data", data, "--out", out)
+    code, _, err = run_cli("emola", "generate", "--model", "emola", "--data", data, "--out", tmp_path / "e2.jsonl")
     assert code == 2 and "--emola-repo, --model-path, --model-base" in err
+    code, _, err = run_cli(*argv)  # the finished file is not generated over without --overwrite
+    assert code == 2 and err == f"facr: {out}: already exists; pass --overwrite to replace it\n"
