@@ -49,6 +49,7 @@ MARKER = ".facr-output.json"
 # Folders written before facr marked its outputs: ``resume`` adopts one of these kinds when it holds
 # all of these files (a run with its training state, a finished experiment). Nothing is ever replaced
 # on this evidence: only continued.
+RUN_KINDS = ("reasoner-run", "verbalizer-run")  # training runs: `--resume` continues one
 UNMARKED = {"reasoner-run": ("config.json", "state/position.json"), "experiment": ("results.json",)}
 
 _HELD: set[str] = set()  # lock files this process holds (a stale lock may carry a reused pid: ours)
@@ -127,8 +128,10 @@ def check_target(path: str | os.PathLike, kind: str, *, overwrite: bool = False,
         raise OutputError(path, f"holds facr output of another kind ({marker['kind']}, not {kind}): facr never "
                                 "replaces it, not even with --overwrite; choose another --out")
     if not (resume or overwrite):
+        how = "--resume to continue it, or --overwrite to replace it" if kind in RUN_KINDS else \
+            "--overwrite to replace it"
         raise OutputError(path, f"already holds a facr {kind} output ({marker.get('created', 'undated')}); "
-                                "pass --overwrite to replace it")
+                                f"pass {how}")
 
 
 def output_file(path: str | os.PathLike, *, overwrite: bool = False,

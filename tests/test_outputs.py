@@ -281,6 +281,7 @@ def test_training_into_another_runs_folder_needs_overwrite_and_replaces_it_whole
     before = snapshot(other)
     code, _, err = run_cli(*_train_args(data, other, "--seed", 5))
     assert "already holds a facr reasoner-run output" in one_line(code, err) and snapshot(other) == before
+    assert err.endswith("; pass --resume to continue it, or --overwrite to replace it\n")
     code, _, err = run_cli(*_train_args(data, other, "--seed", 5, "--overwrite"))
     assert code == 0, err
     assert not (other / "best").exists() and json.loads((other / "config.json").read_text())["seed"] == 5
