@@ -37,6 +37,8 @@ from facr.models.reasoner import MAX_HEAD_HIDDEN, Reasoner, ReasonerConfig, save
 from facr.outputs import output_dir, run_dir
 from facr.utils import write_json
 
+GRAPH_NAMES = ("truth", "induced", "induced-ovr", "permuted")  # `graph:` names beside a file or a built-in
+
 
 @dataclass
 class DataConfig:
@@ -276,7 +278,7 @@ def resolve_training_graph(spec: str, base: str, seed: int, splits: Splits, task
         if splits.dataset_graph is None:
             raise FacrError(None, "graph: truth needs a dataset with its own graph.json (facr data synth makes one)")
         return resolve_graph(splits.dataset_graph)
-    return resolve_graph(spec)
+    return resolve_graph(spec, also=GRAPH_NAMES)
 
 
 def _graph_classes_hint(cfg: TrainConfig, splits: Splits) -> list[str]:
@@ -286,7 +288,7 @@ def _graph_classes_hint(cfg: TrainConfig, splits: Splits) -> list[str]:
         return []
     if spec == "truth":
         return resolve_graph(splits.dataset_graph).classes if splits.dataset_graph else []
-    return resolve_graph(spec).classes
+    return resolve_graph(spec, also=GRAPH_NAMES).classes
 
 
 # ------------------------------------------------------------------------ state io

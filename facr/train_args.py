@@ -16,7 +16,7 @@ OVERRIDES = {
     "--out": ("out", "run folder"),
     "--seed": ("seed", "random seed"),
     "--faith": ("faith", "'on' (FACR) or 'off' (the no-faith control: λs = λi = 0)"),
-    "--graph": ("graph", "graph file, emfacs, pspi, truth, induced or permuted"),
+    "--graph": ("graph", "graph file, emfacs, pspi, truth, induced, induced-ovr or permuted"),
     "--graph-base": ("graph_base", "what --graph permuted corrupts (default: induced)"),
     "--epochs": ("epochs", "epochs"),
     "--max-steps": ("max_steps", "stop after this many optimizer steps"),

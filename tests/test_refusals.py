@@ -398,6 +398,20 @@ def test_flags_out_of_range_are_one_line(argv, message, tmp_path, run_cli):
     assert not out.exists()
 
 
+# ------------------------------------------------------------------ a graph that is not there
+@pytest.mark.parametrize("argv, names", [
+    (["train", "reasoner", "--data", "{synth}", "--out", "{tmp}/run", "--max-steps", "1"],
+     "emfacs, pspi, truth, induced, induced-ovr, permuted"),
+    (["audit", "--model", "{checkpoint}", "--data", "{synth}"], "emfacs, pspi, truth, own"),
+])
+def test_a_graph_that_is_neither_a_file_nor_a_name_lists_the_names_the_command_takes(argv, names, synth, checkpoint,
+                                                                                     tmp_path, run_cli):
+    argv = [a.format(synth=synth, checkpoint=checkpoint, tmp=tmp_path) for a in argv]
+    code, _, err = run_cli(*argv, "--graph", "emfac")
+    refused(code, err, f"facr: emfac: no such file (or a name: {names})")
+    assert not (tmp_path / "run").exists()
+
+
 # ------------------------------------------------------------------ pretrained backbones
 def test_pretrained_hub_id_offline_is_one_line(synth, tmp_path, run_cli, monkeypatch):
     import huggingface_hub.constants

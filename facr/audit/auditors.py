@@ -216,7 +216,7 @@ def resolve_audit_graph(spec: str | None, own, data_root: str | None):
             raise FacrError(data_root,
                             "--graph truth needs a dataset with its own graph.json (facr data synth writes one)")
         return load_graph(path)
-    return resolve_graph(spec)
+    return resolve_graph(spec, also=("truth", "own"))
 
 
 @dataclass
@@ -277,13 +277,18 @@ def audit_reasoner(request: AuditRequest) -> AuditResult:
         raise FacrError(request.model, "--rationale audits a verbalizer's text: pass a verbalizer checkpoint "
                                        "(facr train verbalizer writes one)")
     options = options_of(request, ReasonerOptions)
+    # another graph is read before the pass: a bad --graph is one line before any work
+    other = resolve_audit_graph(request.graph, None, request.data) if request.graph not in (None, "own") else None
     run = run_reasoner_pass(request)
     model, own_graph, ds, ev, epsilon = run.model, run.own_graph, run.dataset, run.evaluation, run.epsilon
     cfg, task = model.config, ds.task
-    graph = resolve_audit_graph(request.graph, own_graph, request.data)
+    graph = other or own_graph
+    missing = [c for c in task.classes if c not in graph.classes]
+    if len(missing) == len(task.classes):
+        raise FacrError("--graph", f"{graph.name} has none of the model's classes ({', '.join(task.classes)}): "
+                                   "it cannot score this model")
     signs = graph_signs(graph, cfg.aus, task.classes).numpy()
     m = ev.summarize(signs, per_subject=True, ci=request.ci, seed=request.seed)
-    missing = [c for c in task.classes if c not in graph.classes]
     m.update({
         "model": str(request.model),
         "model_kind": "reasoner",

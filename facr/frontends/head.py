@@ -515,7 +515,7 @@ def train_head(cfg: HeadTrainConfig, *, progress: bool = True, overwrite: bool =
     if len(train.labels) == 0 or len(test.labels) == 0:
         raise FacrError(cfg.data, "needs faces in both the training and the held-out split")
     truth = true_graph(SynthConfig(n=cfg.n, seed=cfg.seed, subjects=cfg.subjects)) if cfg.data is None else None
-    graph = truth if cfg.graph == "truth" else resolve_graph(cfg.graph)
+    graph = truth if cfg.graph == "truth" else resolve_graph(cfg.graph, also=("truth",))
     signs = graph_signs(graph, train.aus, train.classes)
     edges = parents_from_signs(signs.numpy(), train.aus, train.classes) if cfg.head == "graph" else None
     config = HeadConfig(aus=train.aus, classes=train.classes, graph=graph.name, frontend=frontend, head=cfg.head,

@@ -91,8 +91,9 @@ def _check_meta(meta: Any, path: Path, where: str = "meta") -> None:
             _check_meta(v, path, f"{where}[{i}]")
 
 
-def resolve_graph(spec: str | os.PathLike | AUGraph) -> AUGraph:
-    """A graph from a file path, or a built-in name (``emfacs``, ``pspi``) when no such file exists."""
+def resolve_graph(spec: str | os.PathLike | AUGraph, also: tuple[str, ...] = ()) -> AUGraph:
+    """A graph from a file path, or a built-in name (``emfacs``, ``pspi``) when no such file exists.
+    ``also``: the other names the caller takes (``truth``, ``induced``, …), listed when nothing fits."""
     if isinstance(spec, AUGraph):
         return spec
     path = Path(spec)
@@ -101,5 +102,5 @@ def resolve_graph(spec: str | os.PathLike | AUGraph) -> AUGraph:
 
         return builtin_graph(str(spec))
     if not path.exists():
-        raise GraphFormatError(path, f"no such file (built-in graphs: {', '.join(BUILTIN_GRAPHS)})")
+        raise GraphFormatError(path, f"no such file (or a name: {', '.join((*BUILTIN_GRAPHS, *also))})")
     return load_graph(path)

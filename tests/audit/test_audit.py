@@ -140,6 +140,7 @@ def test_audit_out_writes_a_report_with_plots(trained, run_cli, tmp_path):
     (["--model", "{run}", "--data", "{data}", "--epsilon=nan"], "facr: --epsilon: must be a finite number >= 0"),
     (["--model", "{run}", "--data", "{data}", "--epsilon=-1"], "facr: --epsilon: must be a finite number >= 0"),
     (["--model", "{run}", "--data", "{data}", "--margin=-5"], "facr: --margin: must be a finite number >= 0"),
+    (["--model", "{run}", "--data", "{data}", "--graph", "pspi"], "--graph: pspi has none of the model's classes"),
 ])
 def test_audit_bad_input_is_one_line_naming_the_file(trained, run_cli, tmp_path, argv, needle):
     data, run = trained

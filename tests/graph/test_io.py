@@ -101,8 +101,10 @@ def test_missing_file_and_directory_are_clear_errors(tmp_path):
 def test_resolve_graph_reads_files_and_builtin_names(tmp_path):
     assert resolve_graph("emfacs") == emfacs_graph()
     assert resolve_graph(write(tmp_path, GOOD)).name == "mini"
-    with pytest.raises(GraphFormatError, match="built-in graphs: emfacs, pspi"):
+    with pytest.raises(GraphFormatError, match=r"no such file \(or a name: emfacs, pspi\)"):
         resolve_graph("emfac")
+    with pytest.raises(GraphFormatError, match=r"\(or a name: emfacs, pspi, truth, induced\)"):
+        resolve_graph("emfac", also=("truth", "induced"))
 
 
 def test_failed_write_leaves_the_old_file_untouched(tmp_path):
