@@ -3,7 +3,15 @@
 set -euo pipefail
 OUT="${1:-demo-out}"
 FACR="${FACR:-.venv/bin/facr}"
+# The demo writes into OUT, and a second run replaces what the first wrote. So OUT must be missing, empty, or a
+# folder an earlier `make demo` wrote (it holds this marker): a folder of yours is never written into.
+MARKER=.facr-demo
+if [ -d "$OUT" ] && [ -n "$(ls -A "$OUT")" ] && [ ! -f "$OUT/$MARKER" ]; then
+  echo "make demo: $OUT: is not empty and make demo did not write it (no $MARKER): choose another DEMO=" >&2
+  exit 2
+fi
 mkdir -p "$OUT"
+touch "$OUT/$MARKER"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -21,19 +29,19 @@ one_seed() {
 step "The verified EMFACS + PSPI graph"
 "$FACR" graph validate graphs/emfacs.json
 "$FACR" graph show graphs/emfacs.json
-"$FACR" graph draw graphs/emfacs.json --out "$OUT/emfacs.png"
+"$FACR" graph draw graphs/emfacs.json --out "$OUT/emfacs.png" --overwrite
 
 step "The corrupted-graph control, and what it changes"
-"$FACR" graph permute graphs/emfacs.json --seed 1 --out "$OUT/emfacs-permuted.json"
+"$FACR" graph permute graphs/emfacs.json --seed 1 --out "$OUT/emfacs-permuted.json" --overwrite
 "$FACR" graph diff graphs/emfacs.json "$OUT/emfacs-permuted.json" | head -n 12
 
 step "The known-structure synthetic benchmark (the embedded default data)"
 "$FACR" data synth --out "$OUT/synth" --n 4000 --seed 0 --shortcut 0.9 --overwrite
 "$FACR" data inspect "$OUT/synth"
-"$FACR" data preview "$OUT/synth" --out "$OUT/synth-grid.png" --n 32
+"$FACR" data preview "$OUT/synth" --out "$OUT/synth-grid.png" --n 32 --overwrite
 
 step "Induce G from the benchmark's labels and compare it with the true graph"
-"$FACR" graph induce --data "$OUT/synth" --out "$OUT/induced.json" --bootstrap 20
+"$FACR" graph induce --data "$OUT/synth" --out "$OUT/induced.json" --bootstrap 20 --overwrite
 "$FACR" graph diff "$OUT/synth/graph.json" "$OUT/induced.json" | head -n 1
 
 step "Stage 1: train the faithful reasoner (FACR) and its controls, audit them (audits/synth_demo.yaml)"

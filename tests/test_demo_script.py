@@ -36,3 +36,22 @@ def test_demo_prints_the_committed_across_seed_section_and_stops_before_the_next
     assert not any(line.startswith("## ") for line in lines[1:])  # only that section, not the paired tests
     # every printed comparison of the one-seed run is followed by the note that says so
     assert script.count("one_seed\n") == 2 and "One training seed (0), on this machine" in script
+
+
+def test_demo_never_writes_into_a_folder_of_yours_and_can_run_again_into_its_own(repo, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "experiment.md").write_text("my notes")
+    env = {"PATH": "/usr/bin:/bin", "FACR": "true", "CHAT": "0"}  # every facr step a no-op: the script's own writes
+    run = subprocess.run(["bash", "scripts/demo.sh", str(mine)], cwd=repo, capture_output=True, text=True, env=env)
+    assert run.returncode == 2 and (mine / "experiment.md").read_text() == "my notes"
+    assert run.stderr == f"make demo: {mine}: is not empty and make demo did not write it (no .facr-demo): " \
+                         "choose another DEMO=\n"
+    ours = tmp_path / "ours"
+    for _ in range(2):  # a fresh folder, then the demo's own folder again
+        run = subprocess.run(["bash", "scripts/demo.sh", str(ours)], cwd=repo, capture_output=True, text=True, env=env)
+        assert run.returncode == 0, run.stderr
+    assert (ours / ".facr-demo").exists()
+    # the steps that write one file replace the demo's earlier one, which facr does only with --overwrite
+    one_file = [line for line in _script(repo).splitlines() if re.search(r'--out "\$OUT/[^"/]+\.\w+"', line)]
+    assert len(one_file) == 4 and all("--overwrite" in line for line in one_file)
