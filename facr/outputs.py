@@ -46,11 +46,13 @@ from facr.utils import loads_json
 
 MARKER = ".facr-output.json"
 
-# Folders written before facr marked its outputs: ``resume`` adopts one of these kinds when it holds
-# all of these files (a run with its training state, a finished experiment). Nothing is ever replaced
-# on this evidence: only continued.
 RUN_KINDS = ("reasoner-run", "verbalizer-run")  # training runs: `--resume` continues one
-UNMARKED = {"reasoner-run": ("config.json", "state/position.json"), "experiment": ("results.json",)}
+
+# Folders written before facr marked its outputs: ``resume`` adopts one of these kinds when it holds
+# all of these files (a run with its training state, a finished experiment, EmoLA's inputs). Nothing is
+# ever replaced on this evidence: only continued.
+UNMARKED = {"reasoner-run": ("config.json", "state/position.json"), "experiment": ("results.json",),
+            "emola-work": ("data/index.json",)}
 
 _HELD: set[str] = set()  # lock files this process holds (a stale lock may carry a reused pid: ours)
 _HELD_GUARD = threading.Lock()

@@ -43,6 +43,7 @@ LANDMARK_ONNX = "feature_extraction/landmark/2d106det.onnx"
 LANDMARK_SIZE = 192  # 2d106det's input side
 LANDMARK_DIM = 212  # 106 (x, y) pairs; EmoLA's landmark_feature_hidden_size
 TASKS = ("au", "emotion")
+WORK_KIND = "emola-work"  # the marker kind of a --workdir (facr.outputs)
 ANNOTATION_FILES = {"au": "eval_au_anno.json", "emotion": "eval_emotion_anno.json"}
 # EmoLA's eval parser reads label and gpt4 for every item (eval_FABA.py:320-322) and scores
 # them; facr never uses those scores, so the labels are placeholders EmoLA parses without error
@@ -436,7 +437,13 @@ def generate_emola(repo: str | os.PathLike, model_path: str | os.PathLike, model
 
     temporary = workdir is None
     work = Path(tempfile.mkdtemp(prefix="facr-emola-")) if temporary else Path(workdir)
+    if not temporary:  # a folder of facr's EmoLA work (resumed), never one of yours nor an input
+        from facr.outputs import check_target, write_marker
+
+        check_target(work, WORK_KIND, resume=True, inputs=[root, repo, model_path, model_base, emotion_model_path])
     work.mkdir(parents=True, exist_ok=True)
+    if not temporary:
+        write_marker(work, WORK_KIND)
     data = prepare_inputs(records, root, work, repo / LANDMARK_ONNX, [t for t, _ in runs])
     index = json.loads((data / "index.json").read_text(encoding="utf-8"))
 

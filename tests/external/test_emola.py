@@ -567,6 +567,22 @@ def test_a_failed_load_names_the_log(fake, tmp_path):
     assert e.value.source.endswith(".log")
 
 
+def test_a_workdir_of_yours_or_an_input_is_refused_and_facrs_own_is_resumed(fake, tmp_path):
+    mine = tmp_path / "mine"
+    (mine / "data").mkdir(parents=True)
+    (mine / "data" / "eval_au_anno.json").write_text("[my annotations]")
+    with pytest.raises(FacrError, match="facr did not write it"):
+        _run(fake, mine)
+    assert (mine / "data" / "eval_au_anno.json").read_text() == "[my annotations]"
+    with pytest.raises(FacrError, match="facr never writes over what it reads"):
+        _run(fake, fake.au / "work")  # inside the checkpoint
+    assert not (fake.au / "work").exists()
+    work = tmp_path / "work"
+    rows = _run(fake, work)
+    assert json.loads((work / ".facr-output.json").read_text())["kind"] == "emola-work"
+    assert _run(fake, work) == rows  # its own folder: continued
+
+
 def test_temporary_workdir_is_removed_on_success(fake, tmp_path, monkeypatch):
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
