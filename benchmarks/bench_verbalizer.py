@@ -65,13 +65,11 @@ def main(argv=None) -> int:
     if facr(train) != 0:
         return 2
     seconds = time.perf_counter() - t0
-    audit_json = out.parent / f"{out.name}-audit.json"
     if facr(["audit", "--model", str(out), "--rationale", "--data", args.data, "--limit", str(args.limit),
              "--json", "--no-progress", "--out", str(out.parent / f"{out.name}-audit"), "--overwrite",
              *(f"--mode={m}" for m in args.mode or ())]) != 0:
         return 2
-    m = json.loads((out.parent / f"{out.name}-audit" / "metrics.json").read_text())
-    audit_json.write_text(json.dumps(m, indent=1))
+    m = json.loads((out.parent / f"{out.name}-audit" / "metrics.json").read_text())  # in the audit's own folder
     budget = 600 if args.backbone == "smollm2-135m" else 1200
     result = {"backbone": args.backbone, "train_seconds": round(seconds, 1), "train_budget_seconds": budget,
               "modes": {mode: {k: m["modes"][mode].get(k) for k in SHOWN} for mode in m["modes"]}}

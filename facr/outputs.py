@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from facr.errors import FacrError
-from facr.utils import loads_json
+from facr.utils import current_umask, loads_json
 
 MARKER = ".facr-output.json"
 
@@ -151,6 +151,9 @@ def output_file(path: str | os.PathLike, *, overwrite: bool = False,
         raise OutputError(target, f"{clash}: facr never writes over what it reads; choose another --out")
     if target.exists() and not overwrite:
         raise OutputError(target, "already exists; pass --overwrite to replace it")
+    from facr.utils import expect_new
+
+    expect_new(target, not overwrite)  # without --overwrite, a file that appears meanwhile is not replaced either
     return target
 
 
@@ -291,6 +294,7 @@ def output_dir(path: str | os.PathLike, kind: str, *, overwrite: bool = False,
     check_target(path, kind, overwrite=overwrite, inputs=inputs)
     with _locked(path), _sigterm_raises():
         tmp = _temp_name(path, "tmp")
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700: the output gets a new folder's permissions
         try:
             yield tmp
             write_marker(tmp, kind)

@@ -14,6 +14,16 @@ import numpy as np
 
 from facr.errors import FacrError
 
+# one-file outputs checked absent before the work (facr.outputs.output_file without --overwrite): a file that
+# appears there while facr works is not replaced when the result is renamed into place
+_MUST_BE_NEW: set[Path] = set()
+
+
+def expect_new(path: str | os.PathLike, new: bool = True) -> None:
+    """:func:`atomic_path` must not replace a file at ``path`` (``new``: it was not there when the command
+    began), or may again (``new`` False: the command replaces it with --overwrite)."""
+    (_MUST_BE_NEW.add if new else _MUST_BE_NEW.discard)(Path(path).absolute())
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -21,7 +31,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     The temporary file keeps ``path``'s suffix so writers that choose a format from the
     extension (matplotlib, PIL) behave. On any exception the temporary file is removed
-    and ``path`` is left as it was: nothing half-written is ever visible.
+    and ``path`` is left as it was: nothing half-written is ever visible. The file gets the
+    permissions a new file gets (umask), or those of the file it replaces. A path given to
+    :func:`expect_new` whose file appeared meanwhile is left as it is (:class:`FacrError`).
     """
     path = file_target(path)
     try:
@@ -33,10 +45,26 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        try:  # mkstemp makes 0600: give the file the mode of the one it replaces, else a new file's
+            mode = path.stat().st_mode & 0o777
+        except OSError:
+            mode = 0o666 & ~current_umask()
+        os.chmod(tmp_path, mode)
+        if path.absolute() in _MUST_BE_NEW and os.path.lexists(path):
+            raise FacrError(path, "appeared while facr was working: left as it is, and nothing written "
+                                  "(pass --overwrite to replace it)")
         os.replace(tmp_path, path)
+        _MUST_BE_NEW.discard(path.absolute())  # written: the command's own file now
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def current_umask() -> int:
+    """This process's umask (read by setting and restoring it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def file_target(path: str | os.PathLike) -> Path:

@@ -412,3 +412,34 @@ def test_a_one_file_out_never_replaces_an_input_or_a_file_inside_one_and_a_file_
         assert words in str(info.value)
     assert weights.read_bytes() == b"weights" and table.read_text() == "a,b\n" and mine.read_bytes() == b"mine"
     assert issubclass(OutputError, FacrError)
+
+
+def test_a_file_that_appears_at_a_one_file_out_while_facr_works_is_left_as_it_is(tmp_path):
+    from facr.utils import atomic_write_text
+
+    out = tmp_path / "g.json"
+    output_file(out)  # absent when the command began
+    out.write_text("written by someone else meanwhile")
+    with pytest.raises(FacrError, match="appeared while facr was working: left as it is"):
+        atomic_write_text(out, "facr's result")
+    assert out.read_text() == "written by someone else meanwhile"
+    assert [p.name for p in tmp_path.iterdir()] == ["g.json"]  # no temp file left
+    output_file(out, overwrite=True)  # the next command says --overwrite: replaced
+    atomic_write_text(out, "facr's result")
+    assert out.read_text() == "facr's result"
+
+
+def test_files_and_folders_facr_writes_get_the_permissions_of_new_ones_not_mkstemps_0600(tmp_path):
+    from facr.utils import atomic_write_text, current_umask
+
+    new = 0o666 & ~current_umask()
+    atomic_write_text(tmp_path / "a.txt", "x")
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == new
+    kept = tmp_path / "b.txt"
+    kept.write_text("old")
+    kept.chmod(0o640)
+    atomic_write_text(kept, "new")
+    assert kept.stat().st_mode & 0o777 == 0o640  # a replaced file keeps its mode
+    with output_dir(tmp_path / "report", "audit") as folder:
+        (folder / "r.md").write_text("r")
+    assert (tmp_path / "report").stat().st_mode & 0o777 == 0o777 & ~current_umask()
