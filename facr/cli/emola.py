@@ -50,7 +50,7 @@ def _add_generation_io(p) -> None:
 
 
 def cmd_emola_generate(args) -> int:
-    # --out is checked now (a folder, an input, a file without --overwrite), not after hours of generation
+    _check_generate_flags(args)  # the flags first, then --out: all before hours of generation
     out_file(args, args.data, getattr(args, "vlm", None), getattr(args, "model_path", None),
              getattr(args, "emotion_model_path", None), getattr(args, "model_base", None))
     tasks = ("au", "emotion") if args.task == "both" else (args.task,)
@@ -58,13 +58,28 @@ def cmd_emola_generate(args) -> int:
     return _write_generations(rows, args.out, args.json, {"model": args.model, "tasks": list(tasks)})
 
 
+def _check_generate_flags(args) -> None:
+    """What each ``--model`` needs, one line naming the flag that is missing or does not apply."""
+    if args.model == "hf-vlm":
+        if not args.vlm:
+            raise FacrError("--vlm", "--model hf-vlm needs --vlm PATH (a local image-text-to-text model folder)")
+        return
+    if args.pixel_cf:
+        raise FacrError("--pixel-cf", "occluded answers are asked of --model hf-vlm only (EmoLA's driver runs in "
+                                      "its own environment and reads image files)")
+    missing = [f for f, v in (("--emola-repo", args.emola_repo), ("--model-path", args.model_path),
+                              ("--model-base", args.model_base)) if not v]
+    if missing:
+        raise FacrError("emola", f"--model emola needs {', '.join(missing)} (see docs/other-reasoners.md: EmoLA)")
+    if args.task == "emotion" and not args.emotion_model_path:
+        raise FacrError("--emotion-model-path", "--task emotion needs EmoLA's emotion checkpoint")
+
+
 def _vlm_rows(args, tasks: tuple[str, ...]) -> list[dict]:
     """``--model hf-vlm``: a local image-text-to-text model answers (and, with --pixel-cf, answers again on
     occluded faces)."""
     from facr.external.vlm import ask_vlm, generate_vlm, load_vlm
 
-    if not args.vlm:
-        raise FacrError("--vlm", "--model hf-vlm needs --vlm PATH (a local image-text-to-text model folder)")
     records = _generation_records(args)
     model, processor = load_vlm(args.vlm, load_in_4bit=args.load_in_4bit)
     progress = not (args.json or args.no_progress)
@@ -84,15 +99,6 @@ def _emola_rows(args, tasks: tuple[str, ...]) -> list[dict]:
     """``--model emola``: your EmoLA checkout answers, in its own python environment."""
     from facr.external.emola import generate_emola
 
-    if args.pixel_cf:
-        raise FacrError("--pixel-cf", "occluded answers are asked of --model hf-vlm only (EmoLA's driver runs in "
-                                      "its own environment and reads image files)")
-    missing = [f for f, v in (("--emola-repo", args.emola_repo), ("--model-path", args.model_path),
-                              ("--model-base", args.model_base)) if not v]
-    if missing:
-        raise FacrError("emola", f"--model emola needs {', '.join(missing)} (see docs/other-reasoners.md: EmoLA)")
-    if args.task == "emotion" and not args.emotion_model_path:
-        raise FacrError("--emotion-model-path", "--task emotion needs EmoLA's emotion checkpoint")
     records = _generation_records(args)
     return generate_emola(args.emola_repo, args.model_path, args.model_base, records, args.data,
                           emotion_model_path=args.emotion_model_path if "emotion" in tasks else None,
