@@ -143,7 +143,7 @@ def output_file(path: str | os.PathLike, *, overwrite: bool = False,
     (a new file beside a model's or a dataset's own files is fine), and an existing file only with
     ``overwrite`` — a file carries no marker, so facr cannot tell its own from a user's.
     :class:`OutputError` otherwise."""
-    from facr.utils import file_target
+    from facr.utils import expect_new, file_target
 
     target = file_target(path)
     clash = _input_clash(target, inputs)
@@ -151,8 +151,6 @@ def output_file(path: str | os.PathLike, *, overwrite: bool = False,
         raise OutputError(target, f"{clash}: facr never writes over what it reads; choose another --out")
     if target.exists() and not overwrite:
         raise OutputError(target, "already exists; pass --overwrite to replace it")
-    from facr.utils import expect_new
-
     expect_new(target, not overwrite)  # without --overwrite, a file that appears meanwhile is not replaced either
     return target
 

@@ -60,11 +60,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+# the umask, read once at import (reading it means setting it: not something to do while other threads make files)
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def current_umask() -> int:
-    """This process's umask (read by setting and restoring it)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """This process's umask as it was when facr was imported."""
+    return _UMASK
 
 
 def file_target(path: str | os.PathLike) -> Path:
