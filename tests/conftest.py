@@ -11,12 +11,19 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 from facr.data.synth import SynthConfig, write_synth  # noqa: E402
 from facr.train import load_train_config, train  # noqa: E402
 from facr.utils import seed_everything  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+
+# hypothesis draws the same examples on every run ("facr", the default), so that `make test` and CI pass or fail
+# on the code alone; HYPOTHESIS_PROFILE=explore draws new ones each run, to look for failures (development.md)
+settings.register_profile("facr", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "facr"))
 
 
 @pytest.fixture(autouse=True)

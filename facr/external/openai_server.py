@@ -308,19 +308,25 @@ class _Reply:
     def feed(self, piece: str) -> str:
         self.held = self.held + piece if self.started else piece.lstrip()
         self.started = self.started or bool(self.held)
-        cuts = [i for i in (self.held.find(s) for s in self.stop) if i >= 0]
-        if cuts:
-            self.stopped = True
-            out, self.held = self.held[:min(cuts)].rstrip(), ""
-            return out
-        # the longest tail that is a proper prefix of a stop string, and the whitespace before it
-        tail = max((k for s in self.stop for k in range(1, len(s)) if self.held.endswith(s[:k])), default=0)
-        keep = len(self.held[:len(self.held) - tail].rstrip())
-        out, self.held = self.held[:keep], self.held[keep:]
-        return out
+        return self._release(final=False)
 
     def flush(self) -> str:
-        out, self.held = self.held.rstrip(), ""
+        """What is held once the text has ended (a stop string still pending is complete or never will be)."""
+        return self._release(final=True)
+
+    def _release(self, final: bool) -> str:
+        held = self.held
+        cuts = [i for i in (held.find(s) for s in self.stop) if i >= 0]
+        # where a stop string may still be completing: a tail of the held text that is a proper prefix of one
+        open_ = [] if final else [j for j in range(len(held)) if any(len(s) > len(held) - j and s.startswith(held[j:])
+                                                                      for s in self.stop)]
+        if cuts and not (open_ and min(open_) < min(cuts)):  # no longer stop string can start before this one
+            self.stopped = True
+            out, self.held = held[:min(cuts)].rstrip(), ""
+            return out
+        # hold back from the first such tail, and the whitespace before it
+        keep = len(held[:min(open_, default=len(held))].rstrip())
+        out, self.held = held[:keep], held[keep:]
         return out
 
 

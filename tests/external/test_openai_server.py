@@ -19,7 +19,7 @@ import time
 
 import openai
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from facr.cli import main
@@ -150,6 +150,7 @@ def test_stop_string_cuts_the_reply_streamed_or_not_and_seeded_sampling_repeats(
 @settings(max_examples=200, deadline=None)
 @given(text=st.text(alphabet=" ab#\n", max_size=30), cuts=st.lists(st.integers(0, 30), max_size=6),
        stops=st.lists(st.text(alphabet=" ab#", min_size=1, max_size=3), max_size=3))
+@example(text="a#a", cuts=[2], stops=["#", "a#a"])  # a longer stop string that starts first completes later
 def test_reply_pieces_join_to_the_whole_reply_trimmed_and_cut(text, cuts, stops):
     """However the decoded text is split into pieces, what is sent equals the whole text stripped and
     cut before the first stop string (the non-streamed reply)."""
