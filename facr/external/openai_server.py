@@ -639,8 +639,8 @@ class OpenAIServer(HTTPServer):
         finally:
             with self._open_lock:
                 self._open.discard(request)
+            self._slots.release()  # before the close: a client that sees its connection end finds the slot free
             self.shutdown_request(request)
-            self._slots.release()
 
     def handle_error(self, request, client_address):
         if self.config.verbose:
