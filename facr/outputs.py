@@ -88,8 +88,9 @@ def write_marker(folder: str | os.PathLike, kind: str) -> None:
 
 
 # ----------------------------------------------------------------------------- the rules
-def _input_clash(target: Path, inputs: Iterable[str | os.PathLike | None]) -> str | None:
-    """How ``target`` overlaps an existing input path, as words, or None."""
+def _input_clash(target: Path, inputs: Iterable[str | os.PathLike | None], inside_ok: bool = False) -> str | None:
+    """How ``target`` overlaps an existing input path, as words, or None (``inside_ok``: lying inside an
+    input folder is no clash)."""
     t = target.resolve()
     for item in inputs:
         if item is None or str(item) == "" or not Path(item).exists():
@@ -97,7 +98,7 @@ def _input_clash(target: Path, inputs: Iterable[str | os.PathLike | None]) -> st
         r = Path(item).resolve()
         if t == r:
             return f"is the input {item} itself"
-        if r in t.parents:
+        if r in t.parents and not inside_ok:
             return f"lies inside the input {item}"
         if t in r.parents:
             return f"holds the input {item}"
@@ -146,8 +147,8 @@ def output_file(path: str | os.PathLike, *, overwrite: bool = False,
     from facr.utils import expect_new, file_target
 
     target = file_target(path)
-    clash = _input_clash(target, inputs)
-    if clash and (target.exists() or not clash.startswith("lies inside")):
+    clash = _input_clash(target, inputs, inside_ok=not target.exists())
+    if clash:
         raise OutputError(target, f"{clash}: facr never writes over what it reads; choose another --out")
     if target.exists() and not overwrite:
         raise OutputError(target, "already exists; pass --overwrite to replace it")

@@ -278,7 +278,7 @@ def audit_reasoner(request: AuditRequest) -> AuditResult:
                                        "(facr train verbalizer writes one)")
     options = options_of(request, ReasonerOptions)
     # another graph is read before the pass: a bad --graph is one line before any work
-    other = resolve_audit_graph(request.graph, None, request.data) if request.graph not in (None, "own") else None
+    other = resolve_audit_graph(request.graph, None, request.data)  # None: the model's own, known after loading
     run = run_reasoner_pass(request)
     model, own_graph, ds, ev, epsilon = run.model, run.own_graph, run.dataset, run.evaluation, run.epsilon
     cfg, task = model.config, ds.task

@@ -51,8 +51,7 @@ def _add_generation_io(p) -> None:
 
 def cmd_emola_generate(args) -> int:
     _check_generate_flags(args)  # the flags first, then --out: all before hours of generation
-    out_file(args, args.data, getattr(args, "vlm", None), getattr(args, "model_path", None),
-             getattr(args, "emotion_model_path", None), getattr(args, "model_base", None))
+    out_file(args, args.data, args.vlm, args.model_path, args.emotion_model_path, args.model_base)
     tasks = ("au", "emotion") if args.task == "both" else (args.task,)
     rows = _vlm_rows(args, tasks) if args.model == "hf-vlm" else _emola_rows(args, tasks)
     return _write_generations(rows, args.out, args.json, {"model": args.model, "tasks": list(tasks)})

@@ -350,18 +350,18 @@ def explain(options: ExplainOptions, emit=print) -> Summary:
     (``print_faces``). Returns the :class:`Summary`."""
     from facr.frontends.mediapipe import MediaPipeFrontend
     from facr.frontends.tables import read_au_table
-    from facr.outputs import output_dir, output_file
+    from facr.outputs import check_target, output_dir, output_file
     from facr.utils import atomic_path
 
     path = Path(options.input) if options.input is not None else None
     kind = "webcam" if options.webcam else input_kind(path, options.format)
     if options.annotate and kind == "table":
         raise FacrError("--annotate", "an AU table has no pictures to draw on")
-    if options.out is not None and path is not None and Path(options.out).resolve() == path.resolve():
-        raise FacrError(options.out, "is the input itself: facr never writes over what it reads; choose another --out")
+    inputs = [options.input, options.model, options.verbalizer]
     if options.out_is_file:  # a CSV: not an input, and an existing file only with --overwrite
-        output_file(options.out, overwrite=options.overwrite,
-                    inputs=[options.input, options.model, options.verbalizer])
+        output_file(options.out, overwrite=options.overwrite, inputs=inputs)
+    elif options.out is not None:  # a folder: checked now, before the work, and again when it is written
+        check_target(options.out, OUTPUT_KIND, overwrite=options.overwrite, inputs=inputs)
     model = load_model(options.model, options.graph)
     verbalizer = load_verbalizer_for(options.verbalizer, model)
     counts = Counts()
@@ -389,7 +389,7 @@ def explain(options: ExplainOptions, emit=print) -> Summary:
             csv_path = stack.enter_context(atomic_path(options.out))
         elif options.out is not None:
             folder = stack.enter_context(output_dir(options.out, OUTPUT_KIND, overwrite=options.overwrite,
-                                                    inputs=[options.input, options.model, options.verbalizer]))
+                                                    inputs=inputs))
             csv_path = folder / RESULTS
         else:
             csv_path = None

@@ -397,7 +397,9 @@ def test_out_is_never_the_input_table(tmp_path, run_cli):
     path = tmp_path / "of.csv"
     path.write_text(_openface(["happiness"]), encoding="utf-8")
     code, _, err = run_cli("explain", path, "--out", path)
-    assert code == 2 and "is the input itself" in err and path.read_text().startswith("frame, face_id")
+    assert code == 2 and path.read_text().startswith("frame, face_id")
+    assert err == (f"facr: {path}: is the input {path} itself: facr never writes over what it reads; "
+                   "choose another --out\n")
 
 
 # ------------------------------------------------------------------ other models
