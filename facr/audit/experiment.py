@@ -15,11 +15,13 @@ mean difference (:mod:`facr.audit.stats`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -288,6 +290,27 @@ class Experiment:
         write_json(cell.path / "audit.json", m)
         return m
 
+    @contextlib.contextmanager
+    def claim_cache(self, inputs: list) -> Iterator[None]:
+        """Claim a ``cache:`` cells folder for the run, as the experiment folder is claimed: the
+        ``cells`` folder of another facr experiment (that experiment's folder is locked meanwhile), or a
+        folder facr marked as shared cells (kind ``experiment-cells``; made if absent or empty). Any
+        other folder, and one that is, holds or lies inside the data, is refused before anything is
+        written: the untrained arms' ``audit.json`` files land there unclaimed otherwise."""
+        from facr.outputs import read_marker, run_dir
+
+        cache = Path(os.path.abspath(self.spec.cache)) if self.spec.cache else None
+        if cache is None or cache == Path(os.path.abspath(self.out / "cells")):
+            yield
+            return
+        owner = cache.parent if cache.name == "cells" else None
+        if owner is not None and (read_marker(owner) or {}).get("kind") == "experiment":
+            with run_dir(owner, "experiment", resume=True, inputs=inputs):
+                yield
+        else:
+            with run_dir(cache, "experiment-cells", resume=True, inputs=inputs):
+                yield
+
     def run(self, progress: bool = True) -> dict:
         """Train and audit every unfinished cell, then aggregate; returns the results object.
 
@@ -298,7 +321,7 @@ class Experiment:
 
         audit_data = self.spec.audit.data
         inputs = [self.spec.data.path, audit_data.path if audit_data else None]
-        with run_dir(self.out, "experiment", resume=True, inputs=inputs):
+        with run_dir(self.out, "experiment", resume=True, inputs=inputs), self.claim_cache(inputs):
             self.ensure_data(self.spec.data, progress)
             if audit_data is not None:
                 self.ensure_data(audit_data, progress)

@@ -181,3 +181,36 @@ def test_across_seed_section_gives_each_seeds_spread_and_whether_a_difference_ke
     # one seed: no across-seed section
     results["seeds"] = [0]
     assert "Across training seeds" not in render_results(results)
+
+
+def test_a_cache_is_another_experiments_cells_or_a_folder_facr_marked(data, tmp_path, run_cli):
+    from facr.outputs import read_marker
+
+    over = dict(seeds=[0], folds={"kind": "loso", "max_folds": 1}, comparisons=[], per_class=[],
+                arms=[{"name": "FACR"}])
+    first = _write(tmp_path / "first.yaml", data, **over)
+    assert run_cli("experiment", "run", first, "--no-progress")[0] == 0
+    # another experiment reuses the first one's cells: nothing is trained again
+    second = _write(tmp_path / "second.yaml", data, **over, out=str(tmp_path / "second-out"),
+                    cache=str(tmp_path / "exp-out" / "cells"))
+    code, _, err = run_cli("experiment", "run", second, "--no-progress")
+    assert code == 0 and "(1 done, 0 to run)" in err, err
+    # a new cache folder is made and marked; a second run continues it
+    fresh = _write(tmp_path / "fresh.yaml", data, **over, out=str(tmp_path / "fresh-out"),
+                   cache=str(tmp_path / "shared-cells"))
+    assert run_cli("experiment", "run", fresh, "--no-progress")[0] == 0
+    assert read_marker(tmp_path / "shared-cells")["kind"] == "experiment-cells"
+    code, _, err = run_cli("experiment", "run", fresh, "--no-progress")
+    assert code == 0 and "(1 done, 0 to run)" in err, err
+    # a folder of the user's is refused before anything is written into it
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    theirs = _write(tmp_path / "theirs.yaml", data, **over, out=str(tmp_path / "theirs-out"), cache=str(mine))
+    code, _, err = run_cli("experiment", "run", theirs, "--no-progress")
+    assert code == 2 and err.count("\n") == 1 and "mine" in err and "facr did not write it" in err, err
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"] and not (tmp_path / "theirs-out").exists()
+    # and so is the data itself
+    inside = _write(tmp_path / "inside.yaml", data, **over, out=str(tmp_path / "inside-out"), cache=str(data / "c"))
+    code, _, err = run_cli("experiment", "run", inside, "--no-progress")
+    assert code == 2 and "never writes over what it reads" in err, err
