@@ -10,10 +10,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"
+WORK=$(mktemp -d)  # scratch: the wheels' site, the benchmark, the run (never a fixed /tmp path)
+trap 'rm -rf "$WORK"' EXIT
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" .whl/*.whl || exit 1
+  export PYTHONPATH=$WORK/site:$PWD
 else
   export PYTHONPATH=$PWD
 fi
@@ -28,7 +30,7 @@ if [ "${GPU_TESTS:-1}" = 1 ]; then
 fi
 
 echo "== 2. ResNet-18 at 224x224 (bf16), synthetic benchmark"
-D=/tmp/gpu-synth R=/tmp/gpu-r18
+D=$WORK/synth R=$WORK/r18
 python3 - "$D" <<'PY'
 import sys, time
 from facr.data.synth import SynthConfig, write_synth
@@ -36,7 +38,7 @@ t = time.time()
 s = write_synth(sys.argv[1], SynthConfig(n=3000, seed=23, size=224, shortcut=0.0), workers=8)
 print(f"rendered 3000 faces at 224x224 in {time.time() - t:.1f} s")
 PY
-cat > /tmp/r18.yaml <<YAML
+cat > "$WORK/r18.yaml" <<YAML
 data: {path: $D, task: emotion, image_size: 224, augment: true, num_workers: 4}
 encoder: {arch: resnet-18}
 graph: truth
@@ -51,7 +53,7 @@ out: $R
 YAML
 t0=$(date +%s)
 python3 -m accelerate.commands.launch --config_file recipes/accelerate/gpu_1.yaml recipes/train_reasoner.py \
-  --config /tmp/r18.yaml --no-progress > "$OUT/r18-metrics.json" 2> "$OUT/r18-stderr.txt"
+  --config "$WORK/r18.yaml" --no-progress > "$OUT/r18-metrics.json" 2> "$OUT/r18-stderr.txt"
 rc_train=$?
 echo "trained in $(( $(date +%s) - t0 )) s (exit $rc_train)" | tee "$OUT/r18-time.txt"
 cat "$OUT/r18-metrics.json"; tail -5 "$OUT/r18-stderr.txt"
