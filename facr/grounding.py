@@ -2,7 +2,7 @@
 
 FACR's objective makes ŷ follow z (L_sens, L_inv); nothing in it makes z follow the face. On the
 benchmark's shortcut split (the background hue tracks the class in train/val) z learns the hue: the
-prototype AUs of a class are present whenever its hue shows, so the hue lowers the AU BCE too. Three
+prototype AUs of a class are present whenever its hue shows, so the hue lowers the AU BCE too. Four
 options, each off by default so that the option off is its control (:class:`GroundingConfig`):
 
 * ``background`` — augmentation that needs no renderer and so works on real data: in that share of
@@ -16,6 +16,12 @@ options, each off by default so that the option off is its control (:class:`Grou
   active AU also removed with that probability, x^{do(AU_S = 0)}, so that a pair breaks the AU
   co-occurrences z otherwise reads an AU from), and as x'' with a nuisance changed (background hue,
   identity — another *training* subject's face —, pose, light).
+* ``decorrelate`` — that share of the training faces redrawn once, before training, by the
+  benchmark's renderer with AUs drawn independently of each other and of the emotion
+  (:func:`redraw_decorrelated`). They train z only (AU BCE, map loss); the class terms skip them. In
+  the benchmark, as in real faces, AUs co-occur (a class's prototype AUs together); z then reads AU
+  k from its companions and keeps "seeing" it once it is gone from the pixels. Where nothing
+  co-occurs with AU k, z_k can only read AU k.
 * ``occlusion_pairs`` — the renderer-free pairs: x' = x with an active AU k's region inpainted
   (:func:`facr.audit.pixel.occlude`, the pixel audit's own fill), the region from the benchmark's
   masks or the landmark ROIs. An occlusion hides every AU whose region it covers: the AUs covered
@@ -38,6 +44,7 @@ batch's positives ~70 to 1 and drives every z_k to 0 (measured: AU F1 0.01 after
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -67,6 +74,7 @@ class GroundingConfig:
     nuisance_pairs: int = 0  # per batch, images re-rendered with one nuisance changed (benchmark only)
     nuisances: list[str] = field(default_factory=lambda: list(NUISANCES))
     occlusion_pairs: int = 0  # per batch, images with one active AU's region inpainted (any data with AU regions)
+    decorrelate: float = 0.0  # share of training faces redrawn once with independent AUs, to train z only
     lambda_pair: float = 1.0  # λ_pair: AU BCE on the pair images with their known labels (removed AUs at 0)
     lambda_keep: float = 1.0  # λ_keep: (z_j(x') − z_j(x))² for the AUs it leaves
     lambda_nuisance: float = 1.0  # λ_nuis: (z(x'') − z(x))² under a nuisance change
@@ -75,6 +83,9 @@ class GroundingConfig:
         for name in ("background", "au_pair_share"):
             if not (0.0 <= getattr(self, name) <= 1.0):
                 raise ValueError(f"{name} must be a share in [0, 1], got {getattr(self, name)}")
+        if not (0.0 <= self.decorrelate < 1.0):
+            raise ValueError(f"decorrelate must be a share in [0, 1) (at 1 no face is left for the class terms), "
+                             f"got {self.decorrelate}")
         for name in ("au_pairs", "nuisance_pairs", "occlusion_pairs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -208,19 +219,16 @@ class PairMaker:
     Which images and AUs are drawn is a function of (seed, epoch, batch) only, so a resumed run
     makes the same pairs."""
 
-    def __init__(self, cfg: GroundingConfig, dataset: FaceTorchDataset, data_root: str | None, seed: int = 0):
+    def __init__(self, cfg: GroundingConfig, dataset: FaceTorchDataset, data_root: str | None, seed: int = 0,
+                 scene=None):
+        """``scene``: the benchmark's scene as training sees it (:func:`redraw_decorrelated`'s; None: read)."""
         self.cfg, self.ds, self.seed = cfg, dataset, seed
         self.scene = None
         if cfg.renders:
-            from facr.audit.oracle import is_synth
-            from facr.data.synth import SYNTH_AUS, read_scene
+            from facr.data.synth import SYNTH_AUS
 
-            if data_root is None or not is_synth(data_root) or \
-                    not all("index" in (r.meta or {}) for r in dataset.records):
-                raise FacrError(data_root, "grounding.au_pairs / nuisance_pairs re-render faces and need the "
-                                           "synthetic benchmark (facr data synth); on other data use "
-                                           "grounding.background and grounding.occlusion_pairs")
-            self.scene = read_scene(data_root)
+            self.scene = scene if scene is not None else \
+                _synth_scene(dataset, data_root, "grounding.au_pairs / nuisance_pairs re-render faces and need")
             self.index = np.array([int(r.meta["index"]) for r in dataset.records], dtype=np.int64)
             self.drawn = np.array([a in SYNTH_AUS for a in dataset.aus], dtype=bool)
             # identity changes draw only training faces: no held-out subject is ever shown
@@ -352,4 +360,60 @@ def build_grounding(cfg: GroundingConfig, dataset: FaceTorchDataset, data_root: 
             raise FacrError(data_root, "grounding.background needs to know where the face is: the synthetic "
                                        "benchmark, or 68 landmarks in the records' meta")
         dataset.randomise_background(face, cfg.background)
-    return PairMaker(cfg, dataset, data_root, seed) if cfg.pairs else None
+    scene = redraw_decorrelated(cfg.decorrelate, dataset, data_root, seed) if cfg.decorrelate > 0 else None
+    return PairMaker(cfg, dataset, data_root, seed, scene=scene) if cfg.pairs else None
+
+
+def _synth_scene(dataset: FaceTorchDataset, data_root: str | None, needs: str):
+    """The benchmark's scene behind ``dataset`` (every record one of its rows), else one line: ``needs``."""
+    from facr.audit.oracle import is_synth
+    from facr.data.synth import read_scene
+
+    if data_root is None or not is_synth(data_root) or not all("index" in (r.meta or {}) for r in dataset.records):
+        raise FacrError(data_root, f"{needs} the synthetic benchmark (facr data synth); on other data use "
+                                   "grounding.background and grounding.occlusion_pairs")
+    return read_scene(data_root)
+
+
+def redraw_decorrelated(share: float, dataset: FaceTorchDataset, data_root: str | None, seed: int = 0):
+    """Redraw ``share`` of the training faces (``grounding.decorrelate``), once, before training: the
+    same identity, pose, light, noise and background with AU intensities drawn independently of each
+    other and of the emotion — AU k present at its training presence rate, at an intensity drawn from
+    its present training cases. The redrawn faces train z (AU BCE, map loss) and the class terms skip
+    them (:meth:`facr.data.torch_data.FaceTorchDataset.redraw`): whatever co-occurs with AU k no longer
+    predicts it, so z_k has only AU k's own pixels to read. Which faces and AUs is a function of
+    ``seed``, so a resumed run redraws the same. Returns the scene with those rows' intensities
+    replaced (what the renderer pairs then draw from)."""
+    from facr.audit.pixel import resize_mask, to_model_size
+    from facr.data.synth import SYNTH_AUS, face_masks, render_intervention
+
+    scene = _synth_scene(dataset, data_root, "grounding.decorrelate redraws faces and needs")
+    missing = [a for a in dataset.aus if a not in SYNTH_AUS]
+    if missing:
+        raise FacrError(data_root, f"grounding.decorrelate: {', '.join(missing)} not drawn by the benchmark")
+    rng = np.random.default_rng([seed, 0xDEC0])
+    index = np.array([int(r.meta["index"]) for r in dataset.records], dtype=np.int64)
+    own = scene.intensity[index]
+    rows = np.sort(rng.permutation(len(index))[: int(round(share * len(index)))])
+    new = np.zeros((len(rows), own.shape[1]))
+    for k in range(own.shape[1]):
+        present = own[:, k][own[:, k] > 0]
+        on = rng.random(len(rows)) < len(present) / len(index)
+        if len(present):
+            new[on, k] = rng.choice(present, int(on.sum()))
+    new[:, SYNTH_AUS.index("AU43")] = np.minimum(new[:, SYNTH_AUS.index("AU43")], 1.0)  # binary, as the SCM draws it
+    sidx = index[rows]
+    images, masks = render_intervention(scene, sidx, intensity=new, masks=True)
+    size, cols = dataset.image_size, [SYNTH_AUS.index(a) for a in dataset.aus]
+    roi = face = None
+    if dataset.roi is not None:
+        m = size // 4
+        roi = np.stack([[resize_mask(r, (m, m)) for r in face_regions[cols]] for face_regions in masks]) \
+            if len(rows) else np.zeros((0, len(cols), m, m), dtype=bool)
+    if dataset.face is not None:
+        face = np.stack([resize_mask(f, (size, size)) for f in face_masks(scene, sidx, intensity=new)]) \
+            if len(rows) else np.zeros((0, size, size), dtype=bool)
+    dataset.redraw(rows, to_model_size(images, size), (new[:, cols] > 0).astype(np.float32), roi, face)
+    drawn = scene.intensity.copy()
+    drawn[sidx] = new
+    return dataclasses.replace(scene, intensity=drawn)

@@ -127,25 +127,35 @@ def facr_loss(effects: Effects, z: torch.Tensor, z_logits: torch.Tensor, target:
               weights: LossWeights, class_weight: torch.Tensor | None = None, *,
               attention: torch.Tensor | None = None, roi: torch.Tensor | None = None,
               roi_mask: torch.Tensor | None = None, ot_cost: torch.Tensor | None = None,
-              au_pos_weight: torch.Tensor | None = None) -> LossOutput:
+              au_pos_weight: torch.Tensor | None = None, class_rows: torch.Tensor | None = None) -> LossOutput:
     """The full objective for one batch. ``signs`` is the graph's [K, C] sign matrix s.
 
     ``attention`` (AGCM's â, [B, K, h, w]) with ``roi`` ([B, K, H, W]) and ``roi_mask`` ([B, K])
     adds λm·L_map; ``ot_cost`` ([C, C], :func:`facr.circumplex.cost_matrix`) adds λot·L_OT;
-    ``au_pos_weight`` ([K], :func:`au_pos_weight`) weighs the AU BCE's positives.
+    ``au_pos_weight`` ([K], :func:`au_pos_weight`) weighs the AU BCE's positives. ``class_rows``
+    (bool [B]; None: all) are the rows the class terms (CE, L_sens, L_inv, L_OT) score; the AU terms
+    score every row (faces redrawn to train z only: ``grounding.decorrelate``).
     Computed in float32 whatever the autocast dtype (bf16/fp16 logits are upcast first)."""
     if effects.logits.dtype != torch.float32:
         effects = Effects(effects.logits.float(), effects.cf_logits.float(), effects.value)
         z, z_logits = z.float(), z_logits.float()
-    ce = F.cross_entropy(effects.logits, target.long(), weight=class_weight)
     bce = au_bce(z_logits, au_targets, au_mask, au_pos_weight)
-    zero = ce.new_zeros(())
-    sens = inv = zero
-    if weights.faithful:
-        masks = pair_masks(signs, target, z, weights.scope, weights.active_threshold)
-        delta_c = effects.for_class(target)
-        sens = sensitivity_term(delta_c, masks, weights.gamma)
-        inv = invariance_term(delta_c, masks)
+    zero = bce.new_zeros(())
+    c_effects, c_z, c_target = effects, z, target
+    if class_rows is not None and not bool(class_rows.all()):
+        keep = class_rows.to(effects.logits.device).bool()
+        c_effects = Effects(effects.logits[keep], effects.cf_logits[keep], effects.value)
+        c_z, c_target = z[keep], target[keep]
+    if len(c_target) == 0:  # a batch of redrawn faces only: nothing for the class terms
+        ce = sens = inv = zero
+    else:
+        ce = F.cross_entropy(c_effects.logits, c_target.long(), weight=class_weight)
+        sens = inv = zero
+        if weights.faithful:
+            masks = pair_masks(signs, c_target, c_z, weights.scope, weights.active_threshold)
+            delta_c = c_effects.for_class(c_target)
+            sens = sensitivity_term(delta_c, masks, weights.gamma)
+            inv = invariance_term(delta_c, masks)
     total = ce + weights.lambda_a * bce + weights.lambda_s * sens + weights.lambda_i * inv
     maps = ot = None
     if attention is not None and roi is not None and roi_mask is not None:
@@ -153,9 +163,9 @@ def facr_loss(effects: Effects, z: torch.Tensor, z_logits: torch.Tensor, target:
 
         maps = map_loss(attention, roi, roi_mask)
         total = total + weights.lambda_m * maps
-    if ot_cost is not None and weights.circumplex_ot > 0:
+    if ot_cost is not None and weights.circumplex_ot > 0 and len(c_target):
         from facr.circumplex import ot_loss
 
-        ot = ot_loss(effects.logits, target, ot_cost)
+        ot = ot_loss(c_effects.logits, c_target, ot_cost)
         total = total + weights.circumplex_ot * ot
     return LossOutput(total, ce, bce, sens, inv, maps, ot)

@@ -625,7 +625,7 @@ def _step(cfg: TrainConfig, run: _Run, loop: _Loop, accelerator, batch: dict, ep
     losses = facr_loss(effects, outputs.z, outputs.z_logits, batch["labels"], batch["au_targets"],
                        batch["au_mask"], loop.signs, weights, loop.class_weight, attention=outputs.attention,
                        roi=batch.get("roi"), roi_mask=batch.get("roi_mask"), ot_cost=loop.ot_cost,
-                       au_pos_weight=loop.au_pos)
+                       au_pos_weight=loop.au_pos, class_rows=batch.get("class_rows"))
     accelerator.backward(losses.total if grounded is None else losses.total + grounded.total)
     if cfg.lr_schedule == "cosine":  # from the step count alone, so a resumed run follows the same curve
         done = min(loop.position["global_step"] / loop.total_steps, 1.0)

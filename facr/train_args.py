@@ -44,6 +44,8 @@ OVERRIDES = {
                          "(synthetic benchmark; 0 = off)"),
     "--occlusion-pairs": ("grounding.occlusion_pairs", "per batch, images with an active AU's region "
                           "inpainted (0 = off)"),
+    "--decorrelate": ("grounding.decorrelate", "share of training faces redrawn once with AUs drawn independently, "
+                      "to train z only (synthetic benchmark; 0 = off)"),
     "--arch": ("encoder.arch", "encoder: resnet-18, resnet-34, resnet-50, vit-tiny, vit-small"),
     "--pretrained": ("encoder.pretrained", "encoder weights: a local folder or hub id (e.g. microsoft/resnet-18)"),
     "--mixed-precision": ("mixed_precision", "no, fp16 or bf16"),

@@ -227,6 +227,8 @@ def test_au_balance_weighs_each_aus_positives_by_its_rarity():
     ("grounding:\n  background: 1.5\n", "grounding.background must be a share in [0, 1], got 1.5"),
     ("grounding:\n  au_pairs: -1\n", "grounding.au_pairs must be >= 0, got -1"),
     ("grounding:\n  au_pair_share: 2\n", "grounding.au_pair_share must be a share in [0, 1], got 2.0"),
+    ("grounding:\n  decorrelate: 1\n", "grounding.decorrelate must be a share in [0, 1) (at 1 no face is left for "
+                                        "the class terms), got 1.0"),
     ("grounding:\n  nuisances: [weather]\n", "grounding.nuisances must be among hue, identity, pose, light, "
                                               "got 'weather'"),
     ("batch_size: 8\ngrounding:\n  au_pairs: 6\n  nuisance_pairs: 6\n",
@@ -263,11 +265,12 @@ def test_grounded_recipe_trains_one_epoch_from_the_cli(data, tmp_path, run_cli):
     code, stdout, err = run_cli("train", "reasoner", "--config", recipe, "--data", data, "--out", tmp_path / "all",
                                 "--arch", "resnet-tiny", "--max-steps", 1, "--batch-size", 32, "--au-pairs", 4,
                                 "--au-pair-share", 0.5, "--nuisance-pairs", 2, "--occlusion-pairs", 2,
-                                "--no-progress", "--json")
+                                "--decorrelate", 0.5, "--no-progress", "--json")
     assert code == 0, err
     assert json.loads(stdout)["global_step"] == 1
     grounding = json.loads((tmp_path / "all" / "config.json").read_text())["grounding"]
     assert (grounding["au_pairs"], grounding["nuisance_pairs"], grounding["occlusion_pairs"]) == (4, 2, 2)
+    assert grounding["decorrelate"] == 0.5
 
 
 def test_cosine_schedule_sets_the_learning_rate_from_the_step(data, tmp_path):
@@ -336,3 +339,123 @@ def test_pair_consistency_pulls_the_pair_to_its_original_and_not_back():
     assert z_ref.grad is None  # the original is the target: a constant z cannot satisfy the pairs from both sides
     assert z_logits.grad.abs().sum() > 0
     assert loss.as_floats()["g_keep"] == pytest.approx(0.16) and loss.as_floats()["g_nuisance"] == pytest.approx(0.16)
+
+
+def test_render_with_every_au_set_at_once(data):
+    scene = read_scene(data)
+    idx = np.arange(6)
+    # the rows' own intensities redraw the images as written; one AU changed is the single-AU do()
+    assert np.array_equal(render_intervention(scene, idx, intensity=scene.intensity[idx]),
+                          render_intervention(scene, idx))
+    other = scene.intensity[idx].copy()
+    other[:, SYNTH_AUS.index("AU12")] = 4.0
+    assert np.array_equal(render_intervention(scene, idx, intensity=other),
+                          render_intervention(scene, idx, au="AU12", value=4.0))
+    assert np.array_equal(face_masks(scene, idx, intensity=other), face_masks(scene, idx, au="AU12", value=4.0))
+    with pytest.raises(ValueError, match=r"intensity: expected \[6, 19\]"):
+        render_intervention(scene, idx, intensity=other[:, :3])
+    with pytest.raises(ValueError, match=r"must be in \[0, 5\]"):
+        render_intervention(scene, idx, intensity=other + 5)
+
+
+def _mean_max_phi(presence: np.ndarray) -> tuple[float, float]:
+    """Mean and largest |phi| over the pairs of AUs (the AUs that vary)."""
+    x = presence[:, presence.std(0) > 0].astype(float)
+    c = np.abs(np.corrcoef(x.T))[np.triu_indices(x.shape[1], 1)]
+    return float(c.mean()), float(c.max())
+
+
+def _class_spread(presence: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over AUs of (its highest − its lowest presence rate across classes)."""
+    rates = np.stack([presence[labels == c].mean(0) for c in np.unique(labels)])
+    return float((rates.max(0) - rates.min(0)).mean())
+
+
+def test_decorrelated_faces_carry_independent_aus_drawn_as_labelled_and_train_z_only(tmp_path):
+    from facr.grounding import redraw_decorrelated
+
+    root = tmp_path / "synth"
+    write_synth(root, SynthConfig(n=900, seed=2, subjects=6, size=32), workers=1)
+    records = [r for r in load("synth", root).records if r.split == "train"]
+
+    def fresh():
+        return FaceTorchDataset(records, list(SYNTH_AUS), Task("emotion", CLASSES), 32, rois=True)
+
+    ds, plain = fresh(), fresh()
+    ds.randomise_background(face_masks_for(ds.records, 32, str(root))[0], 1.0)
+    scene = redraw_decorrelated(0.5, ds, str(root), seed=7)
+    redrawn = ~ds.class_rows
+    assert redrawn.sum() == round(0.5 * len(ds))
+    # the other faces are untouched
+    keep = np.flatnonzero(~redrawn)
+    assert torch.equal(ds.raw_images(keep), plain.raw_images(keep))
+    assert np.array_equal(ds.au_targets[keep], plain.au_targets[keep])
+    # a redrawn face is the renderer's drawing of its new labels, its regions and face mask with it
+    rows = np.flatnonzero(redrawn)[:8]
+    sidx = [int(ds.records[i].meta["index"]) for i in rows]
+    images, masks = render_intervention(scene, sidx, masks=True)
+    assert np.array_equal(ds.raw_images(rows).numpy(), images)
+    assert np.array_equal(ds.roi[rows], masks)
+    assert np.array_equal(ds.face[rows], face_masks(scene, sidx))
+    assert np.array_equal(ds.au_targets[rows], (scene.intensity[sidx] > 0).astype(np.float32))
+    assert all(ds.records[i].meta["redrawn"] for i in rows)
+    # the benchmark's AUs co-occur (a class's prototype AUs together) and follow the emotion; the redrawn
+    # faces' do neither (300 faces: |phi| of independent AUs is about 0.05 ± 0.04)
+    t, r = plain.au_targets, ds.au_targets[redrawn]
+    assert _mean_max_phi(t)[0] > 0.12 and _mean_max_phi(t)[1] > 0.5
+    assert _mean_max_phi(r)[0] < 0.07 and _mean_max_phi(r)[1] < 0.3
+    assert np.allclose(r.mean(0), t.mean(0), atol=0.08)  # each AU at its own rate
+    assert _class_spread(t, ds.labels) > 0.5 and _class_spread(r, ds.labels[redrawn]) < 0.3
+    # batches say which rows the class terms score; class weights count only those
+    batch = ds.__getitems__(np.arange(10))
+    assert torch.equal(batch["class_rows"], torch.from_numpy(~redrawn[:10]))
+    assert ds.class_counts().sum() == (~redrawn).sum()
+    assert "class_rows" not in plain.__getitems__(np.arange(10))
+    # the same seed redraws the same faces the same way (a resumed run); another seed others
+    again = fresh()
+    again.randomise_background(face_masks_for(again.records, 32, str(root))[0], 1.0)
+    redraw_decorrelated(0.5, again, str(root), seed=7)
+    assert np.array_equal(again.class_rows, ds.class_rows) and np.array_equal(again.au_targets, ds.au_targets)
+    other = fresh()
+    redraw_decorrelated(0.5, other, str(root), seed=8)
+    assert not np.array_equal(other.class_rows, ds.class_rows)
+
+
+def test_decorrelate_refuses_data_without_a_renderer(data):
+    from facr.errors import FacrError
+    from facr.grounding import redraw_decorrelated
+
+    with pytest.raises(FacrError, match="grounding.decorrelate redraws faces and needs the synthetic benchmark"):
+        redraw_decorrelated(0.5, _train_ds(data), None)
+
+
+def test_class_terms_skip_the_rows_that_train_z_only():
+    from facr.causal import Effects, intervention_effects
+    from facr.losses import LossWeights, facr_loss
+
+    torch.manual_seed(0)
+    B, K, C = 6, 4, 3
+    z_logits = torch.randn(B, K, requires_grad=True)
+    z = torch.sigmoid(z_logits)
+    head = torch.nn.Linear(K, C)
+    effects = intervention_effects(head, z)
+    target, au_t = torch.tensor([0, 1, 2, 0, 1, 2]), (torch.rand(B, K) > 0.5).float()
+    mask, signs = torch.ones(B, K), torch.tensor([[1, 0, -1], [0, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=torch.float32)
+    w = LossWeights(lambda_a=1.0, lambda_s=1.0, lambda_i=1.0)
+    rows = torch.tensor([True, False, True, True, False, True])
+    part = facr_loss(effects, z, z_logits, target, au_t, mask, signs, w, class_rows=rows)
+    keep = rows.nonzero().squeeze(1)
+    sub = facr_loss(Effects(effects.logits[keep], effects.cf_logits[keep], 0.0), z[keep], z_logits[keep],
+                    target[keep], au_t[keep], mask[keep], signs, w)
+    whole = facr_loss(effects, z, z_logits, target, au_t, mask, signs, w)
+    # the class terms are those of the kept rows; the AU BCE is every row's
+    for term in ("ce", "sens", "inv"):
+        assert torch.allclose(getattr(part, term), getattr(sub, term)), term
+    assert torch.allclose(part.au_bce, whole.au_bce) and not torch.allclose(part.ce, whole.ce)
+    assert torch.equal(facr_loss(effects, z, z_logits, target, au_t, mask, signs, w,
+                                 class_rows=torch.ones(B, dtype=torch.bool)).total, whole.total)
+    # a batch of z-only rows: no class term, and the head gets no gradient
+    none = facr_loss(effects, z, z_logits, target, au_t, mask, signs, w, class_rows=torch.zeros(B, dtype=torch.bool))
+    assert float(none.ce) == 0.0 and torch.allclose(none.total, none.au_bce)
+    none.total.backward()
+    assert head.weight.grad is None and z_logits.grad is not None

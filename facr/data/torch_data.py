@@ -12,7 +12,7 @@ however the loop is interrupted and resumed and however many DataLoader workers 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -136,6 +136,7 @@ class FaceTorchDataset(Dataset):
         self._bank: torch.Tensor | None = None
         self.face: np.ndarray | None = None  # bool [N, S, S], True inside the face (randomise_background)
         self.background = 0.0
+        self.class_rows: np.ndarray | None = None  # bool [N]: the rows the class terms score (None: all; redraw)
 
     def randomise_background(self, face: np.ndarray, share: float) -> None:
         """From now on, in ``share`` of the images (chosen by the augmentation hash), replace every
@@ -149,6 +150,36 @@ class FaceTorchDataset(Dataset):
         if not 0.0 <= share <= 1.0:
             raise ValueError(f"share must be in [0, 1], got {share}")
         self.face, self.background = face, float(share)
+
+    def redraw(self, rows, images: np.ndarray, presence: np.ndarray, roi: np.ndarray | None = None,
+               face: np.ndarray | None = None) -> None:
+        """Replace faces ``rows`` by other drawings that train z only (``grounding.decorrelate``): their
+        ``images`` (uint8 ``[n, S, S, 3]`` at ``image_size``), AU labels ``presence`` (``[n, K]``, 0/1,
+        every AU coded), AU regions ``roi`` (bool ``[n, K, S/4, S/4]``; needed when the dataset serves
+        them) and face masks ``face`` (bool ``[n, S, S]``; needed when backgrounds are randomised).
+        From now on batches carry ``class_rows``, False on these rows: the class terms skip them."""
+        rows = np.asarray(rows, dtype=np.int64)
+        images, presence = np.asarray(images, dtype=np.uint8), np.asarray(presence, dtype=np.float32)
+        S, K = self.image_size, len(self.aus)
+        if images.shape != (len(rows), S, S, 3) or presence.shape != (len(rows), K):
+            raise ValueError(f"redraw: expected images [{len(rows)}, {S}, {S}, 3] and presence [{len(rows)}, {K}], "
+                             f"got {list(images.shape)} and {list(presence.shape)}")
+        if (self.roi is not None and roi is None) or (self.face is not None and face is None):
+            raise ValueError("redraw: the dataset serves AU regions or face masks: give the new rows' too")
+        for j, i in enumerate(rows.tolist()):
+            rec = self.records[i]
+            self.records[i] = replace(
+                rec, image=images[j], au_presence={a: int(v) for a, v in zip(self.aus, presence[j])}, au_intensity={},
+                meta={**rec.meta, "redrawn": True})
+        self.au_targets[rows], self.au_mask[rows] = presence, 1.0
+        if self.roi is not None:
+            self.roi[rows] = roi  # same face and pose: the same AUs have a region (roi_mask holds)
+        if self.face is not None:
+            self.face[rows] = face
+        self._bank = None  # gathered again from the records
+        if self.class_rows is None:
+            self.class_rows = np.ones(len(self.records), dtype=bool)
+        self.class_rows[rows] = False
 
     def __len__(self) -> int:
         return len(self.records)
@@ -257,6 +288,8 @@ class FaceTorchDataset(Dataset):
         if self.roi is not None:
             out["roi"] = self.rois(idx)
             out["roi_mask"] = torch.from_numpy(self.roi_mask[idx])
+        if self.class_rows is not None:
+            out["class_rows"] = torch.from_numpy(self.class_rows[idx])
         return out
 
     def rois(self, indices) -> torch.Tensor:
@@ -273,7 +306,9 @@ class FaceTorchDataset(Dataset):
         return {k: v[0] for k, v in self.__getitems__([i]).items()}
 
     def class_counts(self) -> np.ndarray:
-        return np.bincount(self.labels, minlength=len(self.task.classes))
+        """Training faces per class (the rows the class terms score)."""
+        labels = self.labels if self.class_rows is None else self.labels[self.class_rows]
+        return np.bincount(labels, minlength=len(self.task.classes))
 
 
 BACKGROUND_NOISE = 6.0

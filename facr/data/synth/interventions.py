@@ -1,5 +1,5 @@
 """Interventions in pixels: a benchmark image drawn again from its scene with one AU, one
-nuisance or the background cue changed, and the face masks of those rows."""
+nuisance, every AU or the background cue changed, and the face masks of those rows."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def _render_rows(scene: Scene, subj, I, nz, uni) -> tuple[np.ndarray, np.ndarray
 
 
 def render_intervention(scene: Scene, indices, *, au=None, value=0.0, nuisance: str | None = None,
-                        masks: bool = False, subjects=None):
+                        masks: bool = False, subjects=None, intensity=None):
     """Images ``indices`` of a benchmark's ``scene`` re-rendered under an intervention in pixels.
 
     ``au`` (an AU spelling, or one per index, each an AU or a list of AUs set together):
@@ -72,10 +72,12 @@ def render_intervention(scene: Scene, indices, *, au=None, value=0.0, nuisance: 
     region masks of the rendered rows (bool ``[n, K, S/4, S/4]``, see :func:`region_masks`).
     ``subjects``: the identities the ``identity`` change draws from, the next one of them after the
     face's own (default: every subject; training passes its own split's, so that no held-out face
-    is ever shown).
+    is ever shown). ``intensity`` (``[n, K]`` in ``SYNTH_AUS`` order, 0-5): every AU set at once,
+    do(AU = intensity) — the face drawn with other AUs than its own, identity, pose, light, noise and
+    background held (``au`` then sets its AUs on top).
     """
     idx = _scene_indices(scene, indices)
-    subj, I, nz, uni = _intervention_rows(scene, idx, au, value, nuisance, subjects)
+    subj, I, nz, uni = _intervention_rows(scene, idx, au, value, nuisance, subjects, intensity)
     images, packed = _render_rows(scene, subj, I, nz, uni)
     if not masks:
         return images
@@ -83,12 +85,19 @@ def render_intervention(scene: Scene, indices, *, au=None, value=0.0, nuisance: 
     return images, np.unpackbits(packed, axis=1, count=_K).astype(bool).reshape(len(idx), _K, m, m)
 
 
-def _intervention_rows(scene: Scene, idx: np.ndarray, au, value, nuisance: str | None, subjects):
+def _intervention_rows(scene: Scene, idx: np.ndarray, au, value, nuisance: str | None, subjects, intensity=None):
     """(subject, intensities, nuisance, unilateral) of rows ``idx`` under the intervention of
     :func:`render_intervention` (one place for what each intervention changes)."""
     n = len(idx)
     subj, I = scene.subject[idx].copy(), scene.intensity[idx].copy()
     nz, uni = scene.nuisance[idx].copy(), scene.unilateral[idx]
+    if intensity is not None:
+        I = np.array(intensity, dtype=np.float64)
+        if I.shape != (n, _K):
+            raise ValueError(f"intensity: expected [{n}, {_K}] (a row per index), got {list(I.shape)}")
+        if not np.isfinite(I).all() or I.min(initial=0) < 0 or I.max(initial=0) > 5:
+            raise ValueError("intensity: AU intensities must be in [0, 5]")
+        I[:, _IDX[43]] = np.minimum(I[:, _IDX[43]], 1.0)  # AU43 is binary, as the SCM draws it
     if au is not None:
         names = [au] * n if isinstance(au, (str, int, np.integer)) else list(au)
         if len(names) != n:
@@ -127,7 +136,7 @@ def _intervention_rows(scene: Scene, idx: np.ndarray, au, value, nuisance: str |
 
 
 def face_masks(scene: Scene, indices, *, au=None, value=0.0, nuisance: str | None = None,
-               subjects=None) -> np.ndarray:
+               subjects=None, intensity=None) -> np.ndarray:
     """Bool ``[n, S, S]``: the pixels inside the face outline (the head shape, AU26's jaw drop
     included; not the hair, ears, neck or background) of the rows :func:`render_intervention`
     draws with the same arguments. An outline pixel that the edge's anti-aliasing mixes with
@@ -136,7 +145,7 @@ def face_masks(scene: Scene, indices, *, au=None, value=0.0, nuisance: str | Non
     from PIL import Image, ImageDraw
 
     idx = _scene_indices(scene, indices)
-    subj, I, nz, _ = _intervention_rows(scene, idx, au, value, nuisance, subjects)
+    subj, I, nz, _ = _intervention_rows(scene, idx, au, value, nuisance, subjects, intensity)
     size, style = scene.config.size, scene.config.style
     out = np.empty((len(idx), size, size), dtype=bool)
     for j in range(len(idx)):
