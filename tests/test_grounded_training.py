@@ -459,3 +459,12 @@ def test_class_terms_skip_the_rows_that_train_z_only():
     assert float(none.ce) == 0.0 and torch.allclose(none.total, none.au_bce)
     none.total.backward()
     assert head.weight.grad is None and z_logits.grad is not None
+
+
+def test_a_share_too_small_for_the_data_redraws_nothing(data):
+    from facr.grounding import redraw_decorrelated
+
+    ds = _train_ds(data)
+    scene = redraw_decorrelated(0.004, ds, str(data))  # 0.004 of 80 faces rounds to none
+    assert ds.class_rows is None and "class_rows" not in ds.__getitems__(np.arange(4))
+    assert np.array_equal(scene.intensity, read_scene(data).intensity)
