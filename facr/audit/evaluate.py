@@ -49,6 +49,10 @@ class SampleScores:
     # parents too, which a z that reads only the AUs drawn cannot move
     seen_hits: np.ndarray
     seen_pairs: np.ndarray
+    # the same parents scored by the AU labels instead of the model: present (labelled) of coded; the most a z
+    # equal to the labels could score on cf_sensitivity, since do(z_k = 0) on a parent at 0 moves nothing
+    label_hits: np.ndarray
+    label_pairs: np.ndarray
 
     def ratio_parts(self, key: str, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Numerator and denominator per sample whose sums give the pooled figure ``key``."""
@@ -60,6 +64,8 @@ class SampleScores:
             return self.inv_hits.astype(float), self.inv_pairs.astype(float)
         if key == "cf_sensitivity_seen":
             return self.seen_hits.astype(float), self.seen_pairs.astype(float)
+        if key == "cf_sensitivity_label_cap":
+            return self.label_hits.astype(float), self.label_pairs.astype(float)
         return self.sets.ratio_parts(key)
 
 
@@ -157,8 +163,10 @@ class Evaluation:
         invoked = [[self.aus[k] for k in idx] for idx in invoked_aus(eff, s_t, torch.from_numpy(self.predicted))]
         sets = score_explanations(self.explanations(invoked), parents_from_signs(s, self.aus, self.classes),
                                   n_universe=len(self.aus), pain_class=self.pain_class)
+        parents = (s[:, self.labels.astype(np.int64)] != 0).T & (self.au_mask > 0)  # [N, K], coded parents of y
         return SampleScores(hits["sens_hits"], hits["sens_pairs"], hits["inv_hits"], hits["inv_pairs"], invoked, sets,
-                            seen["sens_hits"], seen["sens_pairs"])
+                            seen["sens_hits"], seen["sens_pairs"], (parents & (self.au_targets > 0)).sum(1),
+                            parents.sum(1))
 
     def _summary(self, sc: SampleScores, idx: np.ndarray) -> dict:
         y, logits = self.labels[idx], self.logits[idx]
@@ -169,6 +177,7 @@ class Evaluation:
             "cf_sensitivity": pooled_ratio(sc.sens_hits[idx], sc.sens_pairs[idx]),
             "cf_invariance": pooled_ratio(sc.inv_hits[idx], sc.inv_pairs[idx]),
             "cf_sensitivity_seen": pooled_ratio(sc.seen_hits[idx], sc.seen_pairs[idx]),
+            "cf_sensitivity_label_cap": pooled_ratio(sc.label_hits[idx], sc.label_pairs[idx]),
             **sc.sets.summary(idx),
         })
         return out

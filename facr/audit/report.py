@@ -31,6 +31,8 @@ SET_ROWS = (("graph_causal_agreement", "graph-causal agreement"),
 
 ROWS = (("n_samples", "samples"), ("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("auc", "AUC"),
         ("f1_positive", "pain F1"), ("au_f1", "AU F1 (z > ½)"), ("cf_sensitivity", "CF sensitivity"),
+        ("cf_sensitivity_seen", "CF sensitivity, parents z sees (z > ½)"),
+        ("cf_sensitivity_label_cap", "CF sensitivity a z equal to the AU labels could reach"),
         ("cf_invariance", "CF invariance"), *SET_ROWS, ("aus_per_frame", "AUs named per frame"))
 
 # The rationale audit's figures (facr.audit.rationale), one column per decoding mode.

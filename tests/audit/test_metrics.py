@@ -107,7 +107,8 @@ def test_recognition_auc_is_undefined_for_a_single_class_subject():
 
 def test_sensitivity_over_the_parents_z_sees_leaves_out_absent_parents():
     """A linear head on a z that reads exactly the AUs drawn: do(z_k = 0) on an absent parent (z_k = 0) moves
-    nothing, so the paper's cf_sensitivity (every parent) is 3/4 where cf_sensitivity_seen (z_k > ½) is 1."""
+    nothing, so the paper's cf_sensitivity (every parent) is 3/4 where cf_sensitivity_seen (z_k > ½) is 1, and
+    3/4 is all the AU labels allow (cf_sensitivity_label_cap)."""
     from facr.audit.evaluate import Evaluation
 
     # two AUs, both parents (+) of class 1; face 0 shows AU0 only, face 1 shows both
@@ -121,3 +122,11 @@ def test_sensitivity_over_the_parents_z_sees_leaves_out_absent_parents():
     m = ev.summarize()
     assert m["cf_sensitivity"] == pytest.approx(3 / 4)  # face 0's absent AU12 cannot move ŷ_1
     assert m["cf_sensitivity_seen"] == pytest.approx(1.0)
+    # z is the labels here, so it scores the labels' cap exactly: 3 of the 4 parents are labelled present
+    assert m["cf_sensitivity_label_cap"] == pytest.approx(3 / 4)
+    # an uncoded AU is no pair of the cap; a face labelled with neither parent adds two pairs it cannot pass
+    ev.au_mask = np.array([[1.0, 0.0], [1.0, 1.0]])
+    assert ev.summarize()["cf_sensitivity_label_cap"] == pytest.approx(3 / 3)
+    ev.au_mask = np.ones_like(z)
+    ev.au_targets = np.array([[0.0, 0.0], [1.0, 1.0]])
+    assert ev.summarize()["cf_sensitivity_label_cap"] == pytest.approx(2 / 4)
