@@ -383,7 +383,7 @@ def redraw_decorrelated(share: float, dataset: FaceTorchDataset, data_root: str 
     predicts it, so z_k has only AU k's own pixels to read. Which faces and AUs is a function of
     ``seed``, so a resumed run redraws the same. Returns the scene with those rows' intensities
     replaced (what the renderer pairs then draw from)."""
-    from facr.audit.pixel import resize_mask, to_model_size
+    from facr.audit.pixel import resize_mask
     from facr.data.synth import SYNTH_AUS, face_masks, render_intervention
 
     scene = _synth_scene(dataset, data_root, "grounding.decorrelate redraws faces and needs")
@@ -402,17 +402,19 @@ def redraw_decorrelated(share: float, dataset: FaceTorchDataset, data_root: str 
         on = rng.random(len(rows)) < len(present) / len(index)
         if len(present):
             new[on, k] = rng.choice(present, int(on.sum()))
-    new[:, SYNTH_AUS.index("AU43")] = np.minimum(new[:, SYNTH_AUS.index("AU43")], 1.0)  # binary, as the SCM draws it
     sidx = index[rows]
     images, masks = render_intervention(scene, sidx, intensity=new, masks=True)
-    size, cols = dataset.image_size, [SYNTH_AUS.index(a) for a in dataset.aus]
-    roi = face = None
-    if dataset.roi is not None:
-        m = size // 4
-        roi = np.stack([[resize_mask(r, (m, m)) for r in face_regions[cols]] for face_regions in masks])
+    records = [replace(dataset.records[i], image=images[j],
+                       au_presence={a: int(new[j, k] > 0) for k, a in enumerate(SYNTH_AUS)},
+                       au_intensity={a: float(new[j, k]) for k, a in enumerate(SYNTH_AUS)},
+                       meta={**dataset.records[i].meta, "au_masks": np.packbits(masks[j], axis=0).tobytes(),
+                             "mask_aus": list(SYNTH_AUS), "redrawn": True})
+               for j, i in enumerate(rows.tolist())]
+    face = None
     if dataset.face is not None:
+        size = dataset.image_size
         face = np.stack([resize_mask(f, (size, size)) for f in face_masks(scene, sidx, intensity=new)])
-    dataset.redraw(rows, to_model_size(images, size), (new[:, cols] > 0).astype(np.float32), roi, face)
+    dataset.redraw(rows, records, face)
     drawn = scene.intensity.copy()
     drawn[sidx] = new
     return replace(scene, intensity=drawn)

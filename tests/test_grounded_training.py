@@ -399,6 +399,8 @@ def test_decorrelated_faces_carry_independent_aus_drawn_as_labelled_and_train_z_
     assert np.array_equal(ds.face[rows], face_masks(scene, sidx))
     assert np.array_equal(ds.au_targets[rows], (scene.intensity[sidx] > 0).astype(np.float32))
     assert all(ds.records[i].meta["redrawn"] for i in rows)
+    # the records say what was drawn: their intensities and stored regions are the new drawing's
+    assert [ds.records[i].au_intensity[a] for i in rows for a in SYNTH_AUS] == scene.intensity[sidx].ravel().tolist()
     # the benchmark's AUs co-occur (a class's prototype AUs together) and follow the emotion; the redrawn
     # faces' do neither (300 faces: |phi| of independent AUs is about 0.05 ± 0.04)
     t, r = plain.au_targets, ds.au_targets[redrawn]

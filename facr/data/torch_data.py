@@ -12,7 +12,7 @@ however the loop is interrupted and resumed and however many DataLoader workers 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -112,25 +112,10 @@ class FaceTorchDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.labels = np.array([task.label(r) for r in self.records], dtype=np.int64)
-        K = len(self.aus)
-        self.au_targets = np.zeros((len(self.records), K), dtype=np.float32)
-        self.au_mask = np.zeros((len(self.records), K), dtype=np.float32)
-        for i, r in enumerate(self.records):
-            for k, a in enumerate(self.aus):
-                v = r.au_presence.get(a)
-                if v is not None:
-                    self.au_targets[i, k] = v
-                    self.au_mask[i, k] = 1.0
-
+        self.au_targets, self.au_mask = self._au_labels(self.records)
         self.roi = self.roi_mask = None
         if rois:
-            from facr.explain.truth import region_masks
-
-            pairs = [region_masks(r, self.aus, image_size) for r in self.records]
-            m = image_size // 4
-            self.roi = np.stack([p[0] for p in pairs]) if pairs else np.zeros((0, K, m, m), dtype=bool)
-            self.roi_mask = (np.stack([p[1] for p in pairs]).astype(np.float32) if pairs
-                             else np.zeros((0, K), np.float32))
+            self.roi, self.roi_mask = self._regions(self.records)
 
         self._in_memory = all(isinstance(r.image, np.ndarray) for r in self.records)
         self._bank: torch.Tensor | None = None
@@ -151,29 +136,43 @@ class FaceTorchDataset(Dataset):
             raise ValueError(f"share must be in [0, 1], got {share}")
         self.face, self.background = face, float(share)
 
-    def redraw(self, rows, images: np.ndarray, presence: np.ndarray, roi: np.ndarray | None = None,
-               face: np.ndarray | None = None) -> None:
-        """Replace faces ``rows`` by other drawings that train z only (``grounding.decorrelate``): their
-        ``images`` (uint8 ``[n, S, S, 3]`` at ``image_size``), AU labels ``presence`` (``[n, K]``, 0/1,
-        every AU coded), AU regions ``roi`` (bool ``[n, K, S/4, S/4]``; needed when the dataset serves
-        them) and face masks ``face`` (bool ``[n, S, S]``; needed when backgrounds are randomised).
-        From now on batches carry ``class_rows``, False on these rows: the class terms skip them."""
-        rows = np.asarray(rows, dtype=np.int64)
-        images, presence = np.asarray(images, dtype=np.uint8), np.asarray(presence, dtype=np.float32)
-        S, K = self.image_size, len(self.aus)
-        if images.shape != (len(rows), S, S, 3) or presence.shape != (len(rows), K):
-            raise ValueError(f"redraw: expected images [{len(rows)}, {S}, {S}, 3] and presence [{len(rows)}, {K}], "
-                             f"got {list(images.shape)} and {list(presence.shape)}")
-        if (self.roi is not None and roi is None) or (self.face is not None and face is None):
-            raise ValueError("redraw: the dataset serves AU regions or face masks: give the new rows' too")
-        for j, i in enumerate(rows.tolist()):
-            rec = self.records[i]
-            self.records[i] = replace(
-                rec, image=images[j], au_presence={a: int(v) for a, v in zip(self.aus, presence[j])}, au_intensity={},
-                meta={**rec.meta, "redrawn": True})
-        self.au_targets[rows], self.au_mask[rows] = presence, 1.0
+    def _au_labels(self, records: Sequence[FaceRecord]) -> tuple[np.ndarray, np.ndarray]:
+        """(targets, coded mask) float32 ``[n, K]`` of ``records``' AU presence."""
+        targets = np.zeros((len(records), len(self.aus)), dtype=np.float32)
+        mask = np.zeros_like(targets)
+        for i, r in enumerate(records):
+            for k, a in enumerate(self.aus):
+                v = r.au_presence.get(a)
+                if v is not None:
+                    targets[i, k], mask[i, k] = v, 1.0
+        return targets, mask
+
+    def _regions(self, records: Sequence[FaceRecord]) -> tuple[np.ndarray, np.ndarray]:
+        """(regions bool ``[n, K, S/4, S/4]``, defined float32 ``[n, K]``) of ``records``."""
+        from facr.explain.truth import region_masks
+
+        pairs = [region_masks(r, self.aus, self.image_size) for r in records]
+        if not pairs:
+            m = self.image_size // 4
+            return np.zeros((0, len(self.aus), m, m), dtype=bool), np.zeros((0, len(self.aus)), np.float32)
+        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]).astype(np.float32)
+
+    def redraw(self, rows, records: Sequence[FaceRecord], face: np.ndarray | None = None) -> None:
+        """Replace faces ``rows`` by ``records``, other drawings of them that train z only
+        (``grounding.decorrelate``): their AU labels and regions are read from the records as at
+        construction, and ``face`` (bool ``[n, S, S]``) are their face masks, needed when backgrounds are
+        randomised. From now on batches carry ``class_rows``, False on these rows: the class terms skip
+        them."""
+        rows, records = np.asarray(rows, dtype=np.int64), list(records)
+        if len(records) != len(rows):
+            raise ValueError(f"redraw: {len(rows)} rows but {len(records)} records")
+        if self.face is not None and face is None:
+            raise ValueError("redraw: the dataset randomises backgrounds: give the new rows' face masks too")
+        for i, r in zip(rows.tolist(), records):
+            self.records[i] = r
+        self.au_targets[rows], self.au_mask[rows] = self._au_labels(records)
         if self.roi is not None:
-            self.roi[rows] = roi  # same face and pose: the same AUs have a region (roi_mask holds)
+            self.roi[rows], self.roi_mask[rows] = self._regions(records)
         if self.face is not None:
             self.face[rows] = face
         self._bank = None  # gathered again from the records

@@ -97,7 +97,6 @@ def _intervention_rows(scene: Scene, idx: np.ndarray, au, value, nuisance: str |
             raise ValueError(f"intensity: expected [{n}, {_K}] (a row per index), got {list(I.shape)}")
         if not np.isfinite(I).all() or I.min(initial=0) < 0 or I.max(initial=0) > 5:
             raise ValueError("intensity: AU intensities must be in [0, 5]")
-        I[:, _IDX[43]] = np.minimum(I[:, _IDX[43]], 1.0)  # AU43 is binary, as the SCM draws it
     if au is not None:
         names = [au] * n if isinstance(au, (str, int, np.integer)) else list(au)
         if len(names) != n:
@@ -114,7 +113,7 @@ def _intervention_rows(scene: Scene, idx: np.ndarray, au, value, nuisance: str |
         if np.any(~np.isfinite(v)) or np.any(v < 0) or np.any(v > 5):
             raise ValueError("value: AU intensities must be in [0, 5]")
         I[rows, cols] = v[rows]
-        I[:, _IDX[43]] = np.minimum(I[:, _IDX[43]], 1.0)  # AU43 is binary, as the SCM draws it
+    I[:, _IDX[43]] = np.minimum(I[:, _IDX[43]], 1.0)  # AU43 is binary, as the SCM draws it (its own rows are)
     if nuisance is not None:
         if nuisance not in NUISANCE_CHANGES:
             raise ValueError(f"nuisance must be one of {', '.join(NUISANCE_CHANGES)}, got {nuisance!r}")
