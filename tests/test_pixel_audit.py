@@ -16,6 +16,7 @@ from facr.causal import graph_signs, intervention_effects
 from facr.data.synth import (
     MASK_STRIDE,
     NUISANCE_CHANGES,
+    RENDERERS,
     SYNTH_AUS,
     SynthConfig,
     generate,
@@ -37,11 +38,13 @@ def _cells_to_pixels(masks: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ the renderer's do()
-def test_do_au_zero_changes_pixels_only_inside_that_aus_region(scene):
+@pytest.mark.parametrize("renderer", RENDERERS)
+def test_do_au_zero_changes_pixels_only_inside_that_aus_region(renderer):
     """Every active AU of every face, removed by re-rendering: the pixels that change lie inside AU k's
     region (the union of its stored mask for the factual and the intervened intensities, no dilation
     needed), and removing an active AU changes pixels (but where another AU hides it: AU5 / AU7
-    under closed eyes, AU43)."""
+    under closed eyes, AU43). Both renderer versions."""
+    scene = sample_scene(SynthConfig(n=48, seed=3, subjects=6, size=SIZE, renderer=renderer))
     index = np.arange(scene.n)
     factual, masks = render_intervention(scene, index, masks=True)
     assert np.array_equal(factual, generate(scene.config).images)  # nothing asked: the written pixels

@@ -40,7 +40,7 @@ def shortcut_reliance(model, dataset: FaceTorchDataset, ev: Evaluation, root: st
     from facr.data.synth import SynthConfig, read_config, render_counterfactual, sample_scene
 
     doc = read_config(root)
-    config = SynthConfig.from_dict(doc["config"])
+    config = SynthConfig.from_stored(doc["config"])
     cue_classes = list(config.shortcut_classes)
     index = np.array([int(r.meta["index"]) for r in dataset.records], dtype=np.int64)
     pred = ev.predicted

@@ -330,7 +330,7 @@ def reasoner_plan(dataset, data_root: str | None, method: str, limit: int | None
     if method in ("auto", "rerender") and synth:
         from facr.data.synth import SynthConfig, read_config, sample_scene
 
-        scene = sample_scene(SynthConfig.from_dict(read_config(data_root)["config"]))
+        scene = sample_scene(SynthConfig.from_stored(read_config(data_root)["config"]))
         index = np.array([int(r.meta["index"]) for r in records], dtype=np.int64)
         return rerender_plan(scene, index, dataset.aus, size)
     images = dataset.images(np.arange(n)).numpy()

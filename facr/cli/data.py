@@ -20,7 +20,8 @@ from facr.errors import FacrError
 from facr.flags import add_fields, flag_of, given
 
 # the SynthConfig fields `facr data synth` sets (their flags, help and defaults are the dataclass's)
-SYNTH_FIELDS = ("n", "seed", "size", "style", "shortcut", "shortcut_target", "subjects", "contempt", "pain")
+SYNTH_FIELDS = ("n", "seed", "size", "style", "renderer", "shortcut", "shortcut_target", "subjects", "contempt",
+                "pain")
 
 
 def cmd_data_inspect(args) -> int:
@@ -78,6 +79,7 @@ def cmd_data_synth(args) -> int:
     else:
         sp = summary["splits"]
         print(f"wrote {summary['out']}: {summary['n']} images {cfg.size}x{cfg.size} style {cfg.style} "
+              f"renderer {cfg.renderer} "
               f"(train {sp['train']}, val {sp['val']}, test {sp['test']}; {cfg.subjects} subjects), "
               f"true graph {summary['graph']['class_edges']} class edges + {summary['graph']['au_edges']} AU edges, "
               f"{summary['images_per_s']:.0f} images/s")

@@ -30,21 +30,24 @@ def _diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs(a.astype(int) - b.astype(int)).sum(-1)
 
 
+@pytest.mark.parametrize("renderer", S.RENDERERS)
 @pytest.mark.parametrize("style", ["a", "b"])
-def test_every_au_is_a_visible_change_inside_its_region_mask(style):
+def test_every_au_is_a_visible_change_inside_its_region_mask(style, renderer):
     rng = np.random.default_rng(11)
-    for trial in range(3):
+    for trial in range(4):
         ident = S.random_identity(rng)
         nz = S.Nuisance(angle=rng.uniform(-8, 8), scale=rng.uniform(0.93, 1.07), dx=0.02, dy=-0.01, light=0.2,
                         light_dir=1.0, noise=0.0, bg_hue=0.3)
         base = np.zeros(len(S.SYNTH_AUS))
         if trial == 2:  # other AUs active as well
             base[[0, 5, 12]] = [2, 3, 4]
+        if trial == 3:  # the jaw dropped: AU25 opens a mouth AU26 carried down (renderer 2)
+            base[S.SYNTH_AUS.index("AU26")] = 4
         for k, a in enumerate(S.SYNTH_AUS):
             off, on = base.copy(), base.copy()
             off[k], on[k] = 0, (1 if a == "AU43" else 5)
-            im0, masks = S.render_face(ident, off, nz, style=style, masks=True)
-            im1 = S.render_face(ident, on, nz, style=style)
+            im0, masks = S.render_face(ident, off, nz, style=style, masks=True, renderer=renderer)
+            im1 = S.render_face(ident, on, nz, style=style, renderer=renderer)
             d = _diff(im0, im1)
             changed = int((d > 30).sum())
             assert changed >= 20, f"{a} at full intensity changes only {changed} pixels"
@@ -63,6 +66,94 @@ def test_intensity_zero_draws_nothing_and_intensity_grows_the_change():
     assert sizes[0] < sizes[1] < sizes[2]
 
 
+def _mouth_interior(img: np.ndarray) -> int:
+    """Pixels of the open mouth's dark interior colour (drawn (0.30, 0.08, 0.10): about (77, 20, 26)); a dark
+    lip line can come near it, so figures are compared to the same face with the mouth closed."""
+    return int((np.abs(img.astype(int) - (77, 20, 26)).sum(-1) < 25).sum())
+
+
+@pytest.mark.parametrize("style", ["a", "b"])
+def test_renderer_2_parts_the_lips_only_under_au25(style):
+    """FACS: lips apart is AU25; AU26 alone drops the jaw with the lips together. Renderer 2 draws that, so
+    do(AU25 = 0) under a dropped jaw closes the mouth; renderer 1 left it open (the benchmarks before it)."""
+    rng = np.random.default_rng(4)
+    nz = S.Nuisance(noise=0.0)
+    for _ in range(3):
+        ident = S.random_identity(rng)
+        closed = _mouth_interior(S.render_face(ident, {}, nz, style=style))
+        for renderer in S.RENDERERS:
+            jaw = S.render_face(ident, {"AU26": 4}, nz, style=style, renderer=renderer)
+            both = S.render_face(ident, {"AU25": 3, "AU26": 4}, nz, style=style, renderer=renderer)
+            assert _mouth_interior(both) > closed + 60
+            if renderer == 1:
+                assert _mouth_interior(jaw) > closed + 60
+            else:
+                assert _mouth_interior(jaw) <= closed + 3
+                # the jaw still drops: AU26 alone is a change of its own, in the lower face
+                assert (_diff(jaw, S.render_face(ident, {}, nz, style=style)) > 30).sum() > 200
+
+
+def test_renderer_2_draws_au14_visibly_at_intensity_1():
+    """AU14's dimples at intensity 1 at 112 px: a hairline under renderer 1, a shadow under renderer 2."""
+    rng = np.random.default_rng(5)
+    nz = S.Nuisance(noise=0.0)
+    for _ in range(4):
+        ident = S.random_identity(rng)
+        changed = {r: int((_diff(S.render_face(ident, {}, nz, renderer=r),
+                                 S.render_face(ident, {"AU14": 1}, nz, renderer=r)) > 30).sum())
+                   for r in S.RENDERERS}
+        assert changed[2] >= 50 and changed[2] > changed[1], changed
+
+
+def test_the_renderers_differ_only_where_au26_acts_without_au25_or_au14_is_drawn():
+    """Pixels: identical unless AU14 is drawn or AU26 without AU25. Regions (where an AU's drawing can change
+    at any intensity): identical outside the mouth, whose regions follow the renderer."""
+    mouth = [k for k, a in enumerate(S.SYNTH_AUS)
+             if a in ("AU10", "AU12", "AU14", "AU15", "AU16", "AU17", "AU20", "AU23", "AU24", "AU25", "AU26")]
+    rng = np.random.default_rng(6)
+    k14, k25, k26 = (S.SYNTH_AUS.index(a) for a in ("AU14", "AU25", "AU26"))
+    same = differ = 0
+    for i in range(120):
+        ident = S.random_identity(rng)
+        inten = np.where(rng.random(len(S.SYNTH_AUS)) < 0.35, rng.integers(1, 6, len(S.SYNTH_AUS)), 0).astype(float)
+        nz = S.Nuisance(angle=float(rng.uniform(-8, 8)), noise=3.0, noise_seed=i, light=0.1)
+        style, uni = "ab"[i % 2], bool(i % 7 == 0)
+        (im1, m1), (im2, m2) = (S.render_face(ident, inten, nz, style=style, unilateral=uni, masks=True, renderer=r)
+                                for r in S.RENDERERS)
+        rest = np.ones(len(S.SYNTH_AUS), bool)
+        rest[mouth] = False
+        assert np.array_equal(m1[rest], m2[rest])
+        if inten[k14] == 0 and (inten[k26] == 0 or inten[k25] > 0):
+            assert np.array_equal(im1, im2), inten
+            same += 1
+        else:
+            differ += int(not np.array_equal(im1, im2))
+    assert same > 30 and differ > 30
+
+
+def test_a_benchmark_is_redrawn_by_the_renderer_that_drew_it(tmp_path):
+    """config.json records the renderer; a folder that names none (drawn before renderer versions) is renderer
+    1. Either way the scene read back redraws the stored pixels exactly."""
+    import datasets
+
+    for renderer in S.RENDERERS:
+        out = tmp_path / f"r{renderer}"
+        S.write_synth(out, S.SynthConfig(n=40, seed=9, subjects=4, size=64, renderer=renderer), workers=1)
+        doc = json.loads((out / "config.json").read_text())
+        assert doc["config"]["renderer"] == renderer
+        if renderer == 1:  # as written before 2026-12-01
+            del doc["config"]["renderer"]
+            (out / "config.json").write_text(json.dumps(doc))
+        scene = S.read_scene(out)
+        assert scene.config.renderer == renderer
+        dd = datasets.load_from_disk(str(out))
+        stored = np.stack([np.asarray(r["image"]) for sp in ("train", "val", "test") for r in dd[sp]])
+        index = np.array([r["index"] for sp in ("train", "val", "test") for r in dd[sp]])
+        assert np.array_equal(S.render_intervention(scene, index), stored)
+    jaw = scene.intensity[:, S.SYNTH_AUS.index("AU26")] > 0
+    assert jaw.any()  # the two renderers differ on these faces, so the check above tells them apart
+
+
 def test_render_rejects_bad_input():
     ident = S.Identity()
     with pytest.raises(ValueError, match="AU11 is not drawn"):
@@ -71,6 +162,10 @@ def test_render_rejects_bad_input():
         S.render_face(ident, {"AU12": 7})
     with pytest.raises(ValueError, match="multiple of 4"):
         S.render_face(ident, {}, size=110)
+    with pytest.raises(ValueError, match="renderer must be one of 1, 2"):
+        S.render_face(ident, {}, renderer=3)
+    with pytest.raises(ValueError, match="renderer must be one of 1, 2"):
+        S.SynthConfig(renderer=0)
 
 
 # ------------------------------------------------------------------ SCM
@@ -230,7 +325,7 @@ def test_preview_grid(small_ds, tmp_path):
 
 
 # ------------------------------------------------------------------ CLI
-def test_cli_synth_preview_inspect(tmp_path, run_cli):
+def test_cli_synth_preview_inspect(tmp_path, run_cli, capsys):
     out = tmp_path / "cli-ds"
     code, stdout, _ = run_cli("data", "synth", "--out", out, "--n", 40, "--seed", 1, "--subjects", 4,
                               "--style", "b", "--shortcut", 0.5, "--json", "--workers", 1)
@@ -254,6 +349,16 @@ def test_cli_synth_preview_inspect(tmp_path, run_cli):
     assert "pain" not in load_graph(tmp_path / "neutral" / "graph.json").classes
     code, _, err = run_cli("data", "synth", "--out", tmp_path / "y", "--emotion-prior", "joy")
     assert code == 2 and "name=weight" in err
+    assert summary["renderer"] == 1 and json.loads((out / "config.json").read_text())["config"]["renderer"] == 1
+    code, stdout, _ = run_cli("data", "synth", "--out", tmp_path / "r2", "--n", 12, "--subjects", 3, "--renderer", 2,
+                              "--json", "--workers", 1)
+    assert code == 0 and json.loads(stdout)["renderer"] == 2
+    assert S.read_scene(tmp_path / "r2").config.renderer == 2
+    with pytest.raises(SystemExit) as stop:  # argparse's own refusal of a choice
+        run_cli("data", "synth", "--out", tmp_path / "r3", "--n", 12, "--renderer", 3)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "--renderer" in err and "invalid choice: 3" in err
+    assert not (tmp_path / "r3").exists()
     code, _, err = run_cli("data", "preview", tmp_path / "missing", "--out", tmp_path / "g2.png")
     assert code == 2 and "config.json" in err
 

@@ -25,6 +25,12 @@ styles: ``a`` (flat cartoon, dark outlines) and ``b`` (a domain shift for transf
 outlines, radial shading, heavier feature lines, larger eyes, smaller mouth, rounder face, cooler
 skin, paler backgrounds) — same SCM, same labels for the same seed.
 
+**Renderer versions** (:data:`RENDERERS`; ``SynthConfig.renderer``, ``--renderer``; default
+:data:`RENDERER`, 1). Renderer 2 parts the lips only under AU25 (FACS: AU26 alone is a jaw drop with
+the lips together, and carries the closed mouth down) and draws AU14's dimples as visible shadows;
+everything else is drawn as by renderer 1. ``config.json`` records the renderer, and a folder is
+always redrawn by the one that drew it (one that names none is renderer 1).
+
 Faces are drawn at twice the output size and reduced 2× (anti-aliasing). Drawing is PIL
 polygons and lines; a 112×112 face takes about 1.5 ms on one core.
 
@@ -144,6 +150,8 @@ from facr.data.synth.scm import (
     MASK_STRIDE,
     MAX_N,
     MAX_SIZE,
+    RENDERER,
+    RENDERERS,
     STYLES,
     SYNTH_AU_NUMBERS,
     SYNTH_AUS,
@@ -169,6 +177,8 @@ __all__ = [
     "Nuisance",
     "POSE_SHIFT_DEG",
     "POSE_SHIFT_DX",
+    "RENDERER",
+    "RENDERERS",
     "STYLES",
     "SYNTH_AUS",
     "SYNTH_AU_NUMBERS",

@@ -9,7 +9,7 @@ from typing import Mapping
 import numpy as np
 
 from facr import au as au_vocab
-from facr.data.synth.scm import _IDX, _K, MASK_STRIDE, STYLES, SYNTH_AUS, Identity, Nuisance
+from facr.data.synth.scm import _IDX, _K, MASK_STRIDE, RENDERER, RENDERERS, STYLES, SYNTH_AUS, Identity, Nuisance
 
 
 # ================================================================ styles and colours
@@ -68,18 +68,54 @@ class _Geom:
     mw: float
     id: Identity
     st: _Style
+    renderer: int = RENDERER          # the renderer version (scm.RENDERERS)
 
 
-def _geometry(ident: Identity, style: str) -> _Geom:
+def _geometry(ident: Identity, style: str, renderer: int = RENDERER) -> _Geom:
     st = _STYLE[style]
     return _Geom(cx=0.5, cy=0.53, W=ident.face_w * st.width, H=ident.face_h * st.aspect,
-                 ew=ident.eye_w * st.eye, eh=ident.eye_h * st.eye, mw=ident.mouth_w * st.mouth, id=ident, st=st)
+                 ew=ident.eye_w * st.eye, eh=ident.eye_h * st.eye, mw=ident.mouth_w * st.mouth, id=ident, st=st,
+                 renderer=renderer)
 
 
 def _pose(g: _Geom, nz: Nuisance, size2: int) -> tuple[complex, complex, complex]:
     """Face units → pixels as complex coefficients: z = u·cu + v·cv + c0 (x = Re z, y = Im z)."""
     rot = complex(math.cos(math.radians(nz.angle)), math.sin(math.radians(nz.angle))) * nz.scale * size2
     return g.W * rot, 1j * g.H * rot, complex(g.cx + nz.dx, g.cy + nz.dy) * size2
+
+
+@dataclass(frozen=True)
+class _Mouth:
+    """The mouth's frame at AU levels ``a`` (face units), shared by the drawing and the region masks."""
+
+    cw: dict[int, float]              # corner half-width per side (-1 image-left, +1 right)
+    cv: dict[int, float]              # corner height per side
+    my: float                         # the closed mouth line's height at the centre
+    gap: float                        # how far the lips part
+    jaw: float                        # how far the jaw carries the parted lower lip down (AU26)
+    ul: float                         # upper lip thickness
+    ll: float                         # lower lip thickness
+
+
+def _mouth(g: _Geom, a: Mapping[int, float], unilateral: bool) -> _Mouth:
+    """AU12 and AU14 act on the image-left side only when ``unilateral`` (contempt).
+
+    Renderer 2 parts the lips only under AU25: FACS codes a jaw drop with the lips together as AU26
+    alone, so there the jaw carries the closed mouth down whole. Renderer 1 parted them under AU26
+    alone too. Renderer 2 also pulls AU14's corners in further (its dimples: :func:`_draw_mouth`)."""
+    idn, mw = g.id, g.mw
+    drop = 0.16 * a[26]
+    parted = g.renderer < 2 or a[25] > 0
+    my = idn.mouth_y + (0.0 if parted else 0.3 * drop)
+    pull14 = 0.08 if g.renderer < 2 else 0.15
+    cw, cv = {}, {}
+    for s in (-1, 1):
+        a12, a14 = (a[12], a[14]) if (not unilateral or s < 0) else (0.0, 0.0)
+        cw[s] = mw * (1 + 0.22 * a12 + 0.32 * a[20] - 0.28 * a[23] - pull14 * a14)
+        cv[s] = my - 0.12 * a12 + 0.11 * a[15] + 0.02 * a[20] - 0.01 * a14 + (0.3 * drop if parted else 0.0)
+    thin = max(0.25, 1.0 - 0.55 * a[23] - 0.45 * a[24] - 0.30 * a[20])
+    return _Mouth(cw=cw, cv=cv, my=my, gap=0.075 * a[25] + (0.35 * drop if parted else 0.0),
+                  jaw=drop if parted else 0.0, ul=idn.lip_up * thin, ll=idn.lip_lo * thin * (1 + 0.25 * a[17]))
 
 
 def _levels(I: np.ndarray) -> dict[int, float]:
@@ -89,9 +125,11 @@ def _levels(I: np.ndarray) -> dict[int, float]:
 
 
 # ================================================================ render
-def _check_size_style(size: int, style: str) -> None:
+def _check_size_style(size: int, style: str, renderer: int = RENDERER) -> None:
     if style not in STYLES:
         raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
+    if isinstance(renderer, bool) or renderer not in RENDERERS:
+        raise ValueError(f"renderer must be one of {', '.join(map(str, RENDERERS))}, got {renderer!r}")
     if not isinstance(size, (int, np.integer)) or size < 32 or size % MASK_STRIDE:
         raise ValueError(f"size must be an integer >= 32 and a multiple of {MASK_STRIDE}, got {size!r}")
 

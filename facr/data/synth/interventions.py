@@ -54,7 +54,7 @@ def _render_rows(scene: Scene, subj, I, nz, uni) -> tuple[np.ndarray, np.ndarray
     """Render rows given explicitly (subject, intensities, nuisance, unilateral): images uint8
     ``[n, S, S, 3]`` and packed masks, through the one renderer the benchmark is written with."""
     cfg = scene.config
-    return _render_chunk((scene.identities, subj, I, nz, uni, cfg.size, cfg.style, False))
+    return _render_chunk((scene.identities, subj, I, nz, uni, cfg.size, cfg.style, cfg.renderer, False))
 
 
 def render_intervention(scene: Scene, indices, *, au=None, value=0.0, nuisance: str | None = None,
@@ -148,7 +148,7 @@ def face_masks(scene: Scene, indices, *, au=None, value=0.0, nuisance: str | Non
     size, style = scene.config.size, scene.config.style
     out = np.empty((len(idx), size, size), dtype=bool)
     for j in range(len(idx)):
-        g = _geometry(scene.identities[int(subj[j])], style)
+        g = _geometry(scene.identities[int(subj[j])], style, scene.config.renderer)
         cu, cv, c0 = _pose(g, _nuisance_row(nz[j]), 2 * size)
         fu, fv = _face_outline(g.id.jaw, 0.16 * _levels(I[j])[26])
         pts = (fu * cu + fv * cv + c0).view(np.float64).tolist()

@@ -7,8 +7,8 @@ from typing import Mapping
 
 import numpy as np
 
-from facr.data.synth.geometry import _check_size_style, _Geom, _geometry, _intensity_vector, _levels, _pose
-from facr.data.synth.scm import _IDX, _K, MASK_STRIDE, Identity, Nuisance
+from facr.data.synth.geometry import _check_size_style, _Geom, _geometry, _intensity_vector, _levels, _mouth, _pose
+from facr.data.synth.scm import _IDX, _K, MASK_STRIDE, RENDERER, Identity, Nuisance
 
 
 # ================================================================ regions (masks)
@@ -16,22 +16,15 @@ def _mouth_box(g: _Geom, a: Mapping[int, float], unilateral: bool) -> tuple[floa
     """(half-width, top, bottom) in face units of everything the mouth drawing of levels ``a``
     covers: lips, opening, teeth, AU24 bulges, AU14 dimples, the mentolabial furrow (mirrors
     :func:`_draw_face`)."""
-    idn = g.id
-    mw, my = g.mw, idn.mouth_y
-    drop = 0.16 * a[26]
-    cws, cvs = [], []
-    for s in (-1, 1):
-        a12, a14 = (a[12], a[14]) if (not unilateral or s < 0) else (0.0, 0.0)
-        cws.append(mw * (1 + 0.22 * a12 + 0.32 * a[20] - 0.28 * a[23] - 0.08 * a14))
-        cvs.append(my - 0.12 * a12 + 0.11 * a[15] + 0.02 * a[20] - 0.01 * a14 + 0.3 * drop)
-    thin = max(0.25, 1.0 - 0.55 * a[23] - 0.45 * a[24] - 0.30 * a[20])
-    ul, ll = idn.lip_up * thin, idn.lip_lo * thin * (1 + 0.25 * a[17])
+    m = _mouth(g, a, unilateral)
+    cvs = list(m.cv.values())
     r10, d16, c17 = 0.09 * a[10], 0.07 * a[16], 0.035 * a[17]
-    gap = 0.075 * a[25] + 0.35 * drop
-    top = min(my, *cvs) - 0.35 * gap - 1.4 * r10 - ul - 0.04
-    lower_lip = my + 0.65 * gap + drop + 1.4 * d16 - c17 + ll  # at the centre, where it is lowest
-    bottom = max(max(cvs) + ll + 0.04, lower_lip + 0.085)
-    return max(cws) + 0.075, top, bottom
+    top = min(m.my, *cvs) - 0.35 * m.gap - 1.4 * r10 - m.ul - 0.04
+    lower_lip = m.my + 0.65 * m.gap + m.jaw + 1.4 * d16 - c17 + m.ll  # at the centre, where it is lowest
+    # renderer 2's AU14 shadows reach 0.095 beyond a corner and 0.08 below it
+    side, below = (0.1, 0.09) if g.renderer >= 2 else (0.075, 0.04)
+    bottom = max(max(cvs) + m.ll + below, lower_lip + 0.085)
+    return max(m.cw.values()) + side, top, bottom
 
 
 def _regions(g: _Geom, a: Mapping[int, float],
@@ -88,13 +81,14 @@ def _regions(g: _Geom, a: Mapping[int, float],
 
 
 def region_masks(identity: Identity, intensities, nuisance: Nuisance | None = None, *, size: int = 112,
-                 style: str = "a", unilateral: bool = False) -> np.ndarray:
+                 style: str = "a", unilateral: bool = False, renderer: int = RENDERER) -> np.ndarray:
     """Bool ``[K, size/4, size/4]``: per AU (``SYNTH_AUS`` order), the mask cells whose 4×4 pixels
     that AU's drawing can change on this face at this pose, whatever its own intensity (0-5) with
-    the other AUs at ``intensities`` (see the module docstring)."""
-    _check_size_style(size, style)
+    the other AUs at ``intensities`` (see the module docstring); ``renderer``: its version
+    (:data:`~facr.data.synth.RENDERERS`)."""
+    _check_size_style(size, style, renderer)
     nz = nuisance or Nuisance()
-    g = _geometry(identity, style)
+    g = _geometry(identity, style, renderer)
     return _masks(g, nz, size, _regions(g, _levels(_intensity_vector(intensities)), unilateral))
 
 

@@ -17,10 +17,11 @@ from facr.data.synth.geometry import (
     _intensity_vector,
     _levels,
     _mix,
+    _mouth,
     _pose,
 )
 from facr.data.synth.masks import _masks, _regions
-from facr.data.synth.scm import Identity, Nuisance
+from facr.data.synth.scm import RENDERER, Identity, Nuisance
 
 
 class _Canvas:
@@ -268,34 +269,29 @@ def _draw_nose(cv: _Canvas, g: _Geom, p: _Pen) -> None:
 
 def _draw_mouth(cv: _Canvas, g: _Geom, p: _Pen) -> None:
     """The lips, teeth, dimples and furrows: AU10, 12, 14, 15, 16, 17, 20, 23, 24, 25, 26."""
-    idn, st, a, skin, ink, out, lw, drop = g.id, g.st, p.a, p.skin, p.ink, p.out, p.lw, p.drop
+    idn, st, a, skin, ink, out, lw = g.id, g.st, p.a, p.skin, p.ink, p.out, p.lw
     dark, left = p.dark, p.left
-    mw, my = g.mw, idn.mouth_y
-    # ---- mouth: corners per side, then four lip curves over s in [-1, 1]
-    cw, cvv = {}, {}
-    for s in (-1, 1):
-        a12, a14 = (a[12], a[14]) if left(s) else (0.0, 0.0)
-        cw[s] = mw * (1 + 0.22 * a12 + 0.32 * a[20] - 0.28 * a[23] - 0.08 * a14)
-        cvv[s] = my - 0.12 * a12 + 0.11 * a[15] + 0.02 * a[20] - 0.01 * a14 + 0.3 * drop
+    # ---- mouth: corners per side (facr.data.synth.geometry._mouth), then four lip curves over s in [-1, 1]
+    m = _mouth(g, a, p.unilateral)
+    my, cw, cvv, ul, ll, gap = m.my, m.cw, m.cv, m.ul, m.ll, m.gap
     neg = _S21 < 0
     x = _S21 * np.where(neg, cw[-1], cw[1])
     vm = my + (np.where(neg, cvv[-1], cvv[1]) - my) * _ABS21
-    thin = max(0.25, 1.0 - 0.55 * a[23] - 0.45 * a[24] - 0.30 * a[20])
-    ul, ll = idn.lip_up * thin, idn.lip_lo * thin * (1 + 0.25 * a[17])
     r10, d16, c17 = 0.09 * a[10], 0.07 * a[16], 0.035 * a[17]
-    gap = 0.075 * a[25] + 0.35 * drop
     b = _B21
     yub = vm - 0.35 * gap * b**0.8 - r10 * b**1.5
-    ylt = vm + 0.65 * gap * b**0.8 + drop * b**0.6 + d16 * b**1.5 - c17 * b
+    ylt = vm + 0.65 * gap * b**0.8 + m.jaw * b**0.6 + d16 * b**1.5 - c17 * b
     yut = yub - ul * b**0.45 * _CUPID - 0.4 * r10 * b**1.5
     ylb = ylt + ll * b**0.5 + 0.4 * d16 * b
     lipc = np.asarray(idn.lips) if not st.shading else _mix(idn.lips, skin, 0.15)
     if a[24] > 0:  # skin bunched above and below pressed lips
         cv.line(x[5:16], yut[5:16] - 0.035, dark(0.45 * a[24]), lw)
         cv.line(x[5:16], ylb[5:16] + 0.035, dark(0.45 * a[24]), lw)
-    for s in (-1, 1):  # AU14 dimples beside the corners
+    for s in (-1, 1):  # AU14 dimples beside the corners: a shadow (renderer 2), a hairline (renderer 1)
         a14 = a[14] if left(s) else 0.0
-        if a14 > 0:
+        if a14 > 0 and g.renderer >= 2:
+            cv.ellipse(s * (cw[s] + 0.06), cvv[s] + 0.005, 0.035, 0.075, dark(0.35 + 0.45 * a14), n=10)
+        elif a14 > 0:
             cv.line(s * (cw[s] + 0.045 + 0.02 * (1 - _L5**2)), cvv[s] + 0.05 * _L5, dark(0.65 * a14), lw * 1.2)
     opening = float(np.max(ylt - yub))
     if opening > 0.006:  # open mouth: the dark interior and the teeth
@@ -362,17 +358,19 @@ def _finish(im, nz: Nuisance, size: int) -> np.ndarray:
 
 
 def render_face(identity: Identity, intensities, nuisance: Nuisance | None = None, *, size: int = 112,
-                style: str = "a", unilateral: bool = False, masks: bool = False):
+                style: str = "a", unilateral: bool = False, masks: bool = False, renderer: int = RENDERER):
     """Draw one face: ``HxWx3`` uint8 (and, with ``masks=True``, the AU region masks).
 
     ``intensities``: a mapping of AU spellings to 0-5 (missing AUs are 0) or ``K`` values in
     ``SYNTH_AUS`` order; AU43 is binary (any value ≥ 0.5 closes the eyes). ``unilateral`` draws
-    AU12 and AU14 on the image-left side only (contempt's R12A/R14A). Returns ``image`` or
-    ``(image, masks)`` with masks bool ``[K, size/4, size/4]`` (see :func:`region_masks`).
+    AU12 and AU14 on the image-left side only (contempt's R12A/R14A). ``renderer``: the renderer
+    version (:data:`~facr.data.synth.RENDERERS`; a benchmark is redrawn by the one that drew it).
+    Returns ``image`` or ``(image, masks)`` with masks bool ``[K, size/4, size/4]`` (see
+    :func:`region_masks`).
     """
-    _check_size_style(size, style)
+    _check_size_style(size, style, renderer)
     nz = nuisance or Nuisance()
-    g = _geometry(identity, style)
+    g = _geometry(identity, style, renderer)
     I = _intensity_vector(intensities)
     cv = _Canvas(2 * size, g, nz, _hsv(nz.bg_hue % 1.0, g.st.bg_sat, nz.bg_value))
     _draw_face(cv, g, I, unilateral)

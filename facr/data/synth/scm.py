@@ -42,6 +42,14 @@ _PSPI = (4, 6, 7, 9, 10, 43)
 _K = len(SYNTH_AU_NUMBERS)
 _IDX = {n: k for k, n in enumerate(SYNTH_AU_NUMBERS)}
 STYLES = ("a", "b")
+RENDERERS = (1, 2)
+"""Renderer versions. A benchmark folder records the one that drew it and is redrawn by it (interventions).
+Renderer 2 (2026-12-01) parts the lips only under AU25: AU26 alone drops the jaw and carries the closed mouth
+down, as FACS codes a jaw drop with the lips together. It draws AU14's dimples as visible shadows beside
+corners pulled further in. Renderer 1 draws the lips apart under AU26 alone too, so do(AU25 = 0) leaves them
+apart where AU26 is present, and AU14 as a hairline under a pixel wide at 112 px."""
+RENDERER = 1
+"""The default: renderer 1, which drew every benchmark behind the committed figures (docs/, audits/results/)."""
 MASK_STRIDE = 4
 """AU region masks are stored at 1/4 of the image side (one mask cell = 4×4 pixels)."""
 # Bounds of SynthConfig: a 40000-px face would need gigabytes per image, and the scene arrays are
@@ -149,6 +157,9 @@ class SynthConfig:
     seed: int = field(default=0, metadata={"help": "random seed"})
     size: int = field(default=112, metadata={"help": f"image side in pixels, a multiple of {MASK_STRIDE}"})
     style: str = field(default="a", metadata={"choices": STYLES, "help": "rendering style / domain"})
+    renderer: int = field(default=RENDERER, metadata={
+        "choices": RENDERERS, "help": "renderer version: 2 parts the lips only under AU25 (FACS) and draws AU14's "
+                                      "dimples visibly; 1 draws them apart under AU26 alone too (docs/data.md)"})
     subjects: int = field(default=25, metadata={"help": "number of subjects"})
     shortcut: float = field(default=0.0, metadata={
         "metavar": "RATE", "help": "probability that the background hue shows the image's class in train/val "
@@ -178,6 +189,8 @@ class SynthConfig:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.style not in STYLES:
             raise ValueError(f"style must be one of {', '.join(STYLES)}, got {self.style!r}")
+        if isinstance(self.renderer, bool) or self.renderer not in RENDERERS:
+            raise ValueError(f"renderer must be one of {', '.join(map(str, RENDERERS))}, got {self.renderer!r}")
         if not 32 <= self.size <= MAX_SIZE or self.size % MASK_STRIDE:
             raise ValueError(f"size must be a multiple of {MASK_STRIDE} in [32, {MAX_SIZE}], got {self.size}")
         if self.subjects < 3:
@@ -244,6 +257,12 @@ class SynthConfig:
             return from_dict(cls, dict(d))
         except ConfigError as exc:
             raise ValueError(exc.message) from None
+
+    @classmethod
+    def from_stored(cls, d: Mapping[str, Any]) -> "SynthConfig":
+        """The config a benchmark folder was drawn with (``config.json``'s ``config``): as :meth:`from_dict`,
+        but a folder that names no renderer was drawn before renderers had versions, by renderer 1."""
+        return cls.from_dict({"renderer": 1, **dict(d)})
 
 
 @dataclass

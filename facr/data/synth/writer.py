@@ -50,14 +50,14 @@ def _nuisance_row(r) -> Nuisance:
 
 
 def _render_chunk(payload) -> tuple[Any, np.ndarray]:
-    identities, subj, I, nzs, uni, size, style, png = payload
+    identities, subj, I, nzs, uni, size, style, renderer, png = payload
     m = size // MASK_STRIDE
     masks = np.empty((len(subj), (_K + 7) // 8, m, m), dtype=np.uint8)
     images = [] if png else np.empty((len(subj), size, size, 3), dtype=np.uint8)
     geoms: dict[int, _Geom] = {}
     for j in range(len(subj)):
         s = int(subj[j])
-        g = geoms.get(s) or geoms.setdefault(s, _geometry(identities[s], style))
+        g = geoms.get(s) or geoms.setdefault(s, _geometry(identities[s], style, renderer))
         reg = _regions(g, _levels(I[j]), bool(uni[j]))
         nz = _nuisance_row(nzs[j])
         cv = _Canvas(2 * size, g, nz, _hsv(nz.bg_hue % 1.0, g.st.bg_sat, nz.bg_value))
@@ -101,7 +101,7 @@ def _chunks(scene: Scene, indices: np.ndarray, png: bool, chunk: int) -> Iterato
     for start in range(0, len(indices), chunk):
         idx = indices[start:start + chunk]
         yield (scene.identities, scene.subject[idx], scene.intensity[idx], scene.nuisance[idx], scene.unilateral[idx],
-               cfg.size, cfg.style, png)
+               cfg.size, cfg.style, cfg.renderer, png)
 
 
 def _default_workers(n: int) -> int:
@@ -335,6 +335,7 @@ def write_synth(out: str | os.PathLike, config: SynthConfig, *, overwrite: bool 
         "n": config.n,
         "size": config.size,
         "style": config.style,
+        "renderer": config.renderer,
         "seed": config.seed,
         "shortcut": config.shortcut,
         "subjects": config.subjects,
@@ -375,4 +376,4 @@ def read_config(root: str | os.PathLike) -> dict[str, Any]:
 def read_scene(root: str | os.PathLike) -> Scene:
     """The :class:`Scene` a benchmark folder was rendered from (its ``config.json`` sampled again:
     same seed, same scene), for re-rendering its images under interventions."""
-    return sample_scene(SynthConfig.from_dict(read_config(root)["config"]))
+    return sample_scene(SynthConfig.from_stored(read_config(root)["config"]))
