@@ -170,12 +170,30 @@ class Experiment:
         if root.exists() or data.synth is None:
             if not root.exists():
                 raise FacrError(root, f"no such dataset (experiment {self.source})")
+            if data.synth is not None:
+                self._check_drawn(root, data)
             return
         from facr.data.synth import write_synth
 
         config = self._synth_config(data)
         print(f"experiment {self.spec.name}: rendering the benchmark into {root}", file=sys.stderr)
         write_synth(root, config, progress=progress)
+
+    def _check_drawn(self, root: Path, data: DataSpec) -> None:
+        """A benchmark folder already at ``data.path`` is used only if ``data.synth`` describes it: a folder drawn
+        with other settings (another seed, size or renderer) would silently stand in for the one asked."""
+        from facr.data.synth import SynthConfig, read_config
+
+        try:
+            drawn = SynthConfig.from_stored(read_config(root)["config"]).to_dict()
+        except (FacrError, TypeError, ValueError):
+            raise FacrError(root, f"is not the synthetic benchmark data.synth of {self.source} describes "
+                                  "(remove it, or point data.path elsewhere)") from None
+        asked = self._synth_config(data).to_dict()
+        differ = [k for k in asked if asked[k] != drawn.get(k)]
+        if differ:
+            what = ", ".join(f"{k} {drawn.get(k)!r} where data.synth asks {asked[k]!r}" for k in differ)
+            raise FacrError(root, f"was drawn with {what} ({self.source}); remove it, or point data.path elsewhere")
 
     def _synth_config(self, data: DataSpec):
         """``data.synth`` as a :class:`~facr.data.synth.SynthConfig` (a bad field: one line naming the file)."""

@@ -91,6 +91,33 @@ def test_a_cached_cell_trained_with_other_settings_is_refused(data, tmp_path, ru
     assert code == 2 and "trained with other settings (loss" in err and err.count("\n") == 1
 
 
+def test_a_benchmark_folder_drawn_otherwise_than_data_synth_is_refused(data, tmp_path, run_cli):
+    """data.synth describes the benchmark: a folder already at data.path is used only if it was drawn so."""
+    synth = {"n": 96, "seed": 0, "subjects": 8, "size": 32}
+    small = {"seeds": [0], "folds": {"kind": "loso", "max_folds": 1}, "comparisons": [], "per_class": [],
+             "arms": [{"name": "FACR", "overrides": {}}]}
+    for changed, needle in (({"renderer": 2}, "renderer 1 where data.synth asks 2"),
+                            ({"seed": 4, "size": 64},
+                             "seed 0 where data.synth asks 4, size 32 where data.synth asks 64")):
+        spec = _write(tmp_path / "tiny.yaml", data, **small)
+        doc = yaml.safe_load(spec.read_text())
+        doc["data"]["synth"] = {**synth, **changed}
+        spec.write_text(yaml.safe_dump(doc))
+        code, _, err = run_cli("experiment", "run", spec, "--no-progress")
+        assert code == 2 and needle in err and str(data) in err and err.count("\n") == 1, err
+        assert not (tmp_path / "exp-out").exists()
+    other = tmp_path / "not-synth"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    code, _, err = run_cli("experiment", "run", spec, "--no-progress", "--data", other)
+    assert code == 2 and "is not the synthetic benchmark data.synth" in err and err.count("\n") == 1
+    assert sorted(p.name for p in other.iterdir()) == ["notes.txt"] and not (tmp_path / "exp-out").exists()
+    doc["data"]["synth"] = synth  # as drawn: it runs
+    spec.write_text(yaml.safe_dump(doc))
+    code, _, err = run_cli("experiment", "run", spec, "--no-progress")
+    assert code == 0, err
+
+
 def test_an_audit_setting_change_reaudits_without_retraining(data, tmp_path, run_cli):
     spec = _write(tmp_path / "tiny.yaml", data, seeds=[0], folds={"kind": "fixed"}, arms=[{"name": "FACR"}],
                   comparisons=[], per_class=[], audit={"split": "test", "oracle": False})
