@@ -197,6 +197,7 @@ class Evaluation:
         N = len(self.labels)
         everything = np.arange(N)
         out = self._summary(sc, everything)
+        out["au_detection"] = {r.pop("au"): r for r in au_detection(self.z, self.au_targets, self.au_mask, self.aus)}
         out["chance"] = sc.sets.chance_summary()
         pred = self.predicted
         mean_delta = self.mean_delta
@@ -236,15 +237,25 @@ class Evaluation:
 
 def au_f1(z: np.ndarray, targets: np.ndarray, mask: np.ndarray, threshold: float = ACTIVE) -> float | None:
     """Macro F1 of AU detection (z > threshold) over coded AUs that occur at least once."""
-    from sklearn.metrics import f1_score
+    scores = [row["f1"] for row in au_detection(z, targets, mask, threshold=threshold) if row["n_positive"]]
+    return float(np.mean(scores)) if scores else None
 
-    scores = []
+
+def au_detection(z: np.ndarray, targets: np.ndarray, mask: np.ndarray, aus: list[str] | None = None,
+                 threshold: float = ACTIVE) -> list[dict]:
+    """Per AU, detection by z > threshold on the faces where it is coded: ``f1``, ``precision``, ``recall``
+    (None where undefined: no face called present, no face labelled present), ``n_coded``, ``n_positive``,
+    ``n_called`` (the per-AU table of BP4D / DISFA papers; :func:`au_f1` is the mean of its F1 over the AUs
+    that occur)."""
+    rows = []
     for k in range(z.shape[1]):
         m = mask[:, k] > 0
-        if m.sum() == 0 or targets[m, k].sum() == 0:
-            continue
-        scores.append(f1_score(targets[m, k], z[m, k] > threshold, zero_division=0))
-    return float(np.mean(scores)) if scores else None
+        truth, called = targets[m, k] > 0, z[m, k] > threshold
+        tp, n_pos, n_called = int((truth & called).sum()), int(truth.sum()), int(called.sum())
+        rows.append({"au": aus[k] if aus else k, "n_coded": int(m.sum()), "n_positive": n_pos, "n_called": n_called,
+                     "precision": tp / n_called if n_called else None, "recall": tp / n_pos if n_pos else None,
+                     "f1": 2 * tp / (n_pos + n_called) if n_pos + n_called else None})
+    return rows
 
 
 @torch.no_grad()

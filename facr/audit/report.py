@@ -175,6 +175,18 @@ def pixel_lines(metrics: dict) -> list[str]:
     return lines
 
 
+def _detection_section(metrics: dict) -> list[str]:
+    """Per AU, how z detects it (z > ½) where it is coded; the AU F1 above is the mean of the F1 column."""
+    rows = {a: r for a, r in (metrics.get("au_detection") or {}).items() if r.get("n_coded")}
+    if not rows:
+        return []
+    lines = ["", "## AU detection (z > ½), per AU", "", "| AU | coded | labelled present | called present | "
+             "precision | recall | F1 |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {a} | {r['n_coded']} | {r['n_positive']} | {r['n_called']} | {fmt(r['precision'])} | "
+              f"{fmt(r['recall'])} | {fmt(r['f1'])} |" for a, r in rows.items()]
+    return lines
+
+
 def _pixel_section(metrics: dict) -> list[str]:
     if not metrics.get("pixel_cf_method"):
         return []
@@ -227,6 +239,7 @@ def render_markdown(metrics: dict, plots: list[str]) -> str:
                 lines.append(f"| {key.replace('_', ' ')} | {fmt(o[key])} |")
         lines += ["", "Shortcut reliance: the share of predictions whose logit moves more under do(background hue) "
                   "than under the largest single-AU do(z_k = 0)."]
+    lines += _detection_section(metrics)
     lines += _pixel_section(metrics)
     if metrics.get("per_class"):
         keys = [k for k, _ in PER_CLASS_BARS] + ["graph_causal_agreement_label", "active_au_recall", "aus_per_frame"]

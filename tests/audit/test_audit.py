@@ -118,6 +118,13 @@ def test_audit_out_writes_a_report_with_plots(trained, run_cli, tmp_path):
     md = (out_dir / "report.md").read_text()
     m = json.loads((out_dir / "metrics.json").read_text())
     assert f"| CF invariance | {m['cf_invariance']:.3f} |" in md and "## Oracle" in md and "![effects.png]" in md
+    # per-AU detection: the report's table holds every coded AU, and the AU F1 is the mean of its F1 column
+    det = m["au_detection"]
+    assert set(det) == set(m["aus"]) and "## AU detection (z > ½), per AU" in md
+    f1s = [r["f1"] for r in det.values() if r["n_positive"]]
+    assert m["au_f1"] == pytest.approx(sum(f1s) / len(f1s))
+    a = next(a for a, r in det.items() if r["n_coded"])
+    assert f"| {a} | {det[a]['n_coded']} | {det[a]['n_positive']} | {det[a]['n_called']} |" in md
     for png in ("per_class.png", "effects.png"):
         w, h = Image.open(out_dir / png).size
         assert w > 300 and h > 300

@@ -105,6 +105,25 @@ def test_recognition_auc_is_undefined_for_a_single_class_subject():
     assert multi["accuracy"] == 1.0 and multi["macro_f1"] == 1.0 and multi["auc"] == 1.0
 
 
+def test_au_detection_per_au_counts_only_coded_faces_and_averages_into_au_f1():
+    from facr.audit.evaluate import au_detection, au_f1
+
+    z = np.array([[0.9, 0.2, 0.7], [0.8, 0.6, 0.1], [0.1, 0.4, 0.2], [0.7, 0.9, 0.3]])
+    targets = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0], [1, 1, 0]], dtype=float)
+    mask = np.array([[1, 1, 1], [1, 1, 1], [1, 0, 1], [1, 1, 1]], dtype=float)  # face 2's AU2 is not coded
+    rows = au_detection(z, targets, mask, ["AU1", "AU2", "AU4"])
+    a1, a2, a4 = rows
+    # AU1: called on faces 0, 1, 3; present on 0, 2, 3 -> tp 2, precision 2/3, recall 2/3
+    assert (a1["n_coded"], a1["n_positive"], a1["n_called"]) == (4, 3, 3)
+    assert a1["precision"] == pytest.approx(2 / 3) and a1["recall"] == pytest.approx(2 / 3)
+    assert a1["f1"] == pytest.approx(2 / 3)
+    # AU2: coded on 3 faces, present on 1 and 3, called on 1 and 3 -> perfect
+    assert (a2["n_coded"], a2["n_positive"], a2["precision"], a2["recall"], a2["f1"]) == (3, 2, 1.0, 1.0, 1.0)
+    # AU4: never present, called once: no recall, F1 0, and left out of the macro AU F1
+    assert a4["recall"] is None and a4["precision"] == 0.0 and a4["f1"] == 0.0
+    assert au_f1(z, targets, mask) == pytest.approx((2 / 3 + 1.0) / 2)
+
+
 def test_sensitivity_over_the_parents_z_sees_leaves_out_absent_parents():
     """A linear head on a z that reads exactly the AUs drawn: do(z_k = 0) on an absent parent (z_k = 0) moves
     nothing, so the paper's cf_sensitivity (every parent) is 3/4 where cf_sensitivity_seen (z_k > ½) is 1, and
