@@ -9,7 +9,17 @@ from typing import Mapping
 import numpy as np
 
 from facr import au as au_vocab
-from facr.data.synth.scm import _IDX, _K, MASK_STRIDE, RENDERER, RENDERERS, STYLES, SYNTH_AUS, Identity, Nuisance
+from facr.data.synth.scm import (
+    _IDX,
+    _K,
+    MASK_STRIDE,
+    RENDERER,
+    STYLES,
+    SYNTH_AUS,
+    Identity,
+    Nuisance,
+    check_renderer,
+)
 
 
 # ================================================================ styles and colours
@@ -95,6 +105,9 @@ class _Mouth:
     jaw: float                        # how far the jaw carries the parted lower lip down (AU26)
     ul: float                         # upper lip thickness
     ll: float                         # lower lip thickness
+    r10: float                        # how far AU10 raises the upper lip
+    d16: float                        # how far AU16 pulls the lower lip down
+    c17: float                        # how far AU17 pushes the lower lip up
 
 
 def _mouth(g: _Geom, a: Mapping[int, float], unilateral: bool) -> _Mouth:
@@ -115,7 +128,8 @@ def _mouth(g: _Geom, a: Mapping[int, float], unilateral: bool) -> _Mouth:
         cv[s] = my - 0.12 * a12 + 0.11 * a[15] + 0.02 * a[20] - 0.01 * a14 + (0.3 * drop if parted else 0.0)
     thin = max(0.25, 1.0 - 0.55 * a[23] - 0.45 * a[24] - 0.30 * a[20])
     return _Mouth(cw=cw, cv=cv, my=my, gap=0.075 * a[25] + (0.35 * drop if parted else 0.0),
-                  jaw=drop if parted else 0.0, ul=idn.lip_up * thin, ll=idn.lip_lo * thin * (1 + 0.25 * a[17]))
+                  jaw=drop if parted else 0.0, ul=idn.lip_up * thin, ll=idn.lip_lo * thin * (1 + 0.25 * a[17]),
+                  r10=0.09 * a[10], d16=0.07 * a[16], c17=0.035 * a[17])
 
 
 def _levels(I: np.ndarray) -> dict[int, float]:
@@ -128,8 +142,7 @@ def _levels(I: np.ndarray) -> dict[int, float]:
 def _check_size_style(size: int, style: str, renderer: int = RENDERER) -> None:
     if style not in STYLES:
         raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
-    if isinstance(renderer, bool) or renderer not in RENDERERS:
-        raise ValueError(f"renderer must be one of {', '.join(map(str, RENDERERS))}, got {renderer!r}")
+    check_renderer(renderer)
     if not isinstance(size, (int, np.integer)) or size < 32 or size % MASK_STRIDE:
         raise ValueError(f"size must be an integer >= 32 and a multiple of {MASK_STRIDE}, got {size!r}")
 

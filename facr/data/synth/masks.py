@@ -18,9 +18,8 @@ def _mouth_box(g: _Geom, a: Mapping[int, float], unilateral: bool) -> tuple[floa
     :func:`_draw_face`)."""
     m = _mouth(g, a, unilateral)
     cvs = list(m.cv.values())
-    r10, d16, c17 = 0.09 * a[10], 0.07 * a[16], 0.035 * a[17]
-    top = min(m.my, *cvs) - 0.35 * m.gap - 1.4 * r10 - m.ul - 0.04
-    lower_lip = m.my + 0.65 * m.gap + m.jaw + 1.4 * d16 - c17 + m.ll  # at the centre, where it is lowest
+    top = min(m.my, *cvs) - 0.35 * m.gap - 1.4 * m.r10 - m.ul - 0.04
+    lower_lip = m.my + 0.65 * m.gap + m.jaw + 1.4 * m.d16 - m.c17 + m.ll  # at the centre, where it is lowest
     # renderer 2's AU14 shadows reach 0.095 beyond a corner and 0.08 below it
     side, below = (0.1, 0.09) if g.renderer >= 2 else (0.075, 0.04)
     bottom = max(max(cvs) + m.ll + below, lower_lip + 0.085)

@@ -277,7 +277,7 @@ def _draw_mouth(cv: _Canvas, g: _Geom, p: _Pen) -> None:
     neg = _S21 < 0
     x = _S21 * np.where(neg, cw[-1], cw[1])
     vm = my + (np.where(neg, cvv[-1], cvv[1]) - my) * _ABS21
-    r10, d16, c17 = 0.09 * a[10], 0.07 * a[16], 0.035 * a[17]
+    r10, d16, c17 = m.r10, m.d16, m.c17
     b = _B21
     yub = vm - 0.35 * gap * b**0.8 - r10 * b**1.5
     ylt = vm + 0.65 * gap * b**0.8 + m.jaw * b**0.6 + d16 * b**1.5 - c17 * b

@@ -58,6 +58,12 @@ MAX_SIZE = 1024
 MAX_N = 1_000_000
 
 
+def check_renderer(renderer) -> None:
+    """``ValueError`` unless ``renderer`` is one of :data:`RENDERERS`."""
+    if isinstance(renderer, bool) or renderer not in RENDERERS:
+        raise ValueError(f"renderer must be one of {', '.join(map(str, RENDERERS))}, got {renderer!r}")
+
+
 # ============================================================== identity and nuisance
 @dataclass(frozen=True)
 class Identity:
@@ -189,8 +195,7 @@ class SynthConfig:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.style not in STYLES:
             raise ValueError(f"style must be one of {', '.join(STYLES)}, got {self.style!r}")
-        if isinstance(self.renderer, bool) or self.renderer not in RENDERERS:
-            raise ValueError(f"renderer must be one of {', '.join(map(str, RENDERERS))}, got {self.renderer!r}")
+        check_renderer(self.renderer)
         if not 32 <= self.size <= MAX_SIZE or self.size % MASK_STRIDE:
             raise ValueError(f"size must be a multiple of {MASK_STRIDE} in [32, {MAX_SIZE}], got {self.size}")
         if self.subjects < 3:
