@@ -35,7 +35,7 @@ from facr.models.encoder import MAX_IMAGE_SIZE, EncoderConfig
 from facr.models.heads import HEADS
 from facr.models.reasoner import MAX_HEAD_HIDDEN, Reasoner, ReasonerConfig, save_reasoner
 from facr.outputs import output_dir, run_dir
-from facr.utils import write_json
+from facr.utils import fresh_accelerator_state, write_json
 
 GRAPH_NAMES = ("truth", "induced", "induced-ovr", "permuted")  # `graph:` names beside a file or a built-in
 
@@ -384,19 +384,6 @@ def _round(metrics: dict) -> dict:
     return json.loads(json.dumps(metrics, default=float), parse_float=lambda s: round(float(s), 6))
 
 
-def _fresh_accelerator_state() -> None:
-    """Let one process train several runs with different settings (tests, sweeps, notebooks).
-
-    accelerate keeps its mixed-precision settings in a process-wide singleton that refuses a second
-    ``Accelerator`` with other settings; this forgets them. The process group (``PartialState``)
-    is kept, so a distributed launch is unaffected.
-    """
-    from accelerate.state import AcceleratorState
-
-    if getattr(AcceleratorState, "_shared_state", None) and hasattr(AcceleratorState, "_reset_state"):
-        AcceleratorState._reset_state(reset_partial_state=False)
-
-
 def training_inputs(cfg: TrainConfig) -> list[str | None]:
     """What a run reads from disk (the data, a graph file, local encoder weights): never its output."""
     return [cfg.data.path, cfg.graph, cfg.graph_base, cfg.encoder.pretrained]
@@ -412,7 +399,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, overwri
     out = Path(cfg.out)
     if resume and not (out / "state" / "position.json").exists():
         raise FacrError(out, "nothing to resume: no state/ in this run folder")
-    _fresh_accelerator_state()
+    fresh_accelerator_state()
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
         mixed_precision=cfg.mixed_precision,

@@ -185,3 +185,16 @@ def box_overlap(a, b) -> tuple[float, float]:
     inter = iw * ih
     area_a, area_b = (a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1])
     return inter / max(area_a + area_b - inter, 1e-9), inter / max(min(area_a, area_b), 1e-9)
+
+
+def fresh_accelerator_state() -> None:
+    """Let one process train several runs with different settings (tests, sweeps, notebooks).
+
+    accelerate keeps its mixed-precision settings in a process-wide singleton that refuses a second
+    ``Accelerator`` with other settings; this forgets them. The process group (``PartialState``)
+    is kept, so a distributed launch is unaffected.
+    """
+    from accelerate.state import AcceleratorState
+
+    if getattr(AcceleratorState, "_shared_state", None) and hasattr(AcceleratorState, "_reset_state"):
+        AcceleratorState._reset_state(reset_partial_state=False)

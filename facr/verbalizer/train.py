@@ -140,9 +140,9 @@ def train_verbalizer(cfg: VerbalizerTrainConfig, progress: bool = True, overwrit
     from accelerate import Accelerator
 
     from facr.outputs import run_dir
-    from facr.train import _fresh_accelerator_state
+    from facr.utils import fresh_accelerator_state
 
-    _fresh_accelerator_state()
+    fresh_accelerator_state()
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision)
     with contextlib.ExitStack() as claim:
         if accelerator.is_main_process:  # the one writer of the run folder
