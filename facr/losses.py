@@ -13,6 +13,11 @@ Two optional terms come from the neighbouring methods (both off unless asked for
 ``L_map`` is AGCM's concept map loss (``head: agcm``, :func:`facr.models.agcm.map_loss`), and
 ``L_OT`` the circumplex optimal-transport cost (``loss.circumplex_ot`` > 0,
 :func:`facr.circumplex.ot_loss`; ``loss.ot_cost: uniform`` is its control).
+
+Where the data code AU intensities (FACS A–E as 1–5), ``loss.au_intensity`` > 0 adds λint·L_int
+(:func:`au_intensity_loss`): z_k's logit also orders the intensity, with fixed cut points at
+0, g, 2g, … so that z_k = σ(logit) stays the presence probability and a stronger AU sits further
+above ½.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ import torch.nn.functional as F
 
 from facr.au import ACTIVE
 from facr.causal import Effects, PairMasks, pair_masks
+
+MAX_INTENSITY = 5  # FACS intensities A–E, coded 1–5
+MAX_INTENSITY_GAP = 10.0  # a bound against typos: at 10, intensity E's cut point is logit 40, where σ is 1 in float32
 
 
 @dataclass
@@ -47,13 +55,19 @@ class LossWeights:
     # (and facr.grounding's pairs) alone — a concept bottleneck's sequential training. Trained jointly, the
     # CE pulls whatever predicts the class into z: an AU's co-occurring AUs, a background hue.
     detach_z: bool = False
+    # weight of the AU intensity terms (au_intensity_loss; 0 = off) and the logit gap between their cut points
+    au_intensity: float = 0.0
+    au_intensity_gap: float = 2.0
 
     def __post_init__(self):
         if self.ot_cost not in ("circumplex", "uniform"):
             raise ValueError(f"ot_cost must be 'circumplex' or 'uniform', got {self.ot_cost!r}")
-        for name in ("lambda_a", "lambda_s", "lambda_i", "gamma", "lambda_m", "circumplex_ot", "au_balance"):
+        for name in ("lambda_a", "lambda_s", "lambda_i", "gamma", "lambda_m", "circumplex_ot", "au_balance",
+                     "au_intensity"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 < self.au_intensity_gap <= MAX_INTENSITY_GAP:
+            raise ValueError(f"au_intensity_gap must be in (0, {MAX_INTENSITY_GAP:g}], got {self.au_intensity_gap}")
         if self.scope not in ("all", "active"):
             raise ValueError(f"scope must be 'all' or 'active', got {self.scope!r}")
         if not 0.0 < self.active_threshold < 1.0:
@@ -95,9 +109,10 @@ class LossOutput:
     inv: torch.Tensor
     maps: torch.Tensor | None = None
     ot: torch.Tensor | None = None
+    intensity: torch.Tensor | None = None
 
     def as_floats(self) -> dict[str, float]:
-        keys = ("total", "ce", "au_bce", "sens", "inv", "maps", "ot")
+        keys = ("total", "ce", "au_bce", "sens", "inv", "maps", "ot", "intensity")
         return {k: float(getattr(self, k).detach()) for k in keys if getattr(self, k) is not None}
 
 
@@ -109,6 +124,41 @@ def au_bce(z_logits: torch.Tensor, au_targets: torch.Tensor, au_mask: torch.Tens
     per = F.binary_cross_entropy_with_logits(z_logits, au_targets.to(z_logits.dtype), reduction="none",
                                              pos_weight=pos_weight)
     return (per * mask).sum() / mask.sum().clamp(min=1)
+
+
+def au_intensity_loss(z_logits: torch.Tensor, au_intensity: torch.Tensor, gap: float) -> torch.Tensor:
+    """L_int: the AU intensities as ordinal targets of z's own logits, with fixed cut points.
+
+    For each coded level I (``au_intensity`` [B, K], NaN where not coded: the intensity counted so
+    that level 1 is the weakest one the data call present, :class:`facr.data.torch_data.FaceTorchDataset`)
+    and j = 2…5, BCE(σ(logit − (j−1)·gap), I ≥ j), summed over j and averaged over the coded
+    entries. The cut point of presence (j = 1) is the AU BCE's own, at 0, so z_k = σ(logit) keeps
+    its meaning; these terms only ask a stronger AU to sit further above it (a cumulative-link model
+    with fixed cut points: no parameter is added)."""
+    coded = ~torch.isnan(au_intensity)
+    if not bool(coded.any()):
+        return z_logits.new_zeros(())
+    logits, target = z_logits[coded], au_intensity[coded].to(z_logits.dtype)
+    cuts = gap * torch.arange(1, MAX_INTENSITY, dtype=logits.dtype, device=logits.device)  # j - 1 = 1…4
+    steps = torch.arange(2, MAX_INTENSITY + 1, dtype=logits.dtype, device=logits.device)
+    per = F.binary_cross_entropy_with_logits(logits[:, None] - cuts, (target[:, None] >= steps).to(logits.dtype),
+                                             reduction="none")
+    return per.sum(dim=1).mean()
+
+
+def intensity_problem(au_intensity, weight: float) -> str | None:
+    """Why ``loss.au_intensity`` = ``weight`` cannot train on these levels (float ``[N, K]``, NaN =
+    not coded: ``FaceTorchDataset.au_intensity``), or None: none is coded, or one is above level 5."""
+    if weight == 0:
+        return None
+    level = torch.as_tensor(au_intensity, dtype=torch.float64)
+    coded = level[~torch.isnan(level)]
+    if coded.numel() == 0:
+        return "loss.au_intensity needs AU intensities (0-5), and no training record codes one"
+    if float(coded.max()) > MAX_INTENSITY:
+        return (f"loss.au_intensity orders FACS intensities A-E (levels 1-{MAX_INTENSITY}), but the training "
+                f"records code levels up to {float(coded.max()):g}")
+    return None
 
 
 def au_pos_weight(au_targets, au_mask, balance: float) -> torch.Tensor | None:
@@ -127,14 +177,16 @@ def facr_loss(effects: Effects, z: torch.Tensor, z_logits: torch.Tensor, target:
               weights: LossWeights, class_weight: torch.Tensor | None = None, *,
               attention: torch.Tensor | None = None, roi: torch.Tensor | None = None,
               roi_mask: torch.Tensor | None = None, ot_cost: torch.Tensor | None = None,
-              au_pos_weight: torch.Tensor | None = None, class_rows: torch.Tensor | None = None) -> LossOutput:
+              au_pos_weight: torch.Tensor | None = None, class_rows: torch.Tensor | None = None,
+              au_intensity: torch.Tensor | None = None) -> LossOutput:
     """The full objective for one batch. ``signs`` is the graph's [K, C] sign matrix s.
 
     ``attention`` (AGCM's â, [B, K, h, w]) with ``roi`` ([B, K, H, W]) and ``roi_mask`` ([B, K])
     adds λm·L_map; ``ot_cost`` ([C, C], :func:`facr.circumplex.cost_matrix`) adds λot·L_OT;
     ``au_pos_weight`` ([K], :func:`au_pos_weight`) weighs the AU BCE's positives. ``class_rows``
     (bool [B]; None: all) are the rows the class terms (CE, L_sens, L_inv, L_OT) score; the AU terms
-    score every row (faces redrawn to train z only: ``grounding.decorrelate``).
+    score every row (faces redrawn to train z only: ``grounding.decorrelate``). ``au_intensity``
+    ([B, K], NaN = not coded) adds λint·L_int when ``weights.au_intensity`` > 0.
     Computed in float32 whatever the autocast dtype (bf16/fp16 logits are upcast first)."""
     if effects.logits.dtype != torch.float32:
         effects = Effects(effects.logits.float(), effects.cf_logits.float(), effects.value)
@@ -168,4 +220,8 @@ def facr_loss(effects: Effects, z: torch.Tensor, z_logits: torch.Tensor, target:
 
         ot = ot_loss(c_effects.logits, c_target, ot_cost)
         total = total + weights.circumplex_ot * ot
-    return LossOutput(total, ce, bce, sens, inv, maps, ot)
+    intensity = None
+    if au_intensity is not None and weights.au_intensity > 0:
+        intensity = au_intensity_loss(z_logits, au_intensity.to(z_logits.device), weights.au_intensity_gap)
+        total = total + weights.au_intensity * intensity
+    return LossOutput(total, ce, bce, sens, inv, maps, ot, intensity)

@@ -30,7 +30,7 @@ from facr.data.torch_data import FaceTorchDataset, Task, inverse_frequency_weigh
 from facr.errors import FacrError
 from facr.graph import AUGraph, permute, resolve_graph
 from facr.grounding import GroundingConfig, build_grounding, grounding_loss
-from facr.losses import LossWeights, au_pos_weight, facr_loss
+from facr.losses import LossWeights, au_pos_weight, facr_loss, intensity_problem
 from facr.models.encoder import MAX_IMAGE_SIZE, EncoderConfig
 from facr.models.heads import HEADS
 from facr.models.reasoner import MAX_HEAD_HIDDEN, Reasoner, ReasonerConfig, save_reasoner
@@ -487,6 +487,8 @@ def _build(cfg: TrainConfig, accelerator) -> _Run:
                                 rois=((cfg.head == "agcm" or cfg.au_readout == "attention")
                                       and cfg.loss.lambda_m > 0)
                                 or cfg.grounding.occlusion_pairs > 0)
+    if (problem := intensity_problem(train_ds.au_intensity, cfg.loss.au_intensity)) is not None:
+        raise FacrError(cfg.data.path, problem)
     val_ds = FaceTorchDataset(splits.val, aus, task, cfg.data.image_size) if splits.val else None
     test_ds = FaceTorchDataset(splits.test, aus, task, cfg.data.image_size) if splits.test else None
     unscored = {"val": unscored_emotions(splits.val, task), "test": unscored_emotions(splits.test, task)}
@@ -612,7 +614,8 @@ def _step(cfg: TrainConfig, run: _Run, loop: _Loop, accelerator, batch: dict, ep
     losses = facr_loss(effects, outputs.z, outputs.z_logits, batch["labels"], batch["au_targets"],
                        batch["au_mask"], loop.signs, weights, loop.class_weight, attention=outputs.attention,
                        roi=batch.get("roi"), roi_mask=batch.get("roi_mask"), ot_cost=loop.ot_cost,
-                       au_pos_weight=loop.au_pos, class_rows=batch.get("class_rows"))
+                       au_pos_weight=loop.au_pos, class_rows=batch.get("class_rows"),
+                       au_intensity=batch.get("au_intensity"))
     accelerator.backward(losses.total if grounded is None else losses.total + grounded.total)
     if cfg.lr_schedule == "cosine":  # from the step count alone, so a resumed run follows the same curve
         done = min(loop.position["global_step"] / loop.total_steps, 1.0)

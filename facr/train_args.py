@@ -33,6 +33,8 @@ OVERRIDES = {
     "--circumplex-ot": ("loss.circumplex_ot", "weight of the circumplex optimal-transport term (0 = off)"),
     "--ot-cost": ("loss.ot_cost", "ground cost of that term: circumplex, or uniform (the control)"),
     "--au-balance": ("loss.au_balance", "AU BCE positive weight (neg/pos)^x per AU (0 = plain BCE)"),
+    "--au-intensity": ("loss.au_intensity", "weight of the AU intensity terms on z's logits (data with 0-5 "
+                       "intensities; 0 = off)"),
     "--detach-z": ("loss.detach_z", "the class terms train the head only; z learns from the AU labels alone"),
     "--au-pair-share": ("grounding.au_pair_share", "each other active AU of an AU pair's face removed too "
                         "with this probability"),

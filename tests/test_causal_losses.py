@@ -2,7 +2,15 @@ import pytest
 import torch
 
 from facr.causal import do, intervene_all, intervention_effects, intervention_effects_loop, pair_masks
-from facr.losses import LossWeights, au_bce, facr_loss, invariance_term, sensitivity_term
+from facr.losses import (
+    LossWeights,
+    au_bce,
+    au_intensity_loss,
+    facr_loss,
+    intensity_problem,
+    invariance_term,
+    sensitivity_term,
+)
 
 
 class CountingLinear(torch.nn.Module):
@@ -127,3 +135,61 @@ def test_loss_weights_name_the_bad_field():
         LossWeights(lambda_i=-1)
     with pytest.raises(ValueError, match="scope"):
         LossWeights(scope="some")
+    with pytest.raises(ValueError, match="au_intensity must be >= 0"):
+        LossWeights(au_intensity=-0.5)
+    with pytest.raises(ValueError, match=r"au_intensity_gap must be in \(0, 10\], got 0"):
+        LossWeights(au_intensity_gap=0)
+
+
+def test_au_intensity_terms_against_hand_computed_values():
+    softplus = torch.nn.functional.softplus
+    gap = 2.0
+    logits = torch.tensor([[3.0, 1.0, -1.0]])
+    level = torch.tensor([[2.0, 0.0, float("nan")]])  # AU a at intensity B, AU b absent, AU c not coded
+    # cut points of intensities 2..5 at logits 2, 4, 6, 8; BCE = softplus(-x) for a target 1, softplus(x) for 0
+    a = softplus(torch.tensor(-(3.0 - 2))) + sum(softplus(torch.tensor(3.0 - c)) for c in (4, 6, 8))
+    b = sum(softplus(torch.tensor(1.0 - c)) for c in (2, 4, 6, 8))
+    assert au_intensity_loss(logits, level, gap).item() == pytest.approx(((a + b) / 2).item())
+    assert au_intensity_loss(logits, torch.full((1, 3), float("nan")), gap).item() == 0.0
+
+
+def test_au_intensity_terms_order_the_logit_by_intensity_and_leave_uncoded_aus_alone():
+    logits = torch.tensor([[1.0, 5.0, 3.0]], requires_grad=True)
+    level = torch.tensor([[5.0, 1.0, float("nan")]])  # a strong AU held low, a trace AU held high, one uncoded
+    au_intensity_loss(logits, level, 2.0).backward()
+    grad = logits.grad[0]
+    assert grad[0] < 0 and grad[1] > 0  # descent raises the strong AU's logit and lowers the trace AU's
+    assert grad[2] == 0
+    # the loss is lowest where each logit sits between its intensity's cut points
+    ordered = au_intensity_loss(torch.tensor([[9.0, 1.0]]), torch.tensor([[5.0, 1.0]]), 2.0)
+    swapped = au_intensity_loss(torch.tensor([[1.0, 9.0]]), torch.tensor([[5.0, 1.0]]), 2.0)
+    assert ordered.item() < 0.5 and swapped.item() > 10
+
+
+def test_full_objective_adds_the_intensity_terms_only_when_weighted():
+    head = CountingLinear(torch.tensor([[2.0, -1.0, 0.0, 0.5], [0.0, 0.0, 1.0, 0.0]]), [0.0, 0.0])
+    z_logits = torch.tensor([[1.0, -1.0, 0.5, 0.0], [-2.0, 1.0, 2.0, 0.0]])
+    z = torch.sigmoid(z_logits)
+    y = torch.tensor([0, 1])
+    a = torch.tensor([[1, 0, 1, 0], [0, 1, 1, 0]])
+    level = torch.tensor([[3.0, 0.0, 1.0, 0.0], [0.0, 4.0, 2.0, float("nan")]])
+    effects = intervention_effects(head, z)
+    plain = facr_loss(effects, z, z_logits, y, a, torch.ones(2, 4), SIGNS, LossWeights())
+    unweighted = facr_loss(effects, z, z_logits, y, a, torch.ones(2, 4), SIGNS, LossWeights(), au_intensity=level)
+    assert unweighted.total.item() == plain.total.item() and unweighted.intensity is None
+    w = LossWeights(au_intensity=0.5, au_intensity_gap=1.5)
+    out = facr_loss(effects, z, z_logits, y, a, torch.ones(2, 4), SIGNS, w, au_intensity=level)
+    term = au_intensity_loss(z_logits, level, 1.5)
+    assert out.intensity.item() == pytest.approx(term.item()) and term.item() > 0
+    assert out.total.item() == pytest.approx((plain.total + 0.5 * term).item())
+    assert out.as_floats()["intensity"] == pytest.approx(term.item())
+
+
+def test_intensity_problem_names_what_the_data_lack():
+    nan = float("nan")
+    assert intensity_problem([[nan, 2.0]], 0.0) is None and intensity_problem([[nan, nan]], 0.0) is None
+    assert intensity_problem([[0.0, 5.0], [nan, 1.0]], 1.0) is None
+    assert intensity_problem([[nan, nan]], 1.0) == ("loss.au_intensity needs AU intensities (0-5), and no "
+                                                    "training record codes one")
+    assert intensity_problem([[0.0, 0.7], [nan, 12.0]], 1.0) == (
+        "loss.au_intensity orders FACS intensities A-E (levels 1-5), but the training records code levels up to 12")

@@ -234,6 +234,8 @@ def test_au_balance_weighs_each_aus_positives_by_its_rarity():
     ("batch_size: 8\ngrounding:\n  au_pairs: 6\n  nuisance_pairs: 6\n",
      "grounding: 12 pair images per batch is more than batch_size (8)"),
     ("loss:\n  au_balance: -1\n", "loss.au_balance must be >= 0, got -1.0"),
+    ("loss:\n  au_intensity: -1\n", "loss.au_intensity must be >= 0, got -1.0"),
+    ("loss:\n  au_intensity_gap: 0\n", "loss.au_intensity_gap must be in (0, 10], got 0.0"),
     ("lr_schedule: linear\n", "lr_schedule must be 'constant' or 'cosine', got 'linear'"),
 ])
 def test_bad_grounding_config_is_one_line(data, tmp_path, run_cli, body, message):

@@ -134,6 +134,70 @@ def test_cli_train_reasoner_json_and_errors(tiny_data, tmp_path, run_cli):
     assert code == 2 and "nothing to resume" in err
 
 
+def test_dataset_serves_intensity_levels_from_the_weakest_present_one_and_nan_where_none_is_coded():
+    from facr.data.records import FaceRecord
+    from facr.data.torch_data import FaceTorchDataset, Task
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    records = [FaceRecord(image, "a", "s", emotion="happiness", au_presence={"AU6": 1, "AU12": 0, "AU4": 1},
+                          au_intensity={"AU6": 3.0, "AU12": 0.0}),  # AU4 coded present, its intensity not
+               # AU6 coded absent without an intensity: no intensity is read into it; AU12, AU4 not coded
+               FaceRecord(image, "b", "s", emotion="neutral", au_presence={"AU6": 0}),
+               FaceRecord(image, "c", "s", emotion="happiness", au_presence={"AU6": 1, "AU12": 1},
+                          au_intensity={"AU6": 1.0, "AU12": 1.0}),
+               FaceRecord(image, "d", "s", emotion="happiness", au_presence={"AU12": 1}, au_intensity={"AU12": 1.0})]
+    ds = FaceTorchDataset(records, ["AU4", "AU6", "AU12"], Task("emotion", ["neutral", "happiness"]), 8)
+    nan = float("nan")
+    # AU12 is coded present at one intensity only: binary, nothing to order, so no level is served for it
+    assert ds.graded.tolist() == [False, True, False]
+    torch.testing.assert_close(ds.__getitems__([0, 1, 2, 3])["au_intensity"],
+                               torch.tensor([[nan, 3.0, nan], [nan, nan, nan], [nan, 1.0, nan], [nan, nan, nan]]),
+                               equal_nan=True)
+    # DISFA counts an AU present from intensity 2 (B): its levels start there, so that level 1 is the
+    # weakest present one and a trace (A) coded absent is level 0, as the presence BCE has it
+    disfa = [FaceRecord(image, str(i), "s", emotion="neutral", au_presence={"AU12": int(v >= 2)},
+                        au_intensity={"AU12": v}) for i, v in enumerate([0.0, 1.0, 2.0, 4.0, 5.0])]
+    ds = FaceTorchDataset(disfa, ["AU12"], Task("emotion", ["neutral"]), 8)
+    assert ds.intensity_floor.tolist() == [2.0]
+    assert ds.au_intensity[:, 0].tolist() == [0.0, 0.0, 1.0, 3.0, 4.0]
+
+
+def test_au_intensity_reaches_the_loss_from_the_flag_and_data_without_intensities_are_refused(
+        tiny_data, tmp_path, run_cli, monkeypatch):
+    import facr.train as training
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        out = facr_loss(*args, **kwargs)
+        seen.append((kwargs.get("au_intensity"), out.intensity))
+        return out
+
+    facr_loss = training.facr_loss
+    monkeypatch.setattr(training, "facr_loss", spy)
+    out = tmp_path / "int"
+    code, _, err = run_cli("train", "reasoner", "--data", tiny_data, "--out", out, "--arch", "resnet-tiny",
+                           "--max-steps", 2, "--batch-size", 16, "--graph", "truth", "--au-intensity", 0.5,
+                           "--no-progress", "--json")
+    assert code == 0, err
+    assert json.loads((out / "config.json").read_text())["loss"]["au_intensity"] == 0.5
+    assert len(seen) == 2
+    for level, term in seen:
+        coded = level[~torch.isnan(level)]
+        # the benchmark codes every AU's intensity; AU43 (eyes closed, the last AU) only ever at 1: binary
+        assert level.shape == (16, 19) and torch.isnan(level).all(0).tolist() == [False] * 18 + [True]
+        assert coded.numel() == 16 * 18
+        assert set(coded.unique().tolist()) <= {0.0, 1.0, 2.0, 3.0, 4.0, 5.0} and coded.max() > 1
+        assert term is not None and term.item() > 0
+    # AffectNet codes no AU at all: nothing for the terms to read, refused before a run folder is made
+    code, _, err = run_cli("train", "reasoner", "--data", AFFECTNET, "--graph", "emfacs", "--arch", "resnet-tiny",
+                           "--out", tmp_path / "none", "--au-intensity", 1)
+    assert code == 2
+    assert err.strip().splitlines() == [f"facr: {AFFECTNET}: loss.au_intensity needs AU intensities (0-5), and "
+                                        "no training record codes one"]
+    assert not (tmp_path / "none").exists()
+
+
 @pytest.mark.slow
 def test_two_process_accelerate_launch_on_cpu(tiny_data, tmp_path):
     """`accelerate launch` with the repo's 2-process CPU config really runs two ranks (gloo)."""

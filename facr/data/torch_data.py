@@ -12,6 +12,7 @@ however the loop is interrupted and resumed and however many DataLoader workers 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -112,7 +113,8 @@ class FaceTorchDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.labels = np.array([task.label(r) for r in self.records], dtype=np.int64)
-        self.au_targets, self.au_mask = self._au_labels(self.records)
+        self.intensity_floor, self.graded = self._intensity_scale(self.records)
+        self.au_targets, self.au_mask, self.au_intensity = self._au_labels(self.records)
         self.roi = self.roi_mask = None
         if rois:
             self.roi, self.roi_mask = self._regions(self.records)
@@ -136,16 +138,37 @@ class FaceTorchDataset(Dataset):
             raise ValueError(f"share must be in [0, 1], got {share}")
         self.face, self.background = face, float(share)
 
-    def _au_labels(self, records: Sequence[FaceRecord]) -> tuple[np.ndarray, np.ndarray]:
-        """(targets, coded mask) float32 ``[n, K]`` of ``records``' AU presence."""
+    def _intensity_scale(self, records: Sequence[FaceRecord]) -> tuple[np.ndarray, np.ndarray]:
+        """Per AU, the weakest intensity ``records`` code as present (1 where none is: 1 on most
+        datasets, 2 on DISFA, which counts an AU present from intensity B), and whether they code it
+        present at more than one intensity (False for a binary AU such as AU43, eyes closed, coded 0/1:
+        it has no intensity to order)."""
+        seen: list[set[float]] = [set() for _ in self.aus]
+        for r in records:
+            for k, a in enumerate(self.aus):
+                level = r.au_intensity.get(a)
+                if r.au_presence.get(a) == 1 and level is not None and level > 0:
+                    seen[k].add(float(level))
+        floor = np.array([min(s) if s else 1.0 for s in seen], dtype=np.float32)
+        return floor, np.array([len(s) > 1 for s in seen])
+
+    def _au_labels(self, records: Sequence[FaceRecord]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(targets, coded mask, levels) float32 ``[n, K]`` of ``records``' AUs: presence, whether it
+        is coded, and where both presence and intensity are coded and the AU is ``graded``, the
+        intensity counted from the weakest one coded present (``intensity_floor``: level 1 is the
+        weakest present, 0 absent), else NaN."""
         targets = np.zeros((len(records), len(self.aus)), dtype=np.float32)
         mask = np.zeros_like(targets)
+        levels = np.full_like(targets, np.nan)
         for i, r in enumerate(records):
             for k, a in enumerate(self.aus):
                 v = r.au_presence.get(a)
                 if v is not None:
                     targets[i, k], mask[i, k] = v, 1.0
-        return targets, mask
+                    level = r.au_intensity.get(a)
+                    if level is not None and not math.isnan(level) and self.graded[k]:
+                        levels[i, k] = max(level - self.intensity_floor[k] + 1, 0.0) if v else 0.0
+        return targets, mask, levels
 
     def _regions(self, records: Sequence[FaceRecord]) -> tuple[np.ndarray, np.ndarray]:
         """(regions bool ``[n, K, S/4, S/4]``, defined float32 ``[n, K]``) of ``records``."""
@@ -170,7 +193,7 @@ class FaceTorchDataset(Dataset):
             raise ValueError("redraw: the dataset randomises backgrounds: give the new rows' face masks too")
         for i, r in zip(rows.tolist(), records):
             self.records[i] = r
-        self.au_targets[rows], self.au_mask[rows] = self._au_labels(records)
+        self.au_targets[rows], self.au_mask[rows], self.au_intensity[rows] = self._au_labels(records)
         if self.roi is not None:
             self.roi[rows], self.roi_mask[rows] = self._regions(records)
         if self.face is not None:
@@ -282,6 +305,7 @@ class FaceTorchDataset(Dataset):
             "labels": torch.from_numpy(self.labels[idx]),
             "au_targets": torch.from_numpy(self.au_targets[idx]),
             "au_mask": torch.from_numpy(self.au_mask[idx]),
+            "au_intensity": torch.from_numpy(self.au_intensity[idx]),
             "index": t,
         }
         if self.roi is not None:
