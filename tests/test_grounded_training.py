@@ -254,6 +254,7 @@ def test_grounded_recipe_trains_one_epoch_from_the_cli(data, tmp_path, run_cli):
     assert cfg.grounding.background == 1.0 and cfg.loss.detach_z and cfg.lr_schedule == "cosine"
     assert cfg.au_readout == "attention" and cfg.loss.lambda_m > 0  # z_k reads its own supervised map
     assert cfg.grounding.pairs == 0  # measured: the pairs did not earn their cost (README)
+    assert cfg.loss.au_intensity == 1.0  # the benchmark codes intensities: z's logits order them
     out = tmp_path / "run"
     code, stdout, err = run_cli("train", "reasoner", "--config", recipe, "--data", data, "--out", out,
                                 "--arch", "resnet-tiny", "--epochs", 1, "--batch-size", 32, "--seed", 3,
