@@ -109,14 +109,17 @@ def test_au_bce_ignores_uncoded_aus():
     assert au_bce(logits, targets, mask).item() == pytest.approx(expected.item())
 
 
-def test_full_objective_adds_weighted_terms_and_faith_off_drops_them():
+def _toy_batch():
+    """A linear head on 4 AUs and 2 classes, and a batch of two: (effects, z, z logits, labels, AU targets)."""
     head = CountingLinear(torch.tensor([[2.0, -1.0, 0.0, 0.5], [0.0, 0.0, 1.0, 0.0]]), [0.0, 0.0])
     z_logits = torch.tensor([[1.0, -1.0, 0.5, 0.0], [-2.0, 1.0, 2.0, 0.0]])
     z = torch.sigmoid(z_logits)
-    y = torch.tensor([0, 1])
-    a = torch.tensor([[1, 0, 1, 0], [0, 1, 1, 0]])
+    return intervention_effects(head, z), z, z_logits, torch.tensor([0, 1]), torch.tensor([[1, 0, 1, 0], [0, 1, 1, 0]])
+
+
+def test_full_objective_adds_weighted_terms_and_faith_off_drops_them():
+    effects, z, z_logits, y, a = _toy_batch()
     mask = torch.ones(2, 4)
-    effects = intervention_effects(head, z)
     w = LossWeights(lambda_a=1.0, lambda_s=0.5, lambda_i=8.0, gamma=0.5)
     out = facr_loss(effects, z, z_logits, y, a, mask, SIGNS, w)
     m = pair_masks(SIGNS, y, z)
@@ -167,13 +170,8 @@ def test_au_intensity_terms_order_the_logit_by_intensity_and_leave_uncoded_aus_a
 
 
 def test_full_objective_adds_the_intensity_terms_only_when_weighted():
-    head = CountingLinear(torch.tensor([[2.0, -1.0, 0.0, 0.5], [0.0, 0.0, 1.0, 0.0]]), [0.0, 0.0])
-    z_logits = torch.tensor([[1.0, -1.0, 0.5, 0.0], [-2.0, 1.0, 2.0, 0.0]])
-    z = torch.sigmoid(z_logits)
-    y = torch.tensor([0, 1])
-    a = torch.tensor([[1, 0, 1, 0], [0, 1, 1, 0]])
+    effects, z, z_logits, y, a = _toy_batch()
     level = torch.tensor([[3.0, 0.0, 1.0, 0.0], [0.0, 4.0, 2.0, float("nan")]])
-    effects = intervention_effects(head, z)
     plain = facr_loss(effects, z, z_logits, y, a, torch.ones(2, 4), SIGNS, LossWeights())
     unweighted = facr_loss(effects, z, z_logits, y, a, torch.ones(2, 4), SIGNS, LossWeights(), au_intensity=level)
     assert unweighted.total.item() == plain.total.item() and unweighted.intensity is None
