@@ -12,7 +12,6 @@ however the loop is interrupted and resumed and however many DataLoader workers 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -113,8 +112,9 @@ class FaceTorchDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.labels = np.array([task.label(r) for r in self.records], dtype=np.int64)
-        self.intensity_floor, self.graded = self._intensity_scale(self.records)
-        self.au_targets, self.au_mask, self.au_intensity = self._au_labels(self.records)
+        self.au_targets, self.au_mask, raw = self._au_labels(self.records)
+        self.intensity_floor, self.graded = _intensity_scale(self.au_targets, raw)
+        self.au_intensity = self._levels(self.au_targets, raw)
         self.roi = self.roi_mask = None
         if rois:
             self.roi, self.roi_mask = self._regions(self.records)
@@ -138,37 +138,28 @@ class FaceTorchDataset(Dataset):
             raise ValueError(f"share must be in [0, 1], got {share}")
         self.face, self.background = face, float(share)
 
-    def _intensity_scale(self, records: Sequence[FaceRecord]) -> tuple[np.ndarray, np.ndarray]:
-        """Per AU, the weakest intensity ``records`` code as present (1 where none is: 1 on most
-        datasets, 2 on DISFA, which counts an AU present from intensity B), and whether they code it
-        present at more than one intensity (False for a binary AU such as AU43, eyes closed, coded 0/1:
-        it has no intensity to order)."""
-        seen: list[set[float]] = [set() for _ in self.aus]
-        for r in records:
-            for k, a in enumerate(self.aus):
-                level = r.au_intensity.get(a)
-                if r.au_presence.get(a) == 1 and level is not None and level > 0:
-                    seen[k].add(float(level))
-        floor = np.array([min(s) if s else 1.0 for s in seen], dtype=np.float32)
-        return floor, np.array([len(s) > 1 for s in seen])
-
     def _au_labels(self, records: Sequence[FaceRecord]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(targets, coded mask, levels) float32 ``[n, K]`` of ``records``' AUs: presence, whether it
-        is coded, and where both presence and intensity are coded and the AU is ``graded``, the
-        intensity counted from the weakest one coded present (``intensity_floor``: level 1 is the
-        weakest present, 0 absent), else NaN."""
+        """(targets, coded mask, intensities) float32 ``[n, K]`` of ``records``' AUs: presence, whether
+        it is coded, and the intensity where both presence and intensity are coded, else NaN."""
         targets = np.zeros((len(records), len(self.aus)), dtype=np.float32)
         mask = np.zeros_like(targets)
-        levels = np.full_like(targets, np.nan)
+        raw = np.full_like(targets, np.nan)
         for i, r in enumerate(records):
             for k, a in enumerate(self.aus):
                 v = r.au_presence.get(a)
                 if v is not None:
                     targets[i, k], mask[i, k] = v, 1.0
                     level = r.au_intensity.get(a)
-                    if level is not None and not math.isnan(level) and self.graded[k]:
-                        levels[i, k] = max(level - self.intensity_floor[k] + 1, 0.0) if v else 0.0
-        return targets, mask, levels
+                    if level is not None:
+                        raw[i, k] = level
+        return targets, mask, raw
+
+    def _levels(self, targets: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        """The ordinal levels ``loss.au_intensity`` reads, float32 ``[n, K]``: for a ``graded`` AU with a
+        coded intensity, 0 where absent and the intensity counted from ``intensity_floor`` where present
+        (level 1 is the weakest present one); NaN elsewhere."""
+        counted = np.where(targets > 0, np.maximum(raw - self.intensity_floor + 1, 0.0), 0.0)
+        return np.where(~np.isnan(raw) & self.graded, counted, np.nan).astype(np.float32)
 
     def _regions(self, records: Sequence[FaceRecord]) -> tuple[np.ndarray, np.ndarray]:
         """(regions bool ``[n, K, S/4, S/4]``, defined float32 ``[n, K]``) of ``records``."""
@@ -193,7 +184,8 @@ class FaceTorchDataset(Dataset):
             raise ValueError("redraw: the dataset randomises backgrounds: give the new rows' face masks too")
         for i, r in zip(rows.tolist(), records):
             self.records[i] = r
-        self.au_targets[rows], self.au_mask[rows], self.au_intensity[rows] = self._au_labels(records)
+        targets, mask, raw = self._au_labels(records)
+        self.au_targets[rows], self.au_mask[rows], self.au_intensity[rows] = targets, mask, self._levels(targets, raw)
         if self.roi is not None:
             self.roi[rows], self.roi_mask[rows] = self._regions(records)
         if self.face is not None:
@@ -336,6 +328,17 @@ class FaceTorchDataset(Dataset):
 
 BACKGROUND_NOISE = 6.0
 _NOISE: dict[int, np.ndarray] = {}
+
+
+def _intensity_scale(targets: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per AU (columns of presence ``targets`` and intensities ``raw``, NaN = not coded), the weakest
+    intensity coded present (1 where none is: 1 on most datasets, 2 on DISFA, which counts an AU
+    present from intensity B), and whether it is coded present at more than one intensity (False for
+    a binary AU such as AU43, eyes closed, coded 0/1: it has no intensity to order)."""
+    present = (targets == 1) & (raw > 0)  # NaN compares False
+    seen = [np.unique(raw[present[:, k], k]) for k in range(raw.shape[1])]
+    floor = np.array([s[0] if len(s) else 1.0 for s in seen], dtype=np.float32)
+    return floor, np.array([len(s) > 1 for s in seen], dtype=bool)
 
 
 def _background_noise(size: int) -> np.ndarray:
