@@ -21,7 +21,10 @@ removed on that exit too (only SIGKILL leaves one, for the next writer to clean)
 the target again under the lock (a folder that appeared meanwhile is not deleted); the old folder
 of the same kind is moved aside and deleted only once the new one is in place. :func:`run_dir`
 claims a folder that a long job writes in place (a training run, an experiment): ``resume``
-continues one of the same kind, ``overwrite`` replaces one whole before the job starts.
+continues one of the same kind, ``overwrite`` replaces one whole. The old one is moved aside before the job
+starts and deleted only when the job ends well; a job that fails or is stopped (an exception, Ctrl-C,
+SIGTERM) is removed and the old folder put back, so a refusal found only once the data are read loses nothing.
+After a ``kill -9`` the next writer of the folder puts it back.
 """
 
 from __future__ import annotations
@@ -251,13 +254,22 @@ def _remove(path: Path) -> None:
 
 
 def _remove_stale_temps(path: Path) -> None:
-    """Remove the temp folders a killed writer of ``path`` left beside it (called under the lock)."""
+    """Clean up after a killed writer of ``path`` (called under the lock): remove its temp folders, and
+    put back the output a killed ``run_dir(overwrite=True)`` job was replacing (``kept``)."""
     for p in path.parent.glob(f".{glob.escape(path.name)}.facr-*-*-*"):
         what, pid = p.name[len(path.name) + 7:].split("-", 2)[:2]
         # under the lock no live writer of ``path`` is left; our own pid here is a killed process's reused one
-        if what in ("tmp", "old") and pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
+        if not (pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid)))):
+            continue
+        if what in ("tmp", "old"):
             _remove(p)
             print(f"facr: removed {p}, left by an interrupted facr run (pid {pid})", file=sys.stderr)
+        elif what == "kept":  # the replacement never ended well: its unfinished run goes, the old one comes back
+            if path.exists() or path.is_symlink():
+                _remove(path)
+            os.replace(p, path)
+            print(f"facr: put back {path}, which an interrupted --overwrite run (pid {pid}) was replacing",
+                  file=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -327,8 +339,10 @@ def run_dir(path: str | os.PathLike, kind: str, *, overwrite: bool = False, resu
     run, an experiment) and yield it, marked, for the whole job.
 
     ``resume`` continues facr's output of the same kind already there. Otherwise the folder must be
-    empty, or hold that kind of output and ``overwrite`` be set: then the old output is removed whole
-    before the job starts, so a folder never mixes two runs. Raises :class:`OutputError`.
+    empty, or hold that kind of output and ``overwrite`` be set: then the old output is moved aside
+    (``.<name>.facr-kept-<pid>-*``) and the job starts in a new folder, so a folder never mixes two runs.
+    The old output is deleted when the block ends without an exception; on any exception (a refusal,
+    Ctrl-C, SIGTERM) the new folder is removed and the old one put back. Raises :class:`OutputError`.
     """
     path, inputs = _absolute(path), list(inputs)
     if resume and overwrite:
@@ -336,10 +350,10 @@ def run_dir(path: str | os.PathLike, kind: str, *, overwrite: bool = False, resu
     check_target(path, kind, overwrite=overwrite, resume=resume, inputs=inputs)
     with _locked(path), _sigterm_raises():
         check_target(path, kind, overwrite=overwrite, resume=resume, inputs=inputs)  # again, under the lock
+        old = None
         if not resume and path.exists() and not _holds_nothing(path):
-            old = _temp_name(path, "old")
-            os.replace(path, old)
-            _remove(old)
+            old = _temp_name(path, "kept")
+            os.replace(path, old)  # kept until the job ends well (a killed job's: put back by the next writer)
         created = not path.exists()
         path.mkdir(parents=True, exist_ok=True)
         if (read_marker(path) or {}).get("kind") != kind:
@@ -347,12 +361,16 @@ def run_dir(path: str | os.PathLike, kind: str, *, overwrite: bool = False, resu
         try:
             yield path
         except BaseException:
-            # stopped before writing anything: leave no claimed empty folder
-            if path.is_dir() and _holds_nothing(path):
+            if old is not None:  # the replacement did not finish: the old output goes back in its place
+                _remove(path)
+                os.replace(old, path)  # said by nothing more than the error itself: a refusal stays one line
+            elif path.is_dir() and _holds_nothing(path):  # stopped before writing anything: no claimed empty folder
                 (path / MARKER).unlink(missing_ok=True)
                 if created:
                     path.rmdir()
             raise
+        if old is not None:
+            _remove(old)
 
 
 def wait_released(path: str | os.PathLike, timeout: float = 600.0) -> None:

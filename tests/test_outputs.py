@@ -22,7 +22,7 @@ import pytest
 
 from facr.data.synth import SynthConfig, write_synth
 from facr.errors import FacrError
-from facr.outputs import MARKER, OutputError, output_dir, output_file, read_marker, write_marker
+from facr.outputs import MARKER, OutputError, output_dir, output_file, read_marker, run_dir, write_marker
 from facr.train import load_train_config, train
 
 SYNTH = ("--n", 12, "--subjects", 3, "--size", 32, "--workers", 1)
@@ -286,6 +286,60 @@ def test_training_into_another_runs_folder_needs_overwrite_and_replaces_it_whole
     assert code == 0, err
     assert not (other / "best").exists() and json.loads((other / "config.json").read_text())["seed"] == 5
     assert read_marker(other)["kind"] == "reasoner-run" and leftovers(tmp_path) == []
+
+
+def test_overwrite_keeps_the_old_run_until_the_new_one_ends_well(trained, run_cli, tmp_path):
+    """A refusal that only reading the data finds (AffectNet codes no AU intensity), after the run folder
+    was claimed: the old run is back, file for file, and nothing else is left beside it."""
+    data, run = trained
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    before = snapshot(other)
+    affectnet = Path(__file__).parent / "data" / "fixtures" / "affectnet"
+    code, _, err = run_cli("train", "reasoner", "--data", affectnet, "--graph", "emfacs", "--arch", "resnet-tiny",
+                           "--out", other, "--overwrite", "--au-intensity", 1, "--no-progress")
+    assert "loss.au_intensity needs AU intensities" in one_line(code, err)
+    assert snapshot(other) == before and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("stop", [RuntimeError("bad batch"), KeyboardInterrupt(), SystemExit(143)])
+def test_a_run_that_stops_under_overwrite_puts_the_old_one_back(tmp_path, stop):
+    """An error, Ctrl-C or SIGTERM (``SystemExit(143)`` under the lock) part-way through a replacing job."""
+    old = tmp_path / "run"
+    old.mkdir()
+    write_marker(old, "reasoner-run")
+    (old / "model.safetensors").write_bytes(b"the old run's weights")
+    before = snapshot(old)
+    with pytest.raises(type(stop)), run_dir(old, "reasoner-run", overwrite=True) as folder:
+        assert not (folder / "model.safetensors").exists()  # the job starts in an empty folder
+        (folder / "config.json").write_text("{}")
+        (folder / "state").mkdir()
+        (folder / "state" / "position.json").write_text("{}")
+        raise stop
+    assert snapshot(old) == before and leftovers(tmp_path) == []
+    with run_dir(old, "reasoner-run", overwrite=True) as folder:  # one that ends well replaces it whole
+        (folder / "config.json").write_text('{"new": 1}')
+    assert sorted(snapshot(old)) == [MARKER, "config.json"] and leftovers(tmp_path) == []
+
+
+def test_after_a_kill_9_under_overwrite_the_next_writer_puts_the_old_run_back(tmp_path, capsys):
+    """What ``kill -9`` leaves part-way through a replacing job: its lock, its unfinished run in the folder
+    and the old run kept aside. The next writer (here one resuming) finds the old run back in place."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run = tmp_path / "run"
+    kept = tmp_path / f".run.facr-kept-{dead.pid}-x1y2"
+    for folder, weights in ((kept, b"the old run's weights"), (run, b"half a new run")):
+        folder.mkdir()
+        write_marker(folder, "reasoner-run")
+        (folder / "model.safetensors").write_bytes(weights)
+    before = snapshot(kept)
+    (tmp_path / ".run.facr-lock").write_text(f"{dead.pid} {socket.gethostname()}\n")
+    with run_dir(run, "reasoner-run", resume=True) as folder:
+        assert snapshot(folder) == before
+    assert f"put back {run}, which an interrupted --overwrite run (pid {dead.pid}) was replacing" in \
+        capsys.readouterr().err
+    assert snapshot(run) == before and leftovers(tmp_path) == []
 
 
 def test_training_into_a_users_folder_is_refused_even_with_overwrite(trained, run_cli, tmp_path):
