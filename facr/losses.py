@@ -18,6 +18,10 @@ Where the data code AU intensities (FACS A–E as 1–5), ``loss.au_intensity`` 
 (:func:`au_intensity_loss`): z_k's logit also orders the intensity, with fixed cut points at
 0, g, 2g, … so that z_k = σ(logit) stays the presence probability and a stronger AU sits further
 above ½.
+
+``loss.presence_plateau`` > 0 adds λplat·L_plat (:func:`plateau_term`), a term on the head alone: the
+class logit must not move when a present parent's z sinks by up to ``plateau_width`` (a wobble of
+the encoder's confidence), while L_sens still asks it to move when the parent is gone (z_k = 0).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from facr.causal import Effects, PairMasks, pair_masks
 
 MAX_INTENSITY = 5  # FACS intensities A–E, coded 1–5
 MAX_INTENSITY_GAP = 10.0  # a bound against typos: at 10, intensity E's cut point is logit 40, where σ is 1 in float32
+MAX_PLATEAU_WIDTH = 0.5  # a present parent (z > ½) sunk by more than ½ could reach 0, where L_sens asks for a move
 
 
 @dataclass
@@ -58,16 +63,21 @@ class LossWeights:
     # weight of the AU intensity terms (au_intensity_loss; 0 = off) and the logit gap between their cut points
     au_intensity: float = 0.0
     au_intensity_gap: float = 2.0
+    # weight of the head's plateau over present parents (plateau_term; 0 = off) and how far z may sink on it
+    presence_plateau: float = 0.0
+    plateau_width: float = 0.08
 
     def __post_init__(self):
         if self.ot_cost not in ("circumplex", "uniform"):
             raise ValueError(f"ot_cost must be 'circumplex' or 'uniform', got {self.ot_cost!r}")
         for name in ("lambda_a", "lambda_s", "lambda_i", "gamma", "lambda_m", "circumplex_ot", "au_balance",
-                     "au_intensity"):
+                     "au_intensity", "presence_plateau"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 < self.au_intensity_gap <= MAX_INTENSITY_GAP:
             raise ValueError(f"au_intensity_gap must be in (0, {MAX_INTENSITY_GAP:g}], got {self.au_intensity_gap}")
+        if not 0.0 < self.plateau_width <= MAX_PLATEAU_WIDTH:
+            raise ValueError(f"plateau_width must be in (0, {MAX_PLATEAU_WIDTH:g}], got {self.plateau_width}")
         if self.scope not in ("all", "active"):
             raise ValueError(f"scope must be 'all' or 'active', got {self.scope!r}")
         if not 0.0 < self.active_threshold < 1.0:
@@ -110,9 +120,10 @@ class LossOutput:
     maps: torch.Tensor | None = None
     ot: torch.Tensor | None = None
     intensity: torch.Tensor | None = None
+    plateau: torch.Tensor | None = None
 
     def as_floats(self) -> dict[str, float]:
-        keys = ("total", "ce", "au_bce", "sens", "inv", "maps", "ot", "intensity")
+        keys = ("total", "ce", "au_bce", "sens", "inv", "maps", "ot", "intensity", "plateau")
         return {k: float(getattr(self, k).detach()) for k in keys if getattr(self, k) is not None}
 
 
@@ -144,6 +155,24 @@ def au_intensity_loss(z_logits: torch.Tensor, au_intensity: torch.Tensor, gap: f
     per = F.binary_cross_entropy_with_logits(logits[:, None] - cuts, (target[:, None] >= steps).to(logits.dtype),
                                              reduction="none")
     return per.sum(dim=1).mean()
+
+
+def plateau_term(head, z: torch.Tensor, target: torch.Tensor, signs: torch.Tensor, width: float,
+                 threshold: float, u: torch.Tensor) -> torch.Tensor:
+    """L_plat: mean over the samples of (ŷ_c(z − width·u⊙m) − ŷ_c(z))², on the head alone (z detached).
+
+    ``m`` marks the present parents of each sample's class c = ``target[b]`` (k ∈ Pa(c) with
+    z_k > ``threshold``), ``u`` ([B, K], in [0, 1]) how far each sinks. A confidently present AU's z
+    wobbles when another AU leaves the face (the pixel audit's leakage); a head that is steep there
+    turns the wobble into a move of the class logit, which pixel invariance counts as a failure. The
+    term flattens the head over that strip and leaves the rest alone: do(z_k = 0), L_sens's and the
+    audits' intervention, still lies far below it."""
+    z = z.detach()
+    t = target.long()
+    present = (signs.to(z.device)[:, t].T != 0) & (z > threshold)
+    sunk = z - width * u.to(z.dtype) * present.to(z.dtype)
+    rows = torch.arange(len(t), device=z.device)
+    return (head(sunk)[rows, t] - head(z)[rows, t]).pow(2).mean()
 
 
 def intensity_problem(au_intensity, weight: float) -> str | None:
@@ -178,7 +207,7 @@ def facr_loss(effects: Effects, z: torch.Tensor, z_logits: torch.Tensor, target:
               attention: torch.Tensor | None = None, roi: torch.Tensor | None = None,
               roi_mask: torch.Tensor | None = None, ot_cost: torch.Tensor | None = None,
               au_pos_weight: torch.Tensor | None = None, class_rows: torch.Tensor | None = None,
-              au_intensity: torch.Tensor | None = None) -> LossOutput:
+              au_intensity: torch.Tensor | None = None, head=None) -> LossOutput:
     """The full objective for one batch. ``signs`` is the graph's [K, C] sign matrix s.
 
     ``attention`` (AGCM's â, [B, K, h, w]) with ``roi`` ([B, K, H, W]) and ``roi_mask`` ([B, K])
@@ -186,7 +215,8 @@ def facr_loss(effects: Effects, z: torch.Tensor, z_logits: torch.Tensor, target:
     ``au_pos_weight`` ([K], :func:`au_pos_weight`) weighs the AU BCE's positives. ``class_rows``
     (bool [B]; None: all) are the rows the class terms (CE, L_sens, L_inv, L_OT) score; the AU terms
     score every row (faces redrawn to train z only: ``grounding.decorrelate``). ``au_intensity``
-    ([B, K], NaN = not coded) adds λint·L_int when ``weights.au_intensity`` > 0.
+    ([B, K], NaN = not coded) adds λint·L_int when ``weights.au_intensity`` > 0. ``head`` (z → class
+    logits) adds λplat·L_plat on the class rows when ``weights.presence_plateau`` > 0 (required then).
     Computed in float32 whatever the autocast dtype (bf16/fp16 logits are upcast first)."""
     if effects.logits.dtype != torch.float32:
         effects = Effects(effects.logits.float(), effects.cf_logits.float(), effects.value)
@@ -224,4 +254,11 @@ def facr_loss(effects: Effects, z: torch.Tensor, z_logits: torch.Tensor, target:
     if au_intensity is not None and weights.au_intensity > 0:
         intensity = au_intensity_loss(z_logits, au_intensity.to(z_logits.device), weights.au_intensity_gap)
         total = total + weights.au_intensity * intensity
-    return LossOutput(total, ce, bce, sens, inv, maps, ot, intensity)
+    plateau = None
+    if weights.presence_plateau > 0 and len(c_target):
+        if head is None:
+            raise ValueError("loss.presence_plateau needs the head (z -> class logits)")
+        plateau = plateau_term(head, c_z, c_target, signs, weights.plateau_width, weights.active_threshold,
+                               torch.rand_like(c_z))
+        total = total + weights.presence_plateau * plateau
+    return LossOutput(total, ce, bce, sens, inv, maps, ot, intensity, plateau)

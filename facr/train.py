@@ -120,6 +120,8 @@ class TrainConfig:
         from facr.models.readout import check_readout
 
         check_readout(self.au_readout)
+        if self.head == "agcm" and self.loss.presence_plateau > 0:
+            raise ValueError("loss.presence_plateau needs a head that reads z alone (mlp, linear, graph), not agcm")
         if self.class_weights not in ("balanced", "none"):
             raise ValueError(f"class_weights must be 'balanced' or 'none', got {self.class_weights!r}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
@@ -611,11 +613,13 @@ def _step(cfg: TrainConfig, run: _Run, loop: _Loop, accelerator, batch: dict, ep
         from facr.causal import Effects
 
         effects = Effects(outputs.logits, outputs.logits.unsqueeze(1), 0.0)
+    head = loop.unwrapped.latent_head() if weights.presence_plateau > 0 else None
     losses = facr_loss(effects, outputs.z, outputs.z_logits, batch["labels"], batch["au_targets"],
                        batch["au_mask"], loop.signs, weights, loop.class_weight, attention=outputs.attention,
                        roi=batch.get("roi"), roi_mask=batch.get("roi_mask"), ot_cost=loop.ot_cost,
                        au_pos_weight=loop.au_pos, class_rows=batch.get("class_rows"),
-                       au_intensity=batch.get("au_intensity"))
+                       au_intensity=batch.get("au_intensity"),
+                       head=head)
     accelerator.backward(losses.total if grounded is None else losses.total + grounded.total)
     if cfg.lr_schedule == "cosine":  # from the step count alone, so a resumed run follows the same curve
         done = min(loop.position["global_step"] / loop.total_steps, 1.0)

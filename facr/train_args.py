@@ -35,6 +35,8 @@ OVERRIDES = {
     "--au-balance": ("loss.au_balance", "AU BCE positive weight (neg/pos)^x per AU (0 = plain BCE)"),
     "--au-intensity": ("loss.au_intensity", "weight of the AU intensity terms on z's logits (data with 0-5 "
                        "intensities; 0 = off)"),
+    "--presence-plateau": ("loss.presence_plateau", "weight of the head's plateau: the class logit stays when a "
+                           "present parent's z sinks by up to loss.plateau_width (0 = off)"),
     "--detach-z": ("loss.detach_z", "the class terms train the head only; z learns from the AU labels alone"),
     "--au-pair-share": ("grounding.au_pair_share", "each other active AU of an AU pair's face removed too "
                         "with this probability"),

@@ -9,6 +9,7 @@ from facr.losses import (
     facr_loss,
     intensity_problem,
     invariance_term,
+    plateau_term,
     sensitivity_term,
 )
 
@@ -142,6 +143,11 @@ def test_loss_weights_name_the_bad_field():
         LossWeights(au_intensity=-0.5)
     with pytest.raises(ValueError, match=r"au_intensity_gap must be in \(0, 10\], got 0"):
         LossWeights(au_intensity_gap=0)
+    with pytest.raises(ValueError, match="presence_plateau must be >= 0"):
+        LossWeights(presence_plateau=-1)
+    for width in (0.0, 0.6):
+        with pytest.raises(ValueError, match=r"plateau_width must be in \(0, 0.5\]"):
+            LossWeights(plateau_width=width)
 
 
 def test_au_intensity_terms_against_hand_computed_values():
@@ -191,3 +197,58 @@ def test_intensity_problem_names_what_the_data_lack():
                                                     "training record codes one")
     assert intensity_problem([[0.0, 0.7], [nan, 12.0]], 1.0) == (
         "loss.au_intensity orders FACS intensities A-E (levels 1-5), but the training records code levels up to 12")
+
+
+def test_plateau_term_against_hand_computed_values():
+    """Only a present parent of the sample's class sinks: AU a (parent of class 0, z 0.9), AU b (parent of
+    class 0 but absent, z 0.3) and AU d (present, z 0.9, but no parent of class 0) stay where they are."""
+    head = CountingLinear([[2.0, -1.0, 0.0, 0.5], [0.0, 0.0, 1.0, 0.0]], [0.0, 0.0])
+    z = torch.tensor([[0.9, 0.3, 0.8, 0.9], [0.2, 0.9, 0.7, 0.9]])
+    u = torch.full((2, 4), 0.5)
+    # sample 0, class 0: AU a sinks by 0.1 * 0.5, the logit by 2 * 0.05; sample 1, class 1: AU c, 1 * 0.05
+    expected = ((2.0 * 0.05) ** 2 + (1.0 * 0.05) ** 2) / 2
+    assert plateau_term(head, z, torch.tensor([0, 1]), SIGNS, 0.1, 0.5, u).item() == pytest.approx(expected, rel=1e-5)
+    # no present parent (class 1 with AU c absent): nothing sinks, the term is 0
+    assert plateau_term(head, torch.tensor([[0.9, 0.9, 0.4, 0.9]]), torch.tensor([1]), SIGNS, 0.1, 0.5,
+                        u[:1]).item() == 0.0
+
+
+def test_plateau_term_trains_the_head_only_and_flattens_it_over_present_parents():
+    head = torch.nn.Linear(4, 2)
+    with torch.no_grad():
+        head.weight.fill_(3.0)  # a steep head: a wobble of 0.1 in any z moves each logit by 0.3
+        head.bias.zero_()
+    z = torch.tensor([[0.95, 0.1, 0.2, 0.9], [0.1, 0.2, 0.9, 0.3]], requires_grad=True)
+    y = torch.tensor([0, 1])
+    plateau_term(head, z, y, SIGNS, 0.1, 0.5, torch.rand(2, 4)).backward()
+    assert z.grad is None and head.weight.grad.abs().sum() > 0
+    assert plateau_term(head, z, y, SIGNS, 0.1, 0.5, torch.ones(2, 4)).item() == pytest.approx(0.09, rel=1e-5)
+    opt = torch.optim.SGD(head.parameters(), lr=5.0)
+    for _ in range(100):
+        opt.zero_grad()
+        plateau_term(head, z, y, SIGNS, 0.1, 0.5, torch.rand(2, 4)).backward()
+        opt.step()
+    assert plateau_term(head, z, y, SIGNS, 0.1, 0.5, torch.ones(2, 4)).item() < 0.009
+    # flat along the present parents (AU a for class 0, AU c for class 1), untouched elsewhere: the absent
+    # parent AU b, which do(z_b = 0) still moves, and every non-parent
+    w = head.weight.detach()
+    assert abs(w[0, 0]) < 1.0 and abs(w[1, 2]) < 1.0
+    assert w[0, 1:].tolist() == [3.0, 3.0, 3.0] and [w[1, k].item() for k in (0, 1, 3)] == [3.0, 3.0, 3.0]
+
+
+def test_full_objective_adds_the_plateau_only_when_weighted_and_needs_the_head():
+    effects, z, z_logits, y, a = _toy_batch()
+    head = CountingLinear([[2.0, -1.0, 0.0, 0.5], [0.0, 0.0, 1.0, 0.0]], [0.0, 0.0])  # _toy_batch's head
+    plain = facr_loss(effects, z, z_logits, y, a, torch.ones(2, 4), SIGNS, LossWeights())
+    unweighted = facr_loss(effects, z, z_logits, y, a, torch.ones(2, 4), SIGNS, LossWeights(), head=head)
+    assert unweighted.total.item() == plain.total.item() and unweighted.plateau is None and head.calls == 0
+    w = LossWeights(presence_plateau=4.0, plateau_width=0.2)
+    torch.manual_seed(1)
+    out = facr_loss(effects, z, z_logits, y, a, torch.ones(2, 4), SIGNS, w, head=head)
+    torch.manual_seed(1)
+    term = plateau_term(head, z, y, SIGNS, 0.2, 0.5, torch.rand_like(z))
+    assert out.plateau.item() == pytest.approx(term.item()) and term.item() > 0
+    assert out.total.item() == pytest.approx((plain.total + 4.0 * term).item())
+    assert out.as_floats()["plateau"] == pytest.approx(term.item())
+    with pytest.raises(ValueError, match="presence_plateau needs the head"):
+        facr_loss(effects, z, z_logits, y, a, torch.ones(2, 4), SIGNS, w)

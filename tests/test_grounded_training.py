@@ -236,6 +236,10 @@ def test_au_balance_weighs_each_aus_positives_by_its_rarity():
     ("loss:\n  au_balance: -1\n", "loss.au_balance must be >= 0, got -1.0"),
     ("loss:\n  au_intensity: -1\n", "loss.au_intensity must be >= 0, got -1.0"),
     ("loss:\n  au_intensity_gap: 0\n", "loss.au_intensity_gap must be in (0, 10], got 0.0"),
+    ("loss:\n  presence_plateau: -2\n", "loss.presence_plateau must be >= 0, got -2.0"),
+    ("loss:\n  plateau_width: 0.7\n", "loss.plateau_width must be in (0, 0.5], got 0.7"),
+    ("head: agcm\nloss:\n  presence_plateau: 1\n",
+     "loss.presence_plateau needs a head that reads z alone (mlp, linear, graph), not agcm"),
     ("lr_schedule: linear\n", "lr_schedule must be 'constant' or 'cosine', got 'linear'"),
 ])
 def test_bad_grounding_config_is_one_line(data, tmp_path, run_cli, body, message):
@@ -255,6 +259,7 @@ def test_grounded_recipe_trains_one_epoch_from_the_cli(data, tmp_path, run_cli):
     assert cfg.au_readout == "attention" and cfg.loss.lambda_m > 0  # z_k reads its own supervised map
     assert cfg.grounding.pairs == 0  # measured: the pairs did not earn their cost (README)
     assert cfg.loss.au_intensity == 1.0  # the benchmark codes intensities: z's logits order them
+    assert cfg.loss.presence_plateau == 5.0 and cfg.head == "graph"  # the head flat over a present parent's wobble
     out = tmp_path / "run"
     code, stdout, err = run_cli("train", "reasoner", "--config", recipe, "--data", data, "--out", out,
                                 "--arch", "resnet-tiny", "--epochs", 1, "--batch-size", 32, "--seed", 3,

@@ -162,6 +162,31 @@ def test_dataset_serves_intensity_levels_from_the_weakest_present_one_and_nan_wh
     assert ds.au_intensity[:, 0].tolist() == [0.0, 0.0, 1.0, 3.0, 4.0]
 
 
+def test_presence_plateau_reaches_the_loss_with_the_runs_own_head(tiny_data, tmp_path, run_cli, monkeypatch):
+    import facr.train as training
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        out = facr_loss(*args, **kwargs)
+        seen.append((kwargs.get("head"), out.plateau))
+        return out
+
+    facr_loss = training.facr_loss
+    monkeypatch.setattr(training, "facr_loss", spy)
+    out = tmp_path / "plat"
+    code, _, err = run_cli("train", "reasoner", "--data", tiny_data, "--out", out, "--arch", "resnet-tiny",
+                           "--max-steps", 2, "--batch-size", 16, "--graph", "truth", "--head", "graph",
+                           "--presence-plateau", 3, "--no-progress", "--json")
+    assert code == 0, err
+    loss = json.loads((out / "config.json").read_text())["loss"]
+    assert loss["presence_plateau"] == 3.0 and loss["plateau_width"] == 0.08
+    assert len(seen) == 2
+    for head, term in seen:
+        assert type(head).__name__ == "GraphHead" and term is not None and torch.isfinite(term)
+        assert head(torch.full((1, 19), 0.9)).shape == (1, 7)  # the run's z -> class logits head itself
+
+
 def test_au_intensity_reaches_the_loss_from_the_flag_and_data_without_intensities_are_refused(
         tiny_data, tmp_path, run_cli, monkeypatch):
     import facr.train as training
