@@ -162,51 +162,43 @@ def test_dataset_serves_intensity_levels_from_the_weakest_present_one_and_nan_wh
     assert ds.au_intensity[:, 0].tolist() == [0.0, 0.0, 1.0, 3.0, 4.0]
 
 
-def test_presence_plateau_reaches_the_loss_with_the_runs_own_head(tiny_data, tmp_path, run_cli, monkeypatch):
+def _spied_training(monkeypatch, run_cli, data: Path, out: Path, *flags) -> list:
+    """Train 2 steps from the CLI with ``flags``; what reached the loss at each: [(kwargs, LossOutput)]."""
     import facr.train as training
 
-    seen = []
+    facr_loss, seen = training.facr_loss, []
 
     def spy(*args, **kwargs):
-        out = facr_loss(*args, **kwargs)
-        seen.append((kwargs.get("head"), out.plateau))
-        return out
+        result = facr_loss(*args, **kwargs)
+        seen.append((kwargs, result))
+        return result
 
-    facr_loss = training.facr_loss
     monkeypatch.setattr(training, "facr_loss", spy)
-    out = tmp_path / "plat"
-    code, _, err = run_cli("train", "reasoner", "--data", tiny_data, "--out", out, "--arch", "resnet-tiny",
-                           "--max-steps", 2, "--batch-size", 16, "--graph", "truth", "--head", "graph",
-                           "--presence-plateau", 3, "--no-progress", "--json")
+    code, _, err = run_cli("train", "reasoner", "--data", data, "--out", out, "--arch", "resnet-tiny", "--max-steps",
+                           2, "--batch-size", 16, "--graph", "truth", *flags, "--no-progress", "--json")
     assert code == 0, err
+    return seen
+
+
+def test_presence_plateau_reaches_the_loss_with_the_runs_own_head(tiny_data, tmp_path, run_cli, monkeypatch):
+    out = tmp_path / "plat"
+    seen = _spied_training(monkeypatch, run_cli, tiny_data, out, "--head", "graph", "--presence-plateau", 3)
     loss = json.loads((out / "config.json").read_text())["loss"]
     assert loss["presence_plateau"] == 3.0 and loss["plateau_width"] == 0.08
     assert len(seen) == 2
-    for head, term in seen:
+    for kwargs, result in seen:
+        head, term = kwargs["head"], result.plateau
         assert type(head).__name__ == "GraphHead" and term is not None and torch.isfinite(term)
         assert head(torch.full((1, 19), 0.9)).shape == (1, 7)  # the run's z -> class logits head itself
 
 
 def test_au_intensity_reaches_the_loss_from_the_flag_and_data_without_intensities_are_refused(
         tiny_data, tmp_path, run_cli, monkeypatch):
-    import facr.train as training
-
-    seen = []
-
-    def spy(*args, **kwargs):
-        out = facr_loss(*args, **kwargs)
-        seen.append((kwargs.get("au_intensity"), out.intensity))
-        return out
-
-    facr_loss = training.facr_loss
-    monkeypatch.setattr(training, "facr_loss", spy)
     out = tmp_path / "int"
-    code, _, err = run_cli("train", "reasoner", "--data", tiny_data, "--out", out, "--arch", "resnet-tiny",
-                           "--max-steps", 2, "--batch-size", 16, "--graph", "truth", "--au-intensity", 0.5,
-                           "--no-progress", "--json")
-    assert code == 0, err
+    seen = _spied_training(monkeypatch, run_cli, tiny_data, out, "--au-intensity", 0.5)
     assert json.loads((out / "config.json").read_text())["loss"]["au_intensity"] == 0.5
     assert len(seen) == 2
+    seen = [(kwargs["au_intensity"], result.intensity) for kwargs, result in seen]
     for level, term in seen:
         coded = level[~torch.isnan(level)]
         # the benchmark codes every AU's intensity; AU43 (eyes closed, the last AU) only ever at 1: binary
