@@ -618,8 +618,7 @@ def _step(cfg: TrainConfig, run: _Run, loop: _Loop, accelerator, batch: dict, ep
                        batch["au_mask"], loop.signs, weights, loop.class_weight, attention=outputs.attention,
                        roi=batch.get("roi"), roi_mask=batch.get("roi_mask"), ot_cost=loop.ot_cost,
                        au_pos_weight=loop.au_pos, class_rows=batch.get("class_rows"),
-                       au_intensity=batch.get("au_intensity"),
-                       head=head)
+                       au_intensity=batch.get("au_intensity"), head=head)
     accelerator.backward(losses.total if grounded is None else losses.total + grounded.total)
     if cfg.lr_schedule == "cosine":  # from the step count alone, so a resumed run follows the same curve
         done = min(loop.position["global_step"] / loop.total_steps, 1.0)
